@@ -1,0 +1,166 @@
+"""The admin contract: topic management with per-topic outcomes, as Kafka does it."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._config import TopicConfig
+from qi.base.streaming._endpoint import Endpoint, operation
+from qi.base.streaming._types import TopicMetadata
+from qi.base.streaming._validation import is_internal_topic, topic_config_problem, topic_problem
+
+
+class StreamingAdmin(Endpoint):
+    """Creates, deletes, lists and describes topics.
+
+    Topics are handled one by one: the valid ones are still created or deleted
+    when others fail, and the Failure's ``context["topics"]`` names the
+    offending ones. Backends return a per-topic error map and never see an
+    invalid name.
+    """
+
+    _kind = "admin"
+
+    @operation("create_topics", ErrorCode.ADMIN_FAILED)
+    async def create_topics(self, topics: Sequence[TopicConfig]) -> Result[None, QiError]:
+        """Create topics; existing ones give STREAMING_TOPIC_ALREADY_EXISTS, bad ones
+        STREAMING_INVALID_TOPIC or STREAMING_INVALID_CONFIG."""
+        if not _is_sequence(topics):
+            return Failure(self._bad_argument("create_topics", "a sequence of TopicConfig", topics))
+        problems: dict[str, QiError] = {}
+        valid: list[TopicConfig] = []
+        for config in topics:
+            name = config.topic if isinstance(config, TopicConfig) else repr(config)[:300]
+            problem = topic_config_problem(config)
+            if problem is not None:
+                problems[name] = self._error(ErrorCode.INVALID_CONFIG, problem, "create_topics")
+            elif (problem := topic_problem(config.topic)) is not None:
+                problems[repr(name)[:300]] = self._error(
+                    ErrorCode.INVALID_TOPIC, problem, "create_topics"
+                )
+            else:
+                valid.append(config)
+        if valid:
+            problems.update(await self._create_topics(valid))
+        return (
+            Failure(self._per_topic_error("create_topics", problems)) if problems else Success(None)
+        )
+
+    @operation("delete_topics", ErrorCode.ADMIN_FAILED)
+    async def delete_topics(self, names: Sequence[str]) -> Result[None, QiError]:
+        """Delete topics; missing ones give STREAMING_TOPIC_NOT_FOUND."""
+        valid, problems = self._split_names("delete_topics", names)
+        if isinstance(valid, QiError):
+            return Failure(valid)
+        if valid:
+            problems.update(await self._delete_topics(valid))
+        return (
+            Failure(self._per_topic_error("delete_topics", problems)) if problems else Success(None)
+        )
+
+    @operation("list_topics", ErrorCode.ADMIN_FAILED)
+    async def list_topics(self) -> Result[tuple[str, ...], QiError]:
+        """Names of the cluster's topics, sorted, without internal ``__*`` topics."""
+        names = await self._list_topics()
+        return Success(tuple(sorted(name for name in names if not is_internal_topic(name))))
+
+    @operation("get_topic_metadata", ErrorCode.ADMIN_FAILED)
+    async def get_topic_metadata(
+        self, names: Sequence[str]
+    ) -> Result[tuple[TopicMetadata, ...], QiError]:
+        """Partitions of the named topics, in the order asked; missing ones give
+        STREAMING_TOPIC_NOT_FOUND naming them in ``context["topics"]``."""
+        valid, problems = self._split_names("get_topic_metadata", names)
+        if isinstance(valid, QiError):
+            return Failure(valid)
+        if problems:
+            return Failure(self._per_topic_error("get_topic_metadata", problems))
+        found = await self._describe_topics(valid)
+        missing = {
+            name: self._error(
+                ErrorCode.TOPIC_NOT_FOUND, f"topic {name!r} does not exist", "get_topic_metadata"
+            )
+            for name in valid
+            if name not in found
+        }
+        if missing:
+            return Failure(self._per_topic_error("get_topic_metadata", missing))
+        return Success(tuple(found[name] for name in valid))
+
+    # -- what a backend provides -------------------------------------------------------------
+
+    @abstractmethod
+    async def _create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
+        """Create valid topics; return the errors of those that failed, by name.
+
+        A created topic must be visible to ``_list_topics`` and ``_describe_topics``
+        when this returns.
+        """
+
+    @abstractmethod
+    async def _delete_topics(self, names: Sequence[str]) -> Mapping[str, QiError]:
+        """Delete topics; return the errors of those that failed, by name."""
+
+    @abstractmethod
+    async def _list_topics(self) -> Sequence[str]:
+        """All topic names, internal ones included (the contract layer filters them)."""
+
+    @abstractmethod
+    async def _describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
+        """Metadata of the named topics that exist; missing ones are simply absent."""
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _split_names(
+        self, operation: str, names: object
+    ) -> tuple[list[str] | QiError, dict[str, QiError]]:
+        if not _is_sequence(names):
+            return self._bad_argument(operation, "a sequence of topic names", names), {}
+        valid: list[str] = []
+        problems: dict[str, QiError] = {}
+        for name in names:  # type: ignore[attr-defined]
+            problem = topic_problem(name)
+            if problem is None:
+                valid.append(name)
+            else:
+                problems[repr(name)[:300]] = self._error(
+                    ErrorCode.INVALID_TOPIC, problem, operation
+                )
+        return valid, problems
+
+    def _bad_argument(self, operation: str, expected: str, given: object) -> QiError:
+        return self._error(
+            ErrorCode.INVALID_ARGUMENT,
+            f"{operation} needs {expected}, got {type(given).__name__}",
+            operation,
+        )
+
+    def _per_topic_error(self, operation: str, problems: Mapping[str, QiError]) -> QiError:
+        """One error for a call whose topics failed one by one: the shared code, or ADMIN_FAILED."""
+        codes = {error.code for error in problems.values()}
+        first = next(iter(problems.values()))
+        if len(codes) == 1:
+            code = ErrorCode(first.code)
+            message = (
+                first.message
+                if len(problems) == 1
+                else f"{len(problems)} topics failed: {', '.join(problems)}"
+            )
+        else:
+            code = ErrorCode.ADMIN_FAILED
+            message = f"{len(problems)} topics failed with different errors: {', '.join(problems)}"
+        context = {
+            key: value
+            for key, value in first.context.items()
+            if key not in ("operation", "implementation") and len(problems) == 1
+        }
+        return self._error(
+            code, message, operation, **context, topics=tuple(problems), errors=dict(problems)
+        )
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)

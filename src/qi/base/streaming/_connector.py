@@ -1,0 +1,104 @@
+"""The connector contract: what a backend provides to the client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from typing import Final
+
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._admin import StreamingAdmin
+from qi.base.streaming._codes import ErrorCode, streaming_error
+from qi.base.streaming._config import ConsumerConfig, ProducerConfig, StreamingConfig
+from qi.base.streaming._consumer import StreamingConsumer
+from qi.base.streaming._producer import StreamingProducer
+from qi.base.streaming._validation import consumer_config_problem, producer_config_problem
+
+_LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
+
+
+class StreamingConnector(ABC):
+    """A backend: it builds producers, consumers and admins that are not yet connected.
+
+    The configs are validated here, so a backend only ever builds valid ones.
+    """
+
+    implementation: str = ""
+    """The backend's name, as given to ``create_connector``."""
+
+    def __init__(self, config: StreamingConfig, logger: logging.Logger | None = None) -> None:
+        self._config = config
+        self._logger = logger if logger is not None else _LIBRARY_LOGGER
+
+    @property
+    def config(self) -> StreamingConfig:
+        """The client-wide configuration this connector was built with."""
+        return self._config
+
+    def create_producer(
+        self, config: ProducerConfig | None = None
+    ) -> Result[StreamingProducer, QiError]:
+        """A new, unconnected producer; STREAMING_INVALID_CONFIG if ``config`` is invalid."""
+        config = ProducerConfig() if config is None else config
+        problem = producer_config_problem(config)
+        if problem is not None:
+            return Failure(self._invalid_config(problem, "create_producer"))
+        return Success(self._new_producer(config))
+
+    def create_consumer(self, config: ConsumerConfig) -> Result[StreamingConsumer, QiError]:
+        """A new, unconnected consumer; STREAMING_INVALID_CONFIG if ``config`` is invalid."""
+        problem = consumer_config_problem(config)
+        if problem is not None:
+            return Failure(self._invalid_config(problem, "create_consumer"))
+        return Success(self._new_consumer(config))
+
+    def create_admin(self) -> Result[StreamingAdmin, QiError]:
+        """A new, unconnected admin."""
+        return Success(self._new_admin())
+
+    async def is_healthy(self) -> Result[bool, QiError]:
+        """Success(True) if a broker answered within ``connection_timeout``, else Success(False)."""
+        try:
+            async with asyncio.timeout(self._config.connection_timeout + 1.0):
+                return Success(await self._probe())
+        except TimeoutError:
+            return Success(False)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._logger.debug("health probe failed", exc_info=True)
+            return Failure(
+                streaming_error(
+                    ErrorCode.CONNECTION_FAILED,
+                    f"health check failed: {type(exc).__name__}: {exc}",
+                    operation="is_healthy",
+                    implementation=self.implementation,
+                )
+            )
+
+    # -- what a backend provides -------------------------------------------------------------
+
+    @abstractmethod
+    def _new_producer(self, config: ProducerConfig) -> StreamingProducer:
+        """Build an unconnected producer for a valid config."""
+
+    @abstractmethod
+    def _new_consumer(self, config: ConsumerConfig) -> StreamingConsumer:
+        """Build an unconnected consumer for a valid config."""
+
+    @abstractmethod
+    def _new_admin(self) -> StreamingAdmin:
+        """Build an unconnected admin."""
+
+    @abstractmethod
+    async def _probe(self) -> bool:
+        """Whether a broker answers within ``connection_timeout``; may raise."""
+
+    def _invalid_config(self, problem: str, operation: str) -> QiError:
+        return streaming_error(
+            ErrorCode.INVALID_CONFIG,
+            problem,
+            operation=operation,
+            implementation=self.implementation,
+        )

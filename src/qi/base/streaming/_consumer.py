@@ -1,0 +1,173 @@
+"""The consumer contract: subscription, the at-least-once run loop, commits and seeks."""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._config import (
+    ConsumerConfig,
+    ConsumerRunConfig,
+    StreamingConfig,
+    SubscriptionConfig,
+)
+from qi.base.streaming._endpoint import Endpoint, operation
+from qi.base.streaming._engine import ConsumerEngine
+from qi.base.streaming._source import PartitionSource
+from qi.base.streaming._validation import (
+    parse_offset,
+    partition_problem,
+    run_config_problem,
+    subscription_problem,
+    subscription_topic_problem,
+    topic_problem,
+)
+
+
+class StreamingConsumer(Endpoint):
+    """Reads topics as a member of a consumer group, at least once.
+
+    Backends provide the native client (``_open``/``_close_native``) and a
+    :class:`PartitionSource`; the run loop and its guarantees are shared.
+    """
+
+    _kind = "consumer"
+
+    def __init__(
+        self,
+        config: StreamingConfig,
+        consumer_config: ConsumerConfig,
+        *,
+        implementation: str,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(config, implementation=implementation, logger=logger)
+        self._consumer_config = consumer_config
+        self._subscription: SubscriptionConfig | None = None
+        self._engine: ConsumerEngine | None = None
+
+    @operation("subscribe", ErrorCode.CONNECTION_FAILED)
+    async def subscribe(self, config: SubscriptionConfig) -> Result[None, QiError]:
+        """Choose the topics (names and/or a pattern) that ``run`` will read.
+
+        Failures: STREAMING_INVALID_CONFIG, STREAMING_INVALID_TOPIC,
+        STREAMING_INVALID_ARGUMENT while running.
+        """
+        problem = subscription_problem(config)
+        if problem is not None:
+            return Failure(self._error(ErrorCode.INVALID_CONFIG, problem, "subscribe"))
+        assert isinstance(config, SubscriptionConfig)
+        problem = subscription_topic_problem(config)
+        if problem is not None:
+            return Failure(self._error(ErrorCode.INVALID_TOPIC, problem, "subscribe"))
+        if self._engine is not None:
+            return Failure(
+                self._error(
+                    ErrorCode.INVALID_ARGUMENT,
+                    "the consumer is running: disconnect it before changing its subscription",
+                    "subscribe",
+                )
+            )
+        self._subscription = config
+        return Success(None)
+
+    @operation("run", ErrorCode.CONNECTION_FAILED)
+    async def run(self, config: ConsumerRunConfig) -> Result[None, QiError]:
+        """Start handling messages in the background; return once the group assigned partitions.
+
+        Failures: STREAMING_INVALID_CONFIG (not exactly one handler),
+        STREAMING_NOT_SUBSCRIBED, STREAMING_INVALID_ARGUMENT (already running),
+        STREAMING_TIMEOUT (no assignment within session_timeout + connection_timeout).
+        """
+        problem = run_config_problem(config)
+        if problem is not None:
+            return Failure(self._error(ErrorCode.INVALID_CONFIG, problem, "run"))
+        if self._subscription is None:
+            return Failure(
+                self._error(ErrorCode.NOT_SUBSCRIBED, "call subscribe() before run()", "run")
+            )
+        if self._engine is not None:
+            return Failure(
+                self._error(ErrorCode.INVALID_ARGUMENT, "the consumer is already running", "run")
+            )
+        engine = ConsumerEngine(
+            self._create_source(self._subscription),
+            config,
+            self._consumer_config,
+            request_timeout=self._config.request_timeout,
+            error=self._error,
+            translate=self._translate,
+            logger=self._logger,
+        )
+        self._engine = engine
+        startup = self._consumer_config.session_timeout + self._config.connection_timeout
+        started = await engine.start(startup)
+        if started.is_failure():
+            self._engine = None
+            await engine.stop()
+        return started
+
+    @operation("commit_offsets", ErrorCode.COMMIT_FAILED)
+    async def commit_offsets(self) -> Result[None, QiError]:
+        """Commit the offsets of every message handled so far; nothing to commit is a Success.
+
+        Failures: STREAMING_COMMIT_FAILED, STREAMING_TIMEOUT.
+        """
+        if self._engine is None:
+            return Success(None)
+        return await self._engine.commit("commit_offsets")
+
+    @operation("seek", ErrorCode.INVALID_ARGUMENT)
+    async def seek(self, topic: str, partition: int, offset: int | str) -> Result[None, QiError]:
+        """Make the next message handled on an assigned partition come from ``offset``.
+
+        ``offset`` is an int >= 0, a decimal string, "earliest" or "latest". Commits
+        nothing by itself. Failures: STREAMING_INVALID_TOPIC, STREAMING_INVALID_ARGUMENT
+        (bad partition or offset, or a partition not assigned to this consumer).
+        """
+        problem = topic_problem(topic)
+        if problem is not None:
+            return Failure(self._error(ErrorCode.INVALID_TOPIC, problem, "seek"))
+        problem = partition_problem(partition)
+        target = parse_offset(offset)
+        if problem is None and target is None:
+            problem = (
+                "offset must be an int >= 0, a decimal string, 'earliest' or 'latest', "
+                f"got {offset!r}"
+            )
+        if problem is not None:
+            return Failure(self._error(ErrorCode.INVALID_ARGUMENT, problem, "seek"))
+        assert target is not None
+        if self._engine is None:
+            return Failure(
+                self._error(
+                    ErrorCode.INVALID_ARGUMENT,
+                    "seek needs a running consumer: partitions are assigned by run()",
+                    "seek",
+                    topic=topic,
+                    partition=partition,
+                )
+            )
+        return await self._engine.seek((topic, partition), target)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def _close(self) -> None:
+        engine, self._engine = self._engine, None
+        try:
+            if engine is not None:
+                await engine.stop()
+        finally:
+            await self._close_native()
+
+    # -- what a backend provides -------------------------------------------------------------
+
+    @abstractmethod
+    def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
+        """A group member for ``subscription`` on the connected native client."""
+
+    @abstractmethod
+    async def _close_native(self) -> None:
+        """Release the native client (the engine has already left the group)."""

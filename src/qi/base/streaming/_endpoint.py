@@ -1,0 +1,250 @@
+"""The lifecycle and the error boundary shared by producers, consumers and admins.
+
+Every public coroutine of an endpoint is wrapped by :func:`operation`, which
+is what makes "never raises" structural: it refuses work on an endpoint that is
+not connected, turns a call with the wrong arguments into
+``STREAMING_INVALID_ARGUMENT``, and turns any exception that escapes a backend
+into a QiError through the backend's own translation table. Cancellation is
+the one thing it lets through, because swallowing it would break asyncio.
+
+    UNOPENED --connect()--> CONNECTED --disconnect()--> CLOSED --connect()--> CONNECTED
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import inspect
+import logging
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._codes import ErrorCode, streaming_error
+from qi.base.streaming._config import StreamingConfig
+
+P = ParamSpec("P")
+T = TypeVar("T")
+E = TypeVar("E", bound="Endpoint")
+
+_LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
+
+# Extra seconds a lifecycle call may take beyond its configured timeout before the
+# boundary gives up on it: backends enforce the real timeout, this is the safety net.
+_GRACE: Final = 2.0
+
+
+class OperationFailed(Exception):
+    """Raised inside a backend to end an operation with a QiError it has already built.
+
+    The boundary returns ``error`` as the Failure unchanged; backends use it where
+    a return value cannot carry the error (inside ``_open``, deep in a helper).
+    """
+
+    def __init__(self, error: QiError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class State(enum.Enum):
+    """Where an endpoint is in its life."""
+
+    UNOPENED = "unopened"
+    """Built but never connected; operations fail with STREAMING_NOT_CONNECTED."""
+    CONNECTED = "connected"
+    """connect() succeeded; operations run."""
+    CLOSED = "closed"
+    """disconnect() ran; operations fail until connect() opens it again."""
+
+
+class Endpoint(ABC):
+    """What producers, consumers and admins share: a lifecycle, a logger and an error table."""
+
+    _kind: str = "endpoint"
+
+    def __init__(
+        self,
+        config: StreamingConfig,
+        *,
+        implementation: str,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._config = config
+        self._implementation = implementation
+        self._logger = logger if logger is not None else _LIBRARY_LOGGER
+        self._state = State.UNOPENED
+        self._lifecycle_lock = asyncio.Lock()
+
+    @property
+    def implementation(self) -> str:
+        """Name of the backend behind this endpoint."""
+        return self._implementation
+
+    def is_connected(self) -> bool:
+        """Whether the endpoint is connected and accepts operations."""
+        return self._state is State.CONNECTED
+
+    async def connect(self) -> Result[None, QiError]:
+        """Connect to the brokers; connecting a connected endpoint does nothing.
+
+        Fails with STREAMING_CONNECTION_FAILED (or the backend's more precise
+        code, such as STREAMING_AUTHENTICATION_FAILED) within about
+        ``connection_timeout`` when no broker answers.
+        """
+        async with self._lifecycle_lock:
+            if self._state is State.CONNECTED:
+                return Success(None)
+            bound = self._config.connection_timeout + _GRACE
+            outcome = await self._guard("connect", ErrorCode.CONNECTION_FAILED, self._open, bound)
+            if outcome is None:
+                self._state = State.CONNECTED
+                self._logger.debug("%s %s connected", self._implementation, self._kind)
+                return Success(None)
+            # A half-opened native client must not leak: close whatever _open created.
+            await self._guard("disconnect", ErrorCode.CONNECTION_FAILED, self._close, bound)
+            return Failure(outcome)
+
+    async def disconnect(self) -> Result[None, QiError]:
+        """Flush and release everything; disconnecting twice does nothing."""
+        async with self._lifecycle_lock:
+            if self._state is not State.CONNECTED:
+                return Success(None)
+            # Closed first, so operations started from now on fail fast instead of racing the close.
+            self._state = State.CLOSED
+            bound = self._close_bound() + _GRACE
+            outcome = await self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
+            self._logger.debug("%s %s disconnected", self._implementation, self._kind)
+            return Success(None) if outcome is None else Failure(outcome)
+
+    def get_native_client(self) -> Result[object, QiError]:
+        """The backend's own client object, for what this API does not cover."""
+        if self._state is not State.CONNECTED:
+            return Failure(self._not_connected("get_native_client"))
+        return Success(self._native_client())
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) is State.CONNECTED:
+            warnings.warn(
+                f"unclosed {self._implementation} {self._kind} {self!r}: call disconnect()",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+
+    # -- what a backend provides -------------------------------------------------------------
+
+    @abstractmethod
+    async def _open(self) -> None:
+        """Create the native client and prove a broker answers; raise on failure."""
+
+    @abstractmethod
+    async def _close(self) -> None:
+        """Release the native client; must tolerate a half-finished _open."""
+
+    @abstractmethod
+    def _native_client(self) -> object:
+        """The backend's own client object."""
+
+    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+        """Turn a native exception into a QiError; backends override this with their table."""
+        return self._error(
+            fallback,
+            f"{operation} failed: {type(exc).__name__}: {exc}",
+            operation,
+            exception_type=type(exc).__name__,
+        )
+
+    def _close_bound(self) -> float:
+        """Seconds disconnect() may take; producers and consumers flush within request_timeout."""
+        return self._config.request_timeout
+
+    # -- helpers for subclasses --------------------------------------------------------------
+
+    def _error(self, code: ErrorCode, message: str, operation: str, **context: Any) -> QiError:
+        return streaming_error(
+            code, message, operation=operation, implementation=self._implementation, **context
+        )
+
+    def _not_connected(self, operation: str) -> QiError:
+        return self._error(
+            ErrorCode.NOT_CONNECTED,
+            f"the {self._kind} is not connected: call connect() or get it from a StreamingClient",
+            operation,
+        )
+
+    async def _guard(
+        self,
+        operation: str,
+        fallback: ErrorCode,
+        step: Callable[[], Awaitable[None]],
+        bound: float,
+    ) -> QiError | None:
+        """Run a lifecycle step within ``bound`` seconds; return its error instead of raising."""
+        try:
+            async with asyncio.timeout(bound):
+                await step()
+        except TimeoutError:
+            code = ErrorCode.CONNECTION_FAILED if operation == "connect" else ErrorCode.TIMEOUT
+            return self._error(code, f"{operation} did not finish within {bound:.1f}s", operation)
+        except asyncio.CancelledError:
+            raise
+        except OperationFailed as failed:
+            return failed.error
+        except Exception as exc:
+            return self._translate(exc, operation, fallback)
+        return None
+
+
+def operation(
+    name: str, fallback: ErrorCode
+) -> Callable[
+    [Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]]],
+    Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]],
+]:
+    """Make a public endpoint coroutine total: it returns a Result whatever happens inside.
+
+    ``fallback`` is the code for an unexpected exception the backend's table does
+    not know better (for example STREAMING_PRODUCE_FAILED for a send).
+    """
+
+    def decorate(
+        method: Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]],
+    ) -> Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]]:
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        async def guarded(self: E, /, *args: P.args, **kwargs: P.kwargs) -> Result[T, QiError]:
+            if self._state is not State.CONNECTED:
+                return Failure(self._not_connected(name))
+            try:
+                return await method(self, *args, **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except OperationFailed as failed:
+                return Failure(failed.error)
+            except Exception as exc:
+                if isinstance(exc, TypeError) and not _binds(signature, self, args, kwargs):
+                    return Failure(
+                        self._error(
+                            ErrorCode.INVALID_ARGUMENT, f"{name}() was called wrongly: {exc}", name
+                        )
+                    )
+                self._logger.debug("%s failed", name, exc_info=True)
+                return Failure(self._translate(exc, name, fallback))
+
+        return guarded
+
+    return decorate
+
+
+def _binds(
+    signature: inspect.Signature, self: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> bool:
+    try:
+        signature.bind(self, *args, **kwargs)
+    except TypeError:
+        return False
+    return True

@@ -1,0 +1,169 @@
+"""The producer contract: validation at the boundary, delivery by the backend."""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from collections.abc import Sequence
+
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
+from qi.base.streaming._config import ProducerConfig, StreamingConfig
+from qi.base.streaming._endpoint import Endpoint, operation
+from qi.base.streaming._types import (
+    BatchProduceResult,
+    MessageBatch,
+    ProduceResult,
+    StreamingMessage,
+)
+from qi.base.streaming._validation import message_problem, message_size, topic_problem
+
+
+class StreamingProducer(Endpoint):
+    """Writes messages to topics; every message ends acknowledged or reported failed.
+
+    Backends implement ``_send`` and ``_send_batch`` and receive only messages
+    that passed validation here.
+    """
+
+    _kind = "producer"
+
+    def __init__(
+        self,
+        config: StreamingConfig,
+        producer_config: ProducerConfig,
+        *,
+        implementation: str,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(config, implementation=implementation, logger=logger)
+        self._producer_config = producer_config
+
+    @operation("send", ErrorCode.PRODUCE_FAILED)
+    async def send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
+        """Send one message and wait for the broker's acknowledgement (per ``acks``).
+
+        Failures: STREAMING_INVALID_TOPIC, STREAMING_INVALID_MESSAGE,
+        STREAMING_MESSAGE_TOO_LARGE, STREAMING_TOPIC_NOT_FOUND, STREAMING_QUEUE_FULL,
+        STREAMING_PRODUCE_FAILED, STREAMING_TIMEOUT, STREAMING_NOT_CONNECTED; each
+        says in ``context["delivery"]`` whether the message may have been written.
+        """
+        problem = topic_problem(topic)
+        if problem is not None:
+            return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, "send", topic))
+        rejection = self._message_rejection(message, "send", topic)
+        if rejection is not None:
+            return Failure(rejection)
+        return await self._send(topic, message)
+
+    @operation("send_batch", ErrorCode.PRODUCE_FAILED)
+    async def send_batch(self, batch: MessageBatch) -> Result[BatchProduceResult, QiError]:
+        """Send a batch; Success only when every message was acknowledged.
+
+        When some (or all) messages fail, the Failure is
+        STREAMING_BATCH_PARTIAL_FAILURE with ``context["results"]``: each message's
+        own Result, in input order. A batch that is wrong as a whole (not a
+        MessageBatch, an invalid topic) fails whole with that code instead.
+        """
+        if not isinstance(batch, MessageBatch):
+            return Failure(
+                self._error(
+                    ErrorCode.INVALID_MESSAGE,
+                    f"send_batch needs a MessageBatch, got {type(batch).__name__}",
+                    "send_batch",
+                    delivery=NOT_WRITTEN,
+                )
+            )
+        topic = batch.topic
+        problem = topic_problem(topic)
+        if problem is not None:
+            return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, "send_batch", topic))
+        messages = batch.messages
+        if not isinstance(messages, tuple | list):
+            return Failure(
+                self._rejected(
+                    ErrorCode.INVALID_MESSAGE,
+                    "batch messages must be a tuple of StreamingMessage",
+                    "send_batch",
+                    topic,
+                )
+            )
+        outcomes: list[ProduceResult | QiError | None] = [None] * len(messages)
+        valid: list[int] = []
+        for index, message in enumerate(messages):
+            rejection = self._message_rejection(message, "send_batch", topic)
+            if rejection is None:
+                valid.append(index)
+            else:
+                outcomes[index] = rejection.with_context(index=index)
+        if len(valid) == len(messages):
+            sent = await self._send_batch(topic, messages)
+            return self._batch_outcome(topic, sent)
+        if valid:
+            sent = await self._send_batch(topic, [messages[index] for index in valid])
+            for index, outcome in zip(valid, sent, strict=True):
+                outcomes[index] = outcome
+        return self._batch_outcome(topic, [outcome for outcome in outcomes if outcome is not None])
+
+    # -- what a backend provides -------------------------------------------------------------
+
+    @abstractmethod
+    async def _send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
+        """Deliver one validated message; failures carry ``context["delivery"]``."""
+
+    @abstractmethod
+    async def _send_batch(
+        self, topic: str, messages: Sequence[StreamingMessage]
+    ) -> Sequence[ProduceResult | QiError]:
+        """Deliver validated messages; one outcome per message, in input order.
+
+        Within a partition the messages must be written in input order.
+        """
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _message_rejection(self, message: object, operation: str, topic: str) -> QiError | None:
+        problem = message_problem(message)
+        if problem is not None:
+            return self._rejected(ErrorCode.INVALID_MESSAGE, problem, operation, topic)
+        assert isinstance(message, StreamingMessage)
+        limit = self._producer_config.max_message_bytes
+        size = message_size(message)
+        if size > limit:
+            return self._rejected(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"message of {size} bytes exceeds max_message_bytes={limit}",
+                operation,
+                topic,
+                size=size,
+                limit=limit,
+            )
+        return None
+
+    def _rejected(
+        self, code: ErrorCode, message: str, operation: str, topic: object, **context: object
+    ) -> QiError:
+        shown = topic if isinstance(topic, str) and len(topic) <= 300 else repr(topic)[:300]
+        return self._error(code, message, operation, topic=shown, delivery=NOT_WRITTEN, **context)
+
+    def _batch_outcome(
+        self, topic: str, outcomes: Sequence[ProduceResult | QiError]
+    ) -> Result[BatchProduceResult, QiError]:
+        failed = sum(1 for outcome in outcomes if isinstance(outcome, QiError))
+        if not failed:
+            results = tuple(outcome for outcome in outcomes if isinstance(outcome, ProduceResult))
+            return Success(BatchProduceResult(topic=topic, results=results))
+        per_message: tuple[Result[ProduceResult, QiError], ...] = tuple(
+            Failure(outcome) if isinstance(outcome, QiError) else Success(outcome)
+            for outcome in outcomes
+        )
+        return Failure(
+            self._error(
+                ErrorCode.BATCH_PARTIAL_FAILURE,
+                f"{failed} of {len(outcomes)} messages to {topic!r} failed",
+                "send_batch",
+                topic=topic,
+                results=per_message,
+                failed=failed,
+            )
+        )

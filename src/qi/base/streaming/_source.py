@@ -1,0 +1,77 @@
+"""What a backend gives the shared consumer run loop.
+
+The at-least-once rules (per-partition order, redelivery after a handler
+failure, commit only what was processed, finish before letting a partition go)
+live once, in ``_engine``. A backend only has to be a group member that can
+fetch, commit, seek and pause: a :class:`PartitionSource`. It reports
+assignment changes to the :class:`RebalanceListener` the engine gives it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping, Sequence
+from typing import Literal, Protocol
+
+from qi.base.streaming._types import ConsumedMessage
+
+TopicPartition = tuple[str, int]
+"""A (topic, partition) pair."""
+
+SeekTarget = int | Literal["earliest", "latest"]
+"""An absolute offset, or the start or end of the partition."""
+
+
+class RebalanceListener(Protocol):
+    """The engine's side of a rebalance; backends call it from their group callbacks."""
+
+    async def partitions_assigned(self, partitions: Collection[TopicPartition]) -> None:
+        """Partitions now owned by this member; called for the first assignment even if empty."""
+
+    async def partitions_revoked(
+        self, partitions: Collection[TopicPartition]
+    ) -> Mapping[TopicPartition, int]:
+        """Partitions about to be taken away.
+
+        Waits for a handler still running on them, forgets their buffered
+        messages, and returns the offsets the backend must commit for them
+        (next offset to read) before the partitions go.
+        """
+
+
+class PartitionSource(ABC):
+    """A group member as the run loop sees it. Methods may raise; the engine translates."""
+
+    @abstractmethod
+    async def start(self, listener: RebalanceListener) -> None:
+        """Subscribe and start joining the group; return without waiting for an assignment."""
+
+    @abstractmethod
+    async def fetch(
+        self, max_messages: int, max_wait: float
+    ) -> Mapping[TopicPartition, Sequence[ConsumedMessage]]:
+        """Up to ``max_messages`` messages by partition, in offset order; {} after ``max_wait`` s.
+
+        Must not return messages of a partition from before a completed ``seek``
+        on it, and should not return messages of a paused partition.
+        """
+
+    @abstractmethod
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the next offsets to read for the given partitions, synchronously."""
+
+    @abstractmethod
+    async def seek(self, partition: TopicPartition, target: SeekTarget) -> None:
+        """Make the next fetch of ``partition`` start at ``target``."""
+
+    @abstractmethod
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        """Stop fetching these partitions (their buffer is full) without leaving the group."""
+
+    @abstractmethod
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        """Fetch these partitions again."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Leave the group. The engine has already committed what was processed."""

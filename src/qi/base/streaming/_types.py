@@ -1,0 +1,129 @@
+"""Messages and results: the values that move through the streaming API."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+_NO_HEADERS: Mapping[str, str | bytes] = MappingProxyType({})
+_NO_CONSUMED_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingMessage:
+    """A message to produce: raw bytes plus optional key, timestamp, partition and headers."""
+
+    value: bytes
+    """The payload; the library never looks inside."""
+    key: str | bytes | None = None
+    """Partitioning key; str is encoded as UTF-8. Same key, same partition."""
+    timestamp: datetime | None = None
+    """Event time; None lets the producer stamp it."""
+    partition: int | None = None
+    """Explicit partition; None lets the key (or the partitioner) choose."""
+    headers: Mapping[str, str | bytes] = field(default_factory=lambda: _NO_HEADERS)
+    """Header names to values; str values are encoded as UTF-8."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageBatch:
+    """Messages for one topic, sent together."""
+
+    topic: str
+    """Destination topic."""
+    messages: tuple[StreamingMessage, ...]
+    """The messages, in the order they should be written per partition."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceResult:
+    """Where an acknowledged message was written."""
+
+    topic: str
+    """Topic written to."""
+    partition: int
+    """Partition written to."""
+    offset: int
+    """Offset of the message; -1 when ``acks=0`` (the broker does not say)."""
+    timestamp: datetime | None
+    """Timestamp the message carries, when known."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProduceResult:
+    """Results of a fully acknowledged batch, in input order."""
+
+    topic: str
+    """Topic written to."""
+    results: tuple[ProduceResult, ...]
+    """One result per message of the batch, in input order."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedMessage:
+    """A message as read from a partition."""
+
+    topic: str
+    """Topic it was read from."""
+    partition: int
+    """Partition it was read from."""
+    offset: int
+    """Its offset in the partition."""
+    key: bytes | None
+    """Key bytes, or None."""
+    value: bytes | None
+    """Payload bytes, or None for a tombstone."""
+    timestamp: datetime | None
+    """Timestamp it carries, when known."""
+    headers: Mapping[str, bytes] = field(default_factory=lambda: _NO_CONSUMED_HEADERS)
+    """Header names to values; the last value wins when a name repeats."""
+
+
+@dataclass(frozen=True, slots=True)
+class EachMessagePayload:
+    """What ``each_message`` receives."""
+
+    topic: str
+    """Topic of the message."""
+    partition: int
+    """Partition of the message."""
+    message: ConsumedMessage
+    """The message itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class EachBatchPayload:
+    """What ``each_batch`` receives: consecutive messages of one partition."""
+
+    topic: str
+    """Topic of the messages."""
+    partition: int
+    """Partition of the messages."""
+    messages: tuple[ConsumedMessage, ...]
+    """The messages, in offset order."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionMetadata:
+    """Leader and replicas of one partition."""
+
+    partition_id: int
+    """Partition number."""
+    leader: int
+    """Broker id of the leader; -1 when there is none."""
+    replicas: tuple[int, ...]
+    """Broker ids holding a replica."""
+    isr: tuple[int, ...]
+    """Broker ids of the in-sync replicas."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMetadata:
+    """A topic's partitions."""
+
+    name: str
+    """Topic name."""
+    partitions: tuple[PartitionMetadata, ...]
+    """Its partitions, by partition number."""
