@@ -52,3 +52,100 @@ def test_public_names_have_docstrings() -> None:
             continue
         doc = getattr(qi.base, name).__doc__
         assert doc and doc.strip(), f"{name} has no docstring"
+
+
+STREAMING_API = {
+    # Configuration and data types (contract section 3)
+    "StreamingConfig",
+    "SecurityConfig",
+    "ProducerConfig",
+    "ConsumerConfig",
+    "SubscriptionConfig",
+    "ConsumerRunConfig",
+    "TopicConfig",
+    "StreamingMessage",
+    "MessageBatch",
+    "ProduceResult",
+    "BatchProduceResult",
+    "ConsumedMessage",
+    "EachMessagePayload",
+    "EachBatchPayload",
+    "PartitionMetadata",
+    "TopicMetadata",
+    # Client, factory and contracts (sections 4 and 5)
+    "StreamingClient",
+    "StreamingConnector",
+    "StreamingProducer",
+    "StreamingConsumer",
+    "StreamingAdmin",
+    "create_streaming_client",
+    "create_connector",
+    # The error codes of section 6
+    "ErrorCode",
+}
+
+
+def test_qi_base_streaming_exports() -> None:
+    import qi.base.streaming as streaming
+
+    assert len(streaming.__all__) == len(set(streaming.__all__)), "duplicate names in __all__"
+    assert set(streaming.__all__) == STREAMING_API
+    for name in streaming.__all__:
+        member = getattr(streaming, name)
+        assert member.__module__.startswith("qi.base.streaming._"), f"{name} is not re-exported"
+        assert member.__doc__ and member.__doc__.strip(), f"{name} has no docstring"
+
+
+def test_error_code_table_matches_the_contract() -> None:
+    from qi.base import ErrorCategory
+    from qi.base.streaming import ErrorCode
+
+    contract = {
+        "STREAMING_INVALID_CONFIG": ErrorCategory.CONFIGURATION,
+        "STREAMING_UNKNOWN_IMPLEMENTATION": ErrorCategory.CONFIGURATION,
+        "STREAMING_INVALID_MESSAGE": ErrorCategory.VALIDATION,
+        "STREAMING_INVALID_TOPIC": ErrorCategory.VALIDATION,
+        "STREAMING_MESSAGE_TOO_LARGE": ErrorCategory.VALIDATION,
+        "STREAMING_TOPIC_ALREADY_EXISTS": ErrorCategory.VALIDATION,
+        "STREAMING_NOT_SUBSCRIBED": ErrorCategory.VALIDATION,
+        "STREAMING_INVALID_ARGUMENT": ErrorCategory.VALIDATION,
+        "STREAMING_TOPIC_NOT_FOUND": ErrorCategory.RESOURCE,
+        "STREAMING_QUEUE_FULL": ErrorCategory.RESOURCE,
+        "STREAMING_NOT_CONNECTED": ErrorCategory.SYSTEM,
+        "STREAMING_CONNECTION_FAILED": ErrorCategory.NETWORK,
+        "STREAMING_PRODUCE_FAILED": ErrorCategory.NETWORK,
+        "STREAMING_BATCH_PARTIAL_FAILURE": ErrorCategory.NETWORK,
+        "STREAMING_COMMIT_FAILED": ErrorCategory.CONCURRENCY,
+        "STREAMING_TIMEOUT": ErrorCategory.TIMEOUT,
+        "STREAMING_AUTHENTICATION_FAILED": ErrorCategory.AUTHENTICATION,
+        "STREAMING_AUTHORIZATION_FAILED": ErrorCategory.AUTHORIZATION,
+        "STREAMING_ADMIN_FAILED": ErrorCategory.SYSTEM,
+        "STREAMING_HANDLER_FAILED": ErrorCategory.BUSINESS,
+    }
+    assert {code.value: code.category for code in ErrorCode} == contract
+
+
+def test_bare_install_imports_without_kafka_clients() -> None:
+    """`pip install qi-base` alone must import and run memory: no client library at import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['confluent_kafka'] = None\n"  # make the import fail as if not installed
+        "sys.modules['aiokafka'] = None\n"
+        "import asyncio\n"
+        "from qi.base.streaming import StreamingConfig, create_streaming_client\n"
+        "async def main():\n"
+        "    client = create_streaming_client('memory', StreamingConfig('t', ('bare:1',)))\n"
+        "    assert (await client.get_producer()).is_success()\n"
+        "    missing = await create_streaming_client('confluent', StreamingConfig('t', ('b:1',))).get_producer()\n"
+        "    assert missing.error.code == 'STREAMING_UNKNOWN_IMPLEMENTATION', missing\n"
+        '    assert "qi-base[confluent]" in missing.error.message\n'
+        "    await client.disconnect()\n"
+        "asyncio.run(main())\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
