@@ -1,0 +1,28 @@
+"""Shared fixtures: brokers for tests that need a real Kafka-protocol server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from qi.base.streaming.devbroker import DevBroker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers for the session: ``$QI_TEST_BROKERS`` or one development broker."""
+    external = os.environ.get("QI_TEST_BROKERS")
+    if external:
+        yield external
+        return
+    with DevBroker() as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture
+def dev_broker() -> Iterator[DevBroker]:
+    """A private development broker for one test, free to be stopped or restarted."""
+    with DevBroker() as broker:
+        yield broker

