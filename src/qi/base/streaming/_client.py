@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Final, TypeVar
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._admin import StreamingAdmin
@@ -22,6 +24,48 @@ _LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
 
 EndpointT = TypeVar("EndpointT", bound=Endpoint)
 Key = TypeVar("Key")
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _client_operation(
+    name: str, fallback: ErrorCode
+) -> Callable[
+    [Callable[Concatenate[StreamingClient, P], Awaitable[Result[T, QiError]]]],
+    Callable[Concatenate[StreamingClient, P], Awaitable[Result[T, QiError]]],
+]:
+    """Make a client coroutine total: wrong arguments and unexpected errors become Failures."""
+
+    def decorate(
+        method: Callable[Concatenate[StreamingClient, P], Awaitable[Result[T, QiError]]],
+    ) -> Callable[Concatenate[StreamingClient, P], Awaitable[Result[T, QiError]]]:
+        signature = inspect.signature(method)
+
+        @functools.wraps(method)
+        async def guarded(
+            self: StreamingClient, /, *args: P.args, **kwargs: P.kwargs
+        ) -> Result[T, QiError]:
+            try:
+                signature.bind(self, *args, **kwargs)
+            except TypeError as exc:
+                return Failure(
+                    self._client_error(ErrorCode.INVALID_ARGUMENT, f"{name}(): {exc}", name)
+                )
+            try:
+                return await method(self, *args, **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._logger.debug("%s failed", name, exc_info=True)
+                return Failure(
+                    self._client_error(
+                        fallback, f"{name} failed: {type(exc).__name__}: {exc}", name
+                    )
+                )
+
+        return guarded
+
+    return decorate
 
 
 class StreamingClient:
@@ -52,6 +96,7 @@ class StreamingClient:
         """The backend name this client was created with."""
         return str(self._implementation)
 
+    @_client_operation("get_producer", ErrorCode.CONNECTION_FAILED)
     async def get_producer(
         self, config: ProducerConfig | None = None
     ) -> Result[StreamingProducer, QiError]:
@@ -68,6 +113,7 @@ class StreamingClient:
             lambda connector: connector.create_producer(config),
         )
 
+    @_client_operation("get_consumer", ErrorCode.CONNECTION_FAILED)
     async def get_consumer(self, config: ConsumerConfig) -> Result[StreamingConsumer, QiError]:
         """A connected consumer for ``config``, cached by config.
 
@@ -81,6 +127,7 @@ class StreamingClient:
             lambda connector: connector.create_consumer(config),
         )
 
+    @_client_operation("get_admin", ErrorCode.CONNECTION_FAILED)
     async def get_admin(self) -> Result[StreamingAdmin, QiError]:
         """The client's one connected admin.
 
@@ -95,6 +142,7 @@ class StreamingClient:
             self._admin = result.value
         return result
 
+    @_client_operation("disconnect", ErrorCode.TIMEOUT)
     async def disconnect(self) -> Result[None, QiError]:
         """Disconnect every instance handed out; the first failure is returned, all are tried."""
         async with self._lock:
@@ -112,6 +160,7 @@ class StreamingClient:
                 return outcome
         return Success(None)
 
+    @_client_operation("is_healthy", ErrorCode.CONNECTION_FAILED)
     async def is_healthy(self) -> Result[bool, QiError]:
         """Success(True) if a broker answered within ``connection_timeout``, else Success(False).
 
@@ -134,6 +183,11 @@ class StreamingClient:
         await self.disconnect()
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _client_error(self, code: ErrorCode, message: str, operation: str) -> QiError:
+        return streaming_error(
+            code, message, operation=operation, implementation=str(self._implementation)[:100]
+        )
 
     def _get_connector(self) -> Result[StreamingConnector, QiError]:
         if self._connector is None:

@@ -20,7 +20,7 @@ import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode, streaming_error
@@ -47,6 +47,44 @@ class OperationFailed(Exception):
     def __init__(self, error: QiError) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+M = TypeVar("M", bound=Callable[..., Any])
+
+
+def _without_arguments(name: str) -> Callable[[M], M]:
+    """Make a method that takes no arguments answer extra ones with a Failure, not a TypeError."""
+
+    def decorate(method: M) -> M:
+        def refuse(
+            self: Endpoint, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Failure[QiError]:
+            given = ", ".join([*(type(arg).__name__ for arg in args), *kwargs])
+            return Failure(
+                self._error(
+                    ErrorCode.INVALID_ARGUMENT, f"{name}() takes no arguments, got {given}", name
+                )
+            )
+
+        if inspect.iscoroutinefunction(method):
+
+            @functools.wraps(method)
+            async def guarded_async(self: Endpoint, /, *args: Any, **kwargs: Any) -> Any:
+                if args or kwargs:
+                    return refuse(self, args, kwargs)
+                return await method(self)
+
+            return cast(M, guarded_async)
+
+        @functools.wraps(method)
+        def guarded(self: Endpoint, /, *args: Any, **kwargs: Any) -> Any:
+            if args or kwargs:
+                return refuse(self, args, kwargs)
+            return method(self)
+
+        return cast(M, guarded)
+
+    return decorate
 
 
 class State(enum.Enum):
@@ -87,6 +125,7 @@ class Endpoint(ABC):
         """Whether the endpoint is connected and accepts operations."""
         return self._state is State.CONNECTED
 
+    @_without_arguments("connect")
     async def connect(self) -> Result[None, QiError]:
         """Connect to the brokers; connecting a connected endpoint does nothing.
 
@@ -107,6 +146,7 @@ class Endpoint(ABC):
             await self._guard("disconnect", ErrorCode.CONNECTION_FAILED, self._close, bound)
             return Failure(outcome)
 
+    @_without_arguments("disconnect")
     async def disconnect(self) -> Result[None, QiError]:
         """Flush and release everything; disconnecting twice does nothing."""
         async with self._lifecycle_lock:
@@ -119,6 +159,7 @@ class Endpoint(ABC):
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
             return Success(None) if outcome is None else Failure(outcome)
 
+    @_without_arguments("get_native_client")
     def get_native_client(self) -> Result[object, QiError]:
         """The backend's own client object, for what this API does not cover."""
         if self._state is not State.CONNECTED:

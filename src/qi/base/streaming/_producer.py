@@ -122,6 +122,13 @@ class StreamingProducer(Endpoint):
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _not_connected(self, operation: str) -> QiError:
+        error = super()._not_connected(operation)
+        # A send refused for want of a connection certainly wrote nothing.
+        return (
+            error if operation == "get_native_client" else error.with_context(delivery=NOT_WRITTEN)
+        )
+
     def _message_rejection(self, message: object, operation: str, topic: str) -> QiError | None:
         problem = message_problem(message)
         if problem is not None:
