@@ -9,8 +9,11 @@ messages again, while the other partitions go on. Offsets are recorded as
 processed only after the handler returned, and only processed offsets are
 ever committed.
 
-A partition's ``generation`` changes when it is sought or revoked, so a fetch
-or a handler call that started before the change cannot record anything for it.
+A partition's ``generation`` changes when it is sought or revoked, so a
+handler call that started before the change records nothing, and messages of
+a fetch that was under way when the partition was sought are dropped (the
+source already moved to the new position). A partition assigned during a
+fetch is new state: what the fetch returns for it is current and is kept.
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ class ConsumerEngine:
         self._work.set()
         if self._tasks:
             fetcher, dispatcher, *others = self._tasks
+            # A pending fetch holds nothing we owe anyone: what it would return is uncommitted.
+            fetcher.cancel()
             for task in others:
                 task.cancel()
             done, _ = await asyncio.wait({dispatcher}, timeout=self._request_timeout)
@@ -147,9 +152,6 @@ class ConsumerEngine:
                     self._request_timeout,
                 )
                 dispatcher.cancel()
-            done, _ = await asyncio.wait({fetcher}, timeout=_FETCH_WAIT + self._request_timeout)
-            if not done:
-                fetcher.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         committed = await self.commit("disconnect")
         if isinstance(committed, Failure):
@@ -259,7 +261,7 @@ class ConsumerEngine:
 
     async def _fetch_loop(self) -> None:
         while not self._stopping:
-            generations = {key: part.generation for key, part in self._partitions.items()}
+            before = {key: (part, part.generation) for key, part in self._partitions.items()}
             try:
                 fetched = await self._source.fetch(_FETCH_MAX, _FETCH_WAIT)
             except asyncio.CancelledError:
@@ -273,8 +275,11 @@ class ConsumerEngine:
             full: list[TopicPartition] = []
             for key, messages in fetched.items():
                 part = self._partitions.get(key)
-                if part is None or generations.get(key) != part.generation or not messages:
-                    continue  # revoked or sought while the fetch ran: these are stale
+                if part is None or not messages:
+                    continue  # revoked while the fetch ran: the next owner reads them
+                seen = before.get(key)
+                if seen is not None and seen[0] is part and seen[1] != part.generation:
+                    continue  # sought while the fetch ran: these are from the old position
                 part.buffer.extend(messages)
                 if not part.paused and len(part.buffer) >= self.buffer_limit:
                     part.paused = True

@@ -38,6 +38,9 @@ class RebalanceListener(Protocol):
         (next offset to read) before the partitions go.
         """
 
+    def report_commit_failure(self, exc: BaseException) -> None:
+        """Committing the offsets of revoked partitions failed; the run loop reports it."""
+
 
 class PartitionSource(ABC):
     """A group member as the run loop sees it. Methods may raise; the engine translates."""

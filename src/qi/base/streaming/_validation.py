@@ -7,6 +7,7 @@ so backends only ever see values that passed here.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -34,8 +35,13 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: object) -> bool:
+    """A real, finite number of seconds; bools and NaN are not."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _is_positive_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return isinstance(value, int | float) and _is_number(value) and value > 0
 
 
 def topic_problem(name: object) -> str | None:
@@ -120,9 +126,7 @@ def producer_config_problem(config: object) -> str | None:
         return "idempotent=True requires acks='all' (Kafka's rule)"
     if config.compression not in _COMPRESSIONS:
         return f"unknown compression {config.compression!r}"
-    if not isinstance(config.linger, int | float) or isinstance(config.linger, bool):
-        return "linger must be a number of seconds >= 0"
-    if config.linger < 0:
+    if not _is_number(config.linger) or config.linger < 0:
         return "linger must be a number of seconds >= 0"
     if not _is_int(config.max_in_flight) or config.max_in_flight < 1:
         return "max_in_flight must be an int >= 1"
@@ -191,7 +195,7 @@ def run_config_problem(config: object) -> str | None:
     if config.on_error is not None and not callable(config.on_error):
         return "on_error must be callable"
     backoff = config.retry_backoff
-    if not isinstance(backoff, int | float) or isinstance(backoff, bool) or backoff < 0:
+    if not _is_number(backoff) or backoff < 0:
         return "retry_backoff must be a number of seconds >= 0"
     return None
 
@@ -212,6 +216,15 @@ def topic_config_problem(config: object) -> str | None:
     return None
 
 
+def _is_encodable(text: str) -> bool:
+    """Whether a str can be sent as UTF-8 (lone surrogates cannot)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _encoded_size(value: str | bytes) -> int:
     return len(value) if isinstance(value, bytes) else len(value.encode())
 
@@ -225,6 +238,8 @@ def message_problem(message: object) -> str | None:
     key = message.key
     if key is not None and not isinstance(key, str | bytes):
         return f"message key must be str, bytes or None, got {type(key).__name__}"
+    if isinstance(key, str) and not _is_encodable(key):
+        return "message key is a str that cannot be encoded as UTF-8"
     partition = message.partition
     if partition is not None and (not _is_int(partition) or partition < 0):
         return f"message partition must be an int >= 0 or None, got {partition!r}"
@@ -243,6 +258,8 @@ def message_problem(message: object) -> str | None:
     for name, value in headers.items():
         if not isinstance(name, str) or not isinstance(value, str | bytes):
             return "message headers must map str names to str or bytes values"
+        if not _is_encodable(name) or (isinstance(value, str) and not _is_encodable(value)):
+            return "message headers hold a str that cannot be encoded as UTF-8"
     return None
 
 

@@ -1,0 +1,1 @@
+"""Backends: each subpackage provides `connector(config, logger)` for one implementation."""

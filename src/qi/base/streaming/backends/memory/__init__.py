@@ -1,0 +1,40 @@
+"""The ``memory`` backend: a Kafka-like broker inside this process.
+
+Every client configured with the same ``brokers`` value talks to one
+:class:`MemoryBroker` holding topics, partitions, offsets and consumer groups,
+so tests and examples run without a server. Keyed messages are partitioned by
+CRC-32 of the key (librdkafka's consistent hash); groups share partitions with
+a sticky, balanced assignment and rebalance when members come and go or
+matching topics appear.
+
+:func:`broker_for` returns the broker of a ``brokers`` value: the hook for
+injecting faults in tests (``fail_next_produces``, ``fail_next_commits``,
+``delay_deliveries``, ``set_unreachable``, ``reset``). ``get_native_client()``
+of a memory producer, consumer or admin returns the same broker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from qi.base.streaming._config import StreamingConfig
+from qi.base.streaming._connector import StreamingConnector
+from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for, discard_broker
+from qi.base.streaming.backends.memory._connector import MemoryConnector
+from qi.base.streaming.backends.memory._errors import BrokerError
+from qi.base.streaming.backends.memory._log import partition_for_key
+
+__all__ = [
+    "BrokerError",
+    "MemoryBroker",
+    "MemoryConnector",
+    "broker_for",
+    "connector",
+    "discard_broker",
+    "partition_for_key",
+]
+
+
+def connector(config: StreamingConfig, logger: logging.Logger | None) -> StreamingConnector:
+    """The memory backend's connector for ``config`` (called by ``create_connector``)."""
+    return MemoryConnector(config, logger)

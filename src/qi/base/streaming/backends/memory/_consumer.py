@@ -1,0 +1,59 @@
+"""The memory consumer: a group member of the in-process broker, run by the shared engine."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Final
+
+from qi.base import QiError
+from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
+from qi.base.streaming._consumer import StreamingConsumer
+from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming._source import PartitionSource
+from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for
+from qi.base.streaming.backends.memory._errors import IMPLEMENTATION, translate, unreachable
+from qi.base.streaming.backends.memory._member import MemberSource
+
+# Member ids only need to be unique within the process's brokers.
+_MEMBER_NUMBERS: Final = itertools.count(1)
+
+
+class MemoryConsumer(StreamingConsumer):
+    """Reads from the in-process broker of its ``brokers`` value as a group member."""
+
+    def __init__(
+        self,
+        config: StreamingConfig,
+        consumer_config: ConsumerConfig,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(config, consumer_config, implementation=IMPLEMENTATION, logger=logger)
+        self._broker: MemoryBroker | None = None
+
+    async def _open(self) -> None:
+        broker = broker_for(self._config.brokers)
+        if not await broker.wait_reachable(self._config.connection_timeout):
+            raise OperationFailed(unreachable(self._config, "connect"))
+        self._broker = broker
+
+    async def _close_native(self) -> None:
+        self._broker = None
+
+    def _native_client(self) -> object:
+        return self._broker
+
+    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+        return translate(exc, operation, fallback)
+
+    def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
+        broker = self._broker
+        assert broker is not None
+        return MemberSource(
+            broker,
+            self._consumer_config.group_id,
+            f"{self._config.client_id}-{next(_MEMBER_NUMBERS)}",
+            subscription,
+            self._config.request_timeout,
+        )

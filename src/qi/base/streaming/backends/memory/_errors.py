@@ -1,0 +1,105 @@
+"""The memory broker's error names and the one table that turns them into QiErrors.
+
+The broker answers with Kafka's own error names (and librdkafka's local
+``_``-prefixed ones where Kafka has none), so a failure reads the same as it
+would from a real cluster: ``context["kafka_error"]`` is the name and
+``context["retriable"]`` says whether trying again can help.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Final
+
+from qi.base import QiError
+from qi.base.streaming._codes import ErrorCode, streaming_error
+from qi.base.streaming._config import StreamingConfig
+
+IMPLEMENTATION: Final = "memory"
+
+
+class BrokerError(StrEnum):
+    """An error the memory broker can answer with; the value is its Kafka name."""
+
+    UNKNOWN_TOPIC_OR_PART = "UNKNOWN_TOPIC_OR_PART"
+    """The topic does not exist."""
+    UNKNOWN_PARTITION = "_UNKNOWN_PARTITION"
+    """The topic exists but has no such partition (librdkafka's local name)."""
+    TOPIC_ALREADY_EXISTS = "TOPIC_ALREADY_EXISTS"
+    """create_topics named an existing topic."""
+    TRANSPORT = "_TRANSPORT"
+    """The broker is unreachable (``MemoryBroker.set_unreachable``)."""
+    REQUEST_TIMED_OUT = "REQUEST_TIMED_OUT"
+    """The broker did not answer within ``request_timeout``."""
+    ILLEGAL_GENERATION = "ILLEGAL_GENERATION"
+    """A commit named a partition the member no longer owns."""
+    INJECTED_FAULT = "INJECTED_FAULT"
+    """A failure scheduled through a fault-injection hook (which may choose the code)."""
+
+
+# BrokerError -> (contract code, retriable). Every member must have an entry (a test checks).
+ERROR_TABLE: Final[dict[BrokerError, tuple[ErrorCode, bool]]] = {
+    BrokerError.UNKNOWN_TOPIC_OR_PART: (ErrorCode.TOPIC_NOT_FOUND, False),
+    BrokerError.UNKNOWN_PARTITION: (ErrorCode.INVALID_MESSAGE, False),
+    BrokerError.TOPIC_ALREADY_EXISTS: (ErrorCode.TOPIC_ALREADY_EXISTS, False),
+    BrokerError.TRANSPORT: (ErrorCode.CONNECTION_FAILED, True),
+    BrokerError.REQUEST_TIMED_OUT: (ErrorCode.TIMEOUT, True),
+    BrokerError.ILLEGAL_GENERATION: (ErrorCode.COMMIT_FAILED, False),
+    BrokerError.INJECTED_FAULT: (ErrorCode.PRODUCE_FAILED, True),
+}
+
+
+class MemoryBrokerError(Exception):
+    """Raised by the memory broker; endpoints translate it through :data:`ERROR_TABLE`."""
+
+    def __init__(self, error: BrokerError, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.message = message
+        self.code = code
+        """The contract code when not the table's (set by fault-injection hooks)."""
+
+
+def broker_error(
+    error: BrokerError,
+    message: str,
+    operation: str,
+    *,
+    code: ErrorCode | None = None,
+    **context: Any,
+) -> QiError:
+    """The QiError for a broker answer: the table's code (unless ``code``), name and retriable."""
+    mapped, retriable = ERROR_TABLE[error]
+    return streaming_error(
+        mapped if code is None else code,
+        message,
+        operation=operation,
+        implementation=IMPLEMENTATION,
+        kafka_error=error.value,
+        retriable=retriable,
+        **context,
+    )
+
+
+def translate(exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+    """Any exception escaping the memory backend as a QiError: broker errors by the table."""
+    if isinstance(exc, MemoryBrokerError):
+        return broker_error(exc.error, exc.message, operation, code=exc.code)
+    return streaming_error(
+        fallback,
+        f"{operation} failed: {type(exc).__name__}: {exc}",
+        operation=operation,
+        implementation=IMPLEMENTATION,
+        exception_type=type(exc).__name__,
+    )
+
+
+def unreachable(config: StreamingConfig, operation: str, **context: Any) -> QiError:
+    """The error of a request to a broker made unreachable by ``set_unreachable``."""
+    timeout = config.connection_timeout if operation == "connect" else config.request_timeout
+    return broker_error(
+        BrokerError.TRANSPORT,
+        f"no broker of {', '.join(config.brokers)} answered within {timeout:.1f}s",
+        operation,
+        **context,
+    )

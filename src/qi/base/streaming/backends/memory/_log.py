@@ -1,0 +1,94 @@
+"""Topic storage: append-only partition logs and the partitioner.
+
+A partition is a list whose index is the offset, so offsets start at 0, grow by
+one per message and reading is a slice. A record is a plain tuple of key,
+value, timestamp and headers (None when there are none): such tuples hold no
+reference the garbage collector must follow, so millions of stored messages
+cost the collector nothing. Consumers get :class:`ConsumedMessage` objects,
+built when fetched.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Final
+
+from qi.base.streaming._config import EMPTY_MAPPING
+from qi.base.streaming._types import ConsumedMessage, PartitionMetadata, TopicMetadata
+from qi.base.streaming.backends.memory._build import Record, consumed_messages
+
+_NO_HEADERS: Final[Mapping[str, bytes]] = MappingProxyType({})
+
+# The memory broker is broker 0 and the only replica of every partition.
+BROKER_ID: Final = 0
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """The partition of a keyed message: CRC-32 of the key modulo the partition count.
+
+    This is librdkafka's ``consistent`` hash (its default for keyed messages), so
+    it is stable across processes and Python versions, unlike ``hash()``.
+    """
+    return zlib.crc32(key) % partitions
+
+
+def datetime_from_ms(ms: int) -> datetime:
+    """An aware UTC datetime from Kafka's milliseconds since the epoch."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def to_kafka_time(timestamp: datetime) -> datetime:
+    """A producer's timestamp as Kafka stores it: milliseconds, returned as aware UTC."""
+    return datetime_from_ms(int(timestamp.timestamp() * 1000))
+
+
+def encode_headers(headers: Mapping[str, str | bytes]) -> Mapping[str, bytes] | None:
+    """Header values as bytes, in a read-only mapping shared by every reader; None if empty."""
+    if not headers:
+        return None
+    encoded = {
+        name: value.encode() if isinstance(value, str) else value for name, value in headers.items()
+    }
+    return MappingProxyType(encoded)
+
+
+@dataclass(slots=True, eq=False)
+class Topic:
+    """A topic: its partitions' logs and the settings it was created with."""
+
+    name: str
+    logs: list[list[Record]]
+    """One log per partition; a record's index in its log is its offset."""
+    replication_factor: int = 1
+    config_entries: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAPPING)
+
+    @classmethod
+    def create(
+        cls, name: str, partitions: int, replication_factor: int, config: Mapping[str, str]
+    ) -> Topic:
+        """An empty topic with ``partitions`` partitions."""
+        return cls(
+            name,
+            [[] for _ in range(partitions)],
+            replication_factor,
+            MappingProxyType(dict(config)),
+        )
+
+    def metadata(self) -> TopicMetadata:
+        """Its partitions as a client sees them: broker 0 leads and is the only replica."""
+        return TopicMetadata(
+            self.name,
+            tuple(
+                PartitionMetadata(index, BROKER_ID, (BROKER_ID,), (BROKER_ID,))
+                for index in range(len(self.logs))
+            ),
+        )
+
+    def read(self, partition: int, start: int, stop: int) -> list[ConsumedMessage]:
+        """Messages ``start`` to ``stop`` (exclusive) of a partition, as consumers see them."""
+        records = self.logs[partition][start:stop]
+        return consumed_messages(self.name, partition, start, records, _NO_HEADERS)

@@ -1,0 +1,254 @@
+"""A consumer's membership of a group on the memory broker: its PartitionSource.
+
+The source keeps a fetch position per owned partition and reads by slicing
+the partition logs. A fetch with nothing to return waits on the source's own
+event, which the broker sets when a topic it reads grows: no polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Collection, Mapping, Sequence
+from typing import Final
+
+from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._config import SubscriptionConfig
+from qi.base.streaming._source import (
+    PartitionSource,
+    RebalanceListener,
+    SeekTarget,
+    TopicPartition,
+)
+from qi.base.streaming._types import ConsumedMessage
+from qi.base.streaming._validation import is_internal_topic
+from qi.base.streaming.backends.memory._broker import MemoryBroker
+from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
+from qi.base.streaming.backends.memory._group import ConsumerGroup
+
+_LOGGER: Final = logging.getLogger("qi.base.streaming.memory")
+
+
+class MemberSource(PartitionSource):
+    """One member of a consumer group on the memory broker."""
+
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        group_id: str,
+        member_id: str,
+        subscription: SubscriptionConfig,
+        request_timeout: float,
+    ) -> None:
+        self._broker = broker
+        self._group: ConsumerGroup = broker.group(group_id)
+        self._member_id: Final = member_id
+        self._topics = frozenset(subscription.topics)
+        self._pattern = None if subscription.pattern is None else re.compile(subscription.pattern)
+        self._from_beginning = subscription.from_beginning
+        self._request_timeout = request_timeout
+        self._listener: RebalanceListener | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._owned: frozenset[TopicPartition] = frozenset()
+        # Fetch positions of owned partitions that may be fetched (not being revoked).
+        self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
+        self._assigned_once = False
+        self._rotation = 0
+        self._stopped = False
+        # Bumped by every assignment change and seek. The engine drops what a fetch returns
+        # for a partition assigned or sought while that fetch was pending (it cannot tell
+        # such messages from stale ones), so a fetch that sees a bump returns empty handed
+        # and the engine's next fetch reads them instead: nothing is skipped.
+        self._epoch = 0
+
+    # -- GroupMember ---------------------------------------------------------------------------
+
+    @property
+    def member_id(self) -> str:
+        """Unique id of this member within its group."""
+        return self._member_id
+
+    def wants(self, topic: str) -> bool:
+        """Whether the subscription names ``topic`` or its pattern matches it (never ``__*``)."""
+        if topic in self._topics:
+            return True
+        pattern = self._pattern
+        return pattern is not None and not is_internal_topic(topic) and bool(pattern.match(topic))
+
+    def owned(self) -> frozenset[TopicPartition]:
+        """Partitions this member holds."""
+        return self._owned
+
+    def alive(self) -> bool:
+        """Whether the member's event loop still runs."""
+        return not self._stopped and self._loop is not None and not self._loop.is_closed()
+
+    async def revoke(self, partitions: frozenset[TopicPartition]) -> None:
+        """Let the engine finish with ``partitions``, commit what it processed, then drop them."""
+        partitions = partitions & self._owned
+        if not partitions or self._listener is None:
+            return
+        for key in partitions:
+            self._positions.pop(key, None)
+        self._epoch += 1
+        offsets = await self._listener.partitions_revoked(partitions)
+        if offsets:
+            try:
+                self._group.commit(self, offsets)
+            except Exception as exc:
+                _report_commit_failure(self._listener, exc)
+        self._owned -= partitions
+        self._paused -= partitions
+
+    async def assign(self, partitions: frozenset[TopicPartition]) -> None:
+        """Take ``partitions``, starting at the committed offset or per ``from_beginning``."""
+        if self._listener is None or (not partitions and self._assigned_once):
+            return
+        self._assigned_once = True
+        await self._listener.partitions_assigned(partitions)
+        # Positions only after the engine knows the partitions, so nothing fetched is dropped.
+        self._owned |= partitions
+        committed = self._group.committed
+        for key in partitions:
+            offset = committed.get(key)
+            self._positions[key] = self._reset_position(key) if offset is None else offset
+        self._epoch += 1
+        self.wake()
+
+    # -- Reader --------------------------------------------------------------------------------
+
+    def reads(self, topic: str) -> bool:
+        """Whether this member fetches from ``topic``."""
+        return any(key[0] == topic for key in self._positions)
+
+    def wake(self) -> bool:
+        """Wake a pending fetch; False when this member's loop has closed."""
+        if self._loop is None or self._loop.is_closed():
+            return False
+        if self._wakeup is not None:
+            self._wakeup.set()
+        return True
+
+    # -- PartitionSource -----------------------------------------------------------------------
+
+    async def start(self, listener: RebalanceListener) -> None:
+        self._listener = listener
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._broker.add_reader(self)
+        self._group.join(self)
+
+    async def fetch(
+        self, max_messages: int, max_wait: float
+    ) -> Mapping[TopicPartition, Sequence[ConsumedMessage]]:
+        self._group.ensure_rebalanced()
+        wakeup = self._wakeup
+        assert wakeup is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait
+        epoch = self._epoch
+        while True:
+            wakeup.clear()
+            if self._epoch != epoch:
+                return {}
+            fetched = self._collect(max_messages)
+            if fetched:
+                return fetched
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return {}
+            try:
+                async with asyncio.timeout(remaining):
+                    await wakeup.wait()
+            except TimeoutError:
+                return {}
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not await self._broker.wait_reachable(self._request_timeout):
+            raise MemoryBrokerError(BrokerError.TRANSPORT, "the broker is unreachable")
+        if self._broker.take_commit_fault(self._group.group_id):
+            raise MemoryBrokerError(
+                BrokerError.INJECTED_FAULT,
+                f"injected commit failure for group {self._group.group_id!r}",
+                ErrorCode.COMMIT_FAILED,
+            )
+        self._group.commit(self, offsets)
+
+    async def seek(self, partition: TopicPartition, target: SeekTarget) -> None:
+        if partition not in self._owned:
+            raise MemoryBrokerError(
+                BrokerError.ILLEGAL_GENERATION, f"{partition} is not assigned to this member"
+            )
+        if target == "earliest":
+            self._positions[partition] = 0
+        elif target == "latest":
+            self._positions[partition] = self._end(partition)
+        else:
+            self._positions[partition] = target
+        self._epoch += 1
+        self.wake()
+
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        self._paused.difference_update(partitions)
+        self.wake()
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        try:
+            await self._group.leave(self)
+        finally:
+            self._stopped = True
+            self._broker.remove_reader(self)
+            self._positions.clear()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _collect(self, budget: int) -> dict[TopicPartition, Sequence[ConsumedMessage]]:
+        """Up to ``budget`` messages, starting from a rotating partition so none starves."""
+        if not self._broker.reachable or not self._positions:
+            return {}
+        keys = list(self._positions)
+        self._rotation = (self._rotation + 1) % len(keys)
+        fetched: dict[TopicPartition, Sequence[ConsumedMessage]] = {}
+        for key in keys[self._rotation :] + keys[: self._rotation]:
+            if key in self._paused:
+                continue
+            topic = self._broker.topic(key[0])
+            if topic is None or key[1] >= len(topic.logs):
+                continue
+            log = topic.logs[key[1]]
+            position = self._positions[key]
+            end = len(log)
+            if position > end:  # out of range (Kafka resets by auto.offset.reset)
+                position = self._positions[key] = 0 if self._from_beginning else end
+            if position < end:
+                stop = min(end, position + budget)
+                fetched[key] = topic.read(key[1], position, stop)
+                self._positions[key] = stop
+                budget -= stop - position
+                if budget <= 0:
+                    break
+        return fetched
+
+    def _reset_position(self, key: TopicPartition) -> int:
+        return 0 if self._from_beginning else self._end(key)
+
+    def _end(self, key: TopicPartition) -> int:
+        topic = self._broker.topic(key[0])
+        return 0 if topic is None or key[1] >= len(topic.logs) else len(topic.logs[key[1]])
+
+
+def _report_commit_failure(listener: RebalanceListener, exc: Exception) -> None:
+    # The engine (the listener in practice) has this method; the Protocol does not declare it.
+    report = getattr(listener, "report_commit_failure", None)
+    if callable(report):
+        report(exc)
+    else:
+        _LOGGER.warning("committing revoked partitions failed: %s", exc)

@@ -1,0 +1,127 @@
+"""The memory producer: appends straight to the broker's partition logs.
+
+A batch is appended in one synchronous loop (no await per message), which is
+what makes the memory backend fast enough to benchmark the layers above it.
+The only awaits are the fault-injection ones: waiting for an unreachable
+broker and a delayed acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Sequence
+
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
+from qi.base.streaming._config import ProducerConfig, StreamingConfig
+from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming._producer import StreamingProducer
+from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for
+from qi.base.streaming.backends.memory._errors import (
+    IMPLEMENTATION,
+    BrokerError,
+    broker_error,
+    translate,
+    unreachable,
+)
+
+
+class MemoryProducer(StreamingProducer):
+    """Writes to the in-process broker of its ``brokers`` value."""
+
+    def __init__(
+        self,
+        config: StreamingConfig,
+        producer_config: ProducerConfig,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(config, producer_config, implementation=IMPLEMENTATION, logger=logger)
+        self._broker: MemoryBroker | None = None
+        # Shared round-robin position for messages with neither key nor partition.
+        self._cursor = itertools.count()
+        self._acks_none = producer_config.acks == 0
+        self._waiting = 0
+        self._drained: asyncio.Event | None = None
+
+    async def _open(self) -> None:
+        broker = broker_for(self._config.brokers)
+        if not await broker.wait_reachable(self._config.connection_timeout):
+            raise OperationFailed(unreachable(self._config, "connect"))
+        self._broker = broker
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    async def _close(self) -> None:
+        # Sends still waiting on a fault end by themselves within request_timeout.
+        if self._drained is not None:
+            await self._drained.wait()
+
+    def _native_client(self) -> object:
+        return self._broker
+
+    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+        return translate(exc, operation, fallback)
+
+    async def _send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
+        outcomes = await self._deliver(topic, (message,), "send")
+        outcome = outcomes if isinstance(outcomes, QiError) else outcomes[0]
+        return Failure(outcome) if isinstance(outcome, QiError) else Success(outcome)
+
+    async def _send_batch(
+        self, topic: str, messages: Sequence[StreamingMessage]
+    ) -> Sequence[ProduceResult | QiError]:
+        outcomes = await self._deliver(topic, messages, "send_batch")
+        if isinstance(outcomes, QiError):
+            return [outcomes.with_context(index=index) for index in range(len(messages))]
+        return outcomes
+
+    async def _deliver(
+        self, topic: str, messages: Sequence[StreamingMessage], operation: str
+    ) -> Sequence[ProduceResult | QiError] | QiError:
+        broker = self._broker
+        assert broker is not None
+        if broker.reachable and not broker.delivery_delay:
+            return broker.produce(topic, messages, self._cursor, self._acks_none, operation)
+        return await self._deliver_slowly(broker, topic, messages, operation)
+
+    async def _deliver_slowly(
+        self, broker: MemoryBroker, topic: str, messages: Sequence[StreamingMessage], operation: str
+    ) -> Sequence[ProduceResult | QiError] | QiError:
+        """Delivery under an injected fault: an unreachable broker or a delayed acknowledgement."""
+        timeout = self._config.request_timeout
+        self._waiting += 1
+        assert self._drained is not None
+        self._drained.clear()
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            if not await broker.wait_reachable(timeout):
+                return unreachable(self._config, operation, topic=topic, delivery=NOT_WRITTEN)
+            outcomes = broker.produce(topic, messages, self._cursor, self._acks_none, operation)
+            delay = broker.delivery_delay
+            if isinstance(outcomes, QiError) or self._acks_none or not delay:
+                return outcomes
+            left = timeout - (loop.time() - started)
+            await asyncio.sleep(max(0.0, min(delay, left)))
+            if delay <= left:
+                return outcomes
+            lost = broker_error(
+                BrokerError.REQUEST_TIMED_OUT,
+                f"no acknowledgement from the broker within request_timeout={timeout:.1f}s",
+                operation,
+                topic=topic,
+                delivery=DELIVERY_UNKNOWN,
+            )
+            return [
+                lost.with_context(partition=outcome.partition)
+                if isinstance(outcome, ProduceResult)
+                else outcome
+                for outcome in outcomes
+            ]
+        finally:
+            self._waiting -= 1
+            if not self._waiting:
+                self._drained.set()

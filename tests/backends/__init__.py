@@ -1,0 +1,1 @@
+"""Tests of behaviour that only one backend has (its error table, its own hooks)."""

@@ -1,0 +1,54 @@
+"""Helpers of the memory backend's own tests: private brokers, configs and Result checks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming import StreamingConfig
+
+T = TypeVar("T")
+
+
+def private_brokers() -> tuple[str, ...]:
+    """A ``brokers`` value no other test uses, so its in-process broker starts empty."""
+    return (f"memory-test-{uuid.uuid4().hex}:9092",)
+
+
+def config_for(
+    brokers: tuple[str, ...], *, connection_timeout: float = 1.0, request_timeout: float = 1.0
+) -> StreamingConfig:
+    """A client config for ``brokers`` with short timeouts, so fault tests stay fast."""
+    return StreamingConfig(
+        client_id=f"memory-test-{uuid.uuid4().hex[:8]}",
+        brokers=brokers,
+        connection_timeout=connection_timeout,
+        request_timeout=request_timeout,
+    )
+
+
+def ok(result: Result[T, QiError]) -> T:
+    """The value of a Success; fails the test with the error otherwise."""
+    assert isinstance(result, Success), f"expected a Success, got {result!r}"
+    return result.value
+
+
+def failed(result: Result[T, QiError], code: str) -> QiError:
+    """The error of a Failure with ``code``; fails the test otherwise."""
+    assert isinstance(result, Failure), f"expected a Failure {code}, got {result!r}"
+    assert result.error.code == code, f"expected {code}, got {result.error!r}"
+    assert result.error.context["implementation"] == "memory"
+    return result.error
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
+        await asyncio.sleep(0.005)

@@ -1,0 +1,205 @@
+"""The memory broker's fault-injection hooks, as the contract and reliability tests use them."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming import (
+    ConsumedMessage,
+    ConsumerConfig,
+    ConsumerRunConfig,
+    EachMessagePayload,
+    ErrorCode,
+    MessageBatch,
+    ProduceResult,
+    StreamingClient,
+    StreamingMessage,
+    SubscriptionConfig,
+    TopicConfig,
+    create_streaming_client,
+)
+from qi.base.streaming.backends.memory import MemoryBroker, broker_for, discard_broker
+
+from ._memory import config_for, failed, ok, private_brokers, wait_until
+
+
+@dataclass
+class Setup:
+    broker: MemoryBroker
+    client: StreamingClient
+    brokers: tuple[str, ...]
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[Setup]:
+    """A private broker with topics ``a`` (1 partition) and ``b`` (2), and a client of it."""
+    brokers = private_brokers()
+    broker = broker_for(brokers)
+    broker.create_topic(TopicConfig("a"))
+    broker.create_topic(TopicConfig("b", num_partitions=2))
+    client = create_streaming_client("memory", config_for(brokers, request_timeout=0.5))
+    yield Setup(broker, client, brokers)
+    broker.reset()
+    await client.disconnect()
+    discard_broker(brokers)
+
+
+async def test_fail_next_produces_fails_that_many_messages_of_that_topic(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    setup.broker.fail_next_produces("a", 2)
+    error = failed(await producer.send("a", StreamingMessage(b"1")), "STREAMING_PRODUCE_FAILED")
+    assert error.context["delivery"] == "not_written"
+    assert error.context["kafka_error"] == "INJECTED_FAULT"
+    assert error.context["retriable"] is True
+    ok(await producer.send("b", StreamingMessage(b"other topic")))
+
+    batch = MessageBatch("a", (StreamingMessage(b"2"), StreamingMessage(b"3")))
+    partial = failed(await producer.send_batch(batch), "STREAMING_BATCH_PARTIAL_FAILURE")
+    first, second = partial.context["results"]
+    assert isinstance(first, Failure) and first.error.code == "STREAMING_PRODUCE_FAILED"
+    assert isinstance(second, Success) and second.value.offset == 0
+    ok(await producer.send("a", StreamingMessage(b"4")))
+    assert [m.value for m in setup.broker.messages("a", 0)] == [b"3", b"4"]
+
+
+async def test_an_unknown_delivery_fault_writes_the_message(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    setup.broker.fail_next_produces(
+        "a", 1, error_code=ErrorCode.TIMEOUT, delivery="unknown", retriable=False
+    )
+    error = failed(await producer.send("a", StreamingMessage(b"x")), "STREAMING_TIMEOUT")
+    assert error.context["delivery"] == "unknown"
+    assert error.context["retriable"] is False
+    # The acknowledgement was lost, not the message: a resend duplicates it.
+    ok(await producer.send("a", StreamingMessage(b"x")))
+    assert [m.value for m in setup.broker.messages("a", 0)] == [b"x", b"x"]
+
+
+async def test_a_produce_fault_is_replaced_or_cleared(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    setup.broker.fail_next_produces("a", 5)
+    setup.broker.fail_next_produces("a", 0)
+    ok(await producer.send("a", StreamingMessage(b"x")))
+    setup.broker.fail_next_produces("a", 5)
+    setup.broker.reset()
+    ok(await producer.send("a", StreamingMessage(b"y")))
+
+
+async def test_delayed_deliveries_are_acknowledged_late(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    setup.broker.delay_deliveries(0.2)
+    started = time.monotonic()
+    ok(await producer.send("a", StreamingMessage(b"x")))
+    assert time.monotonic() - started >= 0.2
+    setup.broker.delay_deliveries(0)
+    started = time.monotonic()
+    ok(await producer.send("a", StreamingMessage(b"y")))
+    assert time.monotonic() - started < 0.1
+
+
+async def test_a_delay_beyond_request_timeout_is_a_timeout_of_written_messages(
+    setup: Setup,
+) -> None:
+    producer = ok(await setup.client.get_producer())
+    setup.broker.delay_deliveries(30)
+    started = time.monotonic()
+    batch = MessageBatch("b", (StreamingMessage(b"1", partition=0), StreamingMessage(b"2")))
+    partial = failed(await producer.send_batch(batch), "STREAMING_BATCH_PARTIAL_FAILURE")
+    assert 0.4 < time.monotonic() - started < 2.0  # request_timeout is 0.5 s
+    for result in partial.context["results"]:
+        assert isinstance(result, Failure)
+        assert result.error.code == "STREAMING_TIMEOUT"
+        assert result.error.context["delivery"] == "unknown"
+    assert sum(len(setup.broker.messages("b", p)) for p in (0, 1)) == 2
+
+
+async def test_an_unreachable_broker_fails_connects_and_health_checks() -> None:
+    brokers = private_brokers()
+    broker = broker_for(brokers)
+    broker.set_unreachable()
+    assert not broker.reachable
+    async with create_streaming_client(
+        "memory", config_for(brokers, connection_timeout=0.3)
+    ) as client:
+        started = time.monotonic()
+        error = failed(await client.get_producer(), "STREAMING_CONNECTION_FAILED")
+        assert time.monotonic() - started < 2.0
+        assert error.context["kafka_error"] == "_TRANSPORT"
+        failed(await client.get_admin(), "STREAMING_CONNECTION_FAILED")
+        failed(await client.get_consumer(ConsumerConfig("g")), "STREAMING_CONNECTION_FAILED")
+        assert ok(await client.is_healthy()) is False
+        broker.set_unreachable(False)
+        assert ok(await client.is_healthy()) is True
+        ok(await client.get_producer())
+    discard_broker(brokers)
+
+
+async def test_requests_wait_for_an_unreachable_broker_then_fail(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    admin = ok(await setup.client.get_admin())
+    setup.broker.set_unreachable()
+    error = failed(await producer.send("a", StreamingMessage(b"x")), "STREAMING_CONNECTION_FAILED")
+    assert error.context["delivery"] == "not_written"
+    failed(await admin.list_topics(), "STREAMING_CONNECTION_FAILED")
+    assert setup.broker.messages("a", 0) == ()
+
+    # A broker that comes back within request_timeout serves the waiting request.
+    async def send_late() -> Result[ProduceResult, QiError]:
+        return await producer.send("a", StreamingMessage(b"y"))
+
+    pending = asyncio.create_task(send_late())
+    await asyncio.sleep(0.1)
+    assert not pending.done()
+    setup.broker.set_unreachable(False)
+    assert ok(await pending).offset == 0
+
+
+async def test_consumers_read_nothing_while_unreachable_and_catch_up_after(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    seen: list[ConsumedMessage] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        seen.append(payload.message)
+
+    consumer = ok(await setup.client.get_consumer(ConsumerConfig("g", 6.0, 0.5)))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",))))
+    ok(await consumer.run(ConsumerRunConfig(each_message=handle)))
+    setup.broker.set_unreachable()
+    setup.broker.set_unreachable(False)  # wakes the consumer's pending fetch
+    ok(await producer.send("a", StreamingMessage(b"1")))
+    await wait_until(lambda: len(seen) == 1, "the first message")
+    setup.broker.set_unreachable()
+    # Written behind the broker's back (the producer would wait): the consumer must not see it.
+    setup.broker.produce("a", [StreamingMessage(b"2")], itertools.count(), False, "test")
+    await asyncio.sleep(0.3)
+    assert len(seen) == 1
+    setup.broker.set_unreachable(False)
+    await wait_until(lambda: len(seen) == 2, "the message written while unreachable")
+
+
+async def test_fail_next_commits_fails_that_many_commits(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    seen: list[ConsumedMessage] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        seen.append(payload.message)
+
+    config = ConsumerConfig("committer", 6.0, 0.5, auto_commit=False)
+    consumer = ok(await setup.client.get_consumer(config))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    ok(await consumer.run(ConsumerRunConfig(each_message=handle)))
+    ok(await producer.send("a", StreamingMessage(b"1")))
+    await wait_until(lambda: len(seen) == 1, "the message")
+    setup.broker.fail_next_commits("committer", 1)
+    error = failed(await consumer.commit_offsets(), "STREAMING_COMMIT_FAILED")
+    assert error.context["kafka_error"] == "INJECTED_FAULT"
+    assert setup.broker.committed("committer") == {}
+    ok(await consumer.commit_offsets())
+    assert setup.broker.committed("committer") == {("a", 0): 1}
