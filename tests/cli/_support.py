@@ -1,0 +1,69 @@
+"""Running the real ``qi-stream`` in a subprocess, the way a user's shell does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Mapping
+from functools import cache
+
+from qi.base import Success
+from qi.base.streaming import StreamingConfig, create_connector
+
+CLI = [sys.executable, "-m", "qi.base.streaming.cli"]
+
+
+def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a CLI run: no inherited QI_* settings, no colour."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("QI_")}
+    env["NO_COLOR"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    *args: str,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``qi-stream ARGS`` to completion and return what it printed and its status."""
+    return subprocess.run(
+        [*CLI, *args],
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
+        env=cli_env(env),
+        timeout=timeout,
+        check=False,
+    )
+
+
+def stderr_lines(completed: subprocess.CompletedProcess[bytes]) -> list[str]:
+    """The non-empty lines the command wrote on stderr."""
+    return [line for line in completed.stderr.decode().splitlines() if line.strip()]
+
+
+def unique_topic(prefix: str = "cli") -> str:
+    """A topic name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@cache
+def loadable_backend(name: str) -> bool:
+    """True when the named backend's library is installed and the backend itself loads."""
+    connector = create_connector(name, StreamingConfig("probe", ("127.0.0.1:9",)))
+    return isinstance(connector, Success)
+
+
+def kafka_backend() -> str | None:
+    """A Kafka backend to drive the CLI with: $QI_CLI_TEST_BACKEND, confluent, aiokafka, or None."""
+    forced = os.environ.get("QI_CLI_TEST_BACKEND")
+    for name in (forced,) if forced else ("confluent", "aiokafka"):
+        try:
+            if loadable_backend(name):
+                return name
+        except Exception:  # a backend still being written may fail to import at all
+            continue
+    return None
