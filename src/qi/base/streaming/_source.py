@@ -55,8 +55,10 @@ class PartitionSource(ABC):
     ) -> Mapping[TopicPartition, Sequence[ConsumedMessage]]:
         """Up to ``max_messages`` messages by partition, in offset order; {} after ``max_wait`` s.
 
-        Must not return messages of a partition from before a completed ``seek``
-        on it, and should not return messages of a paused partition.
+        A fetch that was under way when a ``seek`` of a partition completed must
+        return nothing for that partition: the engine drops what such a fetch
+        returns for it, so messages from the new position would be lost.
+        Should not return messages of a paused partition.
         """
 
     @abstractmethod

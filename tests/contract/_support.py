@@ -1,0 +1,241 @@
+"""Helpers of the contract suite: Result assertions, polling, message collection.
+
+The error table below is copied from the contract (section 6) on purpose: the
+suite checks the library against the document, not against the library's own table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Final, Protocol, TypeVar
+
+from qi.base import ErrorCategory, Failure, QiError, Result, Success
+from qi.base.streaming import (
+    ConsumedMessage,
+    ConsumerConfig,
+    ConsumerRunConfig,
+    EachBatchPayload,
+    EachMessagePayload,
+    ProduceResult,
+    StreamingClient,
+    StreamingConsumer,
+    StreamingMessage,
+    StreamingProducer,
+    SubscriptionConfig,
+)
+
+T = TypeVar("T")
+
+CATEGORIES: Final[dict[str, ErrorCategory]] = {
+    "STREAMING_INVALID_CONFIG": ErrorCategory.CONFIGURATION,
+    "STREAMING_UNKNOWN_IMPLEMENTATION": ErrorCategory.CONFIGURATION,
+    "STREAMING_INVALID_MESSAGE": ErrorCategory.VALIDATION,
+    "STREAMING_INVALID_TOPIC": ErrorCategory.VALIDATION,
+    "STREAMING_MESSAGE_TOO_LARGE": ErrorCategory.VALIDATION,
+    "STREAMING_TOPIC_ALREADY_EXISTS": ErrorCategory.VALIDATION,
+    "STREAMING_NOT_SUBSCRIBED": ErrorCategory.VALIDATION,
+    "STREAMING_INVALID_ARGUMENT": ErrorCategory.VALIDATION,
+    "STREAMING_TOPIC_NOT_FOUND": ErrorCategory.RESOURCE,
+    "STREAMING_QUEUE_FULL": ErrorCategory.RESOURCE,
+    "STREAMING_NOT_CONNECTED": ErrorCategory.SYSTEM,
+    "STREAMING_CONNECTION_FAILED": ErrorCategory.NETWORK,
+    "STREAMING_PRODUCE_FAILED": ErrorCategory.NETWORK,
+    "STREAMING_BATCH_PARTIAL_FAILURE": ErrorCategory.NETWORK,
+    "STREAMING_COMMIT_FAILED": ErrorCategory.CONCURRENCY,
+    "STREAMING_TIMEOUT": ErrorCategory.TIMEOUT,
+    "STREAMING_AUTHENTICATION_FAILED": ErrorCategory.AUTHENTICATION,
+    "STREAMING_AUTHORIZATION_FAILED": ErrorCategory.AUTHORIZATION,
+    "STREAMING_ADMIN_FAILED": ErrorCategory.SYSTEM,
+    "STREAMING_HANDLER_FAILED": ErrorCategory.BUSINESS,
+}
+
+# Generous bounds: on success the waits end as soon as the condition holds, so only
+# a failing test pays for them. Real brokers need seconds for a group join.
+MESSAGE_WAIT: Final = 30.0
+DELIVERY_VALUES: Final = ("not_written", "unknown")
+
+
+def unique(prefix: str) -> str:
+    """A name no other test (or earlier run against the same broker) uses."""
+    return f"qi-contract-{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def ok(result: Result[T, QiError]) -> T:
+    """The value of a Success; fails the test with the error otherwise."""
+    assert isinstance(result, Success), f"expected a Success, got {result!r}"
+    return result.value
+
+
+def expect_failure(
+    result: object,
+    code: str,
+    *,
+    implementation: str | None = None,
+) -> QiError:
+    """Assert ``result`` is a Failure with ``code``, its contract category and required context."""
+    assert isinstance(result, Failure), f"expected a Failure {code}, got {result!r}"
+    error = result.error
+    assert isinstance(error, QiError), f"a Failure must carry a QiError, got {error!r}"
+    assert error.code == code, f"expected {code}, got {error.code}: {error.message}"
+    assert error.category == CATEGORIES[code], (
+        f"{code} must have category {CATEGORIES[code]}, got {error.category}"
+    )
+    operation = error.context.get("operation")
+    assert isinstance(operation, str) and operation, f"no context['operation'] in {error!r}"
+    shown = error.context.get("implementation")
+    assert isinstance(shown, str) and shown, f"no context['implementation'] in {error!r}"
+    if implementation is not None:
+        assert shown == implementation, f"context['implementation'] is {shown!r}"
+    return error
+
+
+def expect_produce_failure(result: object, code: str, *, implementation: str) -> QiError:
+    """A produce failure: also says whether the message may have been written."""
+    error = expect_failure(result, code, implementation=implementation)
+    assert error.context.get("delivery") in DELIVERY_VALUES, (
+        f"a produce failure needs context['delivery'] in {DELIVERY_VALUES}: {error!r}"
+    )
+    return error
+
+
+def expect_broker_error(error: QiError) -> None:
+    """Errors that come from a broker name the broker's error and whether it is retriable."""
+    kafka_error = error.context.get("kafka_error")
+    assert isinstance(kafka_error, str) and kafka_error, f"no context['kafka_error']: {error!r}"
+    assert isinstance(error.context.get("retriable"), bool), f"no context['retriable']: {error!r}"
+
+
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]],
+    within: float = MESSAGE_WAIT,
+    *,
+    what: str = "condition",
+    interval: float = 0.02,
+) -> None:
+    """Poll ``predicate`` (sync or async) until it holds; fail the test after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        outcome = predicate()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+class Collector:
+    """Records what a running consumer hands its handlers and its on_error."""
+
+    def __init__(self) -> None:
+        self.messages: list[ConsumedMessage] = []
+        self.batches: list[EachBatchPayload] = []
+        self.errors: list[QiError] = []
+
+    async def each_message(self, payload: EachMessagePayload) -> None:
+        assert (payload.topic, payload.partition) == (
+            payload.message.topic,
+            payload.message.partition,
+        )
+        self.messages.append(payload.message)
+
+    async def each_batch(self, payload: EachBatchPayload) -> None:
+        self.batches.append(payload)
+        self.messages.extend(payload.messages)
+
+    async def on_error(self, error: QiError) -> None:
+        self.errors.append(error)
+
+    def run_config(self, *, batches: bool = False) -> ConsumerRunConfig:
+        """A run config that feeds this collector."""
+        if batches:
+            return ConsumerRunConfig(each_batch=self.each_batch, on_error=self.on_error)
+        return ConsumerRunConfig(each_message=self.each_message, on_error=self.on_error)
+
+    async def wait_for(self, count: int, within: float = MESSAGE_WAIT) -> list[ConsumedMessage]:
+        """Wait until at least ``count`` messages arrived; return them all."""
+        await wait_until(
+            lambda: len(self.messages) >= count,
+            within,
+            what=f"{count} messages (have {len(self.messages)})",
+        )
+        return list(self.messages)
+
+    def offsets(self, topic: str, partition: int) -> list[int]:
+        """Offsets received from one partition, in arrival order."""
+        return [m.offset for m in self.messages if (m.topic, m.partition) == (topic, partition)]
+
+    def values(self) -> list[bytes | None]:
+        return [m.value for m in self.messages]
+
+
+class TopicFactory(Protocol):
+    """Creates a topic with a unique name (deleted after the test) and returns its name."""
+
+    def __call__(self, partitions: int = 1, *, name: str | None = None) -> Awaitable[str]: ...
+
+
+class ConsumerConfigFactory(Protocol):
+    """A ConsumerConfig with a fresh group id (unless given) and test-friendly timings."""
+
+    def __call__(self, group_id: str | None = None, **changes: Any) -> ConsumerConfig: ...
+
+
+async def start_consumer(
+    client: StreamingClient,
+    config: ConsumerConfig,
+    subscription: SubscriptionConfig,
+    run_config: ConsumerRunConfig,
+) -> StreamingConsumer:
+    """Get a consumer, subscribe it and run it; fails the test on any Failure."""
+    consumer = ok(await client.get_consumer(config))
+    ok(await consumer.subscribe(subscription))
+    ok(await consumer.run(run_config))
+    return consumer
+
+
+async def consume(
+    client: StreamingClient,
+    config: ConsumerConfig,
+    topics: Iterable[str],
+    count: int,
+    *,
+    from_beginning: bool = True,
+) -> list[ConsumedMessage]:
+    """Run a consumer until it has ``count`` messages, then disconnect it (which commits)."""
+    collector = Collector()
+    consumer = await start_consumer(
+        client,
+        config,
+        SubscriptionConfig(topics=tuple(topics), from_beginning=from_beginning),
+        collector.run_config(),
+    )
+    try:
+        return await collector.wait_for(count)
+    finally:
+        ok(await consumer.disconnect())
+
+
+async def produce(
+    producer: StreamingProducer,
+    topic: str,
+    values: Iterable[bytes],
+    *,
+    partition: int | None = None,
+    key: str | None = None,
+) -> list[ProduceResult]:
+    """Send values one by one; fails the test on any Failure."""
+    return [
+        ok(await producer.send(topic, StreamingMessage(value, key=key, partition=partition)))
+        for value in values
+    ]
+
+
+def numbered(prefix: str, count: int, start: int = 0) -> list[bytes]:
+    """Distinct payloads ``prefix-0``, ``prefix-1``, ..."""
+    return [f"{prefix}-{index}".encode() for index in range(start, start + count)]
