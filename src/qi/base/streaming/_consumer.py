@@ -103,10 +103,15 @@ class StreamingConsumer(Endpoint):
         )
         self._engine = engine
         startup = self._consumer_config.session_timeout + self._config.connection_timeout
-        started = await engine.start(startup)
-        if started.is_failure():
-            self._engine = None
-            await engine.stop()
+        started: Result[None, QiError] | None = None
+        try:
+            started = await engine.start(startup)
+        finally:
+            # Whatever went wrong (a Failure, or an exception the boundary translates),
+            # a consumer that did not start must not look like it is running.
+            if started is None or started.is_failure():
+                self._engine = None
+                await engine.stop()
         return started
 
     @operation("commit_offsets", ErrorCode.COMMIT_FAILED)

@@ -112,17 +112,17 @@ class ConsumerEngine:
 
     async def start(self, startup_timeout: float) -> Result[None, QiError]:
         """Join the group and start the loops; wait for the first assignment."""
-        await self._source.start(self)
-        self._tasks = [
-            asyncio.create_task(self._fetch_loop(), name="qi-consumer-fetch"),
-            asyncio.create_task(self._dispatch_loop(), name="qi-consumer-dispatch"),
-        ]
-        if self._config.auto_commit:
-            self._tasks.append(
-                asyncio.create_task(self._auto_commit_loop(), name="qi-consumer-commit")
-            )
         try:
             async with asyncio.timeout(startup_timeout):
+                await self._source.start(self)
+                self._tasks = [
+                    asyncio.create_task(self._fetch_loop(), name="qi-consumer-fetch"),
+                    asyncio.create_task(self._dispatch_loop(), name="qi-consumer-dispatch"),
+                ]
+                if self._config.auto_commit:
+                    self._tasks.append(
+                        asyncio.create_task(self._auto_commit_loop(), name="qi-consumer-commit")
+                    )
                 await self._assigned.wait()
         except TimeoutError:
             return Failure(

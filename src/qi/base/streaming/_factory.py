@@ -23,7 +23,7 @@ Implementation = Literal["confluent", "aiokafka", "memory"]
 # name -> (module defining `connector(config, logger)`, the third-party modules it needs, extra)
 _BACKENDS: Final[dict[str, tuple[str, tuple[str, ...], str | None]]] = {
     "confluent": ("qi.base.streaming.backends.confluent", ("confluent_kafka",), "confluent"),
-    "aiokafka": ("qi.base.streaming.backends.aiokafka", ("aiokafka", "kafka"), "aiokafka"),
+    "aiokafka": ("qi.base.streaming.backends.aiokafka", ("aiokafka",), "aiokafka"),
     "memory": ("qi.base.streaming.backends.memory", (), None),
 }
 

@@ -1,0 +1,318 @@
+"""The aiokafka consumer: a group member the shared run loop drives as a PartitionSource.
+
+aiokafka never commits on its own here (``enable_auto_commit=False``): the
+engine commits what its handler processed, including in the rebalance
+listener, before aiokafka gives partitions up. A commit that loses the race
+with a rebalance (aiokafka's "commit cannot be completed since the group has
+already rebalanced") is reported to ``on_error``, never raised into aiokafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import MethodType
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.group import LeaveGroupRequest
+
+from qi.base import QiError
+from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
+from qi.base.streaming._consumer import StreamingConsumer
+from qi.base.streaming._source import (
+    PartitionSource,
+    RebalanceListener,
+    SeekTarget,
+)
+from qi.base.streaming._source import (
+    TopicPartition as PartitionKey,
+)
+from qi.base.streaming._types import ConsumedMessage
+from qi.base.streaming.backends.aiokafka import _errors
+from qi.base.streaming.backends.aiokafka._connect import start_within
+from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
+from qi.base.streaming.backends.aiokafka._settings import consumer_settings
+
+IMPLEMENTATION: Final = "aiokafka"
+_LOGGER: Final = logging.getLogger(__name__)
+# Seconds aiokafka's stop() may take beyond request_timeout (leave group, close sockets).
+_STOP_GRACE: Final = 2.0
+# Global inline flags such as "(?i)" must stay at the very start of a combined pattern.
+_LEADING_FLAGS: Final = re.compile(r"(?:\(\?[aiLmsux]+\))*")
+
+
+def subscription_pattern(topics: Sequence[str], pattern: str) -> str:
+    """One ``re.match`` pattern for "matches ``pattern`` (never an internal topic) or is one of
+    ``topics``", since aiokafka subscribes to names or to a pattern but not to both."""
+    flags = re.compile(pattern).flags
+    lead = _LEADING_FLAGS.match(pattern)
+    prefix = lead.group(0) if lead is not None else ""
+    body = pattern[len(prefix) :]
+    # In verbose mode a trailing "# comment" would swallow what follows: end it with a newline.
+    end = "\n" if flags & re.VERBOSE else ""
+    combined = f"{prefix}(?!__)(?:{body}{end})"
+    if topics:
+        names = "|".join(re.escape(topic) for topic in topics)
+        combined += f"|(?-imsx:(?:{names})\\Z)"
+    return combined
+
+
+def consumed_message(record: Any) -> ConsumedMessage:
+    """A ConsumedMessage from an aiokafka ConsumerRecord (last header value wins)."""
+    timestamp = record.timestamp
+    return ConsumedMessage(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        timestamp=None
+        if timestamp is None or timestamp < 0
+        else datetime.fromtimestamp(timestamp / 1000, tz=UTC),
+        headers=dict(record.headers) if record.headers else {},
+    )
+
+
+class AiokafkaConsumer(StreamingConsumer):
+    """A StreamingConsumer over ``aiokafka.AIOKafkaConsumer``."""
+
+    def __init__(
+        self,
+        config: StreamingConfig,
+        consumer_config: ConsumerConfig,
+        *,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(config, consumer_config, implementation=IMPLEMENTATION, logger=logger)
+        self._consumer: Any = None
+        self._from_beginning = False
+        self._started = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        self._consumer = self._build(from_beginning=False)
+        await self._start_native()
+
+    async def _close_native(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        self._started = False
+        if consumer is not None:
+            await self._stop_native(consumer)
+
+    def _native_client(self) -> object:
+        return self._consumer
+
+    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+        return _errors.translate(exc, operation, fallback, implementation=IMPLEMENTATION)
+
+    def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
+        return _AiokafkaSource(self, subscription)
+
+    # -- the native consumer, as the source needs it ------------------------------------------
+
+    def _build(self, *, from_beginning: bool) -> Any:
+        settings = consumer_settings(
+            self._config, self._consumer_config, from_beginning=from_beginning
+        )
+        consumer = AIOKafkaConsumer(**settings)
+        forbid_topic_auto_creation(consumer._client)
+        self._from_beginning = from_beginning
+        return consumer
+
+    async def _start_native(self) -> None:
+        await start_within(self._config, self._consumer.start, self._error)
+        self._started = True
+        _leave_groups_of_generation_zero(self._consumer)
+
+    async def _stop_native(self, consumer: Any) -> None:
+        bound = self._config.request_timeout + _STOP_GRACE
+        stopping = asyncio.ensure_future(consumer.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=bound)
+        if not done:
+            stopping.cancel()
+            self._logger.warning("aiokafka consumer did not stop within %.1fs", bound)
+        elif stopping.exception() is not None:
+            self._logger.debug("aiokafka consumer stop failed", exc_info=stopping.exception())
+
+    async def _ready_consumer(self, from_beginning: bool) -> Any:
+        """The started native consumer, rebuilt if it was stopped or starts elsewhere.
+
+        aiokafka fixes the reset policy when a consumer is built, and connect() had to
+        build one before the subscription said where a new group starts.
+        """
+        if self._consumer is not None and self._started and from_beginning == self._from_beginning:
+            return self._consumer
+        if self._consumer is not None:
+            await self._stop_native(self._consumer)
+        self._started = False
+        self._consumer = self._build(from_beginning=from_beginning)
+        await self._start_native()
+        return self._consumer
+
+    async def _native_stopped(self) -> None:
+        """The source left the group: the native consumer is spent, a new run builds another."""
+        consumer = self._consumer
+        self._started = False
+        if consumer is not None:
+            await self._stop_native(consumer)
+
+
+async def _leave_group(coordinator: Any) -> None:
+    # aiokafka 0.14's GroupCoordinator._maybe_leave_group, but "> 0" became ">= 0": Kafka numbers
+    # generations from 1, Tansu from 0, and a member that never says goodbye holds its partitions
+    # for a whole session timeout before the next member of the group gets them.
+    if (
+        coordinator.generation >= 0
+        and coordinator.member_id
+        and coordinator._group_instance_id is None
+    ):
+        try:
+            await coordinator._send_req(
+                LeaveGroupRequest(coordinator.group_id, coordinator.member_id)
+            )
+        except KafkaError as exc:
+            _LOGGER.debug("LeaveGroup failed: %s", exc)
+    coordinator.reset_generation()
+
+
+def _leave_groups_of_generation_zero(consumer: Any) -> None:
+    """Make a started consumer leave its group on stop() whatever its generation number."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is not None and hasattr(coordinator, "_maybe_leave_group"):
+        coordinator._maybe_leave_group = MethodType(_leave_group, coordinator)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's rebalance callbacks, forwarded to the engine; never raises into aiokafka."""
+
+    def __init__(self, source: _AiokafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        await self._source.revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        await self._source.assigned({(tp.topic, tp.partition) for tp in assigned})
+
+
+class _AiokafkaSource(PartitionSource):
+    """One run of an AiokafkaConsumer: a subscription on its native consumer."""
+
+    def __init__(self, owner: AiokafkaConsumer, subscription: SubscriptionConfig) -> None:
+        self._owner = owner
+        self._subscription = subscription
+        self._consumer: Any = None
+        self._listener: RebalanceListener | None = None
+        # Partitions the engine has been told it owns. A fetch asks only for these: records of a
+        # partition assigned while the fetch ran would be dropped by the engine as stale, yet
+        # aiokafka would count them as consumed.
+        self._owned_by_engine: set[PartitionKey] = set()
+
+    async def start(self, listener: RebalanceListener) -> None:
+        self._listener = listener
+        consumer = await self._owner._ready_consumer(self._subscription.from_beginning)
+        self._consumer = consumer
+        topics = list(self._subscription.topics)
+        pattern = self._subscription.pattern
+        if pattern is None:
+            consumer.subscribe(topics=topics, listener=_Listener(self))
+        else:
+            consumer.subscribe(
+                pattern=subscription_pattern(topics, pattern), listener=_Listener(self)
+            )
+
+    async def fetch(
+        self, max_messages: int, max_wait: float
+    ) -> Mapping[PartitionKey, Sequence[ConsumedMessage]]:
+        partitions = [TopicPartition(*key) for key in self._owned_by_engine]
+        if not partitions:  # getmany() without partitions would mean "all of them"
+            await asyncio.sleep(max_wait)
+            return {}
+        batches = await self._consumer.getmany(
+            *partitions, timeout_ms=max(1, round(max_wait * 1000)), max_records=max_messages
+        )
+        return {
+            (tp.topic, tp.partition): [consumed_message(record) for record in records]
+            for tp, records in batches.items()
+            if records
+        }
+
+    async def commit(self, offsets: Mapping[PartitionKey, int]) -> None:
+        await self._consumer.commit(
+            {
+                TopicPartition(topic, partition): offset
+                for (topic, partition), offset in offsets.items()
+            }
+        )
+
+    async def seek(self, partition: PartitionKey, target: SeekTarget) -> None:
+        tp = TopicPartition(*partition)
+        if target == "earliest" or target == "latest":
+            # aiokafka waits for the new position up to its (join-sized) request timeout.
+            async with asyncio.timeout(self._owner._config.request_timeout):
+                if target == "earliest":
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    await self._consumer.seek_to_end(tp)
+        else:
+            self._consumer.seek(tp, target)
+
+    def pause(self, partitions: Collection[PartitionKey]) -> None:
+        # A partition revoked since the engine decided is no longer aiokafka's to pause.
+        owned = self._owned(partitions)
+        if owned:
+            self._consumer.pause(*owned)
+
+    def resume(self, partitions: Collection[PartitionKey]) -> None:
+        owned = self._owned(partitions)
+        if owned:
+            self._consumer.resume(*owned)
+
+    async def stop(self) -> None:
+        await self._owner._native_stopped()
+
+    # -- rebalance -----------------------------------------------------------------------------
+
+    async def assigned(self, partitions: Collection[PartitionKey]) -> None:
+        # aiokafka looks the starting positions up (committed offset, else the reset policy) in
+        # the background. Wait for them, so that run() returns only when "from now on" is fixed:
+        # a message produced after run() returned is then read even without from_beginning.
+        try:
+            async with asyncio.timeout(self._owner._config.request_timeout):
+                for key in partitions:
+                    await self._consumer.position(TopicPartition(*key))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the fetcher finds the positions anyway; only the timing suffers
+            _LOGGER.debug("starting positions not known yet: %s", exc)
+        if self._listener is not None:
+            await self._listener.partitions_assigned(partitions)
+        self._owned_by_engine = set(partitions)
+
+    async def revoked(self, partitions: Collection[PartitionKey]) -> None:
+        listener = self._listener
+        self._owned_by_engine -= set(partitions)
+        if listener is None or not partitions:
+            return
+        try:
+            offsets = await listener.partitions_revoked(partitions)
+            if offsets:
+                async with asyncio.timeout(self._owner._config.request_timeout):
+                    await self.commit(offsets)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # aiokafka would only log it: the engine reports it instead
+            report = getattr(listener, "report_commit_failure", None)
+            if report is not None:
+                report(exc)
+
+    def _owned(self, partitions: Collection[PartitionKey]) -> list[Any]:
+        assigned = self._consumer.assignment()
+        return [tp for tp in (TopicPartition(*key) for key in partitions) if tp in assigned]

@@ -1,0 +1,45 @@
+"""The aiokafka internals the backend relies on still have the shape it expects.
+
+aiokafka offers no setting for three things the contract needs, so the backend
+replaces or calls a private method per instance (see ``_metadata``, ``_consumer``
+and ``_producer``). These checks fail loudly when an aiokafka upgrade moves them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.producer.message_accumulator import MessageAccumulator
+from aiokafka.protocol.metadata import MetadataRequest
+
+
+def _parameters(function: Callable[..., object]) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+def test_metadata_refresh_is_still_one_replaceable_method() -> None:
+    # forbid_topic_auto_creation replaces it; the rest of the client must call it by name.
+    assert _parameters(AIOKafkaClient._metadata_update) == ["self", "cluster_metadata", "topics"]
+    source = inspect.getsource(AIOKafkaClient)
+    assert "self._metadata_update(" in source
+    assert "allow_auto_topic_creation" in _parameters(MetadataRequest.__init__)
+
+
+def test_leave_group_is_still_one_replaceable_method() -> None:
+    assert _parameters(GroupCoordinator._maybe_leave_group) == ["self"]
+    assert "await self._maybe_leave_group()" in inspect.getsource(GroupCoordinator.close)
+    source = inspect.getsource(GroupCoordinator._maybe_leave_group)
+    assert "self.generation > 0" in source, "aiokafka changed its rule: revisit _leave_group"
+
+
+def test_undelivered_batches_can_still_be_failed() -> None:
+    assert _parameters(MessageAccumulator.fail_all) == ["self", "exception"]
+
+
+def test_clients_still_keep_their_client_where_the_backend_looks() -> None:
+    assert "self._client = AIOKafkaClient(" in inspect.getsource(AIOKafkaConsumer.__init__)
+    assert "self._client = AIOKafkaClient(" in inspect.getsource(AIOKafkaAdminClient.__init__)
