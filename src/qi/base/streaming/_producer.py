@@ -16,7 +16,7 @@ from qi.base.streaming._types import (
     ProduceResult,
     StreamingMessage,
 )
-from qi.base.streaming._validation import message_problem, message_size, topic_problem
+from qi.base.streaming._validation import checked_message_size, topic_problem
 
 
 class StreamingProducer(Endpoint):
@@ -130,12 +130,11 @@ class StreamingProducer(Endpoint):
         )
 
     def _message_rejection(self, message: object, operation: str, topic: str) -> QiError | None:
-        problem = message_problem(message)
-        if problem is not None:
-            return self._rejected(ErrorCode.INVALID_MESSAGE, problem, operation, topic)
-        assert isinstance(message, StreamingMessage)
+        size = checked_message_size(message)
+        if type(size) is str:
+            return self._rejected(ErrorCode.INVALID_MESSAGE, size, operation, topic)
+        assert type(size) is int
         limit = self._producer_config.max_message_bytes
-        size = message_size(message)
         if size > limit:
             return self._rejected(
                 ErrorCode.MESSAGE_TOO_LARGE,

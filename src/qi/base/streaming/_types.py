@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
-_NO_HEADERS: Mapping[str, str | bytes] = MappingProxyType({})
+# The shared default: producers recognise it by identity and skip checking headers.
+NO_HEADERS: Mapping[str, str | bytes] = MappingProxyType({})
 _NO_CONSUMED_HEADERS: Mapping[str, bytes] = MappingProxyType({})
 
 
@@ -23,7 +24,7 @@ class StreamingMessage:
     """Event time; None lets the producer stamp it."""
     partition: int | None = None
     """Explicit partition; None lets the key (or the partitioner) choose."""
-    headers: Mapping[str, str | bytes] = field(default_factory=lambda: _NO_HEADERS)
+    headers: Mapping[str, str | bytes] = field(default_factory=lambda: NO_HEADERS)
     """Header names to values; str values are encoded as UTF-8."""
 
 

@@ -23,7 +23,7 @@ from qi.base.streaming._config import (
     TopicConfig,
 )
 from qi.base.streaming._source import SeekTarget
-from qi.base.streaming._types import StreamingMessage
+from qi.base.streaming._types import NO_HEADERS, StreamingMessage
 
 _TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
 _SASL_MECHANISMS: Final = frozenset({"plain", "scram-sha-256", "scram-sha-512"})
@@ -261,6 +261,42 @@ def message_problem(message: object) -> str | None:
         if not _is_encodable(name) or (isinstance(value, str) and not _is_encodable(value)):
             return "message headers hold a str that cannot be encoded as UTF-8"
     return None
+
+
+def checked_message_size(message: object) -> int | str:
+    """The size ``max_message_bytes`` limits, or the problem that makes ``message`` invalid.
+
+    This runs once per produced message, so the common shape (bytes value, str
+    or bytes key, no headers, no timestamp) is checked with exact type tests
+    and no encoding of ASCII text; anything else takes the thorough path.
+    """
+    if type(message) is not StreamingMessage:
+        return _thorough_size(message)
+    value = message.value
+    key = message.key
+    partition = message.partition
+    if (
+        type(value) is not bytes
+        or message.timestamp is not None
+        or message.headers is not NO_HEADERS
+        or (partition is not None and (type(partition) is not int or partition < 0))
+    ):
+        return _thorough_size(message)
+    if key is None:
+        return len(value)
+    if type(key) is bytes:
+        return len(value) + len(key)
+    if type(key) is str and key.isascii():  # O(1) in CPython: ASCII length is the UTF-8 length
+        return len(value) + len(key)
+    return _thorough_size(message)
+
+
+def _thorough_size(message: object) -> int | str:
+    problem = message_problem(message)
+    if problem is not None:
+        return problem
+    assert isinstance(message, StreamingMessage)
+    return message_size(message)
 
 
 def message_size(message: StreamingMessage) -> int:
