@@ -139,7 +139,8 @@ def test_bare_install_imports_without_kafka_clients() -> None:
         "async def main():\n"
         "    client = create_streaming_client('memory', StreamingConfig('t', ('bare:1',)))\n"
         "    assert (await client.get_producer()).is_success()\n"
-        "    missing = await create_streaming_client('confluent', StreamingConfig('t', ('b:1',))).get_producer()\n"
+        "    other = create_streaming_client('confluent', StreamingConfig('t', ('b:1',)))\n"
+        "    missing = await other.get_producer()\n"
         "    assert missing.error.code == 'STREAMING_UNKNOWN_IMPLEMENTATION', missing\n"
         '    assert "qi-base[confluent]" in missing.error.message\n'
         "    await client.disconnect()\n"

@@ -1,0 +1,160 @@
+"""``python -m benchmarks [options]`` and ``python -m benchmarks compare A.json B.json``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks._report import (
+    compare_table,
+    legend,
+    markdown,
+    render,
+    results_table,
+    targets_table,
+)
+from benchmarks._runner import Runner, RunOptions
+from benchmarks._scenarios import build_scenarios
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_BACKENDS = ("confluent", "aiokafka", "memory")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    scenario_names = ", ".join(scenario.name for scenario in build_scenarios(200_000, 100))
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="qi-base against the raw Kafka clients: throughput, latency, CPU, memory. "
+        "Also: 'python -m benchmarks compare A.json B.json'.",
+    )
+    parser.add_argument(
+        "--messages",
+        type=_positive,
+        default=200_000,
+        help="messages for (a) "
+        "and (d); (b), (e) use a tenth, (c) min(2000, a tenth) (default 200000)",
+    )
+    parser.add_argument("--size", type=_positive, default=100, help="value bytes (default 100)")
+    parser.add_argument("--partitions", type=_positive, default=3, help="per topic (default 3)")
+    parser.add_argument("--rounds", type=_positive, default=3, help="A/B rounds (default 3)")
+    parser.add_argument(
+        "--brokers",
+        help="host:port[,host:port] of an external cluster (default: start a development broker)",
+    )
+    parser.add_argument("--scenarios", type=_names, help=f"comma-separated: {scenario_names}")
+    parser.add_argument(
+        "--backends",
+        type=_names,
+        help=f"qi backends to measure (default: every installed one of {', '.join(_BACKENDS)})",
+    )
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="where to write the results (default benchmarks/results/<timestamp>.json)",
+    )
+    parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write a pyinstrument profile of every "
+        "measurement to this directory (pyinstrument must be importable)",
+    )
+    return parser  # fmt: skip
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _check(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
+    known = {scenario.name for scenario in build_scenarios(200_000, 100)}
+    unknown = set(arguments.scenarios or ()) - known
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    wrong = set(arguments.backends or ()) - set(_BACKENDS)
+    if wrong:
+        parser.error(f"unknown backend(s): {', '.join(sorted(wrong))}")
+
+
+def show(report: dict[str, Any], as_markdown: bool) -> None:
+    print(legend(report["scenarios"]))
+    tables = [results_table(report["scenarios"]), targets_table(report["targets"])]
+    for table in tables:
+        render(table)
+    if as_markdown:
+        for table in tables:
+            print(f"\n{markdown(table)}")
+
+
+def run(argv: Sequence[str]) -> int:
+    parser = _run_parser()
+    arguments = parser.parse_args(argv)
+    _check(parser, arguments)
+    options = RunOptions(
+        messages=arguments.messages,
+        size=arguments.size,
+        partitions=arguments.partitions,
+        rounds=arguments.rounds,
+        brokers=arguments.brokers,
+        scenarios=arguments.scenarios,
+        backends=arguments.backends,
+        timeout=arguments.timeout,
+        profile=str(arguments.profile) if arguments.profile else None,
+    )
+    report = asyncio.run(Runner(options, _log).run())
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path: Path = arguments.json or RESULTS_DIR / f"{stamp}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    show(report, arguments.markdown)
+    print(f"\nresults written to {path}  ({report['seconds']:.0f}s; {report['command']})")
+    return 0
+
+
+def compare(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks compare", description="Compare two result files (A then B)."
+    )
+    parser.add_argument("before", type=Path)
+    parser.add_argument("after", type=Path)
+    parser.add_argument("--markdown", action="store_true")
+    arguments = parser.parse_args(argv)
+    before = json.loads(arguments.before.read_text())
+    after = json.loads(arguments.after.read_text())
+    table = compare_table(before, after)
+    render(table)
+    if arguments.markdown:
+        print(markdown(table))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["compare"]:
+        return compare(arguments[1:])
+    if arguments[:1] == ["show"]:
+        # Re-print a saved run: ``python -m benchmarks show results/X.json``.
+        as_markdown = "--markdown" in arguments
+        for name in arguments[1:]:
+            if name != "--markdown":
+                show(json.loads(Path(name).read_text()), as_markdown)
+        return 0
+    return run(arguments)

@@ -1,0 +1,398 @@
+"""The raw clients, used the way issue 4 describes: the baselines qi-base is measured against.
+
+Settings match qi-base's defaults where the clients allow it: acks=all, linger 5 ms,
+confluent idempotent, aiokafka not (Tansu 0.6 rejects aiokafka's InitProducerId).
+Consumers join a fresh group with short session timeouts (Tansu makes librdkafka wait
+about half of session.timeout.ms to join).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from benchmarks._measure import ConsumeClock, Stopwatch, payload, percentile
+from benchmarks._model import BenchError, Job, Measurement
+
+_BATCH_BYTES = 1024 * 1024
+_CONSUME_BATCH = 10_000
+_POLL_TIMEOUT = 0.5
+_WARM_UP = b"warm-up"
+
+
+def _confluent_producer_config(job: Job) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": job.bootstrap,
+        "client.id": "qi-bench-raw",
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+    }
+
+
+def _confluent_consumer_config(job: Job) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": job.bootstrap,
+        "client.id": "qi-bench-raw",
+        "group.id": f"qi-bench-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+    }
+
+
+def _aiokafka_producer_kwargs(job: Job, linger_ms: int) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": job.bootstrap,
+        "client_id": "qi-bench-raw",
+        "acks": "all",
+        "enable_idempotence": False,
+        "linger_ms": linger_ms,
+    }
+
+
+def _latency_measurement(job: Job, latencies: list[float], watch: Stopwatch) -> Measurement:
+    return watch.measurement(
+        len(latencies),
+        job.size,
+        latencies_ms=latencies,
+        extra={"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)},
+    )
+
+
+# -- confluent-kafka Producer / Consumer -----------------------------------------------------
+
+
+def confluent_produce(job: Job) -> Measurement:
+    """produce() + poll(0) per message, then flush(); no delivery callback (the fastest use)."""
+    from confluent_kafka import Producer
+
+    producer = Producer(_confluent_producer_config(job))
+    producer.produce(job.topic, _WARM_UP)  # connection and topic metadata, outside the clock
+    producer.flush(job.timeout)
+    value, topic = payload(job.size), job.topic
+    produce, poll = producer.produce, producer.poll
+    watch = Stopwatch()
+    watch.start()
+    for _ in range(job.messages):
+        while True:
+            try:
+                produce(topic, value)
+                break
+            except BufferError:  # librdkafka's queue is full: serve deliveries, then retry
+                poll(0.005)
+        poll(0)
+    left = producer.flush(job.timeout)
+    watch.stop()
+    if left:
+        raise BenchError(f"{left} messages still undelivered after flush({job.timeout})")
+    return watch.measurement(job.messages, job.size)
+
+
+def confluent_latency(job: Job) -> Measurement:
+    """produce() then flush() per message: one message in flight at a time."""
+    from confluent_kafka import Producer
+
+    producer = Producer(_confluent_producer_config(job))
+    errors: list[object] = []
+
+    def delivery_report(error: object, message: object) -> None:
+        if error is not None:
+            errors.append(error)
+
+    producer.produce(job.topic, _WARM_UP)
+    producer.flush(job.timeout)
+    value, topic = payload(job.size), job.topic
+    latencies: list[float] = []
+    watch = Stopwatch()
+    watch.start()
+    for _ in range(job.messages):
+        started = time.perf_counter()
+        producer.produce(topic, value, on_delivery=delivery_report)
+        producer.flush(job.timeout)
+        latencies.append((time.perf_counter() - started) * 1000)
+    watch.stop()
+    if errors:
+        raise BenchError(f"{len(errors)} sends failed, first: {errors[0]}")
+    return _latency_measurement(job, latencies, watch)
+
+
+def confluent_consume(job: Job) -> Measurement:
+    """Consumer.consume(10000) until every message arrived; timed from first to last."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(_confluent_consumer_config(job))
+    consumer.subscribe([job.topic])
+    deadline = time.monotonic() + job.timeout
+    clock = ConsumeClock(job.messages)
+    try:
+        while not clock.done:
+            if time.monotonic() > deadline:
+                raise BenchError(f"consumed {clock.received} of {job.messages} in {job.timeout}s")
+            batch = consumer.consume(_CONSUME_BATCH, _POLL_TIMEOUT)
+            count = 0
+            for message in batch:
+                if message.error() is None:
+                    message.value()
+                    count += 1
+            if count:
+                clock.arrived(count)
+    finally:
+        consumer.close()
+    return clock.measurement(job.size)
+
+
+def prefill(job: Job) -> Measurement:
+    """Fill a topic for the consume scenarios, counting every delivery failure."""
+    from confluent_kafka import Producer
+
+    producer = Producer(_confluent_producer_config(job))
+    failures: list[object] = []
+
+    def delivery_report(error: object, message: object) -> None:
+        if error is not None:
+            failures.append(error)
+
+    value, topic = payload(job.size), job.topic
+    watch = Stopwatch()
+    watch.start()
+    for _ in range(job.messages):
+        while True:
+            try:
+                producer.produce(topic, value, on_delivery=delivery_report)
+                break
+            except BufferError:
+                producer.poll(0.005)
+        producer.poll(0)
+    left = producer.flush(job.timeout)
+    watch.stop()
+    if left or failures:
+        raise BenchError(f"prefill: {left} undelivered, {len(failures)} failed: {failures[:1]}")
+    return watch.measurement(job.messages, job.size)
+
+
+# -- confluent-kafka asyncio wrappers ----------------------------------------------------------
+
+
+async def aioproducer_concurrent(job: Job) -> Measurement:
+    """AIOProducer.produce() for every message at once (gather), flush, await every future."""
+    from confluent_kafka.aio import AIOProducer
+
+    producer = AIOProducer(_confluent_producer_config(job))
+    try:
+        warm_up = await producer.produce(job.topic, _WARM_UP)
+        await producer.flush()
+        await warm_up
+        value, topic = payload(job.size), job.topic
+        watch = Stopwatch()
+        watch.start()
+        futures = await asyncio.gather(
+            *(producer.produce(topic, value) for _ in range(job.messages))
+        )
+        # Delivery reports are served only by poll/flush calls: flush so every future resolves.
+        await producer.flush()
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        watch.stop()
+    finally:
+        await producer.close()
+    failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if failed:
+        raise BenchError(f"{len(failed)} sends failed, first: {failed[0]!r}")
+    return watch.measurement(job.messages, job.size)
+
+
+async def aioproducer_latency(job: Job) -> Measurement:
+    """AIOProducer produce(), flush(), await the future: one message at a time."""
+    from confluent_kafka.aio import AIOProducer
+
+    producer = AIOProducer(_confluent_producer_config(job))
+    value, topic = payload(job.size), job.topic
+    latencies: list[float] = []
+    watch = Stopwatch()
+    try:
+        warm_up = await producer.produce(topic, _WARM_UP)
+        await producer.flush()
+        await warm_up
+        watch.start()
+        for _ in range(job.messages):
+            started = time.perf_counter()
+            delivered = await producer.produce(topic, value)
+            await producer.flush()
+            await delivered
+            latencies.append((time.perf_counter() - started) * 1000)
+        watch.stop()
+    finally:
+        await producer.close()
+    return _latency_measurement(job, latencies, watch)
+
+
+async def aioconsumer_consume(job: Job) -> Measurement:
+    """AIOConsumer.consume(10000) until every message arrived; timed from first to last."""
+    from confluent_kafka.aio import AIOConsumer
+
+    consumer = AIOConsumer(_confluent_consumer_config(job))
+    await consumer.subscribe([job.topic])
+    deadline = time.monotonic() + job.timeout
+    clock = ConsumeClock(job.messages)
+    try:
+        while not clock.done:
+            if time.monotonic() > deadline:
+                raise BenchError(f"consumed {clock.received} of {job.messages} in {job.timeout}s")
+            batch = await consumer.consume(_CONSUME_BATCH, _POLL_TIMEOUT)
+            count = 0
+            for message in batch:
+                if message.error() is None:
+                    message.value()
+                    count += 1
+            if count:
+                clock.arrived(count)
+    finally:
+        await consumer.close()
+    return clock.measurement(job.size)
+
+
+# -- aiokafka ---------------------------------------------------------------------------------
+
+
+async def _with_aiokafka_producer(
+    job: Job, linger_ms: int, body: Callable[[Any], Awaitable[Measurement]], **extra: Any
+) -> Measurement:
+    from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped, unused-ignore]
+
+    producer = AIOKafkaProducer(**_aiokafka_producer_kwargs(job, linger_ms), **extra)
+    await producer.start()
+    try:
+        await producer.send_and_wait(job.topic, _WARM_UP)
+        return await body(producer)
+    finally:
+        await producer.stop()
+
+
+async def aiokafka_send_futures(job: Job) -> Measurement:
+    """``await producer.send()`` per message (returns a future), then gather the futures."""
+
+    async def body(producer: Any) -> Measurement:
+        value, topic = payload(job.size), job.topic
+        watch = Stopwatch()
+        watch.start()
+        futures = [await producer.send(topic, value) for _ in range(job.messages)]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        watch.stop()
+        failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failed:
+            raise BenchError(f"{len(failed)} sends failed, first: {failed[0]!r}")
+        return watch.measurement(job.messages, job.size)
+
+    return await _with_aiokafka_producer(job, 5, body)
+
+
+async def aiokafka_send_batch(job: Job) -> Measurement:
+    """create_batch()/append() up to 1 MiB, send_batch() round-robin over partitions.
+
+    Gives one future per batch, not per message: the per-message results qi-base
+    returns are something raw aiokafka does not offer at this speed.
+    """
+
+    async def body(producer: Any) -> Measurement:
+        value, topic = payload(job.size), job.topic
+        partitions = sorted(await producer.partitions_for(topic))
+        watch = Stopwatch()
+        watch.start()
+        futures = []
+        batch = producer.create_batch()
+        sent = 0
+        for _ in range(job.messages):
+            if batch.append(key=None, value=value, timestamp=None) is None:
+                partition = partitions[sent % len(partitions)]
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                sent += 1
+                batch = producer.create_batch()
+                batch.append(key=None, value=value, timestamp=None)
+        if batch.record_count():
+            partition = partitions[sent % len(partitions)]
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        watch.stop()
+        failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failed:
+            raise BenchError(f"{len(failed)} batches failed, first: {failed[0]!r}")
+        return watch.measurement(job.messages, job.size, extra={"batches": len(futures)})
+
+    return await _with_aiokafka_producer(
+        job, 5, body, max_batch_size=_BATCH_BYTES, max_request_size=2 * _BATCH_BYTES
+    )
+
+
+async def aiokafka_latency(job: Job) -> Measurement:
+    """send_and_wait() per message (aiokafka's default linger of 0)."""
+
+    async def body(producer: Any) -> Measurement:
+        value, topic = payload(job.size), job.topic
+        latencies: list[float] = []
+        watch = Stopwatch()
+        watch.start()
+        for _ in range(job.messages):
+            started = time.perf_counter()
+            await producer.send_and_wait(topic, value)
+            latencies.append((time.perf_counter() - started) * 1000)
+        watch.stop()
+        return _latency_measurement(job, latencies, watch)
+
+    return await _with_aiokafka_producer(job, 0, body)
+
+
+async def aiokafka_getmany(job: Job) -> Measurement:
+    """getmany(max_records=10000) until every message arrived; timed from first to last."""
+    from aiokafka import AIOKafkaConsumer  # type: ignore[import-untyped, unused-ignore]
+
+    consumer = AIOKafkaConsumer(
+        job.topic,
+        bootstrap_servers=job.bootstrap,
+        client_id="qi-bench-raw",
+        group_id=f"qi-bench-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+    )
+    await consumer.start()
+    deadline = time.monotonic() + job.timeout
+    clock = ConsumeClock(job.messages)
+    try:
+        while not clock.done:
+            if time.monotonic() > deadline:
+                raise BenchError(f"consumed {clock.received} of {job.messages} in {job.timeout}s")
+            batches = await consumer.getmany(
+                timeout_ms=int(_POLL_TIMEOUT * 1000), max_records=_CONSUME_BATCH
+            )
+            count = 0
+            for records in batches.values():
+                for record in records:
+                    _ = record.value
+                    count += 1
+            if count:
+                clock.arrived(count)
+    finally:
+        await consumer.stop()
+    return clock.measurement(job.size)
+
+
+RawRunner = Callable[[Job], Measurement] | Callable[[Job], Awaitable[Measurement]]
+
+RAW: dict[tuple[str, str], RawRunner] = {
+    ("produce", "raw-confluent"): confluent_produce,
+    ("produce", "raw-aiokafka-batch"): aiokafka_send_batch,
+    ("produce-concurrent", "raw-confluent"): confluent_produce,
+    ("produce-concurrent", "raw-aioproducer"): aioproducer_concurrent,
+    ("produce-concurrent", "raw-aiokafka"): aiokafka_send_futures,
+    ("latency", "raw-confluent"): confluent_latency,
+    ("latency", "raw-aioproducer"): aioproducer_latency,
+    ("latency", "raw-aiokafka"): aiokafka_latency,
+    ("consume", "raw-confluent"): confluent_consume,
+    ("consume", "raw-aioconsumer"): aioconsumer_consume,
+    ("consume", "raw-aiokafka"): aiokafka_getmany,
+    ("prefill", "raw-confluent"): prefill,
+}
+"""(operation, subject id) -> the function measuring it."""
