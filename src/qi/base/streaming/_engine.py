@@ -100,9 +100,10 @@ class ConsumerEngine:
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._rotation: deque[TopicPartition] = deque()
         self._work = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._busy: TopicPartition | None = None
+        # Set only while a revocation waits for the running handler, so the per-message
+        # path pays for no event when nobody is waiting.
+        self._handler_returned: asyncio.Future[None] | None = None
         self._assigned = asyncio.Event()
         self._stopping = False
         self._commit_lock = asyncio.Lock()
@@ -232,9 +233,11 @@ class ConsumerEngine:
     ) -> Mapping[TopicPartition, int]:
         revoked = set(partitions)
         if self._busy in revoked:
+            if self._handler_returned is None:
+                self._handler_returned = asyncio.get_running_loop().create_future()
             try:
                 async with asyncio.timeout(self._request_timeout):
-                    await self._idle.wait()
+                    await asyncio.shield(self._handler_returned)
             except TimeoutError:
                 self._logger.warning(
                     "handler on %s still running at revocation; its message stays uncommitted",
@@ -366,7 +369,6 @@ class ConsumerEngine:
     ) -> object:
         """Call the handler; return what failed (an exception or a QiError), or None."""
         self._busy = part.key
-        self._idle.clear()
         try:
             outcome = await handler(payload)
         except asyncio.CancelledError:
@@ -375,7 +377,9 @@ class ConsumerEngine:
             return exc
         finally:
             self._busy = None
-            self._idle.set()
+            waiter, self._handler_returned = self._handler_returned, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         if isinstance(outcome, Failure):
             return outcome.error
         return None
