@@ -1,0 +1,369 @@
+"""A consumer-group member over ``confluent_kafka.Consumer``, as the shared run loop needs it.
+
+Every call that touches the consumer and may block (consume, commit, seek,
+subscribe, close) runs on the consumer's one worker thread, so they never race
+each other and librdkafka's rebalance callbacks, which it runs inside
+``consume``/``poll``/``close``, always run there too. A callback hands the
+change to the engine on the event loop and waits for its answer: on revocation
+the engine finishes the running handler and says which offsets to commit, and
+the commit happens before librdkafka lets the partitions go.
+
+Subscriptions are resolved here, in Python: librdkafka's regex dialect is not
+Python's, so the source lists the cluster's topics, keeps those named or
+matching the pattern (``re.match``; never internal ``__*`` topics) and
+subscribes to exactly those names, refreshing the list every
+``_REFRESH_INTERVAL`` seconds to pick up topics created later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, Final, TypeVar, cast
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+)
+from confluent_kafka import (
+    TopicPartition as NativePartition,
+)
+
+from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._config import SubscriptionConfig
+from qi.base.streaming._source import (
+    PartitionSource,
+    RebalanceListener,
+    SeekTarget,
+    TopicPartition,
+)
+from qi.base.streaming._types import ConsumedMessage
+from qi.base.streaming._validation import is_internal_topic
+from qi.base.streaming.backends.confluent._errors import (
+    ERROR_CODES,
+    error_name,
+)
+from qi.base.streaming.backends.confluent._worker import BlockingWorker
+
+T = TypeVar("T")
+
+_NativeHeaders = list[tuple[str, str | bytes | None]]
+_NO_HEADERS: Final[Mapping[str, bytes]] = MappingProxyType({})
+
+_REFRESH_INTERVAL: Final = 1.5
+"""Seconds between checks for new topics matching the subscription."""
+_LISTENER_GRACE: Final = 5.0
+"""Slack over request_timeout for the engine to answer a rebalance callback."""
+
+# Consumer errors worth stopping a fetch for; the others (a broker went away, a
+# subscribed topic is missing) librdkafka recovers from by itself.
+_SURFACED: Final = frozenset(
+    name
+    for name, code in ERROR_CODES.items()
+    if code in (ErrorCode.AUTHENTICATION_FAILED, ErrorCode.AUTHORIZATION_FAILED)
+)
+
+
+class ConfluentSource(PartitionSource):
+    """One run of a consumer: subscribe, fetch, commit, seek, leave."""
+
+    def __init__(
+        self,
+        acquire: Callable[[bool], Awaitable[Consumer]],
+        worker: BlockingWorker,
+        subscription: SubscriptionConfig,
+        *,
+        request_timeout: float,
+        logger: logging.Logger,
+        on_closed: Callable[[Consumer], None],
+    ) -> None:
+        self._acquire = acquire
+        self._on_closed = on_closed
+        self._worker = worker
+        self._topics = frozenset(subscription.topics)
+        self._pattern = None if subscription.pattern is None else re.compile(subscription.pattern)
+        self._from_beginning = subscription.from_beginning
+        self._request_timeout = request_timeout
+        self._logger = logger
+        self._consumer: Consumer | None = None
+        self._listener: RebalanceListener | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Worker-thread state: what is subscribed, assigned, and when to look for topics.
+        self._subscribed: tuple[str, ...] | None = None
+        self._assigned: set[TopicPartition] = set()
+        self._next_refresh = 0.0
+        self._deferred: BaseException | None = None
+
+    # -- PartitionSource -----------------------------------------------------------------------
+
+    async def start(self, listener: RebalanceListener) -> None:
+        self._listener = listener
+        self._loop = asyncio.get_running_loop()
+        self._consumer = await self._acquire(self._from_beginning)
+        await self._worker.run(functools.partial(self._refresh, force=True))
+
+    async def fetch(
+        self, max_messages: int, max_wait: float
+    ) -> Mapping[TopicPartition, Sequence[ConsumedMessage]]:
+        return await self._worker.run(functools.partial(self._fetch, max_messages, max_wait))
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        await self._worker.run(functools.partial(self._commit, dict(offsets)))
+
+    async def seek(self, partition: TopicPartition, target: SeekTarget) -> None:
+        if target == "earliest":
+            offset = OFFSET_BEGINNING
+        elif target == "latest":
+            offset = OFFSET_END
+        else:
+            offset = target
+        topic, number = partition
+        consumer = self._native()
+        await self._worker.run(
+            functools.partial(consumer.seek, NativePartition(topic, number, offset))
+        )
+
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        self._pause_or_resume(self._native().pause, partitions)
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        self._pause_or_resume(self._native().resume, partitions)
+
+    async def stop(self) -> None:
+        consumer = self._consumer
+        if consumer is not None:
+            try:
+                await self._worker.run(consumer.close)
+            finally:
+                self._on_closed(consumer)
+
+    # -- worker thread -------------------------------------------------------------------------
+
+    def _fetch(
+        self, max_messages: int, max_wait: float
+    ) -> dict[TopicPartition, list[ConsumedMessage]]:
+        if self._deferred is not None:
+            deferred, self._deferred = self._deferred, None
+            raise deferred
+        self._refresh(force=False)
+        consumer = self._native()
+        # consume() waits for a full batch or its timeout, so wait with poll(), which returns
+        # on the first message, then take whatever else is already there.
+        messages: list[Message] = consumer.consume(max_messages, 0)
+        if not messages:
+            first = consumer.poll(max_wait)
+            if first is None:
+                return {}
+            messages = [first]
+            if max_messages > 1:
+                messages.extend(consumer.consume(max_messages - 1, 0))
+        return self._group(messages)
+
+    def _group(self, messages: list[Message]) -> dict[TopicPartition, list[ConsumedMessage]]:
+        fetched: dict[TopicPartition, list[ConsumedMessage]] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._consumer_error(error)
+                continue
+            topic = cast(str, message.topic())
+            partition = cast(int, message.partition())
+            kind, millis = message.timestamp()
+            headers = message.headers()
+            consumed = ConsumedMessage(
+                topic,
+                partition,
+                cast(int, message.offset()),
+                message.key(),
+                message.value(),
+                datetime.fromtimestamp(millis / 1000, tz=UTC) if kind else None,
+                _headers(cast(_NativeHeaders, headers)) if headers else _NO_HEADERS,
+            )
+            bucket = fetched.get((topic, partition))
+            if bucket is None:
+                fetched[(topic, partition)] = [consumed]
+            else:
+                bucket.append(consumed)
+        return fetched
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        name = error_name(error)
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal() or name in _SURFACED:
+            # Raised by the next fetch, so the messages of this one are not lost.
+            if self._deferred is None:
+                self._deferred = KafkaException(error)
+            return
+        self._logger.debug("consumer: %s", error.str())
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        # Partitions revoked meanwhile were committed by the revocation itself.
+        partitions = [
+            NativePartition(topic, partition, offset)
+            for (topic, partition), offset in offsets.items()
+            if (topic, partition) in self._assigned
+        ]
+        if not partitions:
+            return
+        committed = self._native().commit(offsets=partitions, asynchronous=False)
+        for partition in committed or ():
+            if partition.error is not None:
+                raise KafkaException(partition.error)
+
+    def _refresh(self, *, force: bool) -> None:
+        """Subscribe to the existing topics the subscription names or matches, if that changed."""
+        needs_metadata = self._pattern is not None or self._subscribed != tuple(
+            sorted(self._topics)
+        )
+        if not force and (not needs_metadata or time.monotonic() < self._next_refresh):
+            return
+        self._next_refresh = time.monotonic() + _REFRESH_INTERVAL
+        consumer = self._native()
+        try:
+            existing = consumer.list_topics(timeout=min(self._request_timeout, 2.0)).topics
+        except KafkaException as exc:
+            self._logger.debug("topic refresh failed: %s", exc)
+            if self._subscribed is not None:
+                return
+            existing = {}
+        pattern = self._pattern
+        wanted = tuple(
+            sorted(
+                name
+                for name in existing
+                if name in self._topics
+                or (pattern is not None and not is_internal_topic(name) and pattern.match(name))
+            )
+        )
+        if wanted == self._subscribed:
+            return
+        first = self._subscribed is None
+        self._subscribed = wanted
+        if wanted:
+            self._logger.debug("subscribing to %s", wanted)
+            consumer.subscribe(
+                list(wanted),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        elif first:
+            # Nothing to join yet: still tell the engine it owns nothing, so run() returns.
+            self._call_listener(self._listener_or_fail().partitions_assigned(()))
+        else:
+            consumer.unsubscribe()
+
+    # -- rebalance callbacks (worker thread, inside consume/poll/close) -----------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[NativePartition]) -> None:
+        keys = [(partition.topic, partition.partition) for partition in partitions]
+        try:
+            positioned = self._start_positions(consumer, partitions)
+        except KafkaException as exc:
+            # librdkafka resolves the start positions itself then, a little later.
+            self._logger.debug("could not resolve start offsets: %s", exc)
+            positioned = partitions
+        # The default assignors (range, roundrobin) are eager: assign() takes the whole set.
+        consumer.assign(positioned)
+        self._assigned.update(keys)
+        self._logger.debug("assigned %s", keys)
+        self._call_listener(self._listener_or_fail().partitions_assigned(keys))
+
+    def _start_positions(
+        self, consumer: Consumer, partitions: list[NativePartition]
+    ) -> list[NativePartition]:
+        """The partitions with the offsets to start from: committed, else earliest/latest.
+
+        librdkafka would resolve ``auto.offset.reset`` only after the assignment, so a
+        message produced right after ``run()`` returned could fall before "latest".
+        Resolving it here, before the engine hears of the assignment, pins the start.
+        """
+        if not partitions:
+            return partitions
+        timeout = self._request_timeout
+        committed = consumer.committed(partitions, timeout=timeout)
+        positioned: list[NativePartition] = []
+        for partition in committed:
+            offset = partition.offset
+            if offset < 0:
+                low, high = consumer.get_watermark_offsets(partition, timeout=timeout)
+                offset = low if self._from_beginning else high
+            positioned.append(NativePartition(partition.topic, partition.partition, offset))
+        return positioned
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[NativePartition]) -> None:
+        keys = [(partition.topic, partition.partition) for partition in partitions]
+        self._logger.debug("revoking %s", keys)
+        listener = self._listener_or_fail()
+        offsets = self._call_listener(listener.partitions_revoked(keys))
+        if offsets:
+            try:
+                self._commit(dict(offsets))
+            except Exception as exc:
+                # The engine's hook (not part of the RebalanceListener protocol yet).
+                report = getattr(listener, "report_commit_failure", None)
+                if self._loop is not None and report is not None:
+                    self._loop.call_soon_threadsafe(report, exc)
+                else:
+                    self._logger.warning("committing revoked partitions failed: %s", exc)
+        self._assigned.difference_update(keys)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[NativePartition]) -> None:
+        # Lost, not revoked: another member may own them already, so nothing is committed.
+        keys = [(partition.topic, partition.partition) for partition in partitions]
+        self._logger.debug("lost %s", keys)
+        self._assigned.difference_update(keys)
+        self._call_listener(self._listener_or_fail().partitions_revoked(keys))
+
+    def _call_listener(self, call: Coroutine[Any, Any, T]) -> T | None:
+        """Run an engine coroutine on the loop and wait for it; never raise into librdkafka."""
+        assert self._loop is not None
+        future = asyncio.run_coroutine_threadsafe(call, self._loop)
+        try:
+            return future.result(timeout=self._request_timeout + _LISTENER_GRACE)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            self._logger.warning("the consumer run loop did not answer a rebalance in time")
+        except Exception:
+            self._logger.exception("the consumer run loop failed to handle a rebalance")
+        return None
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _native(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("the consumer has not started")
+        return self._consumer
+
+    def _listener_or_fail(self) -> RebalanceListener:
+        if self._listener is None:
+            raise RuntimeError("the consumer has not started")
+        return self._listener
+
+    def _pause_or_resume(
+        self, action: Callable[[list[NativePartition]], None], keys: Collection[TopicPartition]
+    ) -> None:
+        try:
+            action([NativePartition(topic, partition) for topic, partition in keys])
+        except (KafkaException, RuntimeError) as exc:  # revoked meanwhile, or closed
+            self._logger.debug("pause/resume of %s failed: %s", list(keys), exc)
+
+
+def _headers(headers: _NativeHeaders) -> dict[str, bytes]:
+    """Consumed headers as the contract wants them: bytes values, the last repeat wins."""
+    return {
+        name: value if isinstance(value, bytes) else b"" if value is None else value.encode()
+        for name, value in headers
+    }

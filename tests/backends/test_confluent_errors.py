@@ -1,0 +1,143 @@
+"""The confluent backend's error table: complete, and faithful to librdkafka's errors."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from qi.base import ErrorCategory
+from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
+from qi.base.streaming.backends.confluent._errors import (
+    ERROR_CODES,
+    NOT_WRITTEN_CODES,
+    OPERATION_FALLBACK,
+    RETRIABLE,
+    kafka_error,
+    translate_exception,
+)
+
+
+def _kafka_error_names() -> set[str]:
+    return {
+        name
+        for name, value in vars(KafkaError).items()
+        if isinstance(value, int) and not isinstance(value, bool) and not name.startswith("__")
+    }
+
+
+def test_every_kafka_error_code_has_an_entry() -> None:
+    names = _kafka_error_names()
+    assert len(names) > 150  # the enumeration really found confluent-kafka's codes
+    unlisted = names - set(ERROR_CODES) - OPERATION_FALLBACK
+    assert not unlisted, f"KafkaError codes missing from the table: {sorted(unlisted)}"
+
+
+def test_no_code_is_both_mapped_and_a_fallback() -> None:
+    assert not set(ERROR_CODES) & OPERATION_FALLBACK
+
+
+def test_the_table_names_only_real_codes() -> None:
+    names = _kafka_error_names()
+    for listed in (set(ERROR_CODES), OPERATION_FALLBACK, RETRIABLE, NOT_WRITTEN_CODES):
+        assert listed <= names, sorted(listed - names)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected", "category"),
+    [
+        (KafkaError._AUTHENTICATION, ErrorCode.AUTHENTICATION_FAILED, ErrorCategory.AUTHENTICATION),
+        (
+            KafkaError.SASL_AUTHENTICATION_FAILED,
+            ErrorCode.AUTHENTICATION_FAILED,
+            ErrorCategory.AUTHENTICATION,
+        ),
+        (
+            KafkaError.TOPIC_AUTHORIZATION_FAILED,
+            ErrorCode.AUTHORIZATION_FAILED,
+            ErrorCategory.AUTHORIZATION,
+        ),
+        (
+            KafkaError.GROUP_AUTHORIZATION_FAILED,
+            ErrorCode.AUTHORIZATION_FAILED,
+            ErrorCategory.AUTHORIZATION,
+        ),
+        (KafkaError.UNKNOWN_TOPIC_OR_PART, ErrorCode.TOPIC_NOT_FOUND, ErrorCategory.RESOURCE),
+        (KafkaError.TOPIC_ALREADY_EXISTS, ErrorCode.TOPIC_ALREADY_EXISTS, ErrorCategory.VALIDATION),
+        (KafkaError._MSG_TIMED_OUT, ErrorCode.TIMEOUT, ErrorCategory.TIMEOUT),
+        (KafkaError._TRANSPORT, ErrorCode.CONNECTION_FAILED, ErrorCategory.NETWORK),
+        (KafkaError._QUEUE_FULL, ErrorCode.QUEUE_FULL, ErrorCategory.RESOURCE),
+        (KafkaError.MSG_SIZE_TOO_LARGE, ErrorCode.MESSAGE_TOO_LARGE, ErrorCategory.VALIDATION),
+        (KafkaError._UNKNOWN_PARTITION, ErrorCode.INVALID_MESSAGE, ErrorCategory.VALIDATION),
+        (KafkaError.ILLEGAL_GENERATION, ErrorCode.COMMIT_FAILED, ErrorCategory.CONCURRENCY),
+    ],
+)
+def test_codes_map_to_their_contract_code_and_category(
+    code: int, expected: ErrorCode, category: ErrorCategory
+) -> None:
+    error = kafka_error(KafkaError(code), "send", ErrorCode.PRODUCE_FAILED)
+    assert error.code == expected.value
+    assert error.category is category
+    assert error.context["operation"] == "send"
+    assert error.context["implementation"] == "confluent"
+
+
+def test_context_keeps_the_librdkafka_name_and_retriable_flag() -> None:
+    error = kafka_error(
+        KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART), "send", ErrorCode.PRODUCE_FAILED
+    )
+    assert error.context["kafka_error"] == "UNKNOWN_TOPIC_OR_PART"
+    assert error.context["retriable"] is False
+    flagged = kafka_error(
+        KafkaError(KafkaError.INVALID_MSG, retriable=True), "send", ErrorCode.PRODUCE_FAILED
+    )
+    assert flagged.context["retriable"] is True  # librdkafka's own flag wins
+    transient = kafka_error(KafkaError(KafkaError._TRANSPORT), "send", ErrorCode.PRODUCE_FAILED)
+    assert transient.context["retriable"] is True
+
+
+def test_unspecific_codes_take_the_operation_fallback() -> None:
+    for operation, fallback in (
+        ("send", ErrorCode.PRODUCE_FAILED),
+        ("create_topics", ErrorCode.ADMIN_FAILED),
+        ("commit_offsets", ErrorCode.COMMIT_FAILED),
+    ):
+        error = kafka_error(KafkaError(KafkaError._STATE), operation, fallback)
+        assert error.code == fallback.value
+        assert error.context["kafka_error"] == "_STATE"
+
+
+def test_connecting_reports_a_connection_failure_unless_it_is_about_identity() -> None:
+    timed_out = kafka_error(
+        KafkaError(KafkaError._TIMED_OUT), "connect", ErrorCode.CONNECTION_FAILED
+    )
+    assert timed_out.code == ErrorCode.CONNECTION_FAILED.value
+    refused = kafka_error(
+        KafkaError(KafkaError._AUTHENTICATION), "connect", ErrorCode.CONNECTION_FAILED
+    )
+    assert refused.code == ErrorCode.AUTHENTICATION_FAILED.value
+
+
+def test_produce_failures_say_whether_the_message_may_be_written() -> None:
+    def delivery(code: int) -> object:
+        error = kafka_error(KafkaError(code), "send", ErrorCode.PRODUCE_FAILED, delivery=True)
+        return error.context["delivery"]
+
+    assert delivery(KafkaError._UNKNOWN_PARTITION) == NOT_WRITTEN
+    assert delivery(KafkaError.UNKNOWN_TOPIC_OR_PART) == NOT_WRITTEN
+    assert delivery(KafkaError._PURGE_QUEUE) == NOT_WRITTEN
+    assert delivery(KafkaError._MSG_TIMED_OUT) == DELIVERY_UNKNOWN
+    assert delivery(KafkaError._PURGE_INFLIGHT) == DELIVERY_UNKNOWN
+    assert delivery(KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND) == DELIVERY_UNKNOWN
+
+
+def test_exceptions_are_translated() -> None:
+    raised = translate_exception(
+        KafkaException(KafkaError(KafkaError._TIMED_OUT)), "list_topics", ErrorCode.ADMIN_FAILED
+    )
+    assert raised.code == ErrorCode.TIMEOUT.value
+    assert raised.context["kafka_error"] == "_TIMED_OUT"
+    full = translate_exception(BufferError("queue full"), "send", ErrorCode.PRODUCE_FAILED)
+    assert full.code == ErrorCode.QUEUE_FULL.value
+    other = translate_exception(ValueError("odd"), "send", ErrorCode.PRODUCE_FAILED)
+    assert other.code == ErrorCode.PRODUCE_FAILED.value
+    assert other.context["exception_type"] == "ValueError"

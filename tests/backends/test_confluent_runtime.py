@@ -1,0 +1,274 @@
+"""How the confluent backend lives with asyncio: threads, wake-ups, back-pressure, shutdown.
+
+These are the backend's own promises (the contract suite checks behaviour that
+every backend shares): librdkafka waits never block the event loop, delivery
+reports come back in batches, a full local queue is back-pressure, and
+disconnect leaves no thread behind and no send unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from qi.base import Failure, Success
+from qi.base.streaming import (
+    ConsumerConfig,
+    ConsumerRunConfig,
+    EachMessagePayload,
+    MessageBatch,
+    ProducerConfig,
+    StreamingClient,
+    StreamingConfig,
+    StreamingMessage,
+    SubscriptionConfig,
+    TopicConfig,
+    create_streaming_client,
+)
+from qi.base.streaming.backends.confluent import _producer as producer_module
+from qi.base.streaming.backends.confluent._settings import producer_settings
+from qi.base.streaming.devbroker import DevBroker
+
+pytestmark = pytest.mark.broker
+
+
+def _unique(prefix: str) -> str:
+    return f"qi-confluent-{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def _config(bootstrap: str, **changes: Any) -> StreamingConfig:
+    settings: dict[str, Any] = {
+        "client_id": _unique("client"),
+        "brokers": tuple(bootstrap.split(",")),
+        "connection_timeout": 5.0,
+        "request_timeout": 10.0,
+    }
+    return StreamingConfig(**{**settings, **changes})
+
+
+def _our_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name.startswith("qi-confluent")}
+
+
+class Heartbeat:
+    """Ticks every 10 ms on the loop and remembers the longest gap between ticks."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _beat(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            self.longest = max(self.longest, now - last)
+            last = now
+
+    def __enter__(self) -> Heartbeat:
+        self._task = asyncio.get_running_loop().create_task(self._beat())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+@pytest.fixture
+async def client(kafka_bootstrap: str) -> AsyncIterator[StreamingClient]:
+    streaming_client = create_streaming_client("confluent", _config(kafka_bootstrap))
+    yield streaming_client
+    await streaming_client.disconnect()
+
+
+async def _topic(client: StreamingClient, partitions: int = 1) -> str:
+    name = _unique("topic")
+    admin = (await client.get_admin()).unwrap()
+    assert isinstance(await admin.create_topics([TopicConfig(name, partitions)]), Success)
+    return name
+
+
+async def test_native_clients_are_librdkafka_objects(client: StreamingClient) -> None:
+    producer = (await client.get_producer()).unwrap()
+    consumer = (await client.get_consumer(ConsumerConfig(_unique("group")))).unwrap()
+    admin = (await client.get_admin()).unwrap()
+    assert isinstance(producer.get_native_client().unwrap(), Producer)
+    assert isinstance(consumer.get_native_client().unwrap(), Consumer)
+    assert isinstance(admin.get_native_client().unwrap(), AdminClient)
+
+
+async def test_disconnect_leaves_no_thread_running(kafka_bootstrap: str) -> None:
+    before = _our_threads()
+    client = create_streaming_client("confluent", _config(kafka_bootstrap))
+    topic = await _topic(client)
+    producer = (await client.get_producer()).unwrap()
+    assert isinstance(await producer.send(topic, StreamingMessage(b"x")), Success)
+    received = asyncio.Event()
+
+    async def handle(payload: EachMessagePayload) -> None:
+        received.set()
+
+    consumer = (
+        await client.get_consumer(
+            ConsumerConfig(_unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
+        )
+    ).unwrap()
+    assert isinstance(
+        await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)),
+        Success,
+    )
+    assert isinstance(await consumer.run(ConsumerRunConfig(each_message=handle)), Success)
+    await asyncio.wait_for(received.wait(), 10)
+    assert _our_threads() - before  # the producer, consumer and admin threads exist...
+    assert isinstance(await client.disconnect(), Success)
+    assert _our_threads() - before == set()  # ...and are gone, joined, when disconnect returns
+
+
+async def test_waiting_in_librdkafka_never_blocks_the_loop(
+    client: StreamingClient, kafka_bootstrap: str
+) -> None:
+    topic = await _topic(client)
+    consumer = (
+        await client.get_consumer(
+            ConsumerConfig(_unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
+        )
+    ).unwrap()
+    await consumer.subscribe(SubscriptionConfig(topics=(topic,)))
+
+    async def handle(payload: EachMessagePayload) -> None:
+        del payload
+
+    with Heartbeat() as heartbeat:
+        # Joining the group (seconds on Tansu) and idle fetches (each waits in consume()).
+        assert isinstance(await consumer.run(ConsumerRunConfig(each_message=handle)), Success)
+        await asyncio.sleep(1.0)
+        # A connection attempt that waits its whole connection_timeout for no broker.
+        unreachable = create_streaming_client(
+            "confluent", _config("127.0.0.1:1", connection_timeout=1.5)
+        )
+        assert isinstance(await unreachable.get_admin(), Failure)
+        # A flush of many in-flight messages at disconnect.
+        producer = (await client.get_producer(ProducerConfig(linger=0.05))).unwrap()
+        sends = [producer.send(topic, StreamingMessage(b"v" * 100)) for _ in range(2_000)]
+        pending = asyncio.gather(*sends)
+        await asyncio.sleep(0)
+        assert isinstance(await producer.disconnect(), Success)
+        assert all(isinstance(result, Success) for result in await pending)
+    assert heartbeat.longest < 0.25, f"the loop stalled for {heartbeat.longest:.3f}s"
+
+
+async def test_delivery_reports_wake_the_loop_in_batches(client: StreamingClient) -> None:
+    topic = await _topic(client, partitions=3)
+    producer = (await client.get_producer(ProducerConfig(linger=0.02))).unwrap()
+    loop = asyncio.get_running_loop()
+    original: Callable[..., Any] = loop.call_soon_threadsafe
+    wakeups = 0
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        nonlocal wakeups
+        wakeups += 1
+        return original(*args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign, assignment]
+    try:
+        batch = MessageBatch(topic, tuple(StreamingMessage(b"%d" % i) for i in range(5_000)))
+        result = await producer.send_batch(batch)
+        singles = await asyncio.gather(
+            *(producer.send(topic, StreamingMessage(b"s")) for _ in range(1_000))
+        )
+    finally:
+        del loop.call_soon_threadsafe
+    assert isinstance(result, Success)
+    assert len(result.value.results) == 5_000
+    assert all(isinstance(single, Success) for single in singles)
+    assert wakeups < 600, f"{wakeups} loop wake-ups for 6000 delivery reports"
+
+
+async def test_a_full_local_queue_is_back_pressure(
+    client: StreamingClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = await _topic(client)
+
+    def tiny_queue(*args: Any) -> Any:
+        return {**producer_settings(*args), "queue.buffering.max.messages": 20}
+
+    monkeypatch.setattr(producer_module, "producer_settings", tiny_queue)
+    producer = (await client.get_producer(ProducerConfig(linger=0.01))).unwrap()
+    batch = MessageBatch(topic, tuple(StreamingMessage(b"%d" % i) for i in range(500)))
+    result = await producer.send_batch(batch)
+    assert isinstance(result, Success), result
+    offsets = [written.offset for written in result.value.results]
+    assert offsets == sorted(offsets) and len(set(offsets)) == 500
+
+
+async def test_queue_full_is_reported_only_after_the_request_timeout(
+    dev_broker: DevBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    def tiny_queue(*args: Any) -> Any:
+        return {**producer_settings(*args), "queue.buffering.max.messages": 5}
+
+    monkeypatch.setattr(producer_module, "producer_settings", tiny_queue)
+    config = _config(dev_broker.bootstrap, request_timeout=2.0)
+    async with create_streaming_client("confluent", config) as client:
+        topic = await _topic(client)
+        producer = (await client.get_producer(ProducerConfig(linger=0.5))).unwrap()
+        dev_broker.stop()
+        started = time.monotonic()
+        result = await producer.send_batch(
+            MessageBatch(topic, tuple(StreamingMessage(b"x") for _ in range(20)))
+        )
+        waited = time.monotonic() - started
+    assert isinstance(result, Failure)
+    outcomes = result.error.context["results"]
+    codes = [outcome.error.code for outcome in outcomes if isinstance(outcome, Failure)]
+    assert len(codes) == 20  # nothing was silently dropped
+    assert "STREAMING_QUEUE_FULL" in codes
+    assert all(
+        outcome.error.context["delivery"] in ("not_written", "unknown") for outcome in outcomes
+    )
+    assert 1.5 < waited < 8.0
+
+
+async def test_disconnect_answers_every_send_still_in_flight(dev_broker: DevBroker) -> None:
+    config = _config(dev_broker.bootstrap, request_timeout=2.0)
+    client = create_streaming_client("confluent", config)
+    topic = await _topic(client)
+    producer = (await client.get_producer()).unwrap()
+    dev_broker.stop()
+    sends = asyncio.gather(*(producer.send(topic, StreamingMessage(b"late")) for _ in range(50)))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await client.disconnect()
+    results = await asyncio.wait_for(sends, 5)
+    assert time.monotonic() - started < 5
+    assert all(isinstance(result, Failure) for result in results)
+    for result in results:
+        assert isinstance(result, Failure)
+        assert result.error.context["delivery"] in ("not_written", "unknown")
+    assert not _our_threads()
+
+
+async def test_a_topic_created_after_a_failed_send_is_found(client: StreamingClient) -> None:
+    # librdkafka remembers a topic it found missing and refuses it locally from then on;
+    # the producer must look again rather than repeat TOPIC_NOT_FOUND forever.
+    producer = (await client.get_producer()).unwrap()
+    topic = _unique("late")
+    started = time.monotonic()
+    missing = await producer.send(topic, StreamingMessage(b"early"))
+    assert isinstance(missing, Failure)
+    assert missing.error.code == "STREAMING_TOPIC_NOT_FOUND"
+    assert missing.error.context["delivery"] == "not_written"
+    assert time.monotonic() - started < 5.0
+    admin = (await client.get_admin()).unwrap()
+    assert isinstance(await admin.create_topics([TopicConfig(topic)]), Success)
+    assert isinstance(await producer.send(topic, StreamingMessage(b"late")), Success)
+    assert topic in (await admin.list_topics()).unwrap()
