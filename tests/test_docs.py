@@ -31,3 +31,10 @@ def test_quickstart_runs() -> None:
     assert completed.returncode == 0, completed.stderr
     assert "sent 12 messages" in completed.stdout
     assert "consumed 12 messages" in completed.stdout
+
+
+def test_every_other_readme_python_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for block in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)[1:]:
+        completed = _run(["-c", block])
+        assert completed.returncode == 0, f"{block}\n{completed.stderr}"
