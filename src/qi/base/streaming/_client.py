@@ -19,6 +19,7 @@ from qi.base.streaming._consumer import StreamingConsumer
 from qi.base.streaming._endpoint import Endpoint
 from qi.base.streaming._factory import Implementation, create_connector
 from qi.base.streaming._producer import StreamingProducer
+from qi.base.streaming._validation import consumer_config_problem, producer_config_problem
 
 _LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
 
@@ -110,6 +111,7 @@ class StreamingClient:
             "get_producer",
             self._producers,
             config,
+            producer_config_problem(config),
             lambda connector: connector.create_producer(config),
         )
 
@@ -124,6 +126,7 @@ class StreamingClient:
             "get_consumer",
             self._consumers,
             config,
+            consumer_config_problem(config),
             lambda connector: connector.create_consumer(config),
         )
 
@@ -136,7 +139,7 @@ class StreamingClient:
         """
         admins: dict[None, StreamingAdmin] = {} if self._admin is None else {None: self._admin}
         result = await self._get(
-            "get_admin", admins, None, lambda connector: connector.create_admin()
+            "get_admin", admins, None, None, lambda connector: connector.create_admin()
         )
         if isinstance(result, Success):
             self._admin = result.value
@@ -210,18 +213,19 @@ class StreamingClient:
         operation: str,
         cache: dict[Key, EndpointT],
         key: Key,
+        problem: str | None,
         create: Callable[[StreamingConnector], Result[EndpointT, QiError]],
     ) -> Result[EndpointT, QiError]:
         connector = self._get_connector()
         if isinstance(connector, Failure):
             return Failure(connector.error.with_context(operation=operation))
-        try:
-            hash(key)
-        except TypeError:
+        if problem is not None:
+            # Checked before the cache: an invalid config may compare equal to a valid
+            # one (idempotent=1 == True) and must not be handed the valid one's instance.
             return Failure(
                 streaming_error(
                     ErrorCode.INVALID_CONFIG,
-                    f"{operation} needs a config dataclass, got {type(key).__name__}",
+                    problem,
                     operation=operation,
                     implementation=connector.value.implementation,
                 )

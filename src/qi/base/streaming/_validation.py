@@ -26,6 +26,11 @@ from qi.base.streaming._source import SeekTarget
 from qi.base.streaming._types import NO_HEADERS, StreamingMessage
 
 _TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
+# Kafka's wire types: partition counts are int32, replication factors int16.
+_MAX_PARTITIONS: Final = 2**31 - 1
+_MAX_REPLICATION_FACTOR: Final = 2**15 - 1
+# librdkafka's upper bound for linger.ms; longer is a mistake, not a batching strategy.
+_MAX_LINGER: Final = 900.0
 _SASL_MECHANISMS: Final = frozenset({"plain", "scram-sha-256", "scram-sha-512"})
 _ACKS: Final = ("all", 1, 0)
 _COMPRESSIONS: Final = frozenset({"none", "gzip", "snappy", "lz4", "zstd"})
@@ -126,8 +131,8 @@ def producer_config_problem(config: object) -> str | None:
         return "idempotent=True requires acks='all' (Kafka's rule)"
     if config.compression not in _COMPRESSIONS:
         return f"unknown compression {config.compression!r}"
-    if not _is_number(config.linger) or config.linger < 0:
-        return "linger must be a number of seconds >= 0"
+    if not _is_number(config.linger) or not 0 <= config.linger <= _MAX_LINGER:
+        return f"linger must be a number of seconds from 0 to {_MAX_LINGER:g}"
     if not _is_int(config.max_in_flight) or config.max_in_flight < 1:
         return "max_in_flight must be an int >= 1"
     if config.idempotent and config.max_in_flight > 5:
@@ -204,10 +209,11 @@ def topic_config_problem(config: object) -> str | None:
     """Partition and replica counts of a topic to create, and its settings."""
     if not isinstance(config, TopicConfig):
         return f"topic config must be a TopicConfig, got {type(config).__name__}"
-    if not _is_int(config.num_partitions) or config.num_partitions < 1:
-        return "num_partitions must be an int >= 1"
-    if not _is_int(config.replication_factor) or config.replication_factor < 1:
-        return "replication_factor must be an int >= 1"
+    if not _is_int(config.num_partitions) or not 1 <= config.num_partitions <= _MAX_PARTITIONS:
+        return f"num_partitions must be an int from 1 to {_MAX_PARTITIONS}"
+    replication = config.replication_factor
+    if not _is_int(replication) or not 1 <= replication <= _MAX_REPLICATION_FACTOR:
+        return f"replication_factor must be an int from 1 to {_MAX_REPLICATION_FACTOR}"
     entries = config.config_entries
     if not isinstance(entries, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in entries.items()

@@ -44,6 +44,10 @@ from qi.base.streaming.backends.memory._log import (
 Delivery = Literal["not_written", "unknown"]
 
 
+# Each partition is a Python list; a broker in the test process keeps the count sane.
+MAX_PARTITIONS: Final = 10_000
+
+
 class Reader(Protocol):
     """A consumer waiting for data; the broker wakes it when a topic it reads grows."""
 
@@ -194,6 +198,8 @@ class MemoryBroker:
         """Create a topic; TOPIC_ALREADY_EXISTS if it does. Matching groups rebalance."""
         if config.topic in self._topics:
             return BrokerError.TOPIC_ALREADY_EXISTS
+        if config.num_partitions > MAX_PARTITIONS:
+            return BrokerError.INVALID_PARTITIONS
         self._topics[config.topic] = Topic.create(
             config.topic, config.num_partitions, config.replication_factor, config.config_entries
         )

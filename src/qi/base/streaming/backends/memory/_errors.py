@@ -35,6 +35,8 @@ class BrokerError(StrEnum):
     """A commit named a partition the member no longer owns."""
     INJECTED_FAULT = "INJECTED_FAULT"
     """A failure scheduled through a fault-injection hook (which may choose the code)."""
+    INVALID_PARTITIONS = "INVALID_PARTITIONS"
+    """More partitions than the in-process broker keeps for one topic."""
 
 
 # BrokerError -> (contract code, retriable). Every member must have an entry (a test checks).
@@ -46,6 +48,7 @@ ERROR_TABLE: Final[dict[BrokerError, tuple[ErrorCode, bool]]] = {
     BrokerError.REQUEST_TIMED_OUT: (ErrorCode.TIMEOUT, True),
     BrokerError.ILLEGAL_GENERATION: (ErrorCode.COMMIT_FAILED, False),
     BrokerError.INJECTED_FAULT: (ErrorCode.PRODUCE_FAILED, True),
+    BrokerError.INVALID_PARTITIONS: (ErrorCode.INVALID_CONFIG, False),
 }
 
 

@@ -1,0 +1,1 @@
+"""Reliability and security: faults on real connections, hostile input, secrets, leaks."""

@@ -1,0 +1,56 @@
+"""A consumer run as a separate process, so a test can kill it with SIGKILL mid-processing.
+
+    python _child_consumer.py BACKEND BROKERS TOPIC GROUP OUTFILE
+
+It appends one line per handled message to OUTFILE, "partition offset unix_time",
+written with a single os.write so a kill never leaves half a line, and runs until
+it is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+from qi.base.streaming import (
+    ConsumerConfig,
+    ConsumerRunConfig,
+    EachMessagePayload,
+    StreamingConfig,
+    SubscriptionConfig,
+    create_streaming_client,
+)
+
+AUTO_COMMIT_INTERVAL = 0.3
+"""Seconds between the child's commits: what bounds the redelivery after a kill."""
+
+
+async def main(backend: str, brokers: str, topic: str, group: str, outfile: str) -> None:
+    descriptor = os.open(outfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    config = StreamingConfig("qi-killed-child", tuple(brokers.split(",")), 3.0, 5.0)
+    client = create_streaming_client(backend, config)
+    consumer = (
+        await client.get_consumer(
+            ConsumerConfig(
+                group_id=group,
+                session_timeout=3.0,
+                heartbeat_interval=0.3,
+                auto_commit_interval=AUTO_COMMIT_INTERVAL,
+            )
+        )
+    ).unwrap()
+    (await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True))).unwrap()
+
+    async def handle(payload: EachMessagePayload) -> None:
+        await asyncio.sleep(0.002)  # slow enough to be killed in the middle
+        line = f"{payload.partition} {payload.message.offset} {time.time():.6f}\n"
+        os.write(descriptor, line.encode())
+
+    (await consumer.run(ConsumerRunConfig(each_message=handle))).unwrap()
+    await asyncio.Event().wait()  # until SIGKILL
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:6]))

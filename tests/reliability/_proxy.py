@@ -1,0 +1,313 @@
+"""A fault-injecting TCP proxy for tests, and a development broker that advertises it.
+
+    with ProxiedBroker() as cluster:        # a Tansu broker reachable only through the proxy
+        bootstrap = cluster.bootstrap       # what clients connect to: the proxy's address
+        cluster.proxy.cut()                 # drop every open connection; clients reconnect
+        cluster.proxy.stall()               # accept and read, forward nothing, never answer
+        cluster.proxy.add_latency(0.2)      # hold every chunk 0.2 s before forwarding it
+        cluster.proxy.restore()             # no latency, forwarding again
+        cluster.broker.restart()            # the broker process itself, same port
+
+Kafka clients learn broker addresses from metadata, so the broker advertises the
+proxy's address: after bootstrapping, clients still cannot bypass the proxy.
+
+The proxy runs its own event loop in its own thread, so it keeps forwarding while a
+test blocks its thread or its loop (librdkafka's ``flush()``, a synchronous poll), and
+its control methods can be called from sync and async code alike. Loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+from qi.base.streaming.devbroker import DevBroker
+
+T = TypeVar("T")
+
+LOOPBACK: Final = "127.0.0.1"
+_CHUNK: Final = 65536
+_CONTROL_TIMEOUT: Final = 10.0
+
+
+@dataclass(eq=False, slots=True)
+class _Link:
+    """One client connection and, once the proxy has opened it, its upstream connection."""
+
+    client: asyncio.StreamWriter
+    task: asyncio.Task[None] | None
+    upstream: asyncio.StreamWriter | None = None
+
+    def abort(self) -> None:
+        for writer in (self.client, self.upstream):
+            if writer is not None:
+                writer.transport.abort()
+
+
+class FaultProxy:
+    """A TCP proxy on loopback in front of one upstream address, with faults on demand."""
+
+    def __init__(
+        self,
+        upstream: Callable[[], tuple[str, int]],
+        *,
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """Forward to ``upstream()`` (asked per connection, so a broker may move); not started.
+
+        With ``tls`` the proxy terminates TLS: clients speak TLS to it, it speaks
+        plaintext to the upstream.
+        """
+        self._upstream = upstream
+        self._tls = tls
+        self._requested_port = port
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._links: set[_Link] = set()
+        self._flowing: asyncio.Event | None = None
+        self._latency = 0.0
+        self._closing = False
+        self.accepted = 0
+        """Client connections accepted since start: proof that clients came through here."""
+
+    @property
+    def bootstrap(self) -> str:
+        """The "127.0.0.1:PORT" address clients connect to."""
+        if self._port is None:
+            raise RuntimeError("the proxy is not started")
+        return f"{LOOPBACK}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        """The port the proxy listens on."""
+        if self._port is None:
+            raise RuntimeError("the proxy is not started")
+        return self._port
+
+    @property
+    def active(self) -> int:
+        """Client connections open right now."""
+        return self._control(lambda: len(self._links))
+
+    # -- faults ----------------------------------------------------------------------------------
+
+    def cut(self) -> int:
+        """Close every open connection at once (both sides); return how many there were.
+
+        The proxy keeps listening, so clients can reconnect straight away.
+        """
+        return self._control(self._cut_all)
+
+    def stall(self) -> None:
+        """Keep accepting and reading, but forward nothing in either direction: no answers."""
+        self._control(self._stop_flowing)
+
+    def add_latency(self, seconds: float) -> None:
+        """Hold every chunk ``seconds`` before forwarding it, in both directions."""
+        self._latency = max(0.0, float(seconds))
+
+    def restore(self) -> None:
+        """No latency and forwarding again; data held during a stall is delivered now."""
+        self._latency = 0.0
+        self._control(self._start_flowing)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen on loopback and start forwarding."""
+        if self._loop is not None:
+            return
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="qi-test-fault-proxy", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            self._run(self._serve())
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop listening, drop every connection and end the proxy's thread; idempotent."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            self._run(self._shutdown())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(_CONTROL_TIMEOUT)
+        loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- on the proxy's loop ---------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._server = await asyncio.start_server(
+            self._handle, LOOPBACK, self._requested_port, ssl=self._tls
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        # Connections accepted just before the close may still be starting: let them
+        # reach _handle (which now drops them) before the loop goes away.
+        for _ in range(3):
+            tasks = [link.task for link in self._links if link.task is not None]
+            self._cut_all()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.sleep(0.01)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _cut_all(self) -> int:
+        links = list(self._links)
+        for link in links:
+            link.abort()
+            if link.task is not None:
+                link.task.cancel()
+        return len(links)
+
+    def _stop_flowing(self) -> None:
+        assert self._flowing is not None
+        self._flowing.clear()
+
+    def _start_flowing(self) -> None:
+        assert self._flowing is not None
+        self._flowing.set()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.transport.abort()
+            return
+        link = _Link(writer, asyncio.current_task())
+        self._links.add(link)
+        self.accepted += 1
+        try:
+            assert self._flowing is not None
+            await self._flowing.wait()  # a stalled proxy accepts but never even dials upstream
+            host, port = self._upstream()
+            upstream_reader, link.upstream = await asyncio.open_connection(host, port)
+            pumps = [
+                asyncio.create_task(self._pump(reader, link.upstream)),
+                asyncio.create_task(self._pump(upstream_reader, writer)),
+            ]
+            try:
+                # Kafka never half-closes: one side gone means the connection is over.
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for pump in pumps:
+                    pump.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
+        except (OSError, asyncio.CancelledError):
+            pass  # upstream down (the client sees a closed connection) or cut()
+        finally:
+            self._links.discard(link)
+            link.abort()
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._flowing is not None
+        with contextlib.suppress(OSError):
+            while data := await reader.read(_CHUNK):
+                if self._latency > 0:
+                    await asyncio.sleep(self._latency)
+                await self._flowing.wait()
+                writer.write(data)
+                await writer.drain()
+
+    # -- crossing threads ------------------------------------------------------------------------
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            coroutine.close()
+            raise RuntimeError("the proxy is not started")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_CONTROL_TIMEOUT)
+
+    def _control(self, action: Callable[[], T]) -> T:
+        async def on_loop() -> T:
+            return action()
+
+        return self._run(on_loop())
+
+
+class AdvertisingBroker(DevBroker):
+    """A development broker that tells clients to connect to ``advertised`` (the proxy).
+
+    DevBroker advertises its own listener; this overrides only that argument.
+    """
+
+    def __init__(self, advertised: Callable[[], str]) -> None:
+        super().__init__()
+        self._advertised = advertised
+
+    def _command(self, binary: str) -> list[str]:
+        command = super()._command(binary)
+        command[command.index("--advertised-listener-url") + 1] = f"tcp://{self._advertised()}"
+        return command
+
+
+class ProxiedBroker:
+    """A private development broker that clients can reach only through a :class:`FaultProxy`."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.proxy: Final = FaultProxy(lambda: (LOOPBACK, self.broker.port), tls=tls)
+        """The proxy every client connection goes through."""
+        self.broker: Final = AdvertisingBroker(lambda: self.proxy.bootstrap)
+        """The broker process (``stop``/``start``/``restart`` keep its port)."""
+
+    @property
+    def bootstrap(self) -> str:
+        """What clients connect to: the proxy."""
+        return self.proxy.bootstrap
+
+    def start(self) -> None:
+        """Start the proxy, then the broker advertising it."""
+        self.proxy.start()
+        try:
+            self.broker.start()
+        except BaseException:
+            self.proxy.close()
+            raise
+
+    def stop(self) -> None:
+        """Stop the broker and the proxy; idempotent."""
+        try:
+            self.broker.stop()
+        finally:
+            self.proxy.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

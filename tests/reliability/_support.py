@@ -1,0 +1,168 @@
+"""Shared helpers of the reliability suite: backends, Result checks, a per-test event loop.
+
+The error table is copied from the contract (section 6) on purpose, as the contract
+suite does: these tests check the library against the document, not against itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import pytest
+
+from qi.base import ErrorCategory, Failure, QiError, Result, Success
+from qi.base.streaming import ProducerConfig, StreamingConfig
+
+T = TypeVar("T")
+
+ALL_BACKENDS: Final = ("memory", "confluent", "aiokafka")
+REAL_BACKENDS: Final = frozenset({"confluent", "aiokafka"})
+_LIBRARY_OF: Final = {"confluent": "confluent_kafka", "aiokafka": "aiokafka"}
+
+CATEGORIES: Final[dict[str, ErrorCategory]] = {
+    "STREAMING_INVALID_CONFIG": ErrorCategory.CONFIGURATION,
+    "STREAMING_UNKNOWN_IMPLEMENTATION": ErrorCategory.CONFIGURATION,
+    "STREAMING_INVALID_MESSAGE": ErrorCategory.VALIDATION,
+    "STREAMING_INVALID_TOPIC": ErrorCategory.VALIDATION,
+    "STREAMING_MESSAGE_TOO_LARGE": ErrorCategory.VALIDATION,
+    "STREAMING_TOPIC_ALREADY_EXISTS": ErrorCategory.VALIDATION,
+    "STREAMING_NOT_SUBSCRIBED": ErrorCategory.VALIDATION,
+    "STREAMING_INVALID_ARGUMENT": ErrorCategory.VALIDATION,
+    "STREAMING_TOPIC_NOT_FOUND": ErrorCategory.RESOURCE,
+    "STREAMING_QUEUE_FULL": ErrorCategory.RESOURCE,
+    "STREAMING_NOT_CONNECTED": ErrorCategory.SYSTEM,
+    "STREAMING_CONNECTION_FAILED": ErrorCategory.NETWORK,
+    "STREAMING_PRODUCE_FAILED": ErrorCategory.NETWORK,
+    "STREAMING_BATCH_PARTIAL_FAILURE": ErrorCategory.NETWORK,
+    "STREAMING_COMMIT_FAILED": ErrorCategory.CONCURRENCY,
+    "STREAMING_TIMEOUT": ErrorCategory.TIMEOUT,
+    "STREAMING_AUTHENTICATION_FAILED": ErrorCategory.AUTHENTICATION,
+    "STREAMING_AUTHORIZATION_FAILED": ErrorCategory.AUTHORIZATION,
+    "STREAMING_ADMIN_FAILED": ErrorCategory.SYSTEM,
+    "STREAMING_HANDLER_FAILED": ErrorCategory.BUSINESS,
+}
+DELIVERY_VALUES: Final = ("not_written", "unknown")
+
+
+def backend_params(names: tuple[str, ...] = ALL_BACKENDS) -> list[Any]:
+    """pytest params for ``names``, restricted by ``$QI_TEST_BACKENDS`` like the contract suite.
+
+    A backend whose native library is not installed is skipped; one that is installed
+    but broken fails, because that is a finding.
+    """
+    raw = os.environ.get("QI_TEST_BACKENDS")
+    wanted = {name.strip() for name in raw.split(",")} if raw else set(ALL_BACKENDS)
+    params = []
+    for name in names:
+        if name not in wanted:
+            continue
+        marks: list[Any] = []
+        if name in REAL_BACKENDS:
+            marks.append(pytest.mark.broker)
+            if importlib.util.find_spec(_LIBRARY_OF[name]) is None:
+                marks.append(pytest.mark.skip(reason=f"{_LIBRARY_OF[name]} is not installed"))
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
+
+
+def unique(prefix: str) -> str:
+    """A topic or group name no other test uses."""
+    return f"qi-rel-{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def memory_brokers() -> tuple[str, ...]:
+    """A private in-process broker for one test."""
+    return (f"memory-{uuid.uuid4().hex}:9092",)
+
+
+def producer_config_for(backend: str, **changes: Any) -> ProducerConfig:
+    """Defaults, except idempotence for aiokafka on Tansu (it rejects InitProducerId)."""
+    if backend == "aiokafka" and not os.environ.get("QI_TEST_BROKERS"):
+        changes.setdefault("idempotent", False)
+    return ProducerConfig(**changes)
+
+
+def streaming_config(
+    brokers: tuple[str, ...], *, connection_timeout: float = 3.0, request_timeout: float = 5.0
+) -> StreamingConfig:
+    """Short timeouts: a misbehaving call fails the test fast instead of hitting its timeout."""
+    return StreamingConfig(
+        client_id=unique("client"),
+        brokers=brokers,
+        connection_timeout=connection_timeout,
+        request_timeout=request_timeout,
+    )
+
+
+def check_result(result: object, where: str) -> Result[Any, QiError]:
+    """Assert ``result`` is a Result whose error, if any, follows the contract's error rules."""
+    assert isinstance(result, Success | Failure), f"{where} returned {result!r}, not a Result"
+    if isinstance(result, Failure):
+        check_error(result.error, where)
+    return result
+
+
+def check_error(error: object, where: str) -> QiError:
+    """Assert ``error`` is a QiError with a contract code, its category and the required context."""
+    assert isinstance(error, QiError), f"{where} failed with {error!r}, not a QiError"
+    assert error.code in CATEGORIES, f"{where}: unknown code {error.code}"
+    assert error.category == CATEGORIES[error.code], f"{where}: {error.code} has {error.category}"
+    assert isinstance(error.message, str) and error.message, f"{where}: empty message"
+    for key in ("operation", "implementation"):
+        assert key in error.context, f"{where}: {error.code} context lacks {key!r}: {error}"
+    return error
+
+
+def code_of(result: Result[Any, QiError]) -> str | None:
+    """The error code of a Failure, None for a Success."""
+    return result.error.code if isinstance(result, Failure) else None
+
+
+async def bounded(awaitable: Awaitable[T], seconds: float, where: str) -> T:
+    """Await within ``seconds``; a call that takes longer is a hang, and fails the test."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+    except TimeoutError:
+        raise AssertionError(f"{where} did not return within {seconds:.1f}s (a hang)") from None
+
+
+class LoopRunner:
+    """An event loop owned by a synchronous test, so hypothesis can drive async calls."""
+
+    def __init__(self) -> None:
+        self._runner = asyncio.Runner()
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        """Run ``awaitable`` to completion on this runner's loop."""
+
+        async def wait() -> T:
+            return await awaitable
+
+        return self._runner.run(wait())
+
+    def close(self) -> None:
+        """Close the loop (cancelling anything left on it)."""
+        self._runner.close()
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], within: float, what: str
+) -> None:
+    """Poll ``condition`` until it holds; fail the test with ``what`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        outcome = condition()
+        if not isinstance(outcome, bool):
+            outcome = await outcome
+        if outcome:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
+        await asyncio.sleep(0.02)

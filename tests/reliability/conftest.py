@@ -1,0 +1,63 @@
+"""Fixtures of the reliability suite: faulty brokers and the backends to run against."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ._harness import Harness
+from ._proxy import ProxiedBroker
+from ._scenarios import Faults, MemoryFaults, ProxyFaults
+from ._support import REAL_BACKENDS, backend_params, memory_brokers
+
+
+@pytest.fixture
+def proxied_broker() -> Iterator[ProxiedBroker]:
+    """A private development broker reachable only through a fault proxy."""
+    with ProxiedBroker() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=backend_params())
+def backend(request: pytest.FixtureRequest) -> str:
+    """The implementation under test: memory, and the real backends whose library is installed."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def brokers(backend: str, request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """A private in-process broker for memory, else the session's development broker."""
+    if backend not in REAL_BACKENDS:
+        return memory_brokers()
+    bootstrap: str = request.getfixturevalue("kafka_bootstrap")
+    return tuple(address.strip() for address in bootstrap.split(",") if address.strip())
+
+
+@pytest.fixture
+def harness(backend: str, brokers: tuple[str, ...]) -> Iterator[Harness]:
+    """A connected client, admin, producer and topic on a loop owned by the test."""
+    opened = Harness.open(backend, brokers)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def faulty(backend: str) -> Iterator[tuple[tuple[str, ...], Faults]]:
+    """Brokers to connect to and the fault switches in front of them.
+
+    Real backends get a private broker behind a fault proxy (clients cannot bypass
+    it); memory gets a private in-process broker and its fault hooks.
+    """
+    if backend not in REAL_BACKENDS:
+        from qi.base.streaming.backends.memory import broker_for, discard_broker
+
+        brokers = memory_brokers()
+        yield brokers, MemoryFaults(broker_for(brokers))
+        discard_broker(brokers)
+        return
+    with ProxiedBroker() as cluster:
+        yield (cluster.bootstrap,), ProxyFaults(cluster)
