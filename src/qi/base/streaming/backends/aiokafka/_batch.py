@@ -1,112 +1,220 @@
-"""A batch of ours laid out as aiokafka record batches, one open batch per partition.
+"""Messages laid out as aiokafka record batches, and each message's result read back.
 
-aiokafka's batch API (``create_batch``/``send_batch``) is about three times as
-fast as one ``send()`` per message, but it reports per partition batch: the
-broker answers with the batch's base offset. Each message remembers its batch
-and its position in it, so its own offset is the base offset plus that position.
-Messages of one partition go into its batches in input order and the batches
-are queued in order, so a partition receives the messages in input order.
+aiokafka's batch API (``create_batch``/``send_batch``) is several times as fast
+as one ``send()`` per message, but it reports per record batch: the broker
+answers with the batch's base offset. A record's position in its batch is its
+offset relative to that base, so each batch remembers which message sits at
+which position. Messages of one partition go into its batches in input order
+and the batches are queued in order, so a partition receives them in input
+order. This module is the hot loop of every send: one pass per message, no
+per-message futures, coroutines or dicts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
-from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.structs import TopicPartition
+
+from qi.base.streaming._types import NO_HEADERS, ProduceResult, StreamingMessage
+from qi.base.streaming.backends.memory._build import slot_setters
 
 _PARTITIONER: Final = DefaultPartitioner()
+# aiokafka wants a list; its builder only reads it, so all header-less records share this one.
+_NO_NATIVE_HEADERS: Final[list[tuple[str, bytes]]] = []
+_RESULT_SETTERS: Final = slot_setters(ProduceResult, ("topic", "partition", "offset", "timestamp"))
+
+
+class UnknownPartition(Exception):
+    """A message names a partition the cached metadata does not list: refresh, then lay out
+    again (once), so that partitions added since the metadata was cached are accepted."""
+
+
+def _encoded(value: str | bytes | bytearray) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _native_headers(headers: Any) -> Any:
+    if headers is NO_HEADERS or not headers:
+        return _NO_NATIVE_HEADERS
+    return [(name, _encoded(value)) for name, value in headers.items()]
+
+
+def milliseconds(stamp: datetime) -> int:
+    """A message timestamp as Kafka's milliseconds since the epoch."""
+    return int(stamp.timestamp() * 1000)
 
 
 @dataclass(slots=True)
-class Placement:
-    """Where a message waits for its acknowledgement."""
+class QueuedBatch:
+    """One record batch of ours: where its records came from and how it was queued."""
 
-    future: asyncio.Future[Any]
-    """Resolves to RecordMetadata: the message's own, or its batch's (see ``position``)."""
     partition: int
-    """Partition the message was queued for; -1 when aiokafka chose and has not said."""
-    position: int | None = None
-    """Index within its record batch; None when ``future`` is the message's own."""
-    timestamp_ms: int | None = None
-    """Timestamp the record carries, as queued."""
-
-
-@dataclass(slots=True)
-class _OpenBatch:
     builder: Any
-    members: list[tuple[int, int, int]] = field(default_factory=list)
-    """(message index, position, timestamp) of each record appended so far."""
+    indexes: list[int] = field(default_factory=list)
+    """Message index of the record at each position."""
+    stamps: list[int] = field(default_factory=list)
+    """Timestamp (ms) of the record at each position."""
+    future: asyncio.Future[Any] | None = None
+    """aiokafka's delivery future, once queued."""
+    refused: Exception | None = None
+    """Why aiokafka would not queue it (nothing of it was sent)."""
 
 
-def choose_partition(producer: Any, topic: str, key: bytes | None) -> int:
-    """The partition aiokafka's default partitioner would choose for ``key``."""
-    cluster = producer.client.cluster
-    every = sorted(cluster.partitions_for_topic(topic) or ())
-    available = sorted(cluster.available_partitions_for_topic(topic) or ())
-    chosen: int = _PARTITIONER(key, every, available)
-    return chosen
+class Layout:
+    """Lays out messages of one topic as closed record batches, one open batch per partition."""
 
-
-class BatchLayout:
-    """Appends messages to per-partition record batches and queues full ones."""
-
-    def __init__(self, producer: Any, topic: str, deadline: float) -> None:
+    def __init__(self, producer: Any, topic: str, rotation: int) -> None:
+        cluster = producer.client.cluster
         self._producer = producer
-        self._topic = topic
-        self._deadline = deadline
-        self._open: dict[int, _OpenBatch] = {}
-        self.placements: dict[int, Placement] = {}
-        """Message index -> where it waits; filled as batches are queued."""
-        self.refused: dict[int, Exception] = {}
-        """Message index -> why its batch could not be queued (nothing was sent)."""
+        self.every = sorted(cluster.partitions_for_topic(topic) or ())
+        available = sorted(cluster.available_partitions_for_topic(topic) or ())
+        self._available = available or self.every
+        self.known = frozenset(self.every)
+        self.rotation = rotation
+        """Where keyless messages continue the round-robin over the available partitions."""
 
-    async def add(self, index: int, partition: int, native: dict[str, Any]) -> None:
-        """Append one message; queue its partition's batch first if the batch is full."""
-        batch = self._open.get(partition)
-        if batch is None:
-            batch = self._open[partition] = _OpenBatch(self._producer.create_batch())
-        record = self._append(batch, native)
-        if record is None:  # full: queue it, start the next one (a first record always fits)
-            await self._queue(partition)
-            batch = self._open[partition] = _OpenBatch(self._producer.create_batch())
-            record = self._append(batch, native)
-            assert record is not None
-        batch.members.append((index, record.offset, record.timestamp))
+    def build(
+        self, messages: Sequence[StreamingMessage], start: int, stop: int, *, strict: bool
+    ) -> tuple[list[QueuedBatch], list[int]]:
+        """Batches for ``messages[start:stop]`` in the order to queue them, and the indexes of
+        messages naming a partition the topic does not have (raises UnknownPartition
+        instead unless ``strict``)."""
+        create = self._producer.create_batch
+        every, available, known = self.every, self._available, self.known
+        rotation, spread = self.rotation, len(available)
+        partitioner = _PARTITIONER
+        now = int(time.time() * 1000)
+        open_batches: dict[int, QueuedBatch] = {}
+        ready: list[QueuedBatch] = []
+        unknown: list[int] = []
+        for index in range(start, stop):
+            message = messages[index]
+            key = message.key
+            if key is not None and type(key) is not bytes:
+                key = _encoded(key)
+            partition = message.partition
+            if partition is None:
+                if key is None:
+                    partition = available[rotation % spread]
+                    rotation += 1
+                else:
+                    partition = partitioner(key, every, available)
+            elif partition not in known:
+                if not strict:
+                    raise UnknownPartition(partition)
+                unknown.append(index)
+                continue
+            stamp = message.timestamp
+            stamp_ms = now if stamp is None else milliseconds(stamp)
+            value = message.value
+            if type(value) is not bytes:
+                value = _encoded(value)
+            headers = _native_headers(message.headers)
+            batch = open_batches.get(partition)
+            if batch is None:
+                batch = open_batches[partition] = QueuedBatch(partition, create())
+            if (
+                batch.builder.append(timestamp=stamp_ms, key=key, value=value, headers=headers)
+                is None
+            ):  # full: it goes first, the next one starts (a first record always fits)
+                ready.append(batch)
+                batch = open_batches[partition] = QueuedBatch(partition, create())
+                batch.builder.append(timestamp=stamp_ms, key=key, value=value, headers=headers)
+            batch.indexes.append(index)
+            batch.stamps.append(stamp_ms)
+        self.rotation = rotation
+        ready.extend(open_batches.values())
+        for batch in ready:
+            # Closed, so aiokafka sends it at once instead of lingering for more records.
+            batch.builder.close()
+        return ready, unknown
 
-    async def finish(self) -> None:
-        """Queue every batch still open."""
-        for partition in list(self._open):
-            await self._queue(partition)
+    def native(self, message: StreamingMessage, now: int) -> tuple[int, dict[str, Any]] | None:
+        """The partition and ``send()`` arguments of one message; None when it names a
+        partition the topic does not have."""
+        key = message.key
+        if key is not None and type(key) is not bytes:
+            key = _encoded(key)
+        partition = message.partition
+        if partition is None:
+            if key is None:
+                partition = self._available[self.rotation % len(self._available)]
+                self.rotation += 1
+            else:
+                partition = _PARTITIONER(key, self.every, self._available)
+        elif partition not in self.known:
+            return None
+        stamp = message.timestamp
+        value = message.value
+        return partition, {
+            "value": value if type(value) is bytes else _encoded(value),
+            "key": key,
+            "partition": partition,
+            "timestamp_ms": now if stamp is None else milliseconds(stamp),
+            "headers": _native_headers(message.headers),
+        }
 
-    async def _queue(self, partition: int) -> None:
-        batch = self._open.pop(partition)
-        # Closed, so aiokafka sends it at once instead of lingering for more records.
-        batch.builder.close()
-        remaining = self._deadline - time.monotonic()
-        try:
-            if remaining <= 0:
-                raise KafkaTimeoutError("request_timeout passed before the batch was queued")
-            # aiokafka waits (up to its request timeout) for the partition's previous batch.
-            async with asyncio.timeout(remaining):
-                future = await self._producer.send_batch(
-                    batch.builder, self._topic, partition=partition
-                )
-        except (TimeoutError, KafkaError) as exc:
-            for index, _, _ in batch.members:
-                self.refused[index] = exc
-            return
-        for index, position, timestamp in batch.members:
-            self.placements[index] = Placement(future, partition, position, timestamp)
+    def queued_anything(self, topic: str) -> bool:
+        """Whether aiokafka still holds an unsent batch for a partition of ``topic``."""
+        batches = getattr(getattr(self._producer, "_message_accumulator", None), "_batches", None)
+        if not batches:
+            return False
+        return any(batches.get(TopicPartition(topic, partition)) for partition in self.every)
 
-    @staticmethod
-    def _append(batch: _OpenBatch, native: dict[str, Any]) -> Any:
-        return batch.builder.append(
-            timestamp=native["timestamp_ms"],
-            key=native["key"],
-            value=native["value"],
-            headers=native["headers"],
-        )
+
+class Stamps:
+    """Milliseconds to aware datetimes; the records of a send mostly share one millisecond."""
+
+    __slots__ = ("_last_ms", "_last")
+
+    def __init__(self) -> None:
+        self._last_ms = -1
+        self._last: datetime | None = None
+
+    def __call__(self, ms: int) -> datetime | None:
+        if ms == self._last_ms:
+            return self._last
+        self._last_ms = ms
+        self._last = None if ms < 0 else datetime.fromtimestamp(ms / 1000, tz=UTC)
+        return self._last
+
+
+def acknowledged(
+    topic: str,
+    batch: QueuedBatch,
+    metadata: Any,
+    results: list[Any],
+    stamps: Stamps,
+) -> None:
+    """Store the ProduceResult of every record of an acknowledged batch in ``results``."""
+    partition, indexes, records = batch.partition, batch.indexes, batch.stamps
+    if metadata is None:  # acks=0: the broker does not answer, offsets are unknown
+        base, appended = None, -1
+    else:
+        base = metadata.offset
+        appended = metadata.timestamp
+        if appended is None:
+            appended = -1
+    if _RESULT_SETTERS is None:
+        for position, index in enumerate(indexes):
+            stamp = stamps(records[position] if appended < 0 else appended)
+            offset = -1 if base is None else base + position
+            results[index] = ProduceResult(topic, partition, offset, stamp)
+        return
+    set_topic, set_partition, set_offset, set_stamp = _RESULT_SETTERS
+    new = object.__new__
+    for position, index in enumerate(indexes):
+        # -1 (CreateTime) means the record keeps its own timestamp; else the broker's log time.
+        result = new(ProduceResult)
+        set_topic(result, topic)
+        set_partition(result, partition)
+        set_offset(result, -1 if base is None else base + position)
+        set_stamp(result, stamps(records[position] if appended < 0 else appended))
+        results[index] = result

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -35,7 +34,14 @@ from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._producer import StreamingProducer
 from qi.base.streaming._types import ProduceResult, StreamingMessage
 from qi.base.streaming.backends.aiokafka import _errors
-from qi.base.streaming.backends.aiokafka._batch import BatchLayout, Placement, choose_partition
+from qi.base.streaming.backends.aiokafka._batch import (
+    Layout,
+    QueuedBatch,
+    Stamps,
+    UnknownPartition,
+    acknowledged,
+)
+from qi.base.streaming.backends.aiokafka._budget import QueueBudget
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._metadata import (
     forbid_topic_auto_creation,
@@ -51,16 +57,6 @@ _NO_TRANSACTION_TIMEOUT_MS: Final = 2**31 - 1
 # InitProducerId answers that mean "this broker will not give an idempotent producer an id";
 # other errors (coordinator loading, ...) are transient and aiokafka retries them itself.
 _NO_IDEMPOTENCE_ERRORS: Final = frozenset({-1, 35})
-
-
-def _encoded(value: str | bytes | bytearray) -> bytes:
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
-def _timestamp(milliseconds: int | None) -> datetime | None:
-    if milliseconds is None or milliseconds < 0:
-        return None
-    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -81,8 +77,14 @@ class AiokafkaProducer(StreamingProducer):
     ) -> None:
         super().__init__(config, producer_config, implementation=IMPLEMENTATION, logger=logger)
         self._producer: Any = None
-        # Resolved by _close so callers still waiting for an acknowledgement stop waiting.
-        self._closed_signal: asyncio.Future[None] | None = None
+        # One wake-up future per send waiting for acknowledgements; _close resolves them so
+        # callers still waiting stop waiting.
+        self._waits: set[asyncio.Future[None]] = set()
+        # send() calls of this loop iteration, by topic, not yet handed to a flush task.
+        self._pending: dict[str, tuple[list[StreamingMessage], list[asyncio.Future[Any]]]] = {}
+        self._flushes: set[asyncio.Future[None]] = set()
+        self._budget = QueueBudget()
+        self._rotation = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -96,7 +98,6 @@ class AiokafkaProducer(StreamingProducer):
                 )
             ) from exc
         self._producer = producer
-        self._closed_signal = asyncio.get_running_loop().create_future()
         forbid_topic_auto_creation(producer.client)
 
         async def start() -> None:
@@ -134,7 +135,6 @@ class AiokafkaProducer(StreamingProducer):
 
     async def _close(self) -> None:
         producer, self._producer = self._producer, None
-        signal, self._closed_signal = self._closed_signal, None
         if producer is None:
             return
         try:
@@ -146,8 +146,10 @@ class AiokafkaProducer(StreamingProducer):
                 self._config.request_timeout,
             )
         finally:
-            if signal is not None and not signal.done():
-                signal.set_result(None)
+            waits, self._waits = self._waits, set()
+            for wake in waits:
+                if not wake.done():
+                    wake.set_result(None)
             await self._stop(producer)
 
     async def _stop(self, producer: Any) -> None:
@@ -177,123 +179,283 @@ class AiokafkaProducer(StreamingProducer):
     # -- sending -------------------------------------------------------------------------------
 
     async def _send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
-        (outcome,) = await self._deliver(topic, (message,), "send")
-        return Failure(outcome) if isinstance(outcome, QiError) else Success(outcome)
+        # Sends issued in the same loop iteration go out together as one send of many messages:
+        # a few record batches and one wait instead of a coroutine, a timer and a future per
+        # message. One send alone is a one-record batch queued at once, without lingering.
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Result[ProduceResult, QiError]] = loop.create_future()
+        pending = self._pending
+        if not pending:
+            loop.call_soon(self._flush_pending)
+        entry = pending.get(topic)
+        if entry is None:
+            pending[topic] = ([message], [waiter])
+        else:
+            entry[0].append(message)
+            entry[1].append(waiter)
+        return await waiter
+
+    def _flush_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for topic, (messages, waiters) in pending.items():
+            task = asyncio.ensure_future(self._deliver_pending(topic, messages, waiters))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _deliver_pending(
+        self,
+        topic: str,
+        messages: list[StreamingMessage],
+        waiters: list[asyncio.Future[Result[ProduceResult, QiError]]],
+    ) -> None:
+        try:
+            outcomes: Sequence[ProduceResult | QiError] = await self._deliver(
+                topic, messages, "send"
+            )
+        except OperationFailed as exc:
+            outcomes = [exc.error] * len(messages)
+        except Exception as exc:  # the boundary would translate it; this task is ours to do so
+            error = self._translate(exc, "send", ErrorCode.PRODUCE_FAILED).with_context(
+                topic=topic, delivery=DELIVERY_UNKNOWN
+            )
+            outcomes = [error] * len(messages)
+        except BaseException:  # cancelled: every caller still waiting learns it
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+            raise
+        for waiter, outcome in zip(waiters, outcomes, strict=True):
+            if not waiter.done():  # a caller that was cancelled no longer waits
+                waiter.set_result(
+                    Failure(outcome) if isinstance(outcome, QiError) else Success(outcome)
+                )
 
     async def _send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
     ) -> Sequence[ProduceResult | QiError]:
         outcomes = await self._deliver(topic, messages, "send_batch")
-        return [
-            outcome.with_context(index=index) if isinstance(outcome, QiError) else outcome
-            for index, outcome in enumerate(outcomes)
-        ]
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, QiError):
+                outcomes[index] = outcome.with_context(index=index)
+        return outcomes
 
     async def _deliver(
         self, topic: str, messages: Sequence[StreamingMessage], operation: str
     ) -> list[ProduceResult | QiError]:
         """Queue every message in order, then wait for each acknowledgement, all within
         ``request_timeout``; one outcome per message, in input order."""
-        producer, signal = self._producer, self._closed_signal
-        if producer is None or signal is None:
+        producer = self._producer
+        if producer is None:
             raise OperationFailed(
                 self._not_connected(operation).with_context(topic=topic, delivery=NOT_WRITTEN)
             )
-        deadline = time.monotonic() + self._config.request_timeout
-        try:
-            async with asyncio.timeout(self._config.request_timeout):
-                partitions = await self._partitions(producer, topic, operation)
-        except TimeoutError:
-            partitions = self._failed(
-                ErrorCode.TIMEOUT,
-                f"no metadata for topic {topic!r} within {self._config.request_timeout:.1f}s",
-                operation,
-                topic,
-                NOT_WRITTEN,
-            )
-        if isinstance(partitions, QiError):
-            return [partitions] * len(messages)
-        outcomes: dict[int, ProduceResult | QiError] = {}
-        natives: dict[int, dict[str, Any]] = {}
-        for index, message in enumerate(messages):
-            rejection = await self._check_partition(producer, topic, message, partitions, operation)
-            if rejection is None:
-                natives[index] = _native_message(message)
-            else:
-                outcomes[index] = rejection
-        # One message joins the shared per-partition batches of send(); a batch of ours is
-        # laid out as record batches of its own, which is about three times as fast.
-        if len(messages) == 1:
-            placements, refused = await self._queue_each(producer, topic, natives, deadline)
-        else:
-            placements, refused = await self._queue_batches(producer, topic, natives, deadline)
-        for index, exc in refused.items():
-            outcomes[index] = self._refused(exc, operation, topic)
-        if placements:
-            await self._wait(
-                {id(p.future): p.future for p in placements.values()}, signal, deadline
-            )
-        for index, placement in placements.items():
-            outcomes[index] = self._delivery_outcome(placement, topic, operation)
-        return [outcomes[index] for index in range(len(messages))]
-
-    async def _queue_each(
-        self, producer: Any, topic: str, natives: dict[int, dict[str, Any]], deadline: float
-    ) -> tuple[dict[int, Placement], dict[int, Exception]]:
-        placements: dict[int, Placement] = {}
-        refused: dict[int, Exception] = {}
-        for index, native in natives.items():
-            if native["partition"] is None and self._producer_config.acks == 0:
-                # Without acknowledgements aiokafka never says where a message went: choose here.
-                native["partition"] = choose_partition(producer, topic, native["key"])
-            remaining = deadline - time.monotonic()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.request_timeout
+        if producer.client.cluster.partitions_for_topic(topic) is None:
+            problem = await self._find_topic(producer, topic, operation)
+            if problem is not None:
+                return [problem] * len(messages)
+        results: list[Any] = [None] * len(messages)
+        batches: list[QueuedBatch] = []
+        layout = Layout(producer, topic, self._rotation)
+        if operation == "send" and layout.queued_anything(topic):
+            # aiokafka still holds a batch of ours for this topic (sends arriving one loop
+            # iteration after another): join its open batches, or every iteration's few
+            # messages would wait for a request of their own.
+            await self._join(producer, topic, layout, messages, results, deadline)
+            self._rotation = layout.rotation
+            return results
+        budget, total, start = self._budget, len(messages), 0
+        while start < total:
+            count = min(total - start, budget.capacity)
+            if not budget.try_acquire(count) and not await budget.acquire(
+                count, deadline - loop.time()
+            ):
+                full = self._queue_full(operation, topic)
+                results[start:] = [full] * (total - start)
+                break
             try:
-                if remaining <= 0:
-                    raise KafkaTimeoutError("request_timeout passed before the message was queued")
-                async with asyncio.timeout(remaining):
-                    future = await producer.send(topic, **native)
-            except (TimeoutError, KafkaError) as exc:
-                refused[index] = exc
-                continue
-            future.add_done_callback(_retrieve)
-            partition = -1 if native["partition"] is None else native["partition"]
-            placements[index] = Placement(future, partition, None, native["timestamp_ms"])
-        return placements, refused
+                queued = await self._lay_out(
+                    producer, topic, layout, messages, start, count, results
+                )
+            except BaseException:
+                budget.release(count)
+                raise
+            await self._queue(producer, topic, queued, deadline)
+            batches.extend(queued)
+            start += count
+        self._rotation = layout.rotation
+        futures = [batch.future for batch in batches if batch.future is not None]
+        if futures:
+            await self._wait(futures, deadline)
+        stamps = Stamps()
+        for batch in batches:
+            outcome = self._batch_failure(batch, topic, operation)
+            if outcome is None:
+                acknowledged(
+                    topic, batch, batch.future.result() if batch.future else None, results, stamps
+                )
+            else:
+                for index in batch.indexes:
+                    results[index] = outcome
+        return results
 
-    async def _queue_batches(
-        self, producer: Any, topic: str, natives: dict[int, dict[str, Any]], deadline: float
-    ) -> tuple[dict[int, Placement], dict[int, Exception]]:
-        layout = BatchLayout(producer, topic, deadline)
-        for index, native in natives.items():
-            partition = native["partition"]
-            if partition is None:
-                partition = choose_partition(producer, topic, native["key"])
-            await layout.add(index, partition, native)
-        await layout.finish()
-        for placement in layout.placements.values():
-            placement.future.add_done_callback(_retrieve)
-        return layout.placements, layout.refused
-
-    async def _wait(
+    async def _lay_out(
         self,
-        futures: Mapping[int, asyncio.Future[Any]],
-        signal: asyncio.Future[None],
+        producer: Any,
+        topic: str,
+        layout: Layout,
+        messages: Sequence[StreamingMessage],
+        start: int,
+        count: int,
+        results: list[Any],
+    ) -> list[QueuedBatch]:
+        try:
+            queued, unknown = layout.build(messages, start, start + count, strict=False)
+        except UnknownPartition:
+            # Partitions may have been added since the metadata was cached: look once more.
+            async with asyncio.timeout(self._config.request_timeout):
+                await producer.client.force_metadata_update()
+            rotation = layout.rotation
+            layout.__init__(producer, topic, rotation)  # type: ignore[misc]
+            queued, unknown = layout.build(messages, start, start + count, strict=True)
+        if unknown:
+            self._budget.release(len(unknown))
+            for index in unknown:
+                wanted = messages[index].partition
+                results[index] = self._failed(
+                    ErrorCode.INVALID_MESSAGE,
+                    f"topic {topic!r} has no partition {wanted} (it has {len(layout.every)})",
+                    "send" if len(messages) == 1 else "send_batch",
+                    topic,
+                    NOT_WRITTEN,
+                    partition=wanted,
+                )
+        return queued
+
+    async def _join(
+        self,
+        producer: Any,
+        topic: str,
+        layout: Layout,
+        messages: Sequence[StreamingMessage],
+        results: list[Any],
         deadline: float,
     ) -> None:
-        everything: asyncio.Future[Any] = asyncio.gather(*futures.values(), return_exceptions=True)
-        remaining = max(0.0, deadline - time.monotonic())
-        await asyncio.wait(
-            {everything, signal}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+        """Each message through aiokafka's ``send()``, into the partition's open batch."""
+        loop, budget = asyncio.get_running_loop(), self._budget
+        now = int(time.time() * 1000)
+        joined: list[tuple[int, int, int, asyncio.Future[Any]]] = []
+        held = 0  # room taken in the budget for messages not handed to aiokafka yet
+        index = 0
+        try:
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                if not budget.try_acquire(len(messages)) and not await budget.acquire(
+                    len(messages), deadline - loop.time()
+                ):
+                    raise TimeoutError
+                held = len(messages)
+                for index, message in enumerate(messages):
+                    routed = layout.native(message, now)
+                    if routed is None:
+                        held -= 1
+                        budget.release(1)
+                        results[index] = self._no_partition(topic, message.partition, layout)
+                        continue
+                    partition, native = routed
+                    future = await producer.send(topic, **native)
+                    held -= 1
+                    future.add_done_callback(_retrieve)
+                    budget.release_when_done(future, 1)
+                    joined.append((index, partition, native["timestamp_ms"], future))
+        except (TimeoutError, KafkaError) as exc:
+            refused = self._refused(exc, "send", topic)
+            for rest in range(index, len(messages)):
+                if results[rest] is None and not (joined and joined[-1][0] == rest):
+                    results[rest] = refused
+        finally:
+            if held:
+                budget.release(held)
+        if joined:
+            await self._wait([future for _, _, _, future in joined], deadline)
+        stamps = Stamps()
+        for index, partition, stamp_ms, future in joined:
+            batch = QueuedBatch(partition, None, [index], [stamp_ms], future)
+            failure = self._batch_failure(batch, topic, "send")
+            if failure is not None:
+                results[index] = failure
+                continue
+            metadata = future.result()
+            if metadata is None:  # acks=0
+                results[index] = ProduceResult(topic, partition, -1, stamps(stamp_ms))
+            else:
+                results[index] = ProduceResult(
+                    topic, metadata.partition, metadata.offset, stamps(metadata.timestamp)
+                )
+
+    def _no_partition(self, topic: str, wanted: int | None, layout: Layout) -> QiError:
+        return self._failed(
+            ErrorCode.INVALID_MESSAGE,
+            f"topic {topic!r} has no partition {wanted} (it has {len(layout.every)})",
+            "send",
+            topic,
+            NOT_WRITTEN,
+            partition=wanted,
         )
+
+    async def _queue(
+        self, producer: Any, topic: str, batches: list[QueuedBatch], deadline: float
+    ) -> None:
+        """Hand the batches to aiokafka in order; each keeps its room in the budget until
+        aiokafka resolves it."""
+        budget, loop = self._budget, asyncio.get_running_loop()
+        for batch in batches:
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise KafkaTimeoutError("request_timeout passed before the batch was queued")
+                # aiokafka waits (up to its request timeout) for the partition's previous batch.
+                async with asyncio.timeout(remaining):
+                    future = await producer.send_batch(
+                        batch.builder, topic, partition=batch.partition
+                    )
+            except (TimeoutError, KafkaError) as exc:
+                batch.refused = exc
+                budget.release(len(batch.indexes))
+                continue
+            batch.future = future
+            future.add_done_callback(_retrieve)
+            budget.release_when_done(future, len(batch.indexes))
+
+    async def _wait(self, futures: list[asyncio.Future[Any]], deadline: float) -> None:
+        """Until every future is resolved, the deadline passes or the producer closes."""
+        loop = asyncio.get_running_loop()
+        everything = (
+            futures[0] if len(futures) == 1 else asyncio.gather(*futures, return_exceptions=True)
+        )
+        # One wake-up future per wait (not one shared by all: asyncio.wait adds and removes a
+        # callback on each future it watches, which is linear in the callbacks already there).
+        wake: asyncio.Future[None] = loop.create_future()
+        self._waits.add(wake)
+        try:
+            await asyncio.wait(
+                {everything, wake},
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            self._waits.discard(wake)
         if not everything.done():
             everything.add_done_callback(_retrieve)
 
-    def _delivery_outcome(
-        self, placement: Placement, topic: str, operation: str
-    ) -> ProduceResult | QiError:
-        future = placement.future
+    def _batch_failure(self, batch: QueuedBatch, topic: str, operation: str) -> QiError | None:
+        """The error every record of ``batch`` shares, or None when the broker took it."""
+        if batch.refused is not None:
+            return self._refused(batch.refused, operation, topic)
+        future = batch.future
+        assert future is not None
         if not future.done():
-            if self._closed_signal is None:
+            if self._producer is None:
                 return self._failed(
                     ErrorCode.PRODUCE_FAILED,
                     "the producer was disconnected before the broker acknowledged the message",
@@ -314,60 +476,42 @@ class AiokafkaProducer(StreamingProducer):
             return self._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
                 topic=topic, delivery=delivery
             )
-        metadata = future.result()
-        if metadata is None:  # acks=0: the broker does not answer
-            return ProduceResult(topic, placement.partition, -1, _timestamp(placement.timestamp_ms))
-        if placement.position is None:  # the message's own metadata
-            return ProduceResult(
-                topic, metadata.partition, metadata.offset, _timestamp(metadata.timestamp)
-            )
-        # A record batch's metadata: -1 means CreateTime, i.e. the record's own timestamp.
-        timestamp = metadata.timestamp
-        if timestamp is None or timestamp < 0:
-            timestamp = placement.timestamp_ms
-        return ProduceResult(
-            topic, metadata.partition, metadata.offset + placement.position, _timestamp(timestamp)
-        )
+        return None
 
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _partitions(self, producer: Any, topic: str, operation: str) -> set[int] | QiError:
-        """The topic's partitions; a missing topic is found out without creating it."""
-        partitions = producer.client.cluster.partitions_for_topic(topic)
-        if partitions is not None:
-            return set(partitions)
-        metadata = await topic_metadata(producer.client, [topic])
-        for entry in metadata["topics"]:
-            if entry["topic"] == topic and entry["error_code"] != 0:
-                exc = for_code(entry["error_code"])()
-                return self._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
-                    topic=topic, delivery=NOT_WRITTEN
-                )
-        return set(await producer.partitions_for(topic))
+    async def _find_topic(self, producer: Any, topic: str, operation: str) -> QiError | None:
+        """Fetch the metadata of a topic not cached yet; a missing topic is found out without
+        creating it."""
+        try:
+            async with asyncio.timeout(self._config.request_timeout):
+                metadata = await topic_metadata(producer.client, [topic])
+                for entry in metadata["topics"]:
+                    if entry["topic"] == topic and entry["error_code"] != 0:
+                        exc = for_code(entry["error_code"])()
+                        return self._translate(
+                            exc, operation, ErrorCode.PRODUCE_FAILED
+                        ).with_context(topic=topic, delivery=NOT_WRITTEN)
+                await producer.partitions_for(topic)
+        except TimeoutError:
+            return self._failed(
+                ErrorCode.TIMEOUT,
+                f"no metadata for topic {topic!r} within {self._config.request_timeout:.1f}s",
+                operation,
+                topic,
+                NOT_WRITTEN,
+            )
+        return None
 
-    async def _check_partition(
-        self,
-        producer: Any,
-        topic: str,
-        message: StreamingMessage,
-        partitions: set[int],
-        operation: str,
-    ) -> QiError | None:
-        wanted = message.partition
-        if wanted is None or wanted in partitions:
-            return None
-        # Partitions may have been added since the metadata was cached: look once more.
-        await producer.client.force_metadata_update()
-        partitions.update(producer.client.cluster.partitions_for_topic(topic) or ())
-        if wanted in partitions:
-            return None
+    def _queue_full(self, operation: str, topic: str) -> QiError:
         return self._failed(
-            ErrorCode.INVALID_MESSAGE,
-            f"topic {topic!r} has no partition {wanted} (it has {len(partitions)})",
+            ErrorCode.QUEUE_FULL,
+            f"{self._budget.capacity} messages stayed queued for "
+            f"{self._config.request_timeout:.1f}s (are the brokers reachable?)",
             operation,
             topic,
             NOT_WRITTEN,
-            partition=wanted,
+            retriable=True,
         )
 
     def _refused(self, exc: Exception, operation: str, topic: str) -> QiError:
@@ -396,15 +540,3 @@ class AiokafkaProducer(StreamingProducer):
         **context: Any,
     ) -> QiError:
         return self._error(code, message, operation, topic=topic, delivery=delivery, **context)
-
-
-def _native_message(message: StreamingMessage) -> dict[str, Any]:
-    """aiokafka's send() arguments for one message."""
-    timestamp = message.timestamp
-    return {
-        "value": _encoded(message.value),
-        "key": None if message.key is None else _encoded(message.key),
-        "partition": message.partition,
-        "timestamp_ms": None if timestamp is None else int(timestamp.timestamp() * 1000),
-        "headers": [(name, _encoded(value)) for name, value in message.headers.items()],
-    }

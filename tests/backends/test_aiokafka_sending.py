@@ -1,0 +1,185 @@
+"""How the aiokafka producer queues: coalesced sends, joining queued batches, a bounded queue."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import pytest
+
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming import (
+    MessageBatch,
+    ProducerConfig,
+    StreamingClient,
+    StreamingConfig,
+    StreamingMessage,
+    StreamingProducer,
+    TopicConfig,
+    create_streaming_client,
+)
+from qi.base.streaming.backends.aiokafka._budget import QueueBudget
+from qi.base.streaming.devbroker import DevBroker
+
+NOT_IDEMPOTENT = ProducerConfig(idempotent=False)
+T = TypeVar("T")
+
+
+def _ok(result: Result[T, QiError]) -> T:
+    assert isinstance(result, Success), f"expected a Success, got {result!r}"
+    return result.value
+
+
+def _name(prefix: str) -> str:
+    return f"qi-aiokafka-{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# -- the budget, without a broker -----------------------------------------------------------
+
+
+async def test_budget_serves_waiters_in_order_and_gives_room_back() -> None:
+    budget = QueueBudget(10)
+    assert budget.try_acquire(8)
+    first = asyncio.ensure_future(budget.acquire(5, 1.0))
+    await asyncio.sleep(0)
+    assert not budget.try_acquire(1), "a small request must not overtake a waiting one"
+    budget.release(8)
+    assert await first
+    assert budget.used == 5
+    assert budget.try_acquire(5)
+    assert budget.used == 10
+
+
+async def test_budget_times_out_and_lets_the_next_waiter_in() -> None:
+    budget = QueueBudget(10)
+    assert budget.try_acquire(9)
+    began = time.monotonic()
+    assert not await budget.acquire(5, 0.05)
+    assert time.monotonic() - began < 1.0
+    assert budget.try_acquire(1), "a waiter that gave up must not block the queue"
+
+
+async def test_budget_returns_room_granted_to_a_cancelled_waiter() -> None:
+    budget = QueueBudget(10)
+    assert budget.try_acquire(10)
+    waiting = asyncio.ensure_future(budget.acquire(4, 5.0))
+    await asyncio.sleep(0)
+    budget.release(10)  # grants the waiter its room ...
+    waiting.cancel()  # ... but it is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert budget.used == 0
+
+
+# -- against a broker -----------------------------------------------------------------------
+
+
+@pytest.fixture
+async def client(dev_broker: DevBroker) -> AsyncIterator[StreamingClient]:
+    config = StreamingConfig(
+        client_id=_name("client"),
+        brokers=(dev_broker.bootstrap,),
+        connection_timeout=3.0,
+        request_timeout=5.0,
+    )
+    streaming_client = create_streaming_client("aiokafka", config)
+    yield streaming_client
+    await streaming_client.disconnect()
+
+
+async def _producer(client: StreamingClient, partitions: int = 3) -> tuple[StreamingProducer, str]:
+    topic = _name("topic")
+    admin = _ok(await client.get_admin())
+    _ok(await admin.create_topics([TopicConfig(topic, num_partitions=partitions)]))
+    return _ok(await client.get_producer(NOT_IDEMPOTENT)), topic
+
+
+def _positions(results: list[Any]) -> set[tuple[int, int]]:
+    return {(result.partition, result.offset) for result in results}
+
+
+@pytest.mark.broker
+async def test_concurrent_sends_each_get_their_own_offset(client: StreamingClient) -> None:
+    producer, topic = await _producer(client)
+    outcomes = await asyncio.gather(
+        *(producer.send(topic, StreamingMessage(b"%d" % i)) for i in range(3000))
+    )
+    results = [_ok(outcome) for outcome in outcomes]
+    assert len(_positions(results)) == 3000
+    assert {result.partition for result in results} == {0, 1, 2}
+    for partition in (0, 1, 2):
+        offsets = sorted(r.offset for r in results if r.partition == partition)
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+
+
+@pytest.mark.broker
+async def test_sends_arriving_one_iteration_apart_join_queued_batches(
+    client: StreamingClient,
+) -> None:
+    # Every send in a loop iteration of its own while earlier ones are still queued: each
+    # must join aiokafka's open batch instead of waiting for a request of its own.
+    producer, topic = await _producer(client)
+    began = time.monotonic()
+    sending = []
+    for i in range(2000):
+        sending.append(asyncio.ensure_future(producer.send(topic, StreamingMessage(b"%d" % i))))
+        await asyncio.sleep(0)
+    results = [_ok(outcome) for outcome in await asyncio.gather(*sending)]
+    assert len(_positions(results)) == 2000
+    assert time.monotonic() - began < 5.0
+
+
+@pytest.mark.broker
+async def test_keyed_and_explicit_partitions_are_kept(client: StreamingClient) -> None:
+    producer, topic = await _producer(client)
+    keyed = [StreamingMessage(b"v", key="same-key") for _ in range(50)]
+    explicit = [StreamingMessage(b"v", partition=2) for _ in range(50)]
+    batch = _ok(await producer.send_batch(MessageBatch(topic, tuple(keyed + explicit))))
+    assert len({result.partition for result in batch.results[:50]}) == 1
+    assert {result.partition for result in batch.results[50:]} == {2}
+    single = await asyncio.gather(*(producer.send(topic, message) for message in keyed))
+    assert {_ok(outcome).partition for outcome in single} == {batch.results[0].partition}
+
+
+@pytest.mark.broker
+async def test_a_full_queue_fails_with_queue_full_not_written(
+    dev_broker: DevBroker, client: StreamingClient
+) -> None:
+    producer, topic = await _producer(client, partitions=1)
+    _ok(await producer.send(topic, StreamingMessage(b"before")))
+    budget = QueueBudget(100)
+    producer._budget = budget  # type: ignore[attr-defined]
+    await asyncio.to_thread(dev_broker.stop)
+    batch = MessageBatch(topic, tuple(StreamingMessage(b"x") for _ in range(300)))
+    began = time.monotonic()
+    outcome = await producer.send_batch(batch)
+    assert time.monotonic() - began < 5.0 + 1.0
+    assert isinstance(outcome, Failure)
+    results = outcome.error.context["results"]
+    codes = [result.error.code for result in results]
+    assert codes[:100] == ["STREAMING_TIMEOUT"] * 100  # queued, never acknowledged
+    assert codes[100:] == ["STREAMING_QUEUE_FULL"] * 200
+    assert {result.error.context["delivery"] for result in results[100:]} == {"not_written"}
+    assert budget.used <= budget.capacity
+
+
+def test_results_are_plain_produce_results() -> None:
+    from qi.base.streaming import ProduceResult
+    from qi.base.streaming.backends.aiokafka._batch import QueuedBatch, Stamps, acknowledged
+
+    @dataclasses.dataclass
+    class Metadata:
+        offset: int
+        timestamp: int
+
+    batch = QueuedBatch(1, None, [2, 0], [1_700_000_000_123, 1_700_000_000_123])
+    results: list[Any] = [None, None, None]
+    acknowledged("t", batch, Metadata(40, -1), results, Stamps())
+    assert results[2] == ProduceResult("t", 1, 40, results[0].timestamp)
+    assert results[0].offset == 41
+    assert results[0].timestamp.timestamp() == 1_700_000_000.123
+    assert results[1] is None
