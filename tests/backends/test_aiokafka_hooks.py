@@ -43,3 +43,11 @@ def test_undelivered_batches_can_still_be_failed() -> None:
 def test_clients_still_keep_their_client_where_the_backend_looks() -> None:
     assert "self._client = AIOKafkaClient(" in inspect.getsource(AIOKafkaConsumer.__init__)
     assert "self._client = AIOKafkaClient(" in inspect.getsource(AIOKafkaAdminClient.__init__)
+
+
+def test_a_join_in_progress_is_still_one_replaceable_method() -> None:
+    # adapt_group_coordinator replaces it and races it against _closing, which close() sets first.
+    assert _parameters(GroupCoordinator._do_rejoin_group) == ["self", "subscription"]
+    assert "await self._do_rejoin_group(subscription)" in inspect.getsource(GroupCoordinator)
+    close = inspect.getsource(GroupCoordinator.close)
+    assert close.index("self._closing.set_result(None)") < close.index("self._coordination_task")

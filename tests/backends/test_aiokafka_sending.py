@@ -152,7 +152,7 @@ async def test_a_full_queue_fails_with_queue_full_not_written(
     producer, topic = await _producer(client, partitions=1)
     _ok(await producer.send(topic, StreamingMessage(b"before")))
     budget = QueueBudget(100)
-    producer._budget = budget  # type: ignore[attr-defined]
+    producer._sender._budget = budget  # type: ignore[attr-defined]
     await asyncio.to_thread(dev_broker.stop)
     batch = MessageBatch(topic, tuple(StreamingMessage(b"x") for _ in range(300)))
     began = time.monotonic()

@@ -244,17 +244,7 @@ asyncio.run(main(*sys.argv[1:4]))
                 ),
             ],
         ),
-        pytest.param(
-            "aiokafka",
-            marks=[
-                pytest.mark.broker,
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="the process survives, but disconnect() then reports STREAMING_TIMEOUT "
-                    "at its bound while aiokafka waits on the deleted topic",
-                ),
-            ],
-        ),
+        pytest.param("aiokafka", marks=[pytest.mark.broker]),
     ],
 )
 async def test_deleting_a_topic_under_a_running_consumer_does_not_kill_the_process(

@@ -57,13 +57,7 @@ class NotAnAuthenticationFailure(AssertionError):
 # Known findings, as strict xfails limited to their own exception type: any other failure
 # of the same test still fails, and a fixed backend turns the xfail into an error (remove
 # the entry then). (backend, mechanism) -> (finding, what was observed).
-KNOWN_FINDINGS: Final[dict[tuple[str, str], tuple[type[AssertionError], str]]] = {
-    ("aiokafka", "plain"): (
-        PasswordInLogs,
-        "aiokafka.conn logs every request at DEBUG, SaslAuthenticateRequest_v1(sasl_auth_bytes="
-        "b'user\\x00user\\x00PASSWORD') included; the aiokafka backend does not filter it",
-    ),
-}
+KNOWN_FINDINGS: Final[dict[tuple[str, str], tuple[type[AssertionError], str]]] = {}
 
 
 def _cases(findings: tuple[type[AssertionError], ...]) -> list[Any]:

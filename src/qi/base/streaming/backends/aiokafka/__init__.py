@@ -9,6 +9,9 @@ import aiokafka  # noqa: F401  (imported first so a missing library is a clear I
 from qi.base.streaming._config import StreamingConfig
 from qi.base.streaming._connector import StreamingConnector
 from qi.base.streaming.backends.aiokafka._connector import AiokafkaConnector
+from qi.base.streaming.backends.aiokafka._redaction import install_redaction
+
+install_redaction()
 
 
 def connector(config: StreamingConfig, logger: logging.Logger | None) -> StreamingConnector:

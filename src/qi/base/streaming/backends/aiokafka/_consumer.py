@@ -14,12 +14,10 @@ import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from types import MappingProxyType, MethodType
+from types import MappingProxyType
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
-from aiokafka.protocol.group import LeaveGroupRequest
 
 from qi.base import QiError
 from qi.base.streaming._codes import ErrorCode
@@ -36,6 +34,7 @@ from qi.base.streaming._source import (
 from qi.base.streaming._types import ConsumedMessage
 from qi.base.streaming.backends.aiokafka import _errors
 from qi.base.streaming.backends.aiokafka._connect import start_within
+from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
 from qi.base.streaming.backends.aiokafka._settings import consumer_settings
 from qi.base.streaming.backends.memory._build import slot_setters
@@ -121,6 +120,14 @@ def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> lis
     return built
 
 
+class _TopicsGone(Exception):
+    """Offsets of topics the cluster no longer has: they can never be committed."""
+
+    def __init__(self, topics: tuple[str, ...]) -> None:
+        super().__init__(f"cannot commit offsets of deleted topic(s) {', '.join(topics)}")
+        self.topics = topics
+
+
 class AiokafkaConsumer(StreamingConsumer):
     """A StreamingConsumer over ``aiokafka.AIOKafkaConsumer``."""
 
@@ -152,6 +159,15 @@ class AiokafkaConsumer(StreamingConsumer):
         return self._consumer
 
     def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+        if isinstance(exc, _TopicsGone):
+            return self._error(
+                ErrorCode.COMMIT_FAILED,
+                f"{operation} failed: {exc}",
+                operation,
+                kafka_error="UNKNOWN_TOPIC_OR_PART",
+                retriable=False,
+                topics=exc.topics,
+            )
         return _errors.translate(exc, operation, fallback, implementation=IMPLEMENTATION)
 
     def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
@@ -171,7 +187,7 @@ class AiokafkaConsumer(StreamingConsumer):
     async def _start_native(self) -> None:
         await start_within(self._config, self._consumer.start, self._error)
         self._started = True
-        _leave_groups_of_generation_zero(self._consumer)
+        adapt_group_coordinator(self._consumer)
 
     async def _stop_native(self, consumer: Any) -> None:
         bound = self._config.request_timeout + _STOP_GRACE
@@ -204,31 +220,6 @@ class AiokafkaConsumer(StreamingConsumer):
         self._started = False
         if consumer is not None:
             await self._stop_native(consumer)
-
-
-async def _leave_group(coordinator: Any) -> None:
-    # aiokafka 0.14's GroupCoordinator._maybe_leave_group, but "> 0" became ">= 0": Kafka numbers
-    # generations from 1, Tansu from 0, and a member that never says goodbye holds its partitions
-    # for a whole session timeout before the next member of the group gets them.
-    if (
-        coordinator.generation >= 0
-        and coordinator.member_id
-        and coordinator._group_instance_id is None
-    ):
-        try:
-            await coordinator._send_req(
-                LeaveGroupRequest(coordinator.group_id, coordinator.member_id)
-            )
-        except KafkaError as exc:
-            _LOGGER.debug("LeaveGroup failed: %s", exc)
-    coordinator.reset_generation()
-
-
-def _leave_groups_of_generation_zero(consumer: Any) -> None:
-    """Make a started consumer leave its group on stop() whatever its generation number."""
-    coordinator = getattr(consumer, "_coordinator", None)
-    if coordinator is not None and hasattr(coordinator, "_maybe_leave_group"):
-        coordinator._maybe_leave_group = MethodType(_leave_group, coordinator)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -287,12 +278,18 @@ class _AiokafkaSource(PartitionSource):
         }
 
     async def commit(self, offsets: Mapping[PartitionKey, int]) -> None:
-        await self._consumer.commit(
-            {
-                TopicPartition(topic, partition): offset
-                for (topic, partition), offset in offsets.items()
-            }
-        )
+        # aiokafka retries UNKNOWN_TOPIC_OR_PARTITION until the caller's bound runs out, and a
+        # topic deleted under the consumer answers nothing else: fail those at once instead.
+        gone = {topic for topic, _ in offsets if not self._topic_known(topic)}
+        live = {
+            TopicPartition(topic, partition): offset
+            for (topic, partition), offset in offsets.items()
+            if topic not in gone
+        }
+        if live:
+            await self._consumer.commit(live)
+        if gone:
+            raise _TopicsGone(tuple(sorted(gone)))
 
     async def seek(self, partition: PartitionKey, target: SeekTarget) -> None:
         tp = TopicPartition(*partition)
@@ -329,7 +326,10 @@ class _AiokafkaSource(PartitionSource):
         try:
             async with asyncio.timeout(self._owner._config.request_timeout):
                 for key in partitions:
-                    await self._consumer.position(TopicPartition(*key))
+                    # The broker may still hand out partitions of a deleted topic: no position
+                    # will ever come for them.
+                    if self._topic_known(key[0]):
+                        await self._consumer.position(TopicPartition(*key))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the fetcher finds the positions anyway; only the timing suffers
@@ -354,6 +354,9 @@ class _AiokafkaSource(PartitionSource):
             report = getattr(listener, "report_commit_failure", None)
             if report is not None:
                 report(exc)
+
+    def _topic_known(self, topic: str) -> bool:
+        return self._consumer._client.cluster.partitions_for_topic(topic) is not None
 
     def _owned(self, partitions: Collection[PartitionKey]) -> list[Any]:
         assigned = self._consumer.assignment()

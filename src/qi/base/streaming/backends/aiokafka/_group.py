@@ -1,0 +1,77 @@
+"""Two per-instance changes to aiokafka's group coordinator, made when a consumer starts.
+
+aiokafka offers no setting for either; tests/backends/test_aiokafka_hooks.py fails
+loudly when an aiokafka upgrade moves what they replace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import MethodType
+from typing import Any, Final
+
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.group import LeaveGroupRequest
+
+_LOGGER: Final = logging.getLogger(__name__)
+
+
+async def _leave_group(coordinator: Any) -> None:
+    # aiokafka 0.14's GroupCoordinator._maybe_leave_group, but "> 0" became ">= 0": Kafka numbers
+    # generations from 1, Tansu from 0, and a member that never says goodbye holds its partitions
+    # for a whole session timeout before the next member of the group gets them.
+    if (
+        coordinator.generation >= 0
+        and coordinator.member_id
+        and coordinator._group_instance_id is None
+    ):
+        try:
+            await coordinator._send_req(
+                LeaveGroupRequest(coordinator.group_id, coordinator.member_id)
+            )
+        except KafkaError as exc:
+            _LOGGER.debug("LeaveGroup failed: %s", exc)
+    coordinator.reset_generation()
+
+
+def _rejoin_unless_closing(coordinator: Any) -> Any:
+    """``_do_rejoin_group`` that gives up as soon as the coordinator is closing.
+
+    aiokafka's close() waits for its coordination task, and that task, once a rebalance
+    began, sends JoinGroup and SyncGroup even when close() was called meanwhile: the broker
+    may hold a JoinGroup for up to the rebalance timeout (half a session on Tansu), all to
+    be given partitions the member leaves at once. Deleting a subscribed topic starts such
+    a rebalance. Returning False ("join failed") sends the task back to its loop, which
+    sees the close and ends; close() then leaves the group as usual.
+    """
+    rejoin = coordinator._do_rejoin_group
+    closing: asyncio.Future[None] = coordinator._closing
+
+    async def rejoin_unless_closing(subscription: Any) -> bool:
+        if closing.done():
+            return False
+        joining = asyncio.ensure_future(rejoin(subscription))
+        try:
+            await asyncio.wait({joining, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not joining.done():
+                joining.cancel()
+                await asyncio.wait({joining})
+        if joining.cancelled():
+            return False
+        return bool(joining.result())
+
+    return rejoin_unless_closing
+
+
+def adapt_group_coordinator(consumer: Any) -> None:
+    """On a started consumer: leave the group on stop() whatever its generation number, and
+    let stop() abandon a join in progress instead of waiting for the broker to answer it."""
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None:
+        return
+    if hasattr(coordinator, "_maybe_leave_group"):
+        coordinator._maybe_leave_group = MethodType(_leave_group, coordinator)
+    if hasattr(coordinator, "_do_rejoin_group") and hasattr(coordinator, "_closing"):
+        coordinator._do_rejoin_group = _rejoin_unless_closing(coordinator)

@@ -1,0 +1,377 @@
+"""Pooled sends: messages handed to aiokafka in order, then one bounded wait for them all.
+
+A batch of ours is laid out into aiokafka record batches (``_batch``) and queued with
+``send_batch``; sends arriving while aiokafka still holds a batch of ours join its open
+batches through ``send()``. At most ``QueueBudget.capacity`` messages are handed to
+aiokafka unresolved. Every wait is bounded by ``request_timeout`` because aiokafka's own
+waits are not (an idempotent batch never expires while brokers are down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from aiokafka.errors import KafkaError, KafkaTimeoutError, for_code
+
+from qi.base import QiError
+from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
+from qi.base.streaming._config import StreamingConfig
+from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming.backends.aiokafka import _errors
+from qi.base.streaming.backends.aiokafka._batch import (
+    Layout,
+    QueuedBatch,
+    Stamps,
+    UnknownPartition,
+    acknowledged,
+)
+from qi.base.streaming.backends.aiokafka._budget import QueueBudget
+from qi.base.streaming.backends.aiokafka._metadata import topic_metadata
+
+
+def retrieve(future: asyncio.Future[Any]) -> None:
+    """Done callback: a future whose caller gave up (timeout, disconnect) must not log
+    "exception never retrieved"."""
+    if not future.cancelled():
+        future.exception()
+
+
+class SenderOwner(Protocol):
+    """What a Sender needs of its producer: the native client of the moment and its errors."""
+
+    _producer: Any
+
+    def _error(self, code: ErrorCode, message: str, operation: str, **context: Any) -> QiError: ...
+
+    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError: ...
+
+    def _not_connected(self, operation: str) -> QiError: ...
+
+
+class Sender:
+    """Delivers one topic's messages for an AiokafkaProducer; one outcome per message."""
+
+    def __init__(self, owner: SenderOwner, config: StreamingConfig) -> None:
+        self._owner = owner
+        self._config = config
+        # One wake-up future per call waiting for acknowledgements; wake_all() ends them.
+        self._waits: set[asyncio.Future[None]] = set()
+        self._budget = QueueBudget()
+        self._rotation = 0
+
+    def wake_all(self) -> None:
+        """The producer is closing: every call still waiting stops waiting."""
+        waits, self._waits = self._waits, set()
+        for wake in waits:
+            if not wake.done():
+                wake.set_result(None)
+
+    async def deliver(
+        self, topic: str, messages: Sequence[StreamingMessage], operation: str
+    ) -> list[ProduceResult | QiError]:
+        """Queue every message in order, then wait for each acknowledgement, all within
+        ``request_timeout``; one outcome per message, in input order."""
+        producer = self._owner._producer
+        if producer is None:
+            raise OperationFailed(
+                self._owner._not_connected(operation).with_context(
+                    topic=topic, delivery=NOT_WRITTEN
+                )
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.request_timeout
+        if producer.client.cluster.partitions_for_topic(topic) is None:
+            problem = await self._find_topic(producer, topic, operation)
+            if problem is not None:
+                return [problem] * len(messages)
+        results: list[Any] = [None] * len(messages)
+        batches: list[QueuedBatch] = []
+        layout = Layout(producer, topic, self._rotation)
+        if operation == "send" and layout.queued_anything(topic):
+            # aiokafka still holds a batch of ours for this topic (sends arriving one loop
+            # iteration after another): join its open batches, or every iteration's few
+            # messages would wait for a request of their own.
+            await self._join(producer, topic, layout, messages, results, deadline)
+            self._rotation = layout.rotation
+            return results
+        budget, total, start = self._budget, len(messages), 0
+        while start < total:
+            count = min(total - start, budget.capacity)
+            if not budget.try_acquire(count) and not await budget.acquire(
+                count, deadline - loop.time()
+            ):
+                full = self._queue_full(operation, topic)
+                results[start:] = [full] * (total - start)
+                break
+            try:
+                queued = await self._lay_out(
+                    producer, topic, layout, messages, start, count, results
+                )
+            except BaseException:
+                budget.release(count)
+                raise
+            await self._queue(producer, topic, queued, deadline)
+            batches.extend(queued)
+            start += count
+        self._rotation = layout.rotation
+        futures = [batch.future for batch in batches if batch.future is not None]
+        if futures:
+            await self._wait(futures, deadline)
+        stamps = Stamps()
+        for batch in batches:
+            outcome = self._batch_failure(batch, topic, operation)
+            if outcome is None:
+                acknowledged(
+                    topic, batch, batch.future.result() if batch.future else None, results, stamps
+                )
+            else:
+                for index in batch.indexes:
+                    results[index] = outcome
+        return results
+
+    async def _lay_out(
+        self,
+        producer: Any,
+        topic: str,
+        layout: Layout,
+        messages: Sequence[StreamingMessage],
+        start: int,
+        count: int,
+        results: list[Any],
+    ) -> list[QueuedBatch]:
+        try:
+            queued, unknown = layout.build(messages, start, start + count, strict=False)
+        except UnknownPartition:
+            # Partitions may have been added since the metadata was cached: look once more.
+            async with asyncio.timeout(self._config.request_timeout):
+                await producer.client.force_metadata_update()
+            rotation = layout.rotation
+            layout.__init__(producer, topic, rotation)  # type: ignore[misc]
+            queued, unknown = layout.build(messages, start, start + count, strict=True)
+        if unknown:
+            self._budget.release(len(unknown))
+            for index in unknown:
+                wanted = messages[index].partition
+                results[index] = self._failed(
+                    ErrorCode.INVALID_MESSAGE,
+                    f"topic {topic!r} has no partition {wanted} (it has {len(layout.every)})",
+                    "send" if len(messages) == 1 else "send_batch",
+                    topic,
+                    NOT_WRITTEN,
+                    partition=wanted,
+                )
+        return queued
+
+    async def _join(
+        self,
+        producer: Any,
+        topic: str,
+        layout: Layout,
+        messages: Sequence[StreamingMessage],
+        results: list[Any],
+        deadline: float,
+    ) -> None:
+        """Each message through aiokafka's ``send()``, into the partition's open batch."""
+        loop, budget = asyncio.get_running_loop(), self._budget
+        now = int(time.time() * 1000)
+        joined: list[tuple[int, int, int, asyncio.Future[Any]]] = []
+        held = 0  # room taken in the budget for messages not handed to aiokafka yet
+        index = 0
+        try:
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                if not budget.try_acquire(len(messages)) and not await budget.acquire(
+                    len(messages), deadline - loop.time()
+                ):
+                    raise TimeoutError
+                held = len(messages)
+                for index, message in enumerate(messages):
+                    routed = layout.native(message, now)
+                    if routed is None:
+                        held -= 1
+                        budget.release(1)
+                        results[index] = self._no_partition(topic, message.partition, layout)
+                        continue
+                    partition, native = routed
+                    future = await producer.send(topic, **native)
+                    held -= 1
+                    future.add_done_callback(retrieve)
+                    budget.release_when_done(future, 1)
+                    joined.append((index, partition, native["timestamp_ms"], future))
+        except (TimeoutError, KafkaError) as exc:
+            refused = self._refused(exc, "send", topic)
+            for rest in range(index, len(messages)):
+                if results[rest] is None and not (joined and joined[-1][0] == rest):
+                    results[rest] = refused
+        finally:
+            if held:
+                budget.release(held)
+        if joined:
+            await self._wait([future for _, _, _, future in joined], deadline)
+        stamps = Stamps()
+        for index, partition, stamp_ms, future in joined:
+            batch = QueuedBatch(partition, None, [index], [stamp_ms], future)
+            failure = self._batch_failure(batch, topic, "send")
+            if failure is not None:
+                results[index] = failure
+                continue
+            metadata = future.result()
+            if metadata is None:  # acks=0
+                results[index] = ProduceResult(topic, partition, -1, stamps(stamp_ms))
+            else:
+                results[index] = ProduceResult(
+                    topic, metadata.partition, metadata.offset, stamps(metadata.timestamp)
+                )
+
+    def _no_partition(self, topic: str, wanted: int | None, layout: Layout) -> QiError:
+        return self._failed(
+            ErrorCode.INVALID_MESSAGE,
+            f"topic {topic!r} has no partition {wanted} (it has {len(layout.every)})",
+            "send",
+            topic,
+            NOT_WRITTEN,
+            partition=wanted,
+        )
+
+    async def _queue(
+        self, producer: Any, topic: str, batches: list[QueuedBatch], deadline: float
+    ) -> None:
+        """Hand the batches to aiokafka in order; each keeps its room in the budget until
+        aiokafka resolves it."""
+        budget, loop = self._budget, asyncio.get_running_loop()
+        for batch in batches:
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise KafkaTimeoutError("request_timeout passed before the batch was queued")
+                # aiokafka waits (up to its request timeout) for the partition's previous batch.
+                async with asyncio.timeout(remaining):
+                    future = await producer.send_batch(
+                        batch.builder, topic, partition=batch.partition
+                    )
+            except (TimeoutError, KafkaError) as exc:
+                batch.refused = exc
+                budget.release(len(batch.indexes))
+                continue
+            batch.future = future
+            future.add_done_callback(retrieve)
+            budget.release_when_done(future, len(batch.indexes))
+
+    async def _wait(self, futures: list[asyncio.Future[Any]], deadline: float) -> None:
+        """Until every future is resolved, the deadline passes or the producer closes."""
+        loop = asyncio.get_running_loop()
+        everything = (
+            futures[0] if len(futures) == 1 else asyncio.gather(*futures, return_exceptions=True)
+        )
+        # One wake-up future per wait (not one shared by all: asyncio.wait adds and removes a
+        # callback on each future it watches, which is linear in the callbacks already there).
+        wake: asyncio.Future[None] = loop.create_future()
+        self._waits.add(wake)
+        try:
+            await asyncio.wait(
+                {everything, wake},
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            self._waits.discard(wake)
+        if not everything.done():
+            everything.add_done_callback(retrieve)
+
+    def _batch_failure(self, batch: QueuedBatch, topic: str, operation: str) -> QiError | None:
+        """The error every record of ``batch`` shares, or None when the broker took it."""
+        if batch.refused is not None:
+            return self._refused(batch.refused, operation, topic)
+        future = batch.future
+        assert future is not None
+        if not future.done():
+            if self._owner._producer is None:
+                return self._failed(
+                    ErrorCode.PRODUCE_FAILED,
+                    "the producer was disconnected before the broker acknowledged the message",
+                    operation,
+                    topic,
+                    DELIVERY_UNKNOWN,
+                )
+            return self._failed(
+                ErrorCode.TIMEOUT,
+                f"no acknowledgement within {self._config.request_timeout:.1f}s",
+                operation,
+                topic,
+                DELIVERY_UNKNOWN,
+            )
+        exc = future.exception()
+        if exc is not None:
+            delivery = NOT_WRITTEN if _errors.rejects(exc) else DELIVERY_UNKNOWN
+            return self._owner._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
+                topic=topic, delivery=delivery
+            )
+        return None
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _find_topic(self, producer: Any, topic: str, operation: str) -> QiError | None:
+        """Fetch the metadata of a topic not cached yet; a missing topic is found out without
+        creating it."""
+        try:
+            async with asyncio.timeout(self._config.request_timeout):
+                metadata = await topic_metadata(producer.client, [topic])
+                for entry in metadata["topics"]:
+                    if entry["topic"] == topic and entry["error_code"] != 0:
+                        exc = for_code(entry["error_code"])()
+                        return self._owner._translate(
+                            exc, operation, ErrorCode.PRODUCE_FAILED
+                        ).with_context(topic=topic, delivery=NOT_WRITTEN)
+                await producer.partitions_for(topic)
+        except TimeoutError:
+            return self._failed(
+                ErrorCode.TIMEOUT,
+                f"no metadata for topic {topic!r} within {self._config.request_timeout:.1f}s",
+                operation,
+                topic,
+                NOT_WRITTEN,
+            )
+        return None
+
+    def _queue_full(self, operation: str, topic: str) -> QiError:
+        return self._failed(
+            ErrorCode.QUEUE_FULL,
+            f"{self._budget.capacity} messages stayed queued for "
+            f"{self._config.request_timeout:.1f}s (are the brokers reachable?)",
+            operation,
+            topic,
+            NOT_WRITTEN,
+            retriable=True,
+        )
+
+    def _refused(self, exc: Exception, operation: str, topic: str) -> QiError:
+        """A message aiokafka would not take: nothing of it was sent."""
+        if isinstance(exc, TimeoutError | KafkaTimeoutError):
+            return self._failed(
+                ErrorCode.QUEUE_FULL,
+                f"the send buffer stayed full for {self._config.request_timeout:.1f}s",
+                operation,
+                topic,
+                NOT_WRITTEN,
+                kafka_error=_errors.kafka_error_name(exc),
+                retriable=True,
+            )
+        return self._owner._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
+            topic=topic, delivery=NOT_WRITTEN
+        )
+
+    def _failed(
+        self,
+        code: ErrorCode,
+        message: str,
+        operation: str,
+        topic: str,
+        delivery: str,
+        **context: Any,
+    ) -> QiError:
+        return self._owner._error(
+            code, message, operation, topic=topic, delivery=delivery, **context
+        )
