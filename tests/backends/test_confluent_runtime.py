@@ -165,6 +165,23 @@ async def test_waiting_in_librdkafka_never_blocks_the_loop(
     assert heartbeat.longest < 0.25, f"the loop stalled for {heartbeat.longest:.3f}s"
 
 
+async def test_an_awaited_send_does_not_wait_out_the_linger(client: StreamingClient) -> None:
+    # Every call waits for its messages, so lingering for more of them only adds latency:
+    # the producer flushes while a call waits.
+    topic = await _topic(client, partitions=1)
+    producer = (await client.get_producer(ProducerConfig(linger=3.0))).unwrap()
+    started = time.monotonic()
+    single = await producer.send(topic, StreamingMessage(b"one"))
+    batch = await producer.send_batch(
+        MessageBatch(topic, tuple(StreamingMessage(b"%d" % i) for i in range(100)))
+    )
+    elapsed = time.monotonic() - started
+    assert isinstance(single, Success)
+    assert isinstance(batch, Success)
+    assert [result.offset for result in batch.value.results] == list(range(1, 101))
+    assert elapsed < 1.5, f"two awaited calls took {elapsed:.2f}s with linger=3s"
+
+
 async def test_delivery_reports_wake_the_loop_in_batches(client: StreamingClient) -> None:
     topic = await _topic(client, partitions=3)
     producer = (await client.get_producer(ProducerConfig(linger=0.02))).unwrap()

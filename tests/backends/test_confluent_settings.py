@@ -130,6 +130,8 @@ def test_consumer_settings(from_beginning: bool, reset: str) -> None:
     assert settings["session.timeout.ms"] == 6000
     assert settings["heartbeat.interval.ms"] == 500
     assert settings["allow.auto.create.topics"] is False
+    # librdkafka's default (1 s) stalls a consumer that drains its queue in bursts.
+    assert settings["fetch.queue.backoff.ms"] == 10
 
 
 def test_librdkafka_accepts_every_mapped_setting() -> None:

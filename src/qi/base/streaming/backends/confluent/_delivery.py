@@ -1,14 +1,26 @@
 """Delivery reports from librdkafka's thread world back to the event loop, in batches.
 
-One *poll thread* per producer calls ``producer.poll()``, which runs the
-delivery callbacks. A callback only records its message's outcome in the
+One *poll thread* per producer serves librdkafka's delivery reports. A report
+only records its message's outcome (the native Message or KafkaError, turned
+into the contract's values later, on the loop, a whole call at a time) in the
 :class:`Sends` slot of the ``send``/``send_batch`` call it belongs to; when a
-slot's last report arrives, the slot (not the message) is queued for the loop.
-After each ``poll()`` the thread wakes the loop once, and only if no wake-up is
-already pending, so a burst of ten thousand reports costs one thread hop.
+slot's last report arrives, the slot (not the message) is queued for the loop,
+and the loop is woken once, only if no wake-up is already pending, so a burst
+of ten thousand reports costs one thread hop.
 
-    loop: produce() x N ──> librdkafka ──> poll thread: callback x N ──┐
+    loop: produce() x N ──> librdkafka ──> poll thread: report x N ──┐
     loop: slot.future resolved  <── drain() <── one call_soon_threadsafe ┘
+
+Every call waits for its messages, so while one waits the poll thread calls
+``flush()`` rather than ``poll()``: librdkafka then sends at once instead of
+lingering (``linger``) for more messages that are not coming. A batch is all
+queued before its call waits, so it loses nothing by that; an idle producer's
+thread sleeps on an event the loop sets when a call starts waiting.
+
+Each message's delivery callback is the bound method of a reusable
+:class:`_Report` (which call, which index), taken from a free list: building a
+new callable per message, and collecting it afterwards, cost more than the rest
+of the per-message work.
 
 Threads: a slot's ``delivered`` counter is written only by the poll thread;
 ``expected`` only by the loop, once everything was handed to librdkafka. Both
@@ -19,28 +31,31 @@ least once, and completing is idempotent on the loop.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Final, cast
+from typing import Final
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from qi.base import QiError
 from qi.base.streaming._types import ProduceResult
 
-# poll() timeout: only bounds how quickly the thread notices a stop request, since
-# poll() returns as soon as there is something to serve.
-_POLL_SECONDS: Final = 0.1
+# flush() slice while a call waits: only bounds how quickly the thread notices a stop
+# request, since flush() returns as soon as librdkafka has nothing left to deliver.
+_FLUSH_SECONDS: Final = 0.1
+# Sleep of an idle poll thread between poll(0) calls (client errors, log lines).
+_IDLE_SECONDS: Final = 0.1
 # flush() step while closing, so reports reach the loop while the flush goes on.
 _FLUSH_STEP: Final = 0.1
+# Most spare report callbacks kept for reuse; more are built when more are in flight.
+_SPARE_REPORTS: Final = 20_000
 
-Outcome = ProduceResult | KafkaError | QiError | None
-"""A message's outcome: acknowledged, failed by librdkafka, failed before it, or pending."""
+Outcome = ProduceResult | Message | KafkaError | QiError | None
+"""A message's outcome: acknowledged (as librdkafka's report, until the loop turns it
+into a ProduceResult), failed by librdkafka, failed before it, or pending."""
 
 
 class Sends:
@@ -56,11 +71,32 @@ class Sends:
         self.future = future
 
 
-def _timestamp(message: Message) -> datetime | None:
-    kind, millis = message.timestamp()
-    if not kind:  # TIMESTAMP_NOT_AVAILABLE
-        return None
-    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+class _Report:
+    """A reusable delivery callback: records one message's outcome in its Sends."""
+
+    __slots__ = ("deliver", "hub", "index", "sends")
+
+    def __init__(self, hub: DeliveryHub) -> None:
+        self.hub = hub
+        self.sends: Sends | None = None
+        self.index = 0
+        # Bound once: librdkafka keeps a reference to the callable per message.
+        self.deliver = self._deliver
+
+    def _deliver(self, error: KafkaError | None, message: Message) -> None:
+        sends, index, hub = self.sends, self.index, self.hub
+        self.sends = None
+        # Read everything first: once back on the free list the loop may reuse it.
+        if len(hub.spare) < _SPARE_REPORTS:
+            hub.spare.append(self)
+        if sends is None:  # cannot happen; never let poll() raise
+            return
+        sends.outcomes[index] = message if error is None else error
+        sends.delivered += 1
+        if sends.delivered == sends.expected:
+            hub.completed(sends)
+        elif hub.space_wanted:
+            hub.completed(None)
 
 
 class DeliveryHub:
@@ -72,8 +108,13 @@ class DeliveryHub:
         loop: asyncio.AbstractEventLoop,
         logger: logging.Logger,
         name: str,
+        *,
+        lingers: bool = True,
     ) -> None:
         self._producer = producer
+        # Without linger librdkafka sends at once: the idle thread may wait in poll()
+        # then, and serve a report without first being woken by the loop.
+        self._lingers = lingers
         self._loop = loop
         self._logger = logger
         self._completed: deque[Sends] = deque()
@@ -81,6 +122,12 @@ class DeliveryHub:
         self._stop_at: float | None = None
         self._stopped: asyncio.Future[None] = loop.create_future()
         self._space_wanted = False
+        # Set by the loop when a call starts waiting (or wants queue space): wakes an
+        # idle poll thread at once.
+        self._waiting = threading.Event()
+        self._wake_scheduled = False
+        self.spare: deque[_Report] = deque()
+        """Report callbacks free for reuse (taken by the loop, returned by the poll thread)."""
         self.space = asyncio.Event()
         """Set when librdkafka served reports after a producer found its queue full."""
         self.pending: set[Sends] = set()
@@ -94,7 +141,18 @@ class DeliveryHub:
 
     def callback(self, sends: Sends, index: int) -> Callable[[KafkaError | None, Message], None]:
         """The delivery callback for message ``index`` of ``sends``."""
-        return functools.partial(self._delivered, sends, index)
+        spare = self.spare
+        report = spare.pop() if spare else _Report(self)
+        report.sends = sends
+        report.index = index
+        return report.deliver
+
+    def release(self, callback: Callable[[KafkaError | None, Message], None]) -> None:
+        """Take back a callback librdkafka refused (its message was never queued)."""
+        report = getattr(callback, "__self__", None)
+        if isinstance(report, _Report):
+            report.sends = None
+            self.spare.append(report)
 
     @property
     def closing(self) -> bool:
@@ -110,19 +168,34 @@ class DeliveryHub:
         sends.expected = produced
         if sends.delivered == produced or self._stopped.done():
             self._complete(sends)
+        elif not self.pending:
+            # The first call to wait: the poll thread is idle, wake it now.
+            self.pending.add(sends)
+            self._waiting.set()
         else:
             self.pending.add(sends)
+            if not self._wake_scheduled:
+                # Once per loop iteration: a burst of sends (a gather) wakes the poll
+                # thread when the burst is over, not while it still competes for the GIL.
+                self._wake_scheduled = True
+                self._loop.call_soon(self._wake_thread)
+
+    def _wake_thread(self) -> None:
+        self._wake_scheduled = False
+        self._waiting.set()
 
     def want_space(self) -> None:
         """Ask to have ``space`` set when librdkafka next serves delivery reports."""
         self.space.clear()
         self._space_wanted = True
+        self._waiting.set()
 
     async def stop(self, flush_seconds: float) -> None:
         """Flush for up to ``flush_seconds``, purge the rest (reported failed), end the thread."""
         if self._thread.ident is None:
             return
         self._stop_at = time.monotonic() + flush_seconds
+        self._waiting.set()
         await self._stopped
         self._thread.join(timeout=1.0)
 
@@ -139,32 +212,27 @@ class DeliveryHub:
 
     # -- poll thread ---------------------------------------------------------------------------
 
-    def _delivered(
-        self, sends: Sends, index: int, error: KafkaError | None, message: Message
-    ) -> None:
-        try:
-            if error is None:
-                offset = message.offset()
-                sends.outcomes[index] = ProduceResult(
-                    sends.topic,
-                    cast(int, message.partition()),
-                    offset if offset is not None and offset >= 0 else -1,
-                    _timestamp(message),
-                )
-            else:
-                sends.outcomes[index] = error
-        except Exception as exc:  # never let a report be lost to an exception in poll()
-            sends.outcomes[index] = KafkaError(KafkaError._FAIL, f"bad delivery report: {exc}")
-        sends.delivered += 1
-        if sends.delivered == sends.expected:
-            self._completed.append(sends)
+    @property
+    def space_wanted(self) -> bool:
+        """Whether a producer waits for room in librdkafka's queue."""
+        return self._space_wanted
 
-    def _hand_back(self, served: int) -> None:
+    def completed(self, sends: Sends | None) -> None:
+        """Queue ``sends`` (if any) for the loop; wake it unless a wake-up is on its way.
+
+        Called from the delivery callbacks, so a loop waiting on a call (or on queue
+        space) hears of it while ``flush()`` goes on delivering other messages.
+        """
+        if sends is not None:
+            self._completed.append(sends)
+        self._hand_back(True)
+
+    def _hand_back(self, served: bool) -> None:
         try:
             if self._completed and not self._wake_pending:
                 self._wake_pending = True
                 self._loop.call_soon_threadsafe(self._drain)
-            if served and self._space_wanted:
+            if self._space_wanted and (served or self._completed):
                 self._space_wanted = False
                 self._loop.call_soon_threadsafe(self.space.set)
         except RuntimeError:  # the loop is closed; nobody waits for these any more
@@ -172,9 +240,20 @@ class DeliveryHub:
 
     def _main(self) -> None:
         producer = self._producer
+        waiting = self._waiting
         try:
             while self._stop_at is None:
-                self._hand_back(producer.poll(_POLL_SECONDS))
+                if (self.pending or self._space_wanted) and len(producer):
+                    # Someone waits for what librdkafka holds: send it now, no linger.
+                    producer.flush(_FLUSH_SECONDS)
+                    self._hand_back(True)
+                    continue
+                if self._lingers:
+                    waiting.wait(_IDLE_SECONDS)
+                    waiting.clear()
+                    self._hand_back(producer.poll(0) > 0)
+                else:
+                    self._hand_back(producer.poll(_IDLE_SECONDS) > 0)
             self._finish(producer)
         except Exception:
             self._logger.exception("confluent producer poll thread failed")
@@ -185,14 +264,14 @@ class DeliveryHub:
         assert self._stop_at is not None
         while (remaining := self._stop_at - time.monotonic()) > 0:
             left = producer.flush(min(_FLUSH_STEP, remaining))
-            self._hand_back(1)
+            self._hand_back(True)
             if not left:
                 return
         # Out of time: fail what is left. librdkafka reports each purged message
         # (_PURGE_QUEUE: never sent; _PURGE_INFLIGHT: sent, fate unknown).
         producer.purge(in_queue=True, in_flight=True)
         producer.poll(0)
-        self._hand_back(1)
+        self._hand_back(True)
 
     def _signal_stopped(self) -> None:
         try:

@@ -22,12 +22,13 @@ from qi.base.streaming._config import ProducerConfig, StreamingConfig
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._producer import StreamingProducer
 from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming.backends.confluent._build import Stamps, produce_results
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,
     client_settings,
     prove_broker,
 )
-from qi.base.streaming.backends.confluent._delivery import DeliveryHub, Sends
+from qi.base.streaming.backends.confluent._delivery import DeliveryHub, Outcome, Sends
 from qi.base.streaming.backends.confluent._errors import (
     IMPLEMENTATION,
     kafka_error,
@@ -56,6 +57,7 @@ class ConfluentProducer(StreamingProducer):
         self._producer: Producer | None = None
         self._hub: DeliveryHub | None = None
         self._worker: BlockingWorker | None = None
+        self._stamps = Stamps()  # loop thread only
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -67,7 +69,11 @@ class ConfluentProducer(StreamingProducer):
         self._producer = producer
         self._worker = BlockingWorker("qi-confluent-producer")
         self._hub = DeliveryHub(
-            producer, asyncio.get_running_loop(), self._logger, "qi-confluent-producer-poll"
+            producer,
+            asyncio.get_running_loop(),
+            self._logger,
+            "qi-confluent-producer-poll",
+            lingers=self._producer_config.linger > 0,
         )
         self._hub.start()
         await prove_broker(
@@ -120,7 +126,12 @@ class ConfluentProducer(StreamingProducer):
         # No timer of our own: librdkafka reports every message within message.timeout.ms
         # (= request_timeout), and the hub completes whatever is left if it stops.
         await sends.future
-        return [self._outcome(outcome, operation, topic) for outcome in sends.outcomes]
+        outcomes = sends.outcomes
+        produce_results(topic, outcomes, self._stamps)
+        for outcome in outcomes:
+            if type(outcome) is not ProduceResult:
+                return [self._outcome(outcome, operation, topic) for outcome in outcomes]
+        return outcomes  # type: ignore[return-value]  # every one is a ProduceResult
 
     async def _produce(
         self,
@@ -133,6 +144,7 @@ class ConfluentProducer(StreamingProducer):
         """Hand every message to librdkafka, in order; return how many it accepted."""
         produce = producer.produce
         callback = hub.callback
+        release = hub.release
         outcomes = sends.outcomes
         deadline: float | None = None
         topic_checked = False
@@ -144,18 +156,20 @@ class ConfluentProducer(StreamingProducer):
             value = message.value
             timestamp = message.timestamp
             headers = message.headers
+            report = callback(sends, index)
             try:
                 produce(
                     sends.topic,
                     value if type(value) is bytes else bytes(value),
                     message.key,
                     -1 if message.partition is None else message.partition,
-                    callback(sends, index),
+                    report,
                     None,
                     0 if timestamp is None else int(timestamp.timestamp() * 1000),
                     list(headers.items()) if headers else None,
                 )
             except BufferError:
+                release(report)
                 # Back-pressure: wait for librdkafka to deliver something, then retry this
                 # message; only after request_timeout is the rest of the batch refused.
                 now = time.monotonic()
@@ -175,6 +189,7 @@ class ConfluentProducer(StreamingProducer):
                     pass
                 continue
             except KafkaException as exc:
+                release(report)
                 error = exc.args[0]
                 if error.code() == KafkaError._UNKNOWN_TOPIC and not topic_checked:
                     # librdkafka remembers a topic it found missing; it may exist by now.
@@ -190,6 +205,7 @@ class ConfluentProducer(StreamingProducer):
                     return produced
                 outcomes[index] = error
             except Exception as exc:  # never strand the messages already handed over
+                release(report)
                 outcomes[index] = self._unsent(exc, operation, sends)
             else:
                 produced += 1
@@ -228,9 +244,7 @@ class ConfluentProducer(StreamingProducer):
             retriable=True,
         )
 
-    def _outcome(
-        self, outcome: ProduceResult | KafkaError | QiError | None, operation: str, topic: str
-    ) -> ProduceResult | QiError:
+    def _outcome(self, outcome: Outcome, operation: str, topic: str) -> ProduceResult | QiError:
         if isinstance(outcome, ProduceResult | QiError):
             return outcome
         if isinstance(outcome, KafkaError):

@@ -35,6 +35,12 @@ MESSAGE_OVERHEAD_BYTES: Final = 16_384
 # into a timeout; a second is ample for a new topic's metadata to reach every broker.
 TOPIC_PROPAGATION_MS: Final = 1_000
 
+# How long a consumer postpones its next fetch after its local queue passed
+# queued.min.messages. librdkafka's default (1 s) stalls a consumer that keeps up but
+# drains its queue in bursts (10,000 messages at a time): it found the queue full once
+# and then waited a whole second with an empty queue.
+FETCH_QUEUE_BACKOFF_MS: Final = 10
+
 # Cap on librdkafka's reconnect back-off (default 10 s), so a restarted broker is
 # found again quickly.
 RECONNECT_BACKOFF_MAX_MS: Final = 2_000
@@ -123,6 +129,7 @@ def consumer_settings(
             "auto.offset.reset": "earliest" if from_beginning else "latest",
             "session.timeout.ms": _ms(consumer.session_timeout, 1, 3_600_000),
             "heartbeat.interval.ms": _ms(consumer.heartbeat_interval, 1, 3_600_000),
+            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         }
     )
     return settings

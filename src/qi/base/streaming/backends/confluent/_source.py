@@ -24,9 +24,8 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
-from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -50,6 +49,7 @@ from qi.base.streaming._source import (
 )
 from qi.base.streaming._types import ConsumedMessage
 from qi.base.streaming._validation import is_internal_topic
+from qi.base.streaming.backends.confluent._build import Stamps, consumed
 from qi.base.streaming.backends.confluent._errors import (
     ERROR_CODES,
     error_name,
@@ -58,7 +58,6 @@ from qi.base.streaming.backends.confluent._worker import BlockingWorker
 
 T = TypeVar("T")
 
-_NativeHeaders = list[tuple[str, str | bytes | None]]
 _NO_HEADERS: Final[Mapping[str, bytes]] = MappingProxyType({})
 
 _REFRESH_INTERVAL: Final = 1.5
@@ -104,6 +103,7 @@ class ConfluentSource(PartitionSource):
         self._assigned: set[TopicPartition] = set()
         self._next_refresh = 0.0
         self._deferred: BaseException | None = None
+        self._stamps = Stamps()
 
     # -- PartitionSource -----------------------------------------------------------------------
 
@@ -171,31 +171,7 @@ class ConfluentSource(PartitionSource):
         return self._group(messages)
 
     def _group(self, messages: list[Message]) -> dict[TopicPartition, list[ConsumedMessage]]:
-        fetched: dict[TopicPartition, list[ConsumedMessage]] = {}
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                self._consumer_error(error)
-                continue
-            topic = cast(str, message.topic())
-            partition = cast(int, message.partition())
-            kind, millis = message.timestamp()
-            headers = message.headers()
-            consumed = ConsumedMessage(
-                topic,
-                partition,
-                cast(int, message.offset()),
-                message.key(),
-                message.value(),
-                datetime.fromtimestamp(millis / 1000, tz=UTC) if kind else None,
-                _headers(cast(_NativeHeaders, headers)) if headers else _NO_HEADERS,
-            )
-            bucket = fetched.get((topic, partition))
-            if bucket is None:
-                fetched[(topic, partition)] = [consumed]
-            else:
-                bucket.append(consumed)
-        return fetched
+        return consumed(messages, self._stamps, _NO_HEADERS, self._consumer_error)
 
     def _consumer_error(self, error: KafkaError) -> None:
         name = error_name(error)
@@ -359,11 +335,3 @@ class ConfluentSource(PartitionSource):
             action([NativePartition(topic, partition) for topic, partition in keys])
         except (KafkaException, RuntimeError) as exc:  # revoked meanwhile, or closed
             self._logger.debug("pause/resume of %s failed: %s", list(keys), exc)
-
-
-def _headers(headers: _NativeHeaders) -> dict[str, bytes]:
-    """Consumed headers as the contract wants them: bytes values, the last repeat wins."""
-    return {
-        name: value if isinstance(value, bytes) else b"" if value is None else value.encode()
-        for name, value in headers
-    }

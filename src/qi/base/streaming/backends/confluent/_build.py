@@ -1,0 +1,162 @@
+"""Turning librdkafka's messages into the contract's frozen values, thousands at a time.
+
+Two costs dominate the hot paths once the thread hops are batched: a frozen
+dataclass's ``__init__`` (it assigns every field through ``object.__setattr__``)
+and ``datetime.fromtimestamp``. The first is avoided by calling the slot
+descriptors directly (``slot_setters``, shared with the memory backend, which
+falls back to the constructor unless that is provably equivalent); the second
+by remembering the last millisecond converted: consecutive messages mostly
+carry the same one, since a batch is stamped within a few milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Final, cast
+
+from confluent_kafka import KafkaError, Message
+
+from qi.base.streaming._types import ConsumedMessage, ProduceResult
+from qi.base.streaming.backends.confluent._delivery import Outcome
+from qi.base.streaming.backends.memory._build import slot_setters
+
+_NativeHeaders = list[tuple[str, str | bytes | None]]
+
+_CONSUMED: Final = slot_setters(
+    ConsumedMessage, ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
+)
+_PRODUCED: Final = slot_setters(ProduceResult, ("topic", "partition", "offset", "timestamp"))
+
+
+class Stamps:
+    """Milliseconds since the epoch -> aware UTC datetime, remembering the last one.
+
+    Not thread-safe by design: each thread that converts owns its own instance.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[int, datetime] = (0, datetime.fromtimestamp(0, tz=UTC))
+        """The last conversion: (milliseconds, datetime)."""
+
+    def of(self, message: Message) -> datetime | None:
+        """The message's timestamp, or None when librdkafka has none."""
+        kind, millis = message.timestamp()
+        if not kind:  # TIMESTAMP_NOT_AVAILABLE
+            return None
+        last_millis, stamp = self.last
+        if millis != last_millis:
+            stamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
+            self.last = (millis, stamp)
+        return stamp
+
+
+def produce_results(topic: str, reports: list[Outcome], stamps: Stamps) -> None:
+    """Replace every successful delivery report in ``reports`` by its ProduceResult, in place."""
+    setters = _PRODUCED
+    new = object.__new__
+    fromtimestamp = datetime.fromtimestamp
+    last_millis, last_stamp = stamps.last
+    for index, report in enumerate(reports):
+        if type(report) is not Message:
+            continue
+        offset = report.offset()
+        offset = offset if offset is not None and offset >= 0 else -1
+        partition = cast(int, report.partition())
+        kind, millis = report.timestamp()
+        if not kind:  # TIMESTAMP_NOT_AVAILABLE
+            stamp = None
+        elif millis == last_millis:
+            stamp = last_stamp
+        else:
+            stamp = last_stamp = fromtimestamp(millis / 1000, tz=UTC)
+            last_millis = millis
+        if setters is None:
+            reports[index] = ProduceResult(topic, partition, offset, stamp)
+            continue
+        set_topic, set_partition, set_offset, set_stamp = setters
+        result = new(ProduceResult)
+        set_topic(result, topic)
+        set_partition(result, partition)
+        set_offset(result, offset)
+        set_stamp(result, stamp)
+        reports[index] = result
+    stamps.last = (last_millis, last_stamp)
+
+
+def consumed(
+    messages: list[Message],
+    stamps: Stamps,
+    no_headers: Mapping[str, bytes],
+    on_error: Callable[[KafkaError], None],
+) -> dict[tuple[str, int], list[ConsumedMessage]]:
+    """ConsumedMessages by partition, in the order librdkafka returned them.
+
+    ``on_error`` is called with the KafkaError of every error event among ``messages``.
+    """
+    fetched: dict[tuple[str, int], list[ConsumedMessage]] = {}
+    setters = _CONSUMED
+    new = object.__new__
+    fromtimestamp = datetime.fromtimestamp
+    last_millis, last_stamp = stamps.last
+    key: tuple[str, int] | None = None
+    bucket: list[ConsumedMessage] = []
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            on_error(error)
+            continue
+        topic = cast(str, message.topic())
+        partition = cast(int, message.partition())
+        # librdkafka hands out a partition's messages in runs: look the bucket up per run.
+        if key is None or partition != key[1] or topic != key[0]:
+            key = (topic, partition)
+            found = fetched.get(key)
+            if found is None:
+                found = fetched[key] = []
+            bucket = found
+        headers = message.headers()
+        mapping = _headers(cast(_NativeHeaders, headers)) if headers else no_headers
+        kind, millis = message.timestamp()
+        if not kind:  # TIMESTAMP_NOT_AVAILABLE
+            stamp = None
+        elif millis == last_millis:
+            stamp = last_stamp
+        else:
+            stamp = last_stamp = fromtimestamp(millis / 1000, tz=UTC)
+            last_millis = millis
+        if setters is None:
+            bucket.append(
+                ConsumedMessage(
+                    key[0],
+                    partition,
+                    cast(int, message.offset()),
+                    message.key(),
+                    message.value(),
+                    stamp,
+                    mapping,
+                )
+            )
+            continue
+        set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = setters
+        built = new(ConsumedMessage)
+        set_topic(built, key[0])
+        set_partition(built, partition)
+        set_offset(built, message.offset())
+        set_key(built, message.key())
+        set_value(built, message.value())
+        set_stamp(built, stamp)
+        set_headers(built, mapping)
+        bucket.append(built)
+    stamps.last = (last_millis, last_stamp)
+    return fetched
+
+
+def _headers(headers: _NativeHeaders) -> dict[str, bytes]:
+    """Consumed headers as the contract wants them: bytes values, the last repeat wins."""
+    return {
+        name: value if isinstance(value, bytes) else b"" if value is None else value.encode()
+        for name, value in headers
+    }
