@@ -20,13 +20,14 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from qi.base.streaming._build import slot_setters
 from qi.base.streaming.backends.memory import (
     MemoryBroker,
     broker_for,
     discard_broker,
     partition_for_key,
 )
-from qi.base.streaming.backends.memory._build import Record, consumed_messages, slot_setters
+from qi.base.streaming.backends.memory._build import Record, consumed_messages
 
 from ._memory import config_for, failed, ok, private_brokers, wait_until
 

@@ -359,8 +359,12 @@ class ConsumerEngine:
         if failure is not None:
             await self._handler_failed(part, failure, messages[0], batch_size=len(messages))
             return
-        for _ in messages:
-            part.buffer.popleft()
+        buffer = part.buffer
+        if len(messages) == len(buffer):
+            buffer.clear()
+        else:
+            for _ in messages:
+                buffer.popleft()
         part.processed = messages[-1].offset + 1
         part.attempts = 0
 

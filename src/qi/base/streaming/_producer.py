@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import cast
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
@@ -88,6 +89,15 @@ class StreamingProducer(Endpoint):
                     topic,
                 )
             )
+        # The common case, every message fine, costs one size check per message and nothing
+        # more; the per-message bookkeeping below runs only when something was rejected.
+        limit = self._producer_config.max_message_bytes
+        for message in messages:
+            size = checked_message_size(message)
+            if type(size) is not int or size > limit:
+                break
+        else:
+            return self._batch_outcome(topic, await self._send_batch(topic, messages))
         outcomes: list[ProduceResult | QiError | None] = [None] * len(messages)
         valid: list[int] = []
         for index, message in enumerate(messages):
@@ -96,9 +106,6 @@ class StreamingProducer(Endpoint):
                 valid.append(index)
             else:
                 outcomes[index] = rejection.with_context(index=index)
-        if len(valid) == len(messages):
-            sent = await self._send_batch(topic, messages)
-            return self._batch_outcome(topic, sent)
         if valid:
             sent = await self._send_batch(topic, [messages[index] for index in valid])
             for index, outcome in zip(valid, sent, strict=True):
@@ -155,10 +162,11 @@ class StreamingProducer(Endpoint):
     def _batch_outcome(
         self, topic: str, outcomes: Sequence[ProduceResult | QiError]
     ) -> Result[BatchProduceResult, QiError]:
-        failed = sum(1 for outcome in outcomes if isinstance(outcome, QiError))
-        if not failed:
-            results = tuple(outcome for outcome in outcomes if isinstance(outcome, ProduceResult))
+        if not any(type(outcome) is not ProduceResult for outcome in outcomes):
+            # Every outcome is a ProduceResult, checked just above: no second pass to filter.
+            results = cast(tuple[ProduceResult, ...], tuple(outcomes))
             return Success(BatchProduceResult(topic=topic, results=results))
+        failed = sum(1 for outcome in outcomes if isinstance(outcome, QiError))
         per_message: tuple[Result[ProduceResult, QiError], ...] = tuple(
             Failure(outcome) if isinstance(outcome, QiError) else Success(outcome)
             for outcome in outcomes

@@ -22,8 +22,8 @@ from typing import Any, Final
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
+from qi.base.streaming._build import slot_setters
 from qi.base.streaming._types import NO_HEADERS, ProduceResult, StreamingMessage
-from qi.base.streaming.backends.memory._build import slot_setters
 
 _PARTITIONER: Final = DefaultPartitioner()
 # aiokafka wants a list; its builder only reads it, so all header-less records share this one.

@@ -20,6 +20,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from qi.base import QiError
+from qi.base.streaming._build import slot_setters
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
 from qi.base.streaming._consumer import StreamingConsumer
@@ -37,7 +38,6 @@ from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
 from qi.base.streaming.backends.aiokafka._settings import consumer_settings
-from qi.base.streaming.backends.memory._build import slot_setters
 
 IMPLEMENTATION: Final = "aiokafka"
 _LOGGER: Final = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Two costs dominate the hot paths once the thread hops are batched: a frozen
 dataclass's ``__init__`` (it assigns every field through ``object.__setattr__``)
 and ``datetime.fromtimestamp``. The first is avoided by calling the slot
-descriptors directly (``slot_setters``, shared with the memory backend, which
+descriptors directly (``slot_setters`` of the seam, which
 falls back to the constructor unless that is provably equivalent); the second
 by remembering the last millisecond converted: consecutive messages mostly
 carry the same one, since a batch is stamped within a few milliseconds.
@@ -17,9 +17,9 @@ from typing import Final, cast
 
 from confluent_kafka import KafkaError, Message
 
+from qi.base.streaming._build import slot_setters
 from qi.base.streaming._types import ConsumedMessage, ProduceResult
 from qi.base.streaming.backends.confluent._delivery import Outcome
-from qi.base.streaming.backends.memory._build import slot_setters
 
 _NativeHeaders = list[tuple[str, str | bytes | None]]
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from qi.base import QiError
+from qi.base.streaming._build import produce_result
 from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import TopicConfig
 from qi.base.streaming._types import ConsumedMessage, ProduceResult, StreamingMessage, TopicMetadata
@@ -317,7 +318,7 @@ class MemoryBroker:
             if failed is not None:
                 append(failed)
             else:
-                append(ProduceResult(topic_name, partition, -1 if acks_none else offset, stamp))
+                append(produce_result(topic_name, partition, -1 if acks_none else offset, stamp))
         self._wake_readers(topic_name)
         return outcomes
 

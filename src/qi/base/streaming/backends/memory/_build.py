@@ -1,39 +1,22 @@
-"""Building many frozen result objects quickly, for the hot produce and fetch paths.
+"""Turning stored records into ConsumedMessages quickly, for the fetch path.
 
-A frozen dataclass's ``__init__`` assigns each field through
-``object.__setattr__``, which costs about twice as much as calling the slot
-descriptors directly. The memory backend builds one :class:`ConsumedMessage`
-per message fetched, so it uses the slot descriptors when that is provably
-equivalent to ``__init__`` (slotted fields, in this order, and no
-``__post_init__``) and falls back to the constructor otherwise.
+The memory backend builds one :class:`ConsumedMessage` per message fetched,
+through the seam's slot setters when they are equivalent to ``__init__``
+(see ``qi.base.streaming._build``) and with the constructor otherwise.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Final, TypeAlias
 
+from qi.base.streaming._build import slot_setters
 from qi.base.streaming._types import ConsumedMessage
 
-_Setter = Callable[[object, object], None]
 _FIELDS: Final = ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
 Record: TypeAlias = tuple[bytes | None, bytes, datetime, Mapping[str, bytes] | None]
 """A stored message: key, value, timestamp, headers (None when empty)."""
-
-
-def slot_setters(cls: type, names: tuple[str, ...]) -> tuple[_Setter, ...] | None:
-    """The slot setters of ``cls``'s fields, if setting them is all its ``__init__`` does."""
-    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__"):
-        return None
-    if tuple(field.name for field in dataclasses.fields(cls)) != names:
-        return None
-    descriptors = [cls.__dict__.get(name) for name in names]
-    if not all(isinstance(d, types.MemberDescriptorType) for d in descriptors):
-        return None
-    return tuple(d.__set__ for d in descriptors)  # type: ignore[union-attr]
 
 
 _SETTERS: Final = slot_setters(ConsumedMessage, _FIELDS)

@@ -1,0 +1,53 @@
+"""Building many frozen values quickly, for the hot produce and fetch paths.
+
+A frozen dataclass's ``__init__`` assigns each field through
+``object.__setattr__``, which costs about twice as much as calling the slot
+descriptors directly. Backends that build one ``ConsumedMessage`` or
+``ProduceResult`` per message use the slot descriptors, but only when that is
+provably what ``__init__`` would do (slotted fields, in this order, and no
+``__post_init__``); otherwise :func:`slot_setters` says no and they fall back
+to the constructor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+
+from qi.base.streaming._types import ProduceResult
+
+Setter = Callable[[object, object], None]
+"""Sets one slot of an instance: ``setter(instance, value)``."""
+
+
+def slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Setter, ...] | None:
+    """The slot setters of ``cls``'s fields, if setting them is all its ``__init__`` does."""
+    if not dataclasses.is_dataclass(cls) or hasattr(cls, "__post_init__"):
+        return None
+    if tuple(field.name for field in dataclasses.fields(cls)) != names:
+        return None
+    descriptors = [cls.__dict__.get(name) for name in names]
+    if not all(isinstance(d, types.MemberDescriptorType) for d in descriptors):
+        return None
+    return tuple(d.__set__ for d in descriptors)  # type: ignore[union-attr]
+
+
+_PRODUCE_RESULT: Final = slot_setters(ProduceResult, ("topic", "partition", "offset", "timestamp"))
+
+
+def produce_result(
+    topic: str, partition: int, offset: int, timestamp: datetime | None
+) -> ProduceResult:
+    """A ProduceResult, built through its slots when that is what ``__init__`` would do."""
+    if _PRODUCE_RESULT is None:
+        return ProduceResult(topic, partition, offset, timestamp)
+    set_topic, set_partition, set_offset, set_timestamp = _PRODUCE_RESULT
+    result = object.__new__(ProduceResult)
+    set_topic(result, topic)
+    set_partition(result, partition)
+    set_offset(result, offset)
+    set_timestamp(result, timestamp)
+    return result
