@@ -16,10 +16,8 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import random
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -31,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Literal, Self
+
+from qi.base.streaming._probe import probe
 
 __all__ = ["BROKER_BIN_ENV", "DevBroker", "DevBrokerError", "find_broker_binary", "probe"]
 
@@ -52,12 +52,6 @@ _SCRUBBED_ENV = (
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _POLL_INTERVAL = 0.02
 _LOG_TAIL_BYTES = 4000
-
-# Kafka ApiVersions is the one request every broker must answer before any other.
-_API_VERSIONS_KEY = 18
-_UNSUPPORTED_VERSION = 35  # still a valid answer: the broker lists the versions it speaks
-_PROBE_CLIENT_ID = b"qi-devbroker-probe"
-_MAX_PROBE_RESPONSE = 1 << 20
 
 
 class DevBrokerError(RuntimeError):
@@ -89,72 +83,6 @@ def _require_executable(path: str, source: str) -> str:
             f"{_INSTALL_HINT} or set ${BROKER_BIN_ENV} to a Tansu binary"
         )
     return path
-
-
-def probe(bootstrap: str, timeout: float) -> bool:
-    """Return True when a broker in ``bootstrap`` ("host:port[,host:port]") answers a Kafka request.
-
-    A bare TCP accept is not enough: the broker must answer an ApiVersions request with
-    the matching correlation id. Never raises; malformed addresses count as unreachable.
-    """
-    deadline = time.monotonic() + max(timeout, 0.0)
-    for entry in bootstrap.split(","):
-        address = _parse_address(entry)
-        if address is not None and _probe_one(address, deadline):
-            return True
-    return False
-
-
-def _parse_address(entry: str) -> tuple[str, int] | None:
-    host, sep, port_text = entry.strip().rpartition(":")
-    host = host.strip("[]")  # "[::1]:9092"
-    if not sep or not host or not port_text.isdigit():
-        return None
-    port = int(port_text)
-    return (host, port) if 0 < port < 65536 else None
-
-
-def _probe_one(address: tuple[str, int], deadline: float) -> bool:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        return False
-    correlation_id = random.randrange(1, 2**31)
-    header = (
-        struct.pack(">hhih", _API_VERSIONS_KEY, 0, correlation_id, len(_PROBE_CLIENT_ID))
-        + _PROBE_CLIENT_ID
-    )  # ApiVersions v0 has an empty body
-    try:
-        with socket.create_connection(address, timeout=remaining) as sock:
-            _set_deadline(sock, deadline)
-            sock.sendall(struct.pack(">i", len(header)) + header)
-            (size,) = struct.unpack(">i", _recv_exact(sock, 4, deadline))
-            if not 6 <= size <= _MAX_PROBE_RESPONSE:
-                return False
-            answered_id, error_code = struct.unpack_from(">ih", _recv_exact(sock, size, deadline))
-    except (OSError, struct.error):
-        return False
-    return answered_id == correlation_id and error_code in (0, _UNSUPPORTED_VERSION)
-
-
-def _set_deadline(sock: socket.socket, deadline: float) -> None:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError("probe deadline passed")
-    sock.settimeout(remaining)
-
-
-def _recv_exact(sock: socket.socket, size: int, deadline: float) -> bytes:
-    chunks: list[bytes] = []
-    missing = size
-    while missing:
-        # A socket timeout bounds one recv only; re-arming it keeps the whole probe in budget.
-        _set_deadline(sock, deadline)
-        chunk = sock.recv(missing)
-        if not chunk:
-            raise ConnectionError("broker closed the connection")
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
 
 
 def _free_port(host: str) -> int:

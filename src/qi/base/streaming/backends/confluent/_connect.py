@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from qi.base.streaming._codes import ErrorCode
+from qi.base import QiError
+from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming.backends.confluent._errors import (
+    IMPLEMENTATION,
     contract_code,
     error_name,
     kafka_error,
@@ -20,6 +23,9 @@ from qi.base.streaming.backends.confluent._settings import Settings
 from qi.base.streaming.backends.confluent._worker import BlockingWorker
 
 _IDENTITY_CODES = frozenset({ErrorCode.AUTHENTICATION_FAILED, ErrorCode.AUTHORIZATION_FAILED})
+# Connecting asks for metadata in slices this long, to notice a refused login early.
+_PROBE_SLICE = 0.5
+_MIN_SLICE = 0.05
 
 
 class ClientErrors:
@@ -83,18 +89,39 @@ async def prove_broker(
 
     ``serve`` (a client's ``poll``) runs the error callback when no other thread
     polls the client, so an authentication or TLS failure is reported as such.
+    The wait is cut into slices: a refused login will not succeed on retry, so it
+    fails the connect as soon as librdkafka reports it, not after ``wait``.
     """
-    try:
-        await worker.run(functools.partial(list_topics, timeout=wait))
-    except KafkaException as exc:
-        if serve is not None:
-            await worker.run(functools.partial(serve, 0))
-        # The callback's error says why (a TLS handshake refused, say); the exception
-        # only that the metadata request failed.
-        error = errors.explanation()
-        if error is None and exc.args and isinstance(exc.args[0], KafkaError):
-            error = exc.args[0]
-        if error is None:
-            raise
-        failure = kafka_error(error, "connect", ErrorCode.CONNECTION_FAILED)
-        raise OperationFailed(failure.with_context(connection_timeout=wait)) from exc
+    deadline = time.monotonic() + wait
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            slice_ = max(_MIN_SLICE, min(_PROBE_SLICE, remaining))
+            await worker.run(functools.partial(list_topics, timeout=slice_))
+            return
+        except KafkaException as exc:
+            if serve is not None:
+                await worker.run(functools.partial(serve, 0))
+            if errors.last_identity_error is None and time.monotonic() < deadline:
+                continue
+            failure = _connect_failure(exc, errors, wait)
+            raise OperationFailed(failure) from exc
+
+
+def _connect_failure(exc: KafkaException, errors: ClientErrors, wait: float) -> QiError:
+    """Why connecting failed: the error callback's verdict, else the exception's."""
+    # The callback's error says why (a TLS handshake refused, say); the exception
+    # only that the metadata request failed.
+    error = errors.explanation()
+    if error is None and exc.args and isinstance(exc.args[0], KafkaError):
+        error = exc.args[0]
+    if error is None:
+        return streaming_error(
+            ErrorCode.CONNECTION_FAILED,
+            f"no broker answered within {wait:.1f}s: {exc}",
+            operation="connect",
+            implementation=IMPLEMENTATION,
+            connection_timeout=wait,
+        )
+    failure = kafka_error(error, "connect", ErrorCode.CONNECTION_FAILED)
+    return failure.with_context(connection_timeout=wait)
