@@ -193,6 +193,6 @@ def demo(options: CommonOptions) -> None:
     stdout.print(
         "\nNext: see the README's [bold]Command line[/] section to produce and consume "
         "against your own broker ([bold]qi-stream broker[/]), and its "
-        "[bold]Quick start[/] for the Python API."
+        "[bold]Usage[/] for the Python API."
     )
     exit_with(status)
