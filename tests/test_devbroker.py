@@ -244,3 +244,14 @@ async def test_aiokafka_client_produces_and_fetches(dev_broker: DevBroker) -> No
 @pytest.mark.broker
 def test_session_brokers_answer_the_probe(kafka_bootstrap: str) -> None:
     assert probe(kafka_bootstrap, 5.0)
+
+
+@pytest.mark.broker
+def test_metadata_names_the_advertised_address() -> None:
+    admin_module: Any = pytest.importorskip("confluent_kafka.admin")
+    advertised = "127.0.0.1:1"  # nothing listens there; only the metadata must name it
+    with DevBroker(advertised=advertised) as broker:
+        admin = admin_module.AdminClient({"bootstrap.servers": broker.bootstrap})
+        brokers = admin.list_topics(timeout=10).brokers
+    assert broker.advertised == advertised
+    assert [f"{b.host}:{b.port}" for b in brokers.values()] == [advertised]

@@ -11,9 +11,8 @@
 Kafka clients learn broker addresses from metadata, so the broker advertises the
 proxy's address: after bootstrapping, clients still cannot bypass the proxy.
 
-The proxy runs its own event loop in its own thread, so it keeps forwarding while a
-test blocks its thread or its loop (librdkafka's ``flush()``, a synchronous poll), and
-its control methods can be called from sync and async code alike. Loopback only.
+The proxy runs its own event loop in its own thread (see ``_loop_thread``), so it keeps
+forwarding while a test blocks its thread or its loop. Loopback only.
 """
 
 from __future__ import annotations
@@ -21,19 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, Self
 
 from qi.base.streaming.devbroker import DevBroker
 
-T = TypeVar("T")
+from ._loop_thread import LOOPBACK, LoopThreadServer
 
-LOOPBACK: Final = "127.0.0.1"
 _CHUNK: Final = 65536
-_CONTROL_TIMEOUT: Final = 10.0
 
 
 @dataclass(eq=False, slots=True)
@@ -50,8 +46,10 @@ class _Link:
                 writer.transport.abort()
 
 
-class FaultProxy:
+class FaultProxy(LoopThreadServer):
     """A TCP proxy on loopback in front of one upstream address, with faults on demand."""
+
+    _kind = "fault proxy"
 
     def __init__(
         self,
@@ -65,33 +63,13 @@ class FaultProxy:
         With ``tls`` the proxy terminates TLS: clients speak TLS to it, it speaks
         plaintext to the upstream.
         """
+        super().__init__(port=port, tls=tls)
         self._upstream = upstream
-        self._tls = tls
-        self._requested_port = port
-        self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
         self._flowing: asyncio.Event | None = None
         self._latency = 0.0
-        self._closing = False
         self.accepted = 0
         """Client connections accepted since start: proof that clients came through here."""
-
-    @property
-    def bootstrap(self) -> str:
-        """The "127.0.0.1:PORT" address clients connect to."""
-        if self._port is None:
-            raise RuntimeError("the proxy is not started")
-        return f"{LOOPBACK}:{self._port}"
-
-    @property
-    def port(self) -> int:
-        """The port the proxy listens on."""
-        if self._port is None:
-            raise RuntimeError("the proxy is not started")
-        return self._port
 
     @property
     def active(self) -> int:
@@ -120,69 +98,17 @@ class FaultProxy:
         self._latency = 0.0
         self._control(self._start_flowing)
 
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Listen on loopback and start forwarding."""
-        if self._loop is not None:
-            return
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="qi-test-fault-proxy", daemon=True)
-        thread.start()
-        self._loop, self._thread = loop, thread
-        try:
-            self._run(self._serve())
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Stop listening, drop every connection and end the proxy's thread; idempotent."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        with contextlib.suppress(Exception):
-            self._run(self._shutdown())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(_CONTROL_TIMEOUT)
-        loop.close()
-        self._loop = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- on the proxy's loop ---------------------------------------------------------------------
 
     async def _serve(self) -> None:
         self._flowing = asyncio.Event()
         self._flowing.set()
-        self._server = await asyncio.start_server(
-            self._handle, LOOPBACK, self._requested_port, ssl=self._tls
-        )
-        self._port = self._server.sockets[0].getsockname()[1]
+        await super()._serve()
 
-    async def _shutdown(self) -> None:
-        self._closing = True
-        if self._server is not None:
-            self._server.close()
-        # Connections accepted just before the close may still be starting: let them
-        # reach _handle (which now drops them) before the loop goes away.
-        for _ in range(3):
-            tasks = [link.task for link in self._links if link.task is not None]
-            self._cut_all()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.sleep(0.01)
-        if self._server is not None:
-            await self._server.wait_closed()
+    def _drop_all(self) -> list[asyncio.Task[Any]]:
+        tasks = [link.task for link in self._links if link.task is not None]
+        self._cut_all()
+        return tasks
 
     def _cut_all(self) -> int:
         links = list(self._links)
@@ -201,9 +127,6 @@ class FaultProxy:
         self._flowing.set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing:
-            writer.transport.abort()
-            return
         link = _Link(writer, asyncio.current_task())
         self._links.add(link)
         self.accepted += 1
@@ -239,36 +162,6 @@ class FaultProxy:
                 writer.write(data)
                 await writer.drain()
 
-    # -- crossing threads ------------------------------------------------------------------------
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            coroutine.close()
-            raise RuntimeError("the proxy is not started")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_CONTROL_TIMEOUT)
-
-    def _control(self, action: Callable[[], T]) -> T:
-        async def on_loop() -> T:
-            return action()
-
-        return self._run(on_loop())
-
-
-class AdvertisingBroker(DevBroker):
-    """A development broker that tells clients to connect to ``advertised`` (the proxy).
-
-    DevBroker advertises its own listener; this overrides only that argument.
-    """
-
-    def __init__(self, advertised: Callable[[], str]) -> None:
-        super().__init__()
-        self._advertised = advertised
-
-    def _command(self, binary: str) -> list[str]:
-        command = super()._command(binary)
-        command[command.index("--advertised-listener-url") + 1] = f"tcp://{self._advertised()}"
-        return command
-
 
 class ProxiedBroker:
     """A private development broker that clients can reach only through a :class:`FaultProxy`."""
@@ -276,8 +169,14 @@ class ProxiedBroker:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.proxy: Final = FaultProxy(lambda: (LOOPBACK, self.broker.port), tls=tls)
         """The proxy every client connection goes through."""
-        self.broker: Final = AdvertisingBroker(lambda: self.proxy.bootstrap)
+        self._broker: DevBroker | None = None
+
+    @property
+    def broker(self) -> DevBroker:
         """The broker process (``stop``/``start``/``restart`` keep its port)."""
+        if self._broker is None:
+            raise RuntimeError("the proxied broker is not started")
+        return self._broker
 
     @property
     def bootstrap(self) -> str:
@@ -285,10 +184,12 @@ class ProxiedBroker:
         return self.proxy.bootstrap
 
     def start(self) -> None:
-        """Start the proxy, then the broker advertising it."""
+        """Start the proxy, then the broker advertising it (only now is its port known)."""
         self.proxy.start()
         try:
-            self.broker.start()
+            if self._broker is None or self._broker.advertised != self.proxy.bootstrap:
+                self._broker = DevBroker(advertised=self.proxy.bootstrap)
+            self._broker.start()
         except BaseException:
             self.proxy.close()
             raise
@@ -296,7 +197,8 @@ class ProxiedBroker:
     def stop(self) -> None:
         """Stop the broker and the proxy; idempotent."""
         try:
-            self.broker.stop()
+            if self._broker is not None:
+                self._broker.stop()
         finally:
             self.proxy.close()
 

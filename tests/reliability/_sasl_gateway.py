@@ -14,7 +14,8 @@ error 58 SASL_AUTHENTICATION_FAILED followed by a closed connection, as Kafka do
 a client is in, bytes are relayed untouched. The broker advertises the gateway, so
 clients reconnect through it after bootstrapping and cannot bypass it.
 
-Like the fault proxy, it runs its own event loop in its own thread. Loopback only.
+Like the fault proxy, it runs its own event loop in its own thread (see ``_loop_thread``).
+Loopback only.
 Not supported (no client here needs them): the raw-token exchange after a v0
 handshake, channel binding, re-authentication.
 """
@@ -29,15 +30,14 @@ import hashlib
 import hmac
 import secrets
 import struct
-import threading
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Final, Protocol, Self, TypeVar
+from typing import Any, Final, Protocol, Self
 
-from ._proxy import LOOPBACK, AdvertisingBroker
+from qi.base.streaming.devbroker import DevBroker
 
-T = TypeVar("T")
+from ._loop_thread import LOOPBACK, LoopThreadServer
 
 MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 REFUSAL_MESSAGE: Final = "Authentication failed: Invalid username or password"
@@ -51,7 +51,6 @@ _SASL_AUTHENTICATION_FAILED: Final = 58
 _SCRAM_ITERATIONS: Final = 4096  # Kafka's minimum
 _MAX_UNAUTHENTICATED_FRAME: Final = 512 * 1024  # Kafka's sasl max receive size
 _CHUNK: Final = 65536
-_CONTROL_TIMEOUT: Final = 10.0
 
 
 class _Refused(Exception):
@@ -249,28 +248,19 @@ def _exchange_for(mechanism: str, users: Mapping[str, str]) -> _Exchange:
 # -- the gateway ---------------------------------------------------------------------------------
 
 
-class SaslGateway:
+class SaslGateway(LoopThreadServer):
     """A loopback TCP gateway that lets in only clients that log in with SASL."""
+
+    _kind = "SASL gateway"
 
     def __init__(self, upstream: Callable[[], tuple[str, int]], users: Mapping[str, str]) -> None:
         """Relay authenticated clients to ``upstream()`` (asked per connection); not started."""
+        super().__init__()
         self._upstream = upstream
         self._users = dict(users)
-        self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
-        self._closing = False
         self._logins: Counter[str] = Counter()
         self._refusals: Counter[str] = Counter()
-
-    @property
-    def bootstrap(self) -> str:
-        """The "127.0.0.1:PORT" address clients connect to."""
-        if self._port is None:
-            raise RuntimeError("the gateway is not started")
-        return f"{LOOPBACK}:{self._port}"
 
     @property
     def logins(self) -> dict[str, int]:
@@ -282,68 +272,17 @@ class SaslGateway:
         """Logins refused so far (wrong credentials, unsupported mechanism), by mechanism."""
         return self._control(lambda: dict(self._refusals))
 
-    def start(self) -> None:
-        """Listen on loopback."""
-        if self._loop is not None:
-            return
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="qi-test-sasl-gateway", daemon=True)
-        thread.start()
-        self._loop, self._thread = loop, thread
-        try:
-            self._run(self._serve())
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Stop listening, drop every connection and end the gateway's thread; idempotent."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        with contextlib.suppress(Exception):
-            self._run(self._shutdown())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(_CONTROL_TIMEOUT)
-        loop.close()
-        self._loop = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     # -- on the gateway's loop -------------------------------------------------------------------
 
-    async def _serve(self) -> None:
-        self._server = await asyncio.start_server(self._handle, LOOPBACK, 0)
-        self._port = self._server.sockets[0].getsockname()[1]
-
-    async def _shutdown(self) -> None:
-        self._closing = True
-        if self._server is not None:
-            self._server.close()
-        # Connections accepted just before the close may still be starting: let them reach
-        # _handle (which now drops them) before the loop goes away.
-        for _ in range(3):
-            tasks = list(self._connections)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.sleep(0.01)
-        if self._server is not None:
-            await self._server.wait_closed()
+    def _drop_all(self) -> list[asyncio.Task[Any]]:
+        tasks = list(self._connections)
+        for task in tasks:
+            task.cancel()
+        return tasks
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if self._closing or task is None:
+        if task is None:
             writer.transport.abort()
             return
         self._connections.add(task)
@@ -422,20 +361,6 @@ class SaslGateway:
                 return False  # anything else before logging in: Kafka drops the connection
             await writer.drain()
 
-    # -- crossing threads ------------------------------------------------------------------------
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        if self._loop is None:
-            coroutine.close()
-            raise RuntimeError("the gateway is not started")
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(_CONTROL_TIMEOUT)
-
-    def _control(self, action: Callable[[], T]) -> T:
-        async def on_loop() -> T:
-            return action()
-
-        return self._run(on_loop())
-
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(OSError):
@@ -451,8 +376,14 @@ class SaslBroker:
         """``users`` maps each username to its password; every mechanism accepts them all."""
         self.gateway: Final = SaslGateway(lambda: (LOOPBACK, self.broker.port), users)
         """The gateway every client connection goes through."""
-        self.broker: Final = AdvertisingBroker(lambda: self.gateway.bootstrap)
+        self._broker: DevBroker | None = None
+
+    @property
+    def broker(self) -> DevBroker:
         """The broker process, advertising the gateway."""
+        if self._broker is None:
+            raise RuntimeError("the SASL broker is not started")
+        return self._broker
 
     @property
     def bootstrap(self) -> str:
@@ -460,10 +391,12 @@ class SaslBroker:
         return self.gateway.bootstrap
 
     def start(self) -> None:
-        """Start the gateway, then the broker advertising it."""
+        """Start the gateway, then the broker advertising it (only now is its port known)."""
         self.gateway.start()
         try:
-            self.broker.start()
+            if self._broker is None or self._broker.advertised != self.gateway.bootstrap:
+                self._broker = DevBroker(advertised=self.gateway.bootstrap)
+            self._broker.start()
         except BaseException:
             self.gateway.close()
             raise
@@ -471,7 +404,8 @@ class SaslBroker:
     def stop(self) -> None:
         """Stop the broker and the gateway; idempotent."""
         try:
-            self.broker.stop()
+            if self._broker is not None:
+                self._broker.stop()
         finally:
             self.gateway.close()
 

@@ -164,9 +164,16 @@ class DevBroker:
         startup_timeout: float = 20.0,
         binary: str | None = None,
         log_file: str | os.PathLike[str] | None = None,
+        advertised: str | None = None,
     ) -> None:
-        """Prepare a broker on ``host:port`` (a free port when None); nothing runs until start."""
+        """Prepare a broker on ``host:port`` (a free port when None); nothing runs until start.
+
+        ``advertised`` is the "host:port" the broker's metadata tells clients to connect
+        to after bootstrapping (a proxy or gateway in front of it, say); by default it
+        advertises its own listener, ``bootstrap``.
+        """
         self._host = host
+        self._advertised = advertised
         # Picked now so ``bootstrap`` is known before start; only a port we picked may be
         # swapped for another one if it turns out to be taken before the first start.
         self._port = port if port is not None else _free_port(host)
@@ -184,6 +191,11 @@ class DevBroker:
         """Return the "host:port" string clients connect to."""
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"{host}:{self._port}"
+
+    @property
+    def advertised(self) -> str:
+        """Return the "host:port" the broker's metadata tells clients to connect to."""
+        return self._advertised if self._advertised is not None else self.bootstrap
 
     @property
     def port(self) -> int:
@@ -301,14 +313,13 @@ class DevBroker:
             process.wait()
 
     def _command(self, binary: str) -> list[str]:
-        url = f"tcp://{self.bootstrap}"
         return [
             binary,
             "broker",
             "--listener-url",
-            url,
+            f"tcp://{self.bootstrap}",
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.advertised}",
             "--storage-engine",
             "memory://tansu/",
         ]

@@ -1,0 +1,137 @@
+"""A loopback TCP server run by its own asyncio loop in its own thread, for test fixtures.
+
+The fault proxy and the SASL gateway build on it. A loop of their own keeps them serving
+while a test blocks its thread or its loop (librdkafka's ``flush()``, a synchronous poll),
+and lets their control methods be called from sync and async code alike.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import ssl
+import threading
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+T = TypeVar("T")
+
+LOOPBACK: Final = "127.0.0.1"
+CONTROL_TIMEOUT: Final = 10.0
+
+
+class LoopThreadServer(abc.ABC):
+    """Listens on loopback from its own thread; subclasses handle the connections."""
+
+    _kind = "server"
+    """What error messages and the thread's name call it."""
+
+    def __init__(self, *, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self._requested_port = port
+        self._tls = tls
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._closing = False
+
+    @property
+    def bootstrap(self) -> str:
+        """The "127.0.0.1:PORT" address clients connect to."""
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        if self._port is None:
+            raise RuntimeError(f"the {self._kind} is not started")
+        return self._port
+
+    def start(self) -> None:
+        """Listen on loopback."""
+        if self._loop is not None:
+            return
+        loop = asyncio.new_event_loop()
+        name = "qi-test-" + self._kind.lower().replace(" ", "-")
+        thread = threading.Thread(target=loop.run_forever, name=name, daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            self._run(self._serve())
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop listening, drop every connection and end the thread; idempotent."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            self._run(self._shutdown())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(CONTROL_TIMEOUT)
+        loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- for subclasses, on the server's loop ----------------------------------------------------
+
+    @abc.abstractmethod
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one accepted connection (never called once closing has begun)."""
+
+    @abc.abstractmethod
+    def _drop_all(self) -> list[asyncio.Task[Any]]:
+        """Abort every open connection; return the tasks still winding down."""
+
+    async def _serve(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, LOOPBACK, self._requested_port, ssl=self._tls
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.transport.abort()
+            return
+        await self._handle(reader, writer)
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        # Connections accepted just before the close may still be starting: let them reach
+        # _accept (which now drops them) before the loop goes away.
+        for _ in range(3):
+            await asyncio.gather(*self._drop_all(), return_exceptions=True)
+            await asyncio.sleep(0.01)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # -- crossing threads ------------------------------------------------------------------------
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            coroutine.close()
+            raise RuntimeError(f"the {self._kind} is not started")
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(CONTROL_TIMEOUT)
+
+    def _control(self, action: Callable[[], T]) -> T:
+        async def on_loop() -> T:
+            return action()
+
+        return self._run(on_loop())
