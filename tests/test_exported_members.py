@@ -96,35 +96,6 @@ def test_qi_base_streaming_exports() -> None:
         assert member.__doc__ and member.__doc__.strip(), f"{name} has no docstring"
 
 
-def test_error_code_table_matches_the_contract() -> None:
-    from qi.base import ErrorCategory
-    from qi.base.streaming import ErrorCode
-
-    contract = {
-        "STREAMING_INVALID_CONFIG": ErrorCategory.CONFIGURATION,
-        "STREAMING_UNKNOWN_IMPLEMENTATION": ErrorCategory.CONFIGURATION,
-        "STREAMING_INVALID_MESSAGE": ErrorCategory.VALIDATION,
-        "STREAMING_INVALID_TOPIC": ErrorCategory.VALIDATION,
-        "STREAMING_MESSAGE_TOO_LARGE": ErrorCategory.VALIDATION,
-        "STREAMING_TOPIC_ALREADY_EXISTS": ErrorCategory.VALIDATION,
-        "STREAMING_NOT_SUBSCRIBED": ErrorCategory.VALIDATION,
-        "STREAMING_INVALID_ARGUMENT": ErrorCategory.VALIDATION,
-        "STREAMING_TOPIC_NOT_FOUND": ErrorCategory.RESOURCE,
-        "STREAMING_QUEUE_FULL": ErrorCategory.RESOURCE,
-        "STREAMING_NOT_CONNECTED": ErrorCategory.SYSTEM,
-        "STREAMING_CONNECTION_FAILED": ErrorCategory.NETWORK,
-        "STREAMING_PRODUCE_FAILED": ErrorCategory.NETWORK,
-        "STREAMING_BATCH_PARTIAL_FAILURE": ErrorCategory.NETWORK,
-        "STREAMING_COMMIT_FAILED": ErrorCategory.CONCURRENCY,
-        "STREAMING_TIMEOUT": ErrorCategory.TIMEOUT,
-        "STREAMING_AUTHENTICATION_FAILED": ErrorCategory.AUTHENTICATION,
-        "STREAMING_AUTHORIZATION_FAILED": ErrorCategory.AUTHORIZATION,
-        "STREAMING_ADMIN_FAILED": ErrorCategory.SYSTEM,
-        "STREAMING_HANDLER_FAILED": ErrorCategory.BUSINESS,
-    }
-    assert {code.value: code.category for code in ErrorCode} == contract
-
-
 def test_bare_install_imports_without_kafka_clients() -> None:
     """`pip install qi-base` alone must import and run memory: no client library at import."""
     import subprocess

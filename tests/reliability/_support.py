@@ -16,8 +16,8 @@ from typing import Any, Final, TypeVar
 
 import pytest
 
-from qi.base import ErrorCategory, Failure, QiError, Result, Success
-from qi.base.streaming import ProducerConfig, StreamingConfig
+from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming import ErrorCode, ProducerConfig, StreamingConfig
 
 T = TypeVar("T")
 
@@ -25,28 +25,6 @@ ALL_BACKENDS: Final = ("memory", "confluent", "aiokafka")
 REAL_BACKENDS: Final = frozenset({"confluent", "aiokafka"})
 _LIBRARY_OF: Final = {"confluent": "confluent_kafka", "aiokafka": "aiokafka"}
 
-CATEGORIES: Final[dict[str, ErrorCategory]] = {
-    "STREAMING_INVALID_CONFIG": ErrorCategory.CONFIGURATION,
-    "STREAMING_UNKNOWN_IMPLEMENTATION": ErrorCategory.CONFIGURATION,
-    "STREAMING_INVALID_MESSAGE": ErrorCategory.VALIDATION,
-    "STREAMING_INVALID_TOPIC": ErrorCategory.VALIDATION,
-    "STREAMING_MESSAGE_TOO_LARGE": ErrorCategory.VALIDATION,
-    "STREAMING_TOPIC_ALREADY_EXISTS": ErrorCategory.VALIDATION,
-    "STREAMING_NOT_SUBSCRIBED": ErrorCategory.VALIDATION,
-    "STREAMING_INVALID_ARGUMENT": ErrorCategory.VALIDATION,
-    "STREAMING_TOPIC_NOT_FOUND": ErrorCategory.RESOURCE,
-    "STREAMING_QUEUE_FULL": ErrorCategory.RESOURCE,
-    "STREAMING_NOT_CONNECTED": ErrorCategory.SYSTEM,
-    "STREAMING_CONNECTION_FAILED": ErrorCategory.NETWORK,
-    "STREAMING_PRODUCE_FAILED": ErrorCategory.NETWORK,
-    "STREAMING_BATCH_PARTIAL_FAILURE": ErrorCategory.NETWORK,
-    "STREAMING_COMMIT_FAILED": ErrorCategory.CONCURRENCY,
-    "STREAMING_TIMEOUT": ErrorCategory.TIMEOUT,
-    "STREAMING_AUTHENTICATION_FAILED": ErrorCategory.AUTHENTICATION,
-    "STREAMING_AUTHORIZATION_FAILED": ErrorCategory.AUTHORIZATION,
-    "STREAMING_ADMIN_FAILED": ErrorCategory.SYSTEM,
-    "STREAMING_HANDLER_FAILED": ErrorCategory.BUSINESS,
-}
 DELIVERY_VALUES: Final = ("not_written", "unknown")
 
 
@@ -111,8 +89,12 @@ def check_result(result: object, where: str) -> Result[Any, QiError]:
 def check_error(error: object, where: str) -> QiError:
     """Assert ``error`` is a QiError with a contract code, its category and the required context."""
     assert isinstance(error, QiError), f"{where} failed with {error!r}, not a QiError"
-    assert error.code in CATEGORIES, f"{where}: unknown code {error.code}"
-    assert error.category == CATEGORIES[error.code], f"{where}: {error.code} has {error.category}"
+    # The library's table is pinned to the contract's by tests/contract/test_error_codes.py.
+    known = {code.value: code for code in ErrorCode}
+    assert error.code in known, f"{where}: unknown code {error.code}"
+    assert error.category == known[error.code].category, (
+        f"{where}: {error.code} has {error.category}"
+    )
     assert isinstance(error.message, str) and error.message, f"{where}: empty message"
     for key in ("operation", "implementation"):
         assert key in error.context, f"{where}: {error.code} context lacks {key!r}: {error}"
