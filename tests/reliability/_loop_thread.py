@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
+from qi.base.streaming.devbroker import DevBroker
+
 T = TypeVar("T")
 
 LOOPBACK: Final = "127.0.0.1"
@@ -143,3 +145,58 @@ class LoopThreadServer(abc.ABC):
             return action()
 
         return self._run(on_loop())
+
+
+class FrontedBroker:
+    """A private development broker that clients can reach only through ``front``.
+
+    The broker advertises the front's address, so clients that learn brokers from
+    metadata cannot go around it. The front starts first: only then is its port known.
+    """
+
+    def __init__(self, front: LoopThreadServer) -> None:
+        self._front = front
+        self._broker: DevBroker | None = None
+
+    @property
+    def broker(self) -> DevBroker:
+        """The broker process (``stop``/``start``/``restart`` keep its port)."""
+        if self._broker is None:
+            raise RuntimeError(f"the broker behind the {self._front._kind} is not started")
+        return self._broker
+
+    @property
+    def bootstrap(self) -> str:
+        """What clients connect to: the front."""
+        return self._front.bootstrap
+
+    def start(self) -> None:
+        """Start the front, then the broker advertising it."""
+        self._front.start()
+        try:
+            if self._broker is None or self._broker.advertised != self._front.bootstrap:
+                self._broker = DevBroker(advertised=self._front.bootstrap)
+            self._broker.start()
+        except BaseException:
+            self._front.close()
+            raise
+
+    def stop(self) -> None:
+        """Stop the broker and the front; idempotent."""
+        try:
+            if self._broker is not None:
+                self._broker.stop()
+        finally:
+            self._front.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

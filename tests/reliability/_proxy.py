@@ -22,12 +22,9 @@ import contextlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 
-from qi.base.streaming.devbroker import DevBroker
-
-from ._loop_thread import LOOPBACK, LoopThreadServer
+from ._loop_thread import LOOPBACK, FrontedBroker, LoopThreadServer
 
 _CHUNK: Final = 65536
 
@@ -163,53 +160,10 @@ class FaultProxy(LoopThreadServer):
                 await writer.drain()
 
 
-class ProxiedBroker:
+class ProxiedBroker(FrontedBroker):
     """A private development broker that clients can reach only through a :class:`FaultProxy`."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.proxy: Final = FaultProxy(lambda: (LOOPBACK, self.broker.port), tls=tls)
         """The proxy every client connection goes through."""
-        self._broker: DevBroker | None = None
-
-    @property
-    def broker(self) -> DevBroker:
-        """The broker process (``stop``/``start``/``restart`` keep its port)."""
-        if self._broker is None:
-            raise RuntimeError("the proxied broker is not started")
-        return self._broker
-
-    @property
-    def bootstrap(self) -> str:
-        """What clients connect to: the proxy."""
-        return self.proxy.bootstrap
-
-    def start(self) -> None:
-        """Start the proxy, then the broker advertising it (only now is its port known)."""
-        self.proxy.start()
-        try:
-            if self._broker is None or self._broker.advertised != self.proxy.bootstrap:
-                self._broker = DevBroker(advertised=self.proxy.bootstrap)
-            self._broker.start()
-        except BaseException:
-            self.proxy.close()
-            raise
-
-    def stop(self) -> None:
-        """Stop the broker and the proxy; idempotent."""
-        try:
-            if self._broker is not None:
-                self._broker.stop()
-        finally:
-            self.proxy.close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().__init__(self.proxy)

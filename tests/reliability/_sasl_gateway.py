@@ -32,12 +32,9 @@ import secrets
 import struct
 from collections import Counter
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Any, Final, Protocol, Self
+from typing import Any, Final, Protocol
 
-from qi.base.streaming.devbroker import DevBroker
-
-from ._loop_thread import LOOPBACK, LoopThreadServer
+from ._loop_thread import LOOPBACK, FrontedBroker, LoopThreadServer
 
 MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 REFUSAL_MESSAGE: Final = "Authentication failed: Invalid username or password"
@@ -369,54 +366,11 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             await writer.drain()
 
 
-class SaslBroker:
+class SaslBroker(FrontedBroker):
     """A private development broker that clients reach only by logging in at a gateway."""
 
     def __init__(self, users: Mapping[str, str]) -> None:
         """``users`` maps each username to its password; every mechanism accepts them all."""
         self.gateway: Final = SaslGateway(lambda: (LOOPBACK, self.broker.port), users)
         """The gateway every client connection goes through."""
-        self._broker: DevBroker | None = None
-
-    @property
-    def broker(self) -> DevBroker:
-        """The broker process, advertising the gateway."""
-        if self._broker is None:
-            raise RuntimeError("the SASL broker is not started")
-        return self._broker
-
-    @property
-    def bootstrap(self) -> str:
-        """What clients connect to: the gateway."""
-        return self.gateway.bootstrap
-
-    def start(self) -> None:
-        """Start the gateway, then the broker advertising it (only now is its port known)."""
-        self.gateway.start()
-        try:
-            if self._broker is None or self._broker.advertised != self.gateway.bootstrap:
-                self._broker = DevBroker(advertised=self.gateway.bootstrap)
-            self._broker.start()
-        except BaseException:
-            self.gateway.close()
-            raise
-
-    def stop(self) -> None:
-        """Stop the broker and the gateway; idempotent."""
-        try:
-            if self._broker is not None:
-                self._broker.stop()
-        finally:
-            self.gateway.close()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().__init__(self.gateway)
