@@ -1,5 +1,7 @@
-"""``python -m benchmarks``: see ``python -m benchmarks --help``."""
+"""``python -m benchmarks``: the harness, saving runs in ``benchmarks/results/``."""
 
-from benchmarks._cli import main
+from pathlib import Path
 
-raise SystemExit(main())
+from qi.base.streaming.bench import main
+
+raise SystemExit(main(prog="python -m benchmarks", results_dir=Path(__file__).parent / "results"))

@@ -1,4 +1,4 @@
-"""``demo`` and ``bench``: the round trip on every backend, with a table of what happened."""
+"""``demo``: the round trip on every backend, with a table of what happened."""
 
 from __future__ import annotations
 
@@ -36,25 +36,3 @@ def test_demo_on_memory_alone_needs_no_broker() -> None:
     assert "in-process memory broker" in output
     assert "✓" in _row(output, "memory")
     assert len([line for line in output.splitlines() if line.startswith("│ ")]) == 1
-
-
-def test_bench_options_shape_the_run() -> None:
-    completed = run_cli(
-        "bench",
-        "--backend",
-        "memory",
-        "--messages",
-        "2500",
-        "--size",
-        "64",
-        "--batch-size",
-        "1000",
-        "--latency-sends",
-        "20",
-    )
-    output = completed.stdout.decode()
-    assert completed.returncode == 0, output + completed.stderr.decode()
-    assert "not the benchmark harness" in output
-    row = _row(output, "memory")
-    assert "2,500" in row and "✓" in row
-    assert "2,500 messages of 64 B" in output and "20 sequential send()" in output

@@ -1,6 +1,6 @@
 """``qi-stream demo``: the main job end to end, on every installed backend, in a few seconds.
 
-``bench`` shares the machinery (:func:`run_round_trips`) with larger numbers.
+The round trip itself lives in :mod:`._workload`.
 """
 
 from __future__ import annotations

@@ -106,6 +106,10 @@ def _consume(name: str, title: str, messages: int, size: int) -> Scenario:
     )
 
 
+MAIN_SCENARIOS = ("produce-batch", "produce-concurrent", "send-latency", "consume")
+"""Scenarios (a) to (d), the ones ``qi-stream bench`` runs unless told otherwise."""
+
+
 def build_scenarios(messages: int, size: int) -> list[Scenario]:
     """Every scenario, scaled from ``--messages`` (200k by default) and ``--size``."""
     concurrent = max(messages // 10, 100)

@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from benchmarks._measure import ConsumeClock, Stopwatch, payload, percentile
-from benchmarks._model import BenchError, Job, Measurement
+from qi.base.streaming.bench._measure import ConsumeClock, Stopwatch, payload, percentile
+from qi.base.streaming.bench._model import BenchError, Job, Measurement
 
 _BATCH_BYTES = 1024 * 1024
 _CONSUME_BATCH = 10_000

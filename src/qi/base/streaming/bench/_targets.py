@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks._results import HIGHER_IS_BETTER, ScenarioResult, paired_ratio, subject
+from qi.base.streaming.bench._results import HIGHER_IS_BETTER, ScenarioResult, paired_ratio, subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +55,11 @@ def _ratio_target(target: Target, scenario: ScenarioResult) -> dict[str, Any]:
     row: dict[str, Any] = {"target": target.text, "measured": None, "verdict": "N/A", "note": ""}
     measured = subject(scenario, target.subject)
     if measured is None or measured.get("status") != "ok":
-        reason = measured.get("reason", "") if measured else "not run"
-        row["note"] = f"{target.subject}: {(measured or {}).get('status', 'not run')} {reason}"
+        if measured is None:
+            row["note"] = f"{target.subject}: not measured in this run"
+        else:
+            status, reason = measured.get("status"), measured.get("reason", "")
+            row["note"] = f"{target.subject}: {status}: {reason}"
         return row
     higher = HIGHER_IS_BETTER[target.metric]
     if target.against is None:
@@ -71,7 +74,8 @@ def _ratio_target(target: Target, scenario: ScenarioResult) -> dict[str, Any]:
     ratio = paired_ratio(scenario, target.subject, target.against, target.metric)
     if ratio is None:
         baseline = subject(scenario, target.against)
-        row["note"] = f"baseline {target.against}: {(baseline or {}).get('status', 'not run')}"
+        status = baseline.get("status") if baseline else "not measured in this run"
+        row["note"] = f"baseline {target.against}: {status}"
         return row
     row["measured"] = f"{ratio:.2f}x"
     row["verdict"] = _verdict(ratio >= target.threshold if higher else ratio <= target.threshold)
@@ -130,7 +134,12 @@ def evaluate(scenarios: Sequence[ScenarioResult]) -> list[dict[str, Any]]:
         scenario = by_name.get(target.scenario)
         if scenario is None:
             rows.append(
-                {"target": target.text, "measured": None, "verdict": "N/A", "note": "not run"}
+                {
+                    "target": target.text,
+                    "measured": None,
+                    "verdict": "N/A",
+                    "note": "scenario not in this run",
+                }
             )
             continue
         rows.append(_ratio_target(target, scenario))

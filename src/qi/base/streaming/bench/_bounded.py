@@ -7,9 +7,6 @@ import gc
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
-from benchmarks._measure import RssSampler, Stopwatch, current_rss_mb, payload
-from benchmarks._model import BenchError, Job, Measurement, Unavailable
-from benchmarks._qi import consumer_config, ok, prefill_memory, producer_config, qi_client
 from qi.base import Failure, QiError, Result
 from qi.base.streaming import (
     ConsumerRunConfig,
@@ -18,6 +15,15 @@ from qi.base.streaming import (
     MessageBatch,
     StreamingMessage,
     SubscriptionConfig,
+)
+from qi.base.streaming.bench._measure import RssSampler, Stopwatch, current_rss_mb, payload
+from qi.base.streaming.bench._model import BenchError, Job, Measurement, Unavailable
+from qi.base.streaming.bench._qi import (
+    consumer_config,
+    ok,
+    prefill_memory,
+    producer_config,
+    qi_client,
 )
 
 _MIB = 1024 * 1024

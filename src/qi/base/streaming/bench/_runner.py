@@ -19,23 +19,32 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks._model import Job
-from benchmarks._results import ScenarioResult, finish_scenario, metric
-from benchmarks._scenarios import Scenario, Subject, build_scenarios
-from benchmarks._targets import evaluate
-from benchmarks._topics import Topics, topic_name
+from qi.base.streaming.bench._model import Job
+from qi.base.streaming.bench._results import ScenarioResult, finish_scenario, metric
+from qi.base.streaming.bench._scenarios import Scenario, Subject, build_scenarios
+from qi.base.streaming.bench._targets import evaluate
+from qi.base.streaming.bench._topics import Topics, topic_name
 
-ROOT = Path(__file__).resolve().parent.parent
+_HERE = Path(__file__).resolve().parent
 _STREAM_LIMIT = 16 * 1024 * 1024
 _WORKER_GRACE = 60.0
+_STEADY_MESSAGES = 100_000
+"""Below this many messages consumer measurements are dominated by their start-up."""
 """Seconds a worker may overrun its own job timeout before the runner kills it."""
+
+_PROBE_TIMEOUT = 10.0
+"""Seconds an external cluster has to answer before the run gives up."""
 
 Log = Callable[[str], None]
 
 
+class ClusterUnreachable(Exception):
+    """``--brokers`` names a cluster that does not answer; nothing was measured."""
+
+
 @dataclass(frozen=True, slots=True)
 class RunOptions:
-    """What ``python -m benchmarks`` was asked to do."""
+    """What the harness was asked to do."""
 
     messages: int = 200_000
     size: int = 100
@@ -85,19 +94,15 @@ def _tail(stream: IO[bytes], limit: int = 1500) -> str:
 
 
 async def run_worker(job: Job, on_ready: Callable[[], Awaitable[None]] | None) -> dict[str, Any]:
-    """Run one job in a fresh ``python -m benchmarks._worker`` process; its result record."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    """Run one job in a fresh ``python -m qi.base.streaming.bench._worker`` process."""
     with _stderr_file() as stderr:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "benchmarks._worker",
+            "qi.base.streaming.bench._worker",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
-            cwd=ROOT,
-            env=env,
             limit=_STREAM_LIMIT,
         )
         assert process.stdin is not None and process.stdout is not None
@@ -122,6 +127,12 @@ async def run_worker(job: Job, on_ready: Callable[[], Awaitable[None]] | None) -
             process.kill()
             await process.wait()
             return {"status": "error", "reason": f"worker killed after {job.timeout:.0f}s"}
+        except asyncio.CancelledError:
+            # Ctrl-C in the runner: a measurement nobody waits for must not outlive it.
+            if process.returncode is None:
+                process.kill()
+                await asyncio.shield(process.wait())
+            raise
         if result is None:
             return {
                 "status": "error",
@@ -154,7 +165,7 @@ def _git_commit() -> str:
     try:
         done = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
+            cwd=_HERE,
             capture_output=True,
             text=True,
             timeout=5,
@@ -195,15 +206,28 @@ class Runner:
     async def run(self) -> dict[str, Any]:
         started = dt.datetime.now(dt.UTC)
         bootstrap = self._options.brokers
-        if bootstrap is None:
+        if bootstrap is not None:
+            from qi.base.streaming.devbroker import probe
+
+            if not await asyncio.to_thread(probe, bootstrap, _PROBE_TIMEOUT):
+                raise ClusterUnreachable(
+                    f"no Kafka broker answers at {bootstrap} (waited {_PROBE_TIMEOUT:.0f}s)"
+                )
+        else:
             from qi.base.streaming.devbroker import DevBroker
 
             self._broker = DevBroker()
             await asyncio.to_thread(self._broker.start)
             bootstrap = self._broker.bootstrap
             self._log(f"development broker (Tansu) on {bootstrap}")
+        chosen = self.scenarios()
+        if self._options.messages < _STEADY_MESSAGES and any(s.prefill for s in chosen):
+            self._log(
+                f"note: with fewer than {_STEADY_MESSAGES:,} messages the consume rates "
+                "mostly time the first fetch (up to 10,000 messages, outside the clock)"
+            )
         try:
-            results = [await self._scenario(scenario, bootstrap) for scenario in self.scenarios()]
+            results = [await self._scenario(scenario, bootstrap) for scenario in chosen]
         finally:
             if self._broker is not None:
                 await asyncio.to_thread(self._broker.stop)
@@ -213,7 +237,6 @@ class Runner:
             "machine": describe_machine(),
             "broker": "external " + bootstrap if self._options.brokers else "DevBroker (Tansu)",
             "options": asdict(self._options),
-            "command": " ".join([Path(sys.executable).name, "-m", "benchmarks", *sys.argv[1:]]),
             "scenarios": results,
             "targets": evaluate(results),
         }

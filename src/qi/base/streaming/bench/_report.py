@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks._results import ScenarioResult, subject
+from qi.base.streaming.bench._results import ScenarioResult, subject
 
 Table = tuple[str, list[str], list[list[str]]]
 """(title, header, rows)"""

@@ -20,8 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks._measure import peak_rss_mb
-from benchmarks._model import BenchError, Job, Measurement, Status, Unavailable
+from qi.base.streaming.bench._measure import peak_rss_mb
+from qi.base.streaming.bench._model import BenchError, Job, Measurement, Status, Unavailable
 
 
 def _emit(event: dict[str, Any]) -> None:
@@ -39,7 +39,7 @@ async def _ready() -> None:
 async def _run_qi(job: Job) -> Measurement:
     backend, _, variant = job.subject.removeprefix("qi-").partition("/")
     # Imported here so a backend that fails to import is a per-subject verdict.
-    from benchmarks import _bounded, _qi
+    from qi.base.streaming.bench import _bounded, _qi
 
     if job.operation == "produce":
         return await _qi.produce_batch(job, backend)
@@ -68,7 +68,7 @@ def measure(job: Job) -> Measurement:
             return asyncio.run(_bounded_run(job))
         except TimeoutError:
             raise BenchError(f"did not finish within {job.timeout}s") from None
-    from benchmarks._raw import RAW
+    from qi.base.streaming.bench._raw import RAW
 
     runner = RAW.get((job.operation, job.subject))
     if runner is None:

@@ -1,4 +1,9 @@
-"""``python -m benchmarks [options]`` and ``python -m benchmarks compare A.json B.json``."""
+"""The harness's command line: run (the default), ``compare A.json B.json`` and ``show X.json``.
+
+``python -m benchmarks`` (the repository's entry point, which keeps results in
+``benchmarks/results/``) and ``python -m qi.base.streaming.bench`` both end here;
+``qi-stream bench`` runs the same :class:`Runner` with the CLI's options.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks._report import (
+from qi.base.streaming.bench._report import (
     compare_table,
     legend,
     markdown,
@@ -19,11 +24,11 @@ from benchmarks._report import (
     results_table,
     targets_table,
 )
-from benchmarks._runner import Runner, RunOptions
-from benchmarks._scenarios import build_scenarios
+from qi.base.streaming.bench._runner import ClusterUnreachable, Runner, RunOptions
+from qi.base.streaming.bench._scenarios import build_scenarios
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-_BACKENDS = ("confluent", "aiokafka", "memory")
+BACKENDS = ("confluent", "aiokafka", "memory")
+DEFAULT_PROG = "python -m qi.base.streaming.bench"
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -37,12 +42,16 @@ def _positive(text: str) -> int:
     return value
 
 
-def _run_parser() -> argparse.ArgumentParser:
-    scenario_names = ", ".join(scenario.name for scenario in build_scenarios(200_000, 100))
+def scenario_names() -> tuple[str, ...]:
+    """Every scenario, in the order the harness runs them."""
+    return tuple(scenario.name for scenario in build_scenarios(200_000, 100))
+
+
+def _run_parser(prog: str, results_dir: Path | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
+        prog=prog,
         description="qi-base against the raw Kafka clients: throughput, latency, CPU, memory. "
-        "Also: 'python -m benchmarks compare A.json B.json'.",
+        f"Also: '{prog} compare A.json B.json' and '{prog} show A.json'.",
     )
     parser.add_argument(
         "--messages",
@@ -58,17 +67,20 @@ def _run_parser() -> argparse.ArgumentParser:
         "--brokers",
         help="host:port[,host:port] of an external cluster (default: start a development broker)",
     )
-    parser.add_argument("--scenarios", type=_names, help=f"comma-separated: {scenario_names}")
+    parser.add_argument(
+        "--scenarios", type=_names, help=f"comma-separated: {', '.join(scenario_names())}"
+    )
     parser.add_argument(
         "--backends",
         type=_names,
-        help=f"qi backends to measure (default: every installed one of {', '.join(_BACKENDS)})",
+        help=f"qi backends to measure (default: every installed one of {', '.join(BACKENDS)})",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per measurement")
     parser.add_argument(
         "--json",
         type=Path,
-        help="where to write the results (default benchmarks/results/<timestamp>.json)",
+        help="where to write the results as JSON "
+        + (f"(default {results_dir}/<timestamp>.json)" if results_dir else "(default: none)"),
     )
     parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     parser.add_argument(
@@ -85,11 +97,10 @@ def _log(line: str) -> None:
 
 
 def _check(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
-    known = {scenario.name for scenario in build_scenarios(200_000, 100)}
-    unknown = set(arguments.scenarios or ()) - known
+    unknown = set(arguments.scenarios or ()) - set(scenario_names())
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
-    wrong = set(arguments.backends or ()) - set(_BACKENDS)
+    wrong = set(arguments.backends or ()) - set(BACKENDS)
     if wrong:
         parser.error(f"unknown backend(s): {', '.join(sorted(wrong))}")
 
@@ -104,8 +115,19 @@ def show(report: dict[str, Any], as_markdown: bool) -> None:
             print(f"\n{markdown(table)}")
 
 
-def run(argv: Sequence[str]) -> int:
-    parser = _run_parser()
+def save(report: dict[str, Any], path: Path) -> None:
+    """Write a run's report as JSON (``compare`` and ``show`` read it back)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+
+def timestamped(results_dir: Path) -> Path:
+    """A fresh result file name in ``results_dir``."""
+    return results_dir / f"{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+
+
+def run(argv: Sequence[str], prog: str = DEFAULT_PROG, results_dir: Path | None = None) -> int:
+    parser = _run_parser(prog, results_dir)
     arguments = parser.parse_args(argv)
     _check(parser, arguments)
     options = RunOptions(
@@ -119,19 +141,24 @@ def run(argv: Sequence[str]) -> int:
         timeout=arguments.timeout,
         profile=str(arguments.profile) if arguments.profile else None,
     )
-    report = asyncio.run(Runner(options, _log).run())
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path: Path = arguments.json or RESULTS_DIR / f"{stamp}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    try:
+        report = asyncio.run(Runner(options, _log).run())
+    except ClusterUnreachable as exc:
+        _log(f"error: {exc}")
+        return 1
+    report["command"] = " ".join([prog, *argv])
+    path: Path | None = arguments.json or (timestamped(results_dir) if results_dir else None)
+    if path is not None:
+        save(report, path)
     show(report, arguments.markdown)
-    print(f"\nresults written to {path}  ({report['seconds']:.0f}s; {report['command']})")
+    where = f"results written to {path}" if path else "results not saved (use --json PATH)"
+    print(f"\n{where}  ({report['seconds']:.0f}s; {report['command']})")
     return 0
 
 
-def compare(argv: Sequence[str]) -> int:
+def compare(argv: Sequence[str], prog: str = DEFAULT_PROG) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks compare", description="Compare two result files (A then B)."
+        prog=f"{prog} compare", description="Compare two result files (A then B)."
     )
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
@@ -146,15 +173,18 @@ def compare(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, prog: str = DEFAULT_PROG, results_dir: Path | None = None
+) -> int:
+    """Run the harness from a command line; ``results_dir`` is where runs are saved by default."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["compare"]:
-        return compare(arguments[1:])
+        return compare(arguments[1:], prog)
     if arguments[:1] == ["show"]:
-        # Re-print a saved run: ``python -m benchmarks show results/X.json``.
+        # Re-print a saved run: ``<prog> show results/X.json``.
         as_markdown = "--markdown" in arguments
         for name in arguments[1:]:
             if name != "--markdown":
                 show(json.loads(Path(name).read_text()), as_markdown)
         return 0
-    return run(arguments)
+    return run(arguments, prog, results_dir)

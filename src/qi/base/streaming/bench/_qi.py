@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from benchmarks._measure import ConsumeClock, Stopwatch, payload, percentile
-from benchmarks._model import MEMORY_BROKERS, BenchError, Job, Measurement, Unavailable
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming import (
     ConsumerConfig,
@@ -33,6 +31,8 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from qi.base.streaming.bench._measure import ConsumeClock, Stopwatch, payload, percentile
+from qi.base.streaming.bench._model import MEMORY_BROKERS, BenchError, Job, Measurement, Unavailable
 
 T = TypeVar("T")
 

@@ -1,0 +1,90 @@
+"""``qi-stream bench``: the benchmark harness's scenarios from the installed command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qi.base.streaming.cli._options import backend_installed
+
+from ._support import cli_env, run_cli, stderr_lines
+
+
+@pytest.mark.broker
+def test_bench_runs_the_harness_and_saves_its_report(tmp_path: Path) -> None:
+    report_path = tmp_path / "run.json"
+    completed = run_cli(
+        "bench",
+        "--backend",
+        "memory",
+        "--messages",
+        "2000",
+        "--size",
+        "64",
+        "--rounds",
+        "1",
+        "--scenarios",
+        "produce-batch,send-latency",
+        "--json",
+        str(report_path),
+        timeout=300,
+    )
+    output = completed.stdout.decode()
+    assert completed.returncode == 0, output + completed.stderr.decode()
+    assert "development broker (Tansu) on 127.0.0.1:" in completed.stderr.decode()
+    assert "qi memory send_batch" in output and "Targets (issue 4)" in output
+
+    report = json.loads(report_path.read_text())
+    assert report["command"].startswith("qi-stream bench")
+    assert report["options"]["messages"] == 2000 and report["options"]["size"] == 64
+    assert [scenario["name"] for scenario in report["scenarios"]] == [
+        "produce-batch",
+        "send-latency",
+    ]
+    for scenario in report["scenarios"]:
+        subjects = {entry["id"]: entry for entry in scenario["subjects"]}
+        # --backend memory: the other qi backends are left out, the raw clients stay.
+        assert not any(name.startswith(("qi-confluent", "qi-aiokafka")) for name in subjects)
+        assert subjects["qi-memory"]["status"] == "ok", subjects["qi-memory"]
+        if backend_installed("confluent"):
+            assert subjects["raw-confluent"]["status"] == "ok", subjects["raw-confluent"]
+            assert subjects["qi-memory"]["ratio"]  # paired with the raw baseline
+    batch = report["scenarios"][0]["subjects"]
+    memory = next(entry for entry in batch if entry["id"] == "qi-memory")
+    assert memory["rounds"][0]["measurement"]["messages"] == 2000
+
+    # The saved report reads back through the harness's own command line.
+    shown = subprocess.run(
+        [sys.executable, "-m", "qi.base.streaming.bench", "show", str(report_path)],
+        capture_output=True,
+        env=cli_env(),
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr.decode()
+    assert "qi memory send_batch" in shown.stdout.decode()
+
+
+def test_bench_rejects_an_unknown_scenario() -> None:
+    completed = run_cli("bench", "--scenarios", "produce-batch,warp-speed")
+    assert completed.returncode == 2
+    lines = stderr_lines(completed)
+    assert len(lines) == 1 and "warp-speed" in lines[0], lines
+
+
+def test_bench_refuses_security_options() -> None:
+    completed = run_cli("bench", "--tls", "--brokers", "127.0.0.1:9")
+    assert completed.returncode == 2
+    lines = stderr_lines(completed)
+    assert len(lines) == 1 and "plaintext" in lines[0], lines
+
+
+def test_bench_against_a_cluster_that_does_not_answer_fails_at_once() -> None:
+    completed = run_cli("bench", "--brokers", "127.0.0.1:1", timeout=30)
+    assert completed.returncode == 1
+    lines = stderr_lines(completed)
+    assert len(lines) == 1 and "no Kafka broker answers at 127.0.0.1:1" in lines[0], lines
