@@ -71,9 +71,41 @@ def _latency_measurement(job: Job, latencies: list[float], watch: Stopwatch) -> 
 
 def confluent_produce(job: Job) -> Measurement:
     """produce() + poll(0) per message, then flush(); no delivery callback (the fastest use)."""
+    return _confluent_produce_loop(job, None)
+
+
+def confluent_produce_reports(job: Job) -> Measurement:
+    """The same loop with a delivery callback that reads each message's offset.
+
+    The least any client pays that tells its caller where each message went: librdkafka
+    builds a ``Message`` per report and calls back into Python under the GIL. qi-base's
+    send_batch ratio to this row is what qi-base itself adds.
+    """
+    offsets: list[int | None] = []
+    failures: list[object] = []
+    record = offsets.append
+
+    def delivery_report(error: Any, message: Any) -> None:
+        if error is None:
+            record(message.offset())
+        else:
+            failures.append(error)
+
+    measurement = _confluent_produce_loop(job, delivery_report)
+    if failures or len(offsets) != job.messages + 1:  # + the warm-up message
+        raise BenchError(f"{len(offsets)} reports of {job.messages + 1}, {len(failures)} failed")
+    return measurement
+
+
+def _confluent_produce_loop(
+    job: Job, on_delivery: Callable[[Any, Any], None] | None
+) -> Measurement:
     from confluent_kafka import Producer
 
-    producer = Producer(_confluent_producer_config(job))
+    config = _confluent_producer_config(job)
+    if on_delivery is not None:
+        config["on_delivery"] = on_delivery
+    producer = Producer(config)
     producer.produce(job.topic, _WARM_UP)  # connection and topic metadata, outside the clock
     producer.flush(job.timeout)
     value, topic = payload(job.size), job.topic
@@ -143,6 +175,44 @@ def confluent_consume(job: Job) -> Measurement:
                     count += 1
             if count:
                 clock.arrived(count)
+    finally:
+        consumer.close()
+    return clock.measurement(job.size)
+
+
+def confluent_consume_fields(job: Job) -> Measurement:
+    """Consumer.consume(10000), reading every field of every message into a tuple.
+
+    The least a client pays that hands each message over as one Python object with its
+    topic, partition, offset, key, value, timestamp and headers, as qi-base does.
+    """
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(_confluent_consumer_config(job))
+    consumer.subscribe([job.topic])
+    deadline = time.monotonic() + job.timeout
+    clock = ConsumeClock(job.messages)
+    kept: list[tuple[object, ...]] = []
+    try:
+        while not clock.done:
+            if time.monotonic() > deadline:
+                raise BenchError(f"consumed {clock.received} of {job.messages} in {job.timeout}s")
+            batch = consumer.consume(_CONSUME_BATCH, _POLL_TIMEOUT)
+            kept = [
+                (
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    m.key(),
+                    m.value(),
+                    m.timestamp(),
+                    m.headers(),
+                )
+                for m in batch
+                if m.error() is None
+            ]
+            if kept:
+                clock.arrived(len(kept))
     finally:
         consumer.close()
     return clock.measurement(job.size)
@@ -258,6 +328,35 @@ async def aioconsumer_consume(job: Job) -> Measurement:
 
 
 # -- aiokafka ---------------------------------------------------------------------------------
+
+
+async def asyncio_gather(job: Job) -> Measurement:
+    """No Kafka at all: gather over one coroutine per message, each awaiting a future that a
+    single callback resolves in bulk, the way a client completes acknowledged sends.
+
+    The ceiling of any ``asyncio.gather(send(...) ...)`` whose sends wait for something.
+    """
+    loop = asyncio.get_running_loop()
+    waiting: list[asyncio.Future[None]] = []
+
+    def resolve() -> None:
+        batch = waiting[:]
+        waiting.clear()
+        for future in batch:
+            future.set_result(None)
+
+    async def one() -> None:
+        future = loop.create_future()
+        if not waiting:
+            loop.call_soon(resolve)
+        waiting.append(future)
+        await future
+
+    watch = Stopwatch()
+    watch.start()
+    await asyncio.gather(*(one() for _ in range(job.messages)))
+    watch.stop()
+    return watch.measurement(job.messages, job.size)
 
 
 async def _with_aiokafka_producer(
@@ -386,14 +485,17 @@ RawRunner = Callable[[Job], Measurement] | Callable[[Job], Awaitable[Measurement
 
 RAW: dict[tuple[str, str], RawRunner] = {
     ("produce", "raw-confluent"): confluent_produce,
+    ("produce", "raw-confluent-reports"): confluent_produce_reports,
     ("produce", "raw-aiokafka-batch"): aiokafka_send_batch,
     ("produce-concurrent", "raw-confluent"): confluent_produce,
     ("produce-concurrent", "raw-aioproducer"): aioproducer_concurrent,
+    ("produce-concurrent", "raw-asyncio"): asyncio_gather,
     ("produce-concurrent", "raw-aiokafka"): aiokafka_send_futures,
     ("latency", "raw-confluent"): confluent_latency,
     ("latency", "raw-aioproducer"): aioproducer_latency,
     ("latency", "raw-aiokafka"): aiokafka_latency,
     ("consume", "raw-confluent"): confluent_consume,
+    ("consume", "raw-confluent-fields"): confluent_consume_fields,
     ("consume", "raw-aioconsumer"): aioconsumer_consume,
     ("consume", "raw-aiokafka"): aiokafka_getmany,
     ("prefill", "raw-confluent"): prefill,

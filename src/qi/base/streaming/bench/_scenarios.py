@@ -21,7 +21,8 @@ class Subject:
     """One thing measured: a raw client usage or a qi backend."""
 
     id: str
-    """``raw-<client>`` or ``qi-<backend>[/<handler>]``; unique within a scenario."""
+    """``raw-<client>`` (``raw-asyncio``: no client at all) or ``qi-<backend>[/<handler>]``;
+    unique within a scenario."""
     label: str
     """What the table shows."""
     requires: tuple[str, ...] = ()
@@ -74,6 +75,7 @@ def _produce_batch(name: str, title: str, messages: int, size: int) -> Scenario:
         size=size,
         subjects=(
             Subject("raw-confluent", "raw confluent produce loop", _CONFLUENT),
+            Subject("raw-confluent-reports", "raw confluent loop + delivery callback", _CONFLUENT),
             _qi("confluent", "send_batch"),
             Subject("raw-aiokafka-batch", "raw aiokafka send_batch", _AIOKAFKA),
             _qi("aiokafka", "send_batch"),
@@ -94,6 +96,7 @@ def _consume(name: str, title: str, messages: int, size: int) -> Scenario:
         prefill=True,
         subjects=(
             Subject("raw-confluent", "raw confluent consume(10000)", _CONFLUENT),
+            Subject("raw-confluent-fields", "raw confluent consume, every field read", _CONFLUENT),
             _qi("confluent", "each_batch", "each_batch"),
             _qi("confluent", "each_message", "each_message"),
             Subject("raw-aioconsumer", "raw AIOConsumer consume(10000)", _CONFLUENT_AIO),
@@ -133,6 +136,7 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
             subjects=(
                 Subject("raw-confluent", "raw confluent produce loop", _CONFLUENT),
                 Subject("raw-aioproducer", "raw AIOProducer gather", _CONFLUENT_AIO),
+                Subject("raw-asyncio", "asyncio alone: gather awaiting futures"),
                 _qi("confluent", "gather(send)"),
                 Subject("raw-aiokafka", "raw aiokafka send() futures", _AIOKAFKA),
                 _qi("aiokafka", "gather(send)"),
