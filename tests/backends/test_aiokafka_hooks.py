@@ -51,3 +51,13 @@ def test_a_join_in_progress_is_still_one_replaceable_method() -> None:
     assert "await self._do_rejoin_group(subscription)" in inspect.getsource(GroupCoordinator)
     close = inspect.getsource(GroupCoordinator.close)
     assert close.index("self._closing.set_result(None)") < close.index("self._coordination_task")
+
+
+def test_batch_builders_still_count_what_they_forward() -> None:
+    # _batch.record_appender appends to BatchBuilder._builder directly and sets
+    # _relative_offset itself: the wrapper must still do no more than that.
+    from aiokafka.producer.message_accumulator import BatchBuilder
+
+    append = inspect.getsource(BatchBuilder.append)
+    assert "self._builder.append(" in append and "self._relative_offset += 1" in append
+    assert "return self._relative_offset" in inspect.getsource(BatchBuilder.record_count)

@@ -183,3 +183,42 @@ def test_results_are_plain_produce_results() -> None:
     assert results[0].offset == 41
     assert results[0].timestamp.timestamp() == 1_700_000_000.123
     assert results[1] is None
+
+
+class _PublicBuilder:
+    """A create_batch() builder seen through its public methods only."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def append(self, **record: Any) -> object:
+        return self._inner.append(**record)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def record_count(self) -> int:
+        return int(self._inner.record_count())
+
+
+@pytest.mark.parametrize("public_only", [False, True], ids=["direct", "public"])
+def test_records_reach_the_batch_in_order_through_either_appender(public_only: bool) -> None:
+    from aiokafka.producer.message_accumulator import BatchBuilder
+    from aiokafka.record.default_records import DefaultRecordBatch
+
+    from qi.base.streaming.backends.aiokafka._batch import QueuedBatch
+
+    inner = BatchBuilder(16384, 0)
+    batch = QueuedBatch(0, _PublicBuilder(inner) if public_only else inner)
+    for position in range(3):
+        key = None if position else b"k"
+        assert batch.append(position, 1_000 + position, key, b"v%d" % position, []) is not None
+        batch.indexes.append(position)
+    batch.close()
+    assert inner.record_count() == 3 and inner.closed()
+    records = list(DefaultRecordBatch(bytes(inner._build())))
+    assert [(r.offset, r.key, r.value, r.timestamp) for r in records] == [
+        (0, b"k", b"v0", 1_000),
+        (1, None, b"v1", 1_001),
+        (2, None, b"v2", 1_002),
+    ]

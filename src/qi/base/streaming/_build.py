@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
-from qi.base.streaming._types import ProduceResult
+from qi.base.streaming._types import ConsumedMessage, EachMessagePayload, ProduceResult
 
 Setter = Callable[[object, object], None]
 """Sets one slot of an instance: ``setter(instance, value)``."""
@@ -35,19 +35,39 @@ def slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Setter, ...] | None
     return tuple(d.__set__ for d in descriptors)  # type: ignore[union-attr]
 
 
-_PRODUCE_RESULT: Final = slot_setters(ProduceResult, ("topic", "partition", "offset", "timestamp"))
+PRODUCE_RESULT_SETTERS: Final = slot_setters(
+    ProduceResult, ("topic", "partition", "offset", "timestamp")
+)
+"""For hot loops that build ProduceResults inline; None means: call the constructor."""
 
 
 def produce_result(
     topic: str, partition: int, offset: int, timestamp: datetime | None
 ) -> ProduceResult:
     """A ProduceResult, built through its slots when that is what ``__init__`` would do."""
-    if _PRODUCE_RESULT is None:
+    if PRODUCE_RESULT_SETTERS is None:
         return ProduceResult(topic, partition, offset, timestamp)
-    set_topic, set_partition, set_offset, set_timestamp = _PRODUCE_RESULT
+    set_topic, set_partition, set_offset, set_timestamp = PRODUCE_RESULT_SETTERS
     result = object.__new__(ProduceResult)
     set_topic(result, topic)
     set_partition(result, partition)
     set_offset(result, offset)
     set_timestamp(result, timestamp)
     return result
+
+
+_EACH_MESSAGE: Final = slot_setters(EachMessagePayload, ("topic", "partition", "message"))
+
+
+def each_message_payload(
+    topic: str, partition: int, message: ConsumedMessage
+) -> EachMessagePayload:
+    """An EachMessagePayload, built through its slots when that is what ``__init__`` would do."""
+    if _EACH_MESSAGE is None:
+        return EachMessagePayload(topic, partition, message)
+    set_topic, set_partition, set_message = _EACH_MESSAGE
+    payload = object.__new__(EachMessagePayload)
+    set_topic(payload, topic)
+    set_partition(payload, partition)
+    set_message(payload, message)
+    return payload

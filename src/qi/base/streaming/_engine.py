@@ -29,14 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._build import each_message_payload
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
 from qi.base.streaming._source import PartitionSource, SeekTarget, TopicPartition
-from qi.base.streaming._types import (
-    ConsumedMessage,
-    EachBatchPayload,
-    EachMessagePayload,
-)
+from qi.base.streaming._types import ConsumedMessage, EachBatchPayload
 
 # How long one fetch may block: short, so stop() and pauses take effect promptly.
 _FETCH_WAIT: Final = 0.25
@@ -332,12 +329,27 @@ class ConsumerEngine:
         topic, partition = part.key
         generation = part.generation
         buffer = part.buffer
-        # Up to one batch per turn, so other partitions are not starved.
+        # Up to one batch per turn, so other partitions are not starved. The handler call is
+        # _call() written out: a coroutine of our own per message cost more than the rest.
         for _ in range(self._batch_size):
             if not buffer or self._stopping or part.generation != generation:
                 return
             message = buffer[0]
-            failure = await self._call(handler, EachMessagePayload(topic, partition, message), part)
+            self._busy = part.key
+            failure: object = None
+            try:
+                outcome = await handler(each_message_payload(topic, partition, message))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failure = exc
+            else:
+                if isinstance(outcome, Failure):
+                    failure = outcome.error
+            finally:
+                self._busy = None
+                if self._handler_returned is not None:
+                    self._release_revocation()
             if part.generation != generation:
                 return
             if failure is not None:
@@ -381,12 +393,17 @@ class ConsumerEngine:
             return exc
         finally:
             self._busy = None
-            waiter, self._handler_returned = self._handler_returned, None
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            if self._handler_returned is not None:
+                self._release_revocation()
         if isinstance(outcome, Failure):
             return outcome.error
         return None
+
+    def _release_revocation(self) -> None:
+        """The handler returned: a revocation waiting for it may go on."""
+        waiter, self._handler_returned = self._handler_returned, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _handler_failed(
         self, part: _Partition, cause: object, first: ConsumedMessage, **context: Any

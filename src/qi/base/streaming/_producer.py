@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import cast
+from typing import Final, cast
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
@@ -18,6 +18,9 @@ from qi.base.streaming._types import (
     StreamingMessage,
 )
 from qi.base.streaming._validation import checked_message_size, topic_problem
+
+_ALL_ACKNOWLEDGED: Final = frozenset({ProduceResult})
+"""The outcome types of a batch whose every message was acknowledged."""
 
 
 class StreamingProducer(Endpoint):
@@ -162,8 +165,8 @@ class StreamingProducer(Endpoint):
     def _batch_outcome(
         self, topic: str, outcomes: Sequence[ProduceResult | QiError]
     ) -> Result[BatchProduceResult, QiError]:
-        if not any(type(outcome) is not ProduceResult for outcome in outcomes):
-            # Every outcome is a ProduceResult, checked just above: no second pass to filter.
+        if set(map(type, outcomes)) <= _ALL_ACKNOWLEDGED:
+            # Every outcome is a ProduceResult (checked at C speed): no second pass to filter.
             results = cast(tuple[ProduceResult, ...], tuple(outcomes))
             return Success(BatchProduceResult(topic=topic, results=results))
         failed = sum(1 for outcome in outcomes if isinstance(outcome, QiError))

@@ -19,7 +19,6 @@ from confluent_kafka import KafkaError, Message
 
 from qi.base.streaming._build import slot_setters
 from qi.base.streaming._types import ConsumedMessage, ProduceResult
-from qi.base.streaming.backends.confluent._delivery import Outcome
 
 _NativeHeaders = list[tuple[str, str | bytes | None]]
 
@@ -53,37 +52,46 @@ class Stamps:
         return stamp
 
 
-def produce_results(topic: str, reports: list[Outcome], stamps: Stamps) -> None:
-    """Replace every successful delivery report in ``reports`` by its ProduceResult, in place."""
-    setters = _PRODUCED
-    new = object.__new__
-    fromtimestamp = datetime.fromtimestamp
-    last_millis, last_stamp = stamps.last
-    for index, report in enumerate(reports):
-        if type(report) is not Message:
-            continue
+class Acknowledger:
+    """Builds the ProduceResult of a successful delivery report, in the delivery callback.
+
+    Building it there, rather than keeping librdkafka's ``Message`` for the loop to
+    convert, lets each report (and its copy of the key and value) be freed as soon
+    as it was read: keeping ten thousand of them alive cost more than the building.
+    Called on the poll thread only.
+    """
+
+    __slots__ = ("_millis", "_stamp")
+
+    def __init__(self) -> None:
+        self._millis = 0
+        self._stamp: datetime | None = None
+
+    def __call__(self, topic: str, report: Message) -> ProduceResult:
         offset = report.offset()
-        offset = offset if offset is not None and offset >= 0 else -1
-        partition = cast(int, report.partition())
         kind, millis = report.timestamp()
         if not kind:  # TIMESTAMP_NOT_AVAILABLE
             stamp = None
-        elif millis == last_millis:
-            stamp = last_stamp
+        elif millis == self._millis:
+            stamp = self._stamp
         else:
-            stamp = last_stamp = fromtimestamp(millis / 1000, tz=UTC)
-            last_millis = millis
+            stamp = self._stamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
+            self._millis = millis
+        setters = _PRODUCED
         if setters is None:
-            reports[index] = ProduceResult(topic, partition, offset, stamp)
-            continue
+            return ProduceResult(
+                topic,
+                cast(int, report.partition()),
+                offset if offset is not None and offset >= 0 else -1,
+                stamp,
+            )
+        result = object.__new__(ProduceResult)
         set_topic, set_partition, set_offset, set_stamp = setters
-        result = new(ProduceResult)
         set_topic(result, topic)
-        set_partition(result, partition)
-        set_offset(result, offset)
+        set_partition(result, report.partition())
+        set_offset(result, offset if offset is not None and offset >= 0 else -1)
         set_stamp(result, stamp)
-        reports[index] = result
-    stamps.last = (last_millis, last_stamp)
+        return result
 
 
 def consumed(

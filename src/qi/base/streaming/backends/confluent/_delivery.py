@@ -42,6 +42,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from qi.base import QiError
 from qi.base.streaming._types import ProduceResult
+from qi.base.streaming.backends.confluent._build import Acknowledger
 
 # flush() slice while a call waits: only bounds how quickly the thread notices a stop
 # request, since flush() returns as soon as librdkafka has nothing left to deliver.
@@ -53,20 +54,20 @@ _FLUSH_STEP: Final = 0.1
 # Most spare report callbacks kept for reuse; more are built when more are in flight.
 _SPARE_REPORTS: Final = 20_000
 
-Outcome = ProduceResult | Message | KafkaError | QiError | None
-"""A message's outcome: acknowledged (as librdkafka's report, until the loop turns it
-into a ProduceResult), failed by librdkafka, failed before it, or pending."""
+Outcome = ProduceResult | KafkaError | QiError | None
+"""A message's outcome: acknowledged, failed by librdkafka, failed before it, or pending."""
 
 
 class Sends:
     """The outcomes of one send or send_batch call, filled in by delivery callbacks."""
 
-    __slots__ = ("delivered", "expected", "future", "outcomes", "topic")
+    __slots__ = ("delivered", "expected", "failed", "future", "outcomes", "topic")
 
     def __init__(self, topic: str, size: int, future: asyncio.Future[None]) -> None:
         self.topic = topic
         self.outcomes: list[Outcome] = [None] * size
         self.delivered = 0
+        self.failed = 0
         self.expected: int | None = None
         self.future = future
 
@@ -91,7 +92,11 @@ class _Report:
             hub.spare.append(self)
         if sends is None:  # cannot happen; never let poll() raise
             return
-        sends.outcomes[index] = message if error is None else error
+        if error is None:
+            sends.outcomes[index] = hub.acknowledge(sends.topic, message)
+        else:
+            sends.outcomes[index] = error
+            sends.failed += 1
         sends.delivered += 1
         if sends.delivered == sends.expected:
             hub.completed(sends)
@@ -126,6 +131,8 @@ class DeliveryHub:
         # idle poll thread at once.
         self._waiting = threading.Event()
         self._wake_scheduled = False
+        self.acknowledge = Acknowledger()
+        """Turns a delivery report into its ProduceResult (poll thread only)."""
         self.spare: deque[_Report] = deque()
         """Report callbacks free for reuse (taken by the loop, returned by the poll thread)."""
         self.space = asyncio.Event()

@@ -11,10 +11,10 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
@@ -22,7 +22,6 @@ from qi.base.streaming._config import ProducerConfig, StreamingConfig
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._producer import StreamingProducer
 from qi.base.streaming._types import ProduceResult, StreamingMessage
-from qi.base.streaming.backends.confluent._build import Stamps, produce_results
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,
     client_settings,
@@ -44,6 +43,28 @@ _WORKER_PATIENCE: Final = 1.0
 _SPACE_WAIT: Final = 0.05
 
 
+def _produce(
+    produce: Callable[..., None],
+    topic: str,
+    message: StreamingMessage,
+    report: Callable[[KafkaError | None, Message], None],
+) -> None:
+    """Hand one validated message to librdkafka (raises what ``Producer.produce`` raises)."""
+    value = message.value
+    timestamp = message.timestamp
+    headers = message.headers
+    produce(
+        topic,
+        value if type(value) is bytes else bytes(value),
+        message.key,
+        -1 if message.partition is None else message.partition,
+        report,
+        None,
+        0 if timestamp is None else int(timestamp.timestamp() * 1000),
+        list(headers.items()) if headers else None,
+    )
+
+
 class ConfluentProducer(StreamingProducer):
     """A StreamingProducer over ``confluent_kafka.Producer``."""
 
@@ -57,7 +78,6 @@ class ConfluentProducer(StreamingProducer):
         self._producer: Producer | None = None
         self._hub: DeliveryHub | None = None
         self._worker: BlockingWorker | None = None
-        self._stamps = Stamps()  # loop thread only
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -102,8 +122,27 @@ class ConfluentProducer(StreamingProducer):
     # -- sending -------------------------------------------------------------------------------
 
     async def _send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
-        outcome = (await self._deliver(topic, (message,), "send"))[0]
-        return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
+        hub, producer = self._hub, self._producer
+        if hub is None or producer is None:
+            raise OperationFailed(self._not_connected("send"))
+        sends = Sends(topic, 1, asyncio.get_running_loop().create_future())
+        # The common case without a coroutine of its own: librdkafka takes the message at
+        # once. A full queue or an unknown topic goes the long way round (_produce).
+        report = hub.callback(sends, 0)
+        try:
+            _produce(producer.produce, topic, message, report)
+        except Exception:
+            hub.release(report)
+            produced = await self._produce(hub, producer, sends, (message,), "send")
+        else:
+            produced = 1
+        hub.handed_over(sends, produced)
+        await sends.future
+        outcome = sends.outcomes[0]
+        if type(outcome) is ProduceResult:
+            return Success(outcome)
+        result = self._outcome(outcome, "send", topic)
+        return Success(result) if type(result) is ProduceResult else Failure(result)  # type: ignore[arg-type]
 
     async def _send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
@@ -127,11 +166,9 @@ class ConfluentProducer(StreamingProducer):
         # (= request_timeout), and the hub completes whatever is left if it stops.
         await sends.future
         outcomes = sends.outcomes
-        produce_results(topic, outcomes, self._stamps)
-        for outcome in outcomes:
-            if type(outcome) is not ProduceResult:
-                return [self._outcome(outcome, operation, topic) for outcome in outcomes]
-        return outcomes  # type: ignore[return-value]  # every one is a ProduceResult
+        if sends.failed or sends.delivered != len(outcomes):
+            return [self._outcome(outcome, operation, topic) for outcome in outcomes]
+        return outcomes  # type: ignore[return-value]  # every message was acknowledged
 
     async def _produce(
         self,
@@ -151,23 +188,11 @@ class ConfluentProducer(StreamingProducer):
         produced = 0
         index = 0
         count = len(messages)
+        topic = sends.topic
         while index < count:
-            message = messages[index]
-            value = message.value
-            timestamp = message.timestamp
-            headers = message.headers
             report = callback(sends, index)
             try:
-                produce(
-                    sends.topic,
-                    value if type(value) is bytes else bytes(value),
-                    message.key,
-                    -1 if message.partition is None else message.partition,
-                    report,
-                    None,
-                    0 if timestamp is None else int(timestamp.timestamp() * 1000),
-                    list(headers.items()) if headers else None,
-                )
+                _produce(produce, topic, messages[index], report)
             except BufferError:
                 release(report)
                 # Back-pressure: wait for librdkafka to deliver something, then retry this

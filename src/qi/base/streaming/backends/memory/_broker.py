@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from qi.base import QiError
-from qi.base.streaming._build import produce_result
+from qi.base.streaming._build import PRODUCE_RESULT_SETTERS
 from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import TopicConfig
 from qi.base.streaming._types import ConsumedMessage, ProduceResult, StreamingMessage, TopicMetadata
@@ -284,6 +284,7 @@ class MemoryBroker:
         fault = self._produce_faults.get(topic_name)
         outcomes: list[ProduceResult | QiError] = []
         append = outcomes.append
+        new, setters = object.__new__, PRODUCE_RESULT_SETTERS
         for message in messages:
             key = message.key
             if isinstance(key, str):
@@ -317,8 +318,16 @@ class MemoryBroker:
             )
             if failed is not None:
                 append(failed)
-            else:
-                append(produce_result(topic_name, partition, -1 if acks_none else offset, stamp))
+            elif setters is None:
+                append(ProduceResult(topic_name, partition, -1 if acks_none else offset, stamp))
+            else:  # produce_result() written out: the call cost more than the building
+                set_topic, set_partition, set_offset, set_stamp = setters
+                result = new(ProduceResult)
+                set_topic(result, topic_name)
+                set_partition(result, partition)
+                set_offset(result, -1 if acks_none else offset)
+                set_stamp(result, stamp)
+                append(result)
         self._wake_readers(topic_name)
         return outcomes
 
