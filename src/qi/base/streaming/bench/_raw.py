@@ -277,6 +277,43 @@ async def aioproducer_concurrent(job: Job) -> Measurement:
     return watch.measurement(job.messages, job.size)
 
 
+async def confluent_latency_in_thread(job: Job) -> Measurement:
+    """produce() then flush() in a worker thread, awaited from asyncio: one message at a time.
+
+    What an asyncio program pays at least for a blocking client's acknowledgement: the
+    hand-off to a thread and the wake-up of the event loop when it is done.
+    """
+    from confluent_kafka import Producer
+
+    producer = Producer(_confluent_producer_config(job))
+    errors: list[object] = []
+
+    def delivery_report(error: object, message: object) -> None:
+        if error is not None:
+            errors.append(error)
+
+    value, topic = payload(job.size), job.topic
+
+    def produce_and_flush() -> None:
+        producer.produce(topic, value, on_delivery=delivery_report)
+        producer.flush(job.timeout)
+
+    producer.produce(topic, _WARM_UP)
+    producer.flush(job.timeout)
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+    watch = Stopwatch()
+    watch.start()
+    for _ in range(job.messages):
+        started = time.perf_counter()
+        await loop.run_in_executor(None, produce_and_flush)
+        latencies.append((time.perf_counter() - started) * 1000)
+    watch.stop()
+    if errors:
+        raise BenchError(f"{len(errors)} sends failed, first: {errors[0]}")
+    return _latency_measurement(job, latencies, watch)
+
+
 async def aioproducer_latency(job: Job) -> Measurement:
     """AIOProducer produce(), flush(), await the future: one message at a time."""
     from confluent_kafka.aio import AIOProducer
@@ -492,6 +529,7 @@ RAW: dict[tuple[str, str], RawRunner] = {
     ("produce-concurrent", "raw-asyncio"): asyncio_gather,
     ("produce-concurrent", "raw-aiokafka"): aiokafka_send_futures,
     ("latency", "raw-confluent"): confluent_latency,
+    ("latency", "raw-confluent-thread"): confluent_latency_in_thread,
     ("latency", "raw-aioproducer"): aioproducer_latency,
     ("latency", "raw-aiokafka"): aiokafka_latency,
     ("consume", "raw-confluent"): confluent_consume,

@@ -153,6 +153,7 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
             size=size,
             subjects=(
                 Subject("raw-confluent", "raw confluent produce+flush", _CONFLUENT),
+                Subject("raw-confluent-thread", "raw confluent produce+flush, awaited", _CONFLUENT),
                 _qi("confluent", "send"),
                 _qi("confluent", "send, linger=0", "linger0"),
                 Subject("raw-aioproducer", "raw AIOProducer produce+flush", _CONFLUENT_AIO),

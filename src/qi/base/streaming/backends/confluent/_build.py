@@ -18,14 +18,13 @@ from typing import Final, cast
 from confluent_kafka import KafkaError, Message
 
 from qi.base.streaming._build import slot_setters
-from qi.base.streaming._types import ConsumedMessage, ProduceResult
+from qi.base.streaming._types import ConsumedMessage
 
 _NativeHeaders = list[tuple[str, str | bytes | None]]
 
 _CONSUMED: Final = slot_setters(
     ConsumedMessage, ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
 )
-_PRODUCED: Final = slot_setters(ProduceResult, ("topic", "partition", "offset", "timestamp"))
 
 
 class Stamps:
@@ -50,48 +49,6 @@ class Stamps:
             stamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
             self.last = (millis, stamp)
         return stamp
-
-
-class Acknowledger:
-    """Builds the ProduceResult of a successful delivery report, in the delivery callback.
-
-    Building it there, rather than keeping librdkafka's ``Message`` for the loop to
-    convert, lets each report (and its copy of the key and value) be freed as soon
-    as it was read: keeping ten thousand of them alive cost more than the building.
-    Called on the poll thread only.
-    """
-
-    __slots__ = ("_millis", "_stamp")
-
-    def __init__(self) -> None:
-        self._millis = 0
-        self._stamp: datetime | None = None
-
-    def __call__(self, topic: str, report: Message) -> ProduceResult:
-        offset = report.offset()
-        kind, millis = report.timestamp()
-        if not kind:  # TIMESTAMP_NOT_AVAILABLE
-            stamp = None
-        elif millis == self._millis:
-            stamp = self._stamp
-        else:
-            stamp = self._stamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
-            self._millis = millis
-        setters = _PRODUCED
-        if setters is None:
-            return ProduceResult(
-                topic,
-                cast(int, report.partition()),
-                offset if offset is not None and offset >= 0 else -1,
-                stamp,
-            )
-        result = object.__new__(ProduceResult)
-        set_topic, set_partition, set_offset, set_stamp = setters
-        set_topic(result, topic)
-        set_partition(result, report.partition())
-        set_offset(result, offset if offset is not None and offset >= 0 else -1)
-        set_stamp(result, stamp)
-        return result
 
 
 def consumed(

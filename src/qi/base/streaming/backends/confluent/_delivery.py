@@ -1,12 +1,12 @@
 """Delivery reports from librdkafka's thread world back to the event loop, in batches.
 
 One *poll thread* per producer serves librdkafka's delivery reports. A report
-only records its message's outcome (the native Message or KafkaError, turned
-into the contract's values later, on the loop, a whole call at a time) in the
-:class:`Sends` slot of the ``send``/``send_batch`` call it belongs to; when a
-slot's last report arrives, the slot (not the message) is queued for the loop,
-and the loop is woken once, only if no wake-up is already pending, so a burst
-of ten thousand reports costs one thread hop.
+records its message's outcome (its ProduceResult, or librdkafka's KafkaError,
+turned into a QiError later on the loop) in the :class:`Sends` slot of the
+``send``/``send_batch`` call it belongs to; when a slot's last report arrives,
+the slot (not the message) is queued for the loop, and the loop is woken once,
+only if no wake-up is already pending, so a burst of ten thousand reports
+costs one thread hop.
 
     loop: produce() x N ──> librdkafka ──> poll thread: report x N ──┐
     loop: slot.future resolved  <── drain() <── one call_soon_threadsafe ┘
@@ -36,13 +36,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from datetime import UTC, datetime
+from typing import Final, cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from qi.base import QiError
+from qi.base.streaming._build import PRODUCE_RESULT_SETTERS as _PRODUCED
 from qi.base.streaming._types import ProduceResult
-from qi.base.streaming.backends.confluent._build import Acknowledger
 
 # flush() slice while a call waits: only bounds how quickly the thread notices a stop
 # request, since flush() returns as soon as librdkafka has nothing left to deliver.
@@ -53,6 +54,7 @@ _IDLE_SECONDS: Final = 0.1
 _FLUSH_STEP: Final = 0.1
 # Most spare report callbacks kept for reuse; more are built when more are in flight.
 _SPARE_REPORTS: Final = 20_000
+_new: Final = object.__new__
 
 Outcome = ProduceResult | KafkaError | QiError | None
 """A message's outcome: acknowledged, failed by librdkafka, failed before it, or pending."""
@@ -88,15 +90,39 @@ class _Report:
         sends, index, hub = self.sends, self.index, self.hub
         self.sends = None
         # Read everything first: once back on the free list the loop may reuse it.
-        if len(hub.spare) < _SPARE_REPORTS:
-            hub.spare.append(self)
+        spare = hub.spare
+        if len(spare) < _SPARE_REPORTS:
+            spare.append(self)
         if sends is None:  # cannot happen; never let poll() raise
             return
-        if error is None:
-            sends.outcomes[index] = hub.acknowledge(sends.topic, message)
-        else:
+        if error is not None:
             sends.outcomes[index] = error
             sends.failed += 1
+        else:
+            # The ProduceResult is built here, so librdkafka's Message (and its copy of key
+            # and value) is freed at once: keeping thousands for the loop cost more. Written
+            # out rather than called: this runs once per message, under the GIL.
+            offset = message.offset()
+            kind, millis = message.timestamp()
+            if not kind:  # TIMESTAMP_NOT_AVAILABLE
+                stamp = None
+            elif millis == hub.stamp_millis:
+                stamp = hub.stamp
+            else:
+                stamp = hub.stamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
+                hub.stamp_millis = millis
+            if offset is None or offset < 0:
+                offset = -1
+            if _PRODUCED is None:
+                result = ProduceResult(sends.topic, cast(int, message.partition()), offset, stamp)
+            else:
+                set_topic, set_partition, set_offset, set_stamp = _PRODUCED
+                result = _new(ProduceResult)
+                set_topic(result, sends.topic)
+                set_partition(result, message.partition())
+                set_offset(result, offset)
+                set_stamp(result, stamp)
+            sends.outcomes[index] = result
         sends.delivered += 1
         if sends.delivered == sends.expected:
             hub.completed(sends)
@@ -126,13 +152,15 @@ class DeliveryHub:
         self._wake_pending = False
         self._stop_at: float | None = None
         self._stopped: asyncio.Future[None] = loop.create_future()
-        self._space_wanted = False
+        self.space_wanted = False
+        """Whether a producer waits for room in librdkafka's queue."""
         # Set by the loop when a call starts waiting (or wants queue space): wakes an
         # idle poll thread at once.
         self._waiting = threading.Event()
         self._wake_scheduled = False
-        self.acknowledge = Acknowledger()
-        """Turns a delivery report into its ProduceResult (poll thread only)."""
+        # The last timestamp converted (poll thread only): a batch mostly shares one.
+        self.stamp_millis = 0
+        self.stamp: datetime | None = None
         self.spare: deque[_Report] = deque()
         """Report callbacks free for reuse (taken by the loop, returned by the poll thread)."""
         self.space = asyncio.Event()
@@ -194,7 +222,7 @@ class DeliveryHub:
     def want_space(self) -> None:
         """Ask to have ``space`` set when librdkafka next serves delivery reports."""
         self.space.clear()
-        self._space_wanted = True
+        self.space_wanted = True
         self._waiting.set()
 
     async def stop(self, flush_seconds: float) -> None:
@@ -219,11 +247,6 @@ class DeliveryHub:
 
     # -- poll thread ---------------------------------------------------------------------------
 
-    @property
-    def space_wanted(self) -> bool:
-        """Whether a producer waits for room in librdkafka's queue."""
-        return self._space_wanted
-
     def completed(self, sends: Sends | None) -> None:
         """Queue ``sends`` (if any) for the loop; wake it unless a wake-up is on its way.
 
@@ -239,8 +262,8 @@ class DeliveryHub:
             if self._completed and not self._wake_pending:
                 self._wake_pending = True
                 self._loop.call_soon_threadsafe(self._drain)
-            if self._space_wanted and (served or self._completed):
-                self._space_wanted = False
+            if self.space_wanted and (served or self._completed):
+                self.space_wanted = False
                 self._loop.call_soon_threadsafe(self.space.set)
         except RuntimeError:  # the loop is closed; nobody waits for these any more
             pass
@@ -250,7 +273,7 @@ class DeliveryHub:
         waiting = self._waiting
         try:
             while self._stop_at is None:
-                if (self.pending or self._space_wanted) and len(producer):
+                if (self.pending or self.space_wanted) and len(producer):
                     # Someone waits for what librdkafka holds: send it now, no linger.
                     producer.flush(_FLUSH_SECONDS)
                     self._hand_back(True)
