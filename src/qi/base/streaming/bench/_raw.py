@@ -127,31 +127,63 @@ def _confluent_produce_loop(
     return watch.measurement(job.messages, job.size)
 
 
+class _OneAtATime:
+    """A warmed-up raw confluent producer that sends one message and flushes, per call."""
+
+    def __init__(self, job: Job) -> None:
+        from confluent_kafka import Producer
+
+        self._producer = Producer(_confluent_producer_config(job))
+        self._value, self._topic, self._timeout = payload(job.size), job.topic, job.timeout
+        self.errors: list[object] = []
+        self._producer.produce(job.topic, _WARM_UP)
+        self._producer.flush(job.timeout)
+
+    def _report(self, error: object, message: object) -> None:
+        if error is not None:
+            self.errors.append(error)
+
+    def __call__(self) -> None:
+        self._producer.produce(self._topic, self._value, on_delivery=self._report)
+        self._producer.flush(self._timeout)
+
+    def check(self) -> None:
+        if self.errors:
+            raise BenchError(f"{len(self.errors)} sends failed, first: {self.errors[0]}")
+
+
 def confluent_latency(job: Job) -> Measurement:
     """produce() then flush() per message: one message in flight at a time."""
-    from confluent_kafka import Producer
-
-    producer = Producer(_confluent_producer_config(job))
-    errors: list[object] = []
-
-    def delivery_report(error: object, message: object) -> None:
-        if error is not None:
-            errors.append(error)
-
-    producer.produce(job.topic, _WARM_UP)
-    producer.flush(job.timeout)
-    value, topic = payload(job.size), job.topic
+    send = _OneAtATime(job)
     latencies: list[float] = []
     watch = Stopwatch()
     watch.start()
     for _ in range(job.messages):
         started = time.perf_counter()
-        producer.produce(topic, value, on_delivery=delivery_report)
-        producer.flush(job.timeout)
+        send()
         latencies.append((time.perf_counter() - started) * 1000)
     watch.stop()
-    if errors:
-        raise BenchError(f"{len(errors)} sends failed, first: {errors[0]}")
+    send.check()
+    return _latency_measurement(job, latencies, watch)
+
+
+async def confluent_latency_in_thread(job: Job) -> Measurement:
+    """The same in a worker thread, awaited from asyncio: one message at a time.
+
+    What an asyncio program pays at least for a blocking client's acknowledgement: the
+    hand-off to a thread and the wake-up of the event loop when it is done.
+    """
+    send = _OneAtATime(job)
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    watch = Stopwatch()
+    watch.start()
+    for _ in range(job.messages):
+        started = time.perf_counter()
+        await loop.run_in_executor(None, send)
+        latencies.append((time.perf_counter() - started) * 1000)
+    watch.stop()
+    send.check()
     return _latency_measurement(job, latencies, watch)
 
 
@@ -275,43 +307,6 @@ async def aioproducer_concurrent(job: Job) -> Measurement:
     if failed:
         raise BenchError(f"{len(failed)} sends failed, first: {failed[0]!r}")
     return watch.measurement(job.messages, job.size)
-
-
-async def confluent_latency_in_thread(job: Job) -> Measurement:
-    """produce() then flush() in a worker thread, awaited from asyncio: one message at a time.
-
-    What an asyncio program pays at least for a blocking client's acknowledgement: the
-    hand-off to a thread and the wake-up of the event loop when it is done.
-    """
-    from confluent_kafka import Producer
-
-    producer = Producer(_confluent_producer_config(job))
-    errors: list[object] = []
-
-    def delivery_report(error: object, message: object) -> None:
-        if error is not None:
-            errors.append(error)
-
-    value, topic = payload(job.size), job.topic
-
-    def produce_and_flush() -> None:
-        producer.produce(topic, value, on_delivery=delivery_report)
-        producer.flush(job.timeout)
-
-    producer.produce(topic, _WARM_UP)
-    producer.flush(job.timeout)
-    latencies: list[float] = []
-    loop = asyncio.get_running_loop()
-    watch = Stopwatch()
-    watch.start()
-    for _ in range(job.messages):
-        started = time.perf_counter()
-        await loop.run_in_executor(None, produce_and_flush)
-        latencies.append((time.perf_counter() - started) * 1000)
-    watch.stop()
-    if errors:
-        raise BenchError(f"{len(errors)} sends failed, first: {errors[0]}")
-    return _latency_measurement(job, latencies, watch)
 
 
 async def aioproducer_latency(job: Job) -> Measurement:
