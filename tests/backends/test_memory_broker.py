@@ -213,3 +213,19 @@ def test_slot_setters_refuse_classes_whose_init_does_more() -> None:
     built = object.__new__(Plain)
     setters[0](built, 5)
     assert built == Plain(5)
+
+
+async def test_topic_names_found_valid_are_remembered_within_a_bound() -> None:
+    # The producer remembers valid names so a send skips the name check; a caller inventing
+    # names must not grow that memory without end, nor make an invalid name pass.
+    from qi.base.streaming._producer import _VALID_TOPICS_KEPT
+
+    async with create_streaming_client("memory", config_for(private_brokers())) as client:
+        producer = ok(await client.get_producer(ProducerConfig()))
+        message = StreamingMessage(b"v")
+        for number in range(_VALID_TOPICS_KEPT + 50):
+            failed(await producer.send(f"missing-{number}", message), "STREAMING_TOPIC_NOT_FOUND")
+            assert len(producer._valid_topics) <= _VALID_TOPICS_KEPT
+        failed(await producer.send("not valid", message), "STREAMING_INVALID_TOPIC")
+        failed(await producer.send("missing-1", message), "STREAMING_TOPIC_NOT_FOUND")
+        assert "missing-1" in producer._valid_topics and "not valid" not in producer._valid_topics

@@ -21,6 +21,9 @@ from qi.base.streaming._validation import checked_message_size, topic_problem
 
 _ALL_ACKNOWLEDGED: Final = frozenset({ProduceResult})
 """The outcome types of a batch whose every message was acknowledged."""
+_VALID_TOPICS_KEPT: Final = 1_000
+"""Most valid topic names a producer remembers (it forgets them all, then starts again)."""
+"""The outcome types of a batch whose every message was acknowledged."""
 
 
 class StreamingProducer(Endpoint):
@@ -42,6 +45,20 @@ class StreamingProducer(Endpoint):
     ) -> None:
         super().__init__(config, implementation=implementation, logger=logger)
         self._producer_config = producer_config
+        # Topic names already found valid: a service sends to a few topics many times,
+        # and the name check (a regular expression) cost more than the rest of send's
+        # validation. Bounded, so a caller inventing names cannot grow it without end.
+        self._valid_topics: set[str] = set()
+
+    def _topic_problem(self, topic: object) -> str | None:
+        if type(topic) is str and topic in self._valid_topics:
+            return None
+        problem = topic_problem(topic)
+        if problem is None:
+            if len(self._valid_topics) >= _VALID_TOPICS_KEPT:
+                self._valid_topics.clear()
+            self._valid_topics.add(cast(str, topic))
+        return problem
 
     @operation("send", ErrorCode.PRODUCE_FAILED)
     async def send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
@@ -52,7 +69,7 @@ class StreamingProducer(Endpoint):
         STREAMING_PRODUCE_FAILED, STREAMING_TIMEOUT, STREAMING_NOT_CONNECTED; each
         says in ``context["delivery"]`` whether the message may have been written.
         """
-        problem = topic_problem(topic)
+        problem = self._topic_problem(topic)
         if problem is not None:
             return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, "send", topic))
         rejection = self._message_rejection(message, "send", topic)
@@ -79,7 +96,7 @@ class StreamingProducer(Endpoint):
                 )
             )
         topic = batch.topic
-        problem = topic_problem(topic)
+        problem = self._topic_problem(topic)
         if problem is not None:
             return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, "send_batch", topic))
         messages = batch.messages
