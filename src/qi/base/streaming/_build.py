@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
-from qi.base.streaming._types import ConsumedMessage, EachMessagePayload, ProduceResult
+from qi.base.streaming._types import EachMessagePayload, ProduceResult
 
 Setter = Callable[[object, object], None]
 """Sets one slot of an instance: ``setter(instance, value)``."""
@@ -56,18 +56,5 @@ def produce_result(
     return result
 
 
-_EACH_MESSAGE: Final = slot_setters(EachMessagePayload, ("topic", "partition", "message"))
-
-
-def each_message_payload(
-    topic: str, partition: int, message: ConsumedMessage
-) -> EachMessagePayload:
-    """An EachMessagePayload, built through its slots when that is what ``__init__`` would do."""
-    if _EACH_MESSAGE is None:
-        return EachMessagePayload(topic, partition, message)
-    set_topic, set_partition, set_message = _EACH_MESSAGE
-    payload = object.__new__(EachMessagePayload)
-    set_topic(payload, topic)
-    set_partition(payload, partition)
-    set_message(payload, message)
-    return payload
+EACH_MESSAGE_SETTERS: Final = slot_setters(EachMessagePayload, ("topic", "partition", "message"))
+"""For the run loop, which builds one EachMessagePayload per message inline."""

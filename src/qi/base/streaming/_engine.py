@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming._build import each_message_payload
+from qi.base.streaming._build import EACH_MESSAGE_SETTERS
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
 from qi.base.streaming._source import PartitionSource, SeekTarget, TopicPartition
-from qi.base.streaming._types import ConsumedMessage, EachBatchPayload
+from qi.base.streaming._types import ConsumedMessage, EachBatchPayload, EachMessagePayload
 
 # How long one fetch may block: short, so stop() and pauses take effect promptly.
 _FETCH_WAIT: Final = 0.25
@@ -326,25 +326,36 @@ class ConsumerEngine:
     async def _deliver_messages(self, part: _Partition) -> None:
         handler = self._run.each_message
         assert handler is not None
-        topic, partition = part.key
+        key = part.key
+        topic, partition = key
         generation = part.generation
         buffer = part.buffer
-        # Up to one batch per turn, so other partitions are not starved. The handler call is
-        # _call() written out: a coroutine of our own per message cost more than the rest.
+        new, setters = object.__new__, EACH_MESSAGE_SETTERS
+        # Up to one batch per turn, so other partitions are not starved. This runs once per
+        # message, so _call() and the payload's constructor are written out: a coroutine and
+        # a call of our own per message cost more than the rest of the bookkeeping.
         for _ in range(self._batch_size):
             if not buffer or self._stopping or part.generation != generation:
                 return
             message = buffer[0]
-            self._busy = part.key
+            if setters is None:
+                payload = EachMessagePayload(topic, partition, message)
+            else:
+                set_topic, set_partition, set_message = setters
+                payload = new(EachMessagePayload)
+                set_topic(payload, topic)
+                set_partition(payload, partition)
+                set_message(payload, message)
+            self._busy = key
             failure: object = None
             try:
-                outcome = await handler(each_message_payload(topic, partition, message))
+                outcome = await handler(payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 failure = exc
             else:
-                if isinstance(outcome, Failure):
+                if outcome is not None and isinstance(outcome, Failure):
                     failure = outcome.error
             finally:
                 self._busy = None
