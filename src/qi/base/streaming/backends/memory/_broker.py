@@ -285,9 +285,11 @@ class MemoryBroker:
         outcomes: list[ProduceResult | QiError] = []
         append = outcomes.append
         new, setters = object.__new__, PRODUCE_RESULT_SETTERS
+        if setters is not None:
+            set_topic, set_partition, set_offset, set_stamp = setters
         for message in messages:
             key = message.key
-            if isinstance(key, str):
+            if key is not None and isinstance(key, str):
                 key = key.encode()
             partition = message.partition
             if partition is None:
@@ -308,12 +310,13 @@ class MemoryBroker:
             offset = len(log)
             stamp = now if message.timestamp is None else to_kafka_time(message.timestamp)
             value = message.value
+            headers = message.headers
             log.append(
                 (
                     key,
                     value if type(value) is bytes else bytes(value),
                     stamp,
-                    encode_headers(message.headers) if message.headers else None,
+                    encode_headers(headers) if headers else None,
                 )
             )
             if failed is not None:
@@ -321,7 +324,6 @@ class MemoryBroker:
             elif setters is None:
                 append(ProduceResult(topic_name, partition, -1 if acks_none else offset, stamp))
             else:  # produce_result() written out: the call cost more than the building
-                set_topic, set_partition, set_offset, set_stamp = setters
                 result = new(ProduceResult)
                 set_topic(result, topic_name)
                 set_partition(result, partition)
