@@ -189,27 +189,16 @@ async def confluent_latency_in_thread(job: Job) -> Measurement:
 
 def confluent_consume(job: Job) -> Measurement:
     """Consumer.consume(10000) until every message arrived; timed from first to last."""
-    from confluent_kafka import Consumer
 
-    consumer = Consumer(_confluent_consumer_config(job))
-    consumer.subscribe([job.topic])
-    deadline = time.monotonic() + job.timeout
-    clock = ConsumeClock(job.messages)
-    try:
-        while not clock.done:
-            if time.monotonic() > deadline:
-                raise BenchError(f"consumed {clock.received} of {job.messages} in {job.timeout}s")
-            batch = consumer.consume(_CONSUME_BATCH, _POLL_TIMEOUT)
-            count = 0
-            for message in batch:
-                if message.error() is None:
-                    message.value()
-                    count += 1
-            if count:
-                clock.arrived(count)
-    finally:
-        consumer.close()
-    return clock.measurement(job.size)
+    def read(batch: list[Any]) -> int:
+        count = 0
+        for message in batch:
+            if message.error() is None:
+                message.value()
+                count += 1
+        return count
+
+    return _confluent_consume_loop(job, read)
 
 
 def confluent_consume_fields(job: Job) -> Measurement:
@@ -218,33 +207,33 @@ def confluent_consume_fields(job: Job) -> Measurement:
     The least a client pays that hands each message over as one Python object with its
     topic, partition, offset, key, value, timestamp and headers, as qi-base does.
     """
+
+    def read(batch: list[Any]) -> int:
+        kept = [
+            (m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp(), m.headers())
+            for m in batch
+            if m.error() is None
+        ]
+        return len(kept)
+
+    return _confluent_consume_loop(job, read)
+
+
+def _confluent_consume_loop(job: Job, read: Callable[[list[Any]], int]) -> Measurement:
+    """consume(10000) until every message arrived; ``read`` says how many of a batch count."""
     from confluent_kafka import Consumer
 
     consumer = Consumer(_confluent_consumer_config(job))
     consumer.subscribe([job.topic])
     deadline = time.monotonic() + job.timeout
     clock = ConsumeClock(job.messages)
-    kept: list[tuple[object, ...]] = []
     try:
         while not clock.done:
             if time.monotonic() > deadline:
                 raise BenchError(f"consumed {clock.received} of {job.messages} in {job.timeout}s")
-            batch = consumer.consume(_CONSUME_BATCH, _POLL_TIMEOUT)
-            kept = [
-                (
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                    m.key(),
-                    m.value(),
-                    m.timestamp(),
-                    m.headers(),
-                )
-                for m in batch
-                if m.error() is None
-            ]
-            if kept:
-                clock.arrived(len(kept))
+            count = read(consumer.consume(_CONSUME_BATCH, _POLL_TIMEOUT))
+            if count:
+                clock.arrived(count)
     finally:
         consumer.close()
     return clock.measurement(job.size)
