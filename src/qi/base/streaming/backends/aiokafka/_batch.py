@@ -51,23 +51,27 @@ def milliseconds(stamp: datetime) -> int:
     return int(stamp.timestamp() * 1000)
 
 
-def record_appender(builder: Any) -> Callable[[int, int, bytes | None, bytes, Any], object]:
-    """``append(position, timestamp_ms, key, value, headers)`` for a ``create_batch()`` builder.
+Appender = Callable[[int, int, bytes | None, bytes, Any], object]
+"""``append(position, timestamp_ms, key, value, headers)``: None when the batch is full."""
+
+
+def record_appender(builder: Any) -> tuple[Appender, bool]:
+    """How to add records to a ``create_batch()`` builder, and whether that is direct.
 
     ``BatchBuilder.append`` is a Python wrapper that only counts records and forwards them
     to its compiled record builder, at about half the cost of a whole send: we call the
-    record builder directly and set the count once, in :meth:`QueuedBatch.close`. The
-    public method stays the fallback should aiokafka move these (the backend's hook tests
-    say so first). Returns None when the batch is full, like the wrapper.
+    record builder directly, and :meth:`QueuedBatch.close` sets the count once. The public
+    method stays the fallback should aiokafka move these (the backend's hook tests say so
+    first).
     """
     native = getattr(builder, "_builder", None)
     if native is not None and hasattr(builder, "_relative_offset"):
-        return native.append  # type: ignore[no-any-return]
+        return native.append, True
 
     def append(position: int, stamp: int, key: bytes | None, value: bytes, headers: Any) -> object:
         return builder.append(timestamp=stamp, key=key, value=value, headers=headers)
 
-    return append
+    return append, False
 
 
 @dataclass(slots=True)
@@ -76,8 +80,10 @@ class QueuedBatch:
 
     partition: int
     builder: Any
-    append: Callable[[int, int, bytes | None, bytes, Any], object] = field(init=False)
+    append: Appender = field(init=False)
     """Adds a record at the next position (see :func:`record_appender`)."""
+    direct: bool = field(init=False)
+    """Whether ``append`` bypasses the builder's own count (then ``close`` sets it)."""
     indexes: list[int] = field(default_factory=list)
     """Message index of the record at each position."""
     stamps: list[int] = field(default_factory=list)
@@ -88,11 +94,11 @@ class QueuedBatch:
     """Why aiokafka would not queue it (nothing of it was sent)."""
 
     def __post_init__(self) -> None:
-        self.append = record_appender(self.builder)
+        self.append, self.direct = record_appender(self.builder)
 
     def close(self) -> None:
         """No more records: aiokafka sends it at once instead of lingering for more."""
-        if hasattr(self.builder, "_relative_offset"):
+        if self.direct:
             self.builder._relative_offset = len(self.indexes)  # what append() would have counted
         self.builder.close()
 

@@ -138,11 +138,8 @@ class ConfluentProducer(StreamingProducer):
             produced = 1
         hub.handed_over(sends, produced)
         await sends.future
-        outcome = sends.outcomes[0]
-        if type(outcome) is ProduceResult:
-            return Success(outcome)
-        result = self._outcome(outcome, "send", topic)
-        return Success(result) if type(result) is ProduceResult else Failure(result)  # type: ignore[arg-type]
+        outcome = self._outcome(sends.outcomes[0], "send", topic)
+        return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
 
     async def _send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
