@@ -209,6 +209,19 @@ class Endpoint(ABC):
             code, message, operation=operation, implementation=self._implementation, **context
         )
 
+    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+        """The QiError for an exception that escaped ``operation`` (see :func:`operation`)."""
+        if isinstance(exc, OperationFailed):
+            return exc.error
+        self._logger.debug("%s failed", operation, exc_info=True)
+        return self._translate(exc, operation, fallback)
+
+    def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
+        """The QiError for a call whose arguments do not fit the method's signature."""
+        return self._error(
+            ErrorCode.INVALID_ARGUMENT, f"{operation}() was called wrongly: {exc}", operation
+        )
+
     def _not_connected(self, operation: str) -> QiError:
         return self._error(
             ErrorCode.NOT_CONNECTED,
@@ -264,17 +277,10 @@ def operation(
                 return await method(self, *args, **kwargs)
             except asyncio.CancelledError:
                 raise
-            except OperationFailed as failed:
-                return Failure(failed.error)
             except Exception as exc:
                 if isinstance(exc, TypeError) and not _binds(signature, self, args, kwargs):
-                    return Failure(
-                        self._error(
-                            ErrorCode.INVALID_ARGUMENT, f"{name}() was called wrongly: {exc}", name
-                        )
-                    )
-                self._logger.debug("%s failed", name, exc_info=True)
-                return Failure(self._translate(exc, name, fallback))
+                    return Failure(self._wrong_call(name, exc))
+                return Failure(self._escaped(exc, name, fallback))
 
         return guarded
 

@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -63,15 +63,23 @@ Outcome = ProduceResult | KafkaError | QiError | None
 class Sends:
     """The outcomes of one send or send_batch call, filled in by delivery callbacks."""
 
-    __slots__ = ("delivered", "expected", "failed", "future", "outcomes", "topic")
+    __slots__ = ("delivered", "expected", "failed", "finish", "future", "outcomes", "topic")
 
-    def __init__(self, topic: str, size: int, future: asyncio.Future[None]) -> None:
+    def __init__(
+        self,
+        topic: str,
+        size: int,
+        future: asyncio.Future[Any],
+        finish: Callable[[Sends], object] | None = None,
+    ) -> None:
         self.topic = topic
         self.outcomes: list[Outcome] = [None] * size
         self.delivered = 0
         self.failed = 0
         self.expected: int | None = None
         self.future = future
+        """Resolved once every outcome is known: with ``finish(self)``, else with None."""
+        self.finish = finish
 
 
 class _Report:
@@ -242,8 +250,18 @@ class DeliveryHub:
 
     def _complete(self, sends: Sends) -> None:
         self.pending.discard(sends)
-        if not sends.future.done():
-            sends.future.set_result(None)
+        future = sends.future
+        if future.done():  # its caller was cancelled
+            return
+        if sends.finish is None:
+            future.set_result(None)
+            return
+        try:
+            result = sends.finish(sends)
+        except Exception as exc:  # reaches the awaiting caller, whose boundary reports it
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
 
     # -- poll thread ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -78,6 +78,7 @@ class ConfluentProducer(StreamingProducer):
         self._producer: Producer | None = None
         self._hub: DeliveryHub | None = None
         self._worker: BlockingWorker | None = None
+        self._finish_one = self._finish_send  # bound once, not per send
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -121,24 +122,36 @@ class ConfluentProducer(StreamingProducer):
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def _send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
+    def _send(
+        self, topic: str, message: StreamingMessage
+    ) -> Awaitable[Result[ProduceResult, QiError]]:
         hub, producer = self._hub, self._producer
         if hub is None or producer is None:
             raise OperationFailed(self._not_connected("send"))
-        sends = Sends(topic, 1, asyncio.get_running_loop().create_future())
-        # The common case without a coroutine of its own: librdkafka takes the message at
-        # once. A full queue or an unknown topic goes the long way round (_produce).
+        sends = Sends(topic, 1, asyncio.get_running_loop().create_future(), self._finish_one)
+        # The common case needs no coroutine of its own: librdkafka takes the message at
+        # once and send() awaits the future the hub resolves with the Result. A full queue
+        # or an unknown topic goes the long way round.
         report = hub.callback(sends, 0)
         try:
             _produce(producer.produce, topic, message, report)
         except Exception:
             hub.release(report)
-            produced = await self._produce(hub, producer, sends, (message,), "send")
-        else:
-            produced = 1
+            return self._send_slowly(hub, producer, sends, message)
+        hub.handed_over(sends, 1)
+        return sends.future
+
+    async def _send_slowly(
+        self, hub: DeliveryHub, producer: Producer, sends: Sends, message: StreamingMessage
+    ) -> Result[ProduceResult, QiError]:
+        produced = await self._produce(hub, producer, sends, (message,), "send")
         hub.handed_over(sends, produced)
-        await sends.future
-        outcome = self._outcome(sends.outcomes[0], "send", topic)
+        result: Result[ProduceResult, QiError] = await sends.future
+        return result
+
+    def _finish_send(self, sends: Sends) -> Result[ProduceResult, QiError]:
+        """The Result of a single send, once its outcome is known (on the loop)."""
+        outcome = self._outcome(sends.outcomes[0], "send", sends.topic)
         return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
 
     async def _send_batch(
