@@ -137,11 +137,13 @@ async def test_sends_through_connection_cuts_are_all_accounted_for(
     for value, produced in acknowledged.items():
         copies = consumed[value]
         sent = by_value[value]
-        # -1: an idempotent retry the broker recognised as a duplicate is acknowledged
-        # without the original offset (seen with librdkafka on the development broker).
-        assert any(
-            copy.partition == produced.partition and produced.offset in (copy.offset, -1)
-            for copy in copies
+        placed = [copy for copy in copies if copy.partition == produced.partition]
+        # An idempotent retry that the development broker recognises as a duplicate is
+        # acknowledged without the original's offset: -1, or seldom 0 (Tansu's default
+        # base offset; seen once in many runs). Such a message must still be in the
+        # acknowledged partition exactly once; every other one at its reported offset.
+        assert any(copy.offset == produced.offset for copy in placed) or (
+            produced.offset in (-1, 0) and len(placed) == 1
         ), f"{value!r} acknowledged at {produced} but found at {copies}"
         for copy in copies:
             assert isinstance(sent.key, str)
