@@ -139,9 +139,9 @@ async def test_sends_through_connection_cuts_are_all_accounted_for(
         sent = by_value[value]
         placed = [copy for copy in copies if copy.partition == produced.partition]
         # An idempotent retry that the development broker recognises as a duplicate is
-        # acknowledged without the original's offset: -1, or seldom 0 (Tansu's default
-        # base offset; seen once in many runs). Such a message must still be in the
-        # acknowledged partition exactly once; every other one at its reported offset.
+        # acknowledged without the original's offset: -1, or seldom 0 (seemingly a base
+        # offset the broker left unset; seen once in many runs). Such a message must be
+        # in the acknowledged partition exactly once; every other one at its offset.
         assert any(copy.offset == produced.offset for copy in placed) or (
             produced.offset in (-1, 0) and len(placed) == 1
         ), f"{value!r} acknowledged at {produced} but found at {copies}"
