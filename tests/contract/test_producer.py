@@ -191,6 +191,8 @@ async def test_batch_with_invalid_messages_is_a_partial_failure(
             outcomes[index], "STREAMING_INVALID_MESSAGE", implementation=backend
         )
         assert failed.context["delivery"] == "not_written"
+        # The position in the caller's batch, though the backend never saw message 1.
+        assert failed.context["index"] == index
     acknowledged = [ok(outcomes[index]) for index in (0, 2, 4)]
     assert all(isinstance(value, ProduceResult) for value in acknowledged)
     offsets = [value.offset for value in acknowledged]

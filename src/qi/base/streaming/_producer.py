@@ -173,7 +173,7 @@ class StreamingProducer(Endpoint):
             if rejection is None:
                 valid.append(index)
             else:
-                outcomes[index] = rejection.with_context(index=index)
+                outcomes[index] = rejection
         if valid:
             sent = await self._send_batch(topic, [messages[index] for index in valid])
             for index, outcome in zip(valid, sent, strict=True):
@@ -241,9 +241,13 @@ class StreamingProducer(Endpoint):
             results = cast(tuple[ProduceResult, ...], tuple(outcomes))
             return Success(BatchProduceResult(topic=topic, results=results))
         failed = sum(1 for outcome in outcomes if isinstance(outcome, QiError))
+        # Each failure says which message of the caller's batch it is (the backend saw only
+        # the messages that passed validation, so only here are the positions right).
         per_message: tuple[Result[ProduceResult, QiError], ...] = tuple(
-            Failure(outcome) if isinstance(outcome, QiError) else Success(outcome)
-            for outcome in outcomes
+            Failure(outcome.with_context(index=index))
+            if isinstance(outcome, QiError)
+            else Success(outcome)
+            for index, outcome in enumerate(outcomes)
         )
         return Failure(
             self._error(

@@ -207,8 +207,4 @@ class AiokafkaProducer(StreamingProducer):
     async def _send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
     ) -> Sequence[ProduceResult | QiError]:
-        outcomes = await self._sender.deliver(topic, messages, "send_batch")
-        for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, QiError):
-                outcomes[index] = outcome.with_context(index=index)
-        return outcomes
+        return await self._sender.deliver(topic, messages, "send_batch")

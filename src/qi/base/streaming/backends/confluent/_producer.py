@@ -157,11 +157,7 @@ class ConfluentProducer(StreamingProducer):
     async def _send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
     ) -> Sequence[ProduceResult | QiError]:
-        outcomes = await self._deliver(topic, messages, "send_batch")
-        return [
-            outcome if isinstance(outcome, ProduceResult) else outcome.with_context(index=index)
-            for index, outcome in enumerate(outcomes)
-        ]
+        return await self._deliver(topic, messages, "send_batch")
 
     async def _deliver(
         self, topic: str, messages: Sequence[StreamingMessage], operation: str

@@ -75,7 +75,7 @@ class MemoryProducer(StreamingProducer):
     ) -> Sequence[ProduceResult | QiError]:
         outcomes = await self._deliver(topic, messages, "send_batch")
         if isinstance(outcomes, QiError):
-            return [outcomes.with_context(index=index) for index in range(len(messages))]
+            return [outcomes] * len(messages)
         return outcomes
 
     async def _deliver(
