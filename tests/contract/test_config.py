@@ -56,6 +56,7 @@ def _invalid_streaming_configs(valid: StreamingConfig) -> list[StreamingConfig]:
         replace(valid, security=SecurityConfig(mechanism=plain, password=SECRET)),
         replace(valid, security=SecurityConfig(mechanism=scram, password=SECRET)),
         replace(valid, security=SecurityConfig(mechanism=cast(Any, "kerberos"), username="u")),
+        replace(valid, security=SecurityConfig(mechanism=cast(Any, ["plain"]), username="u")),
         replace(valid, security=cast(Any, "sasl")),
     ]
 
@@ -91,6 +92,7 @@ async def test_invalid_streaming_config_is_reported_by_every_first_call(
         ProducerConfig(idempotent=False, acks=cast(Any, 2)),
         ProducerConfig(idempotent=False, acks=cast(Any, "1")),
         ProducerConfig(compression=cast(Any, "brotli")),
+        ProducerConfig(compression=cast(Any, ["gzip"])),  # unhashable: still a config error
         ProducerConfig(linger=-1.0),
         ProducerConfig(max_in_flight=0),
         ProducerConfig(max_message_bytes=0),
@@ -104,6 +106,7 @@ async def test_invalid_streaming_config_is_reported_by_every_first_call(
         "acks-2",
         "acks-str-1",
         "compression-brotli",
+        "compression-list",
         "negative-linger",
         "max-in-flight-0",
         "max-message-bytes-0",

@@ -81,7 +81,7 @@ def security_problem(security: object) -> str | None:
     if not isinstance(security, SecurityConfig):
         return f"security must be a SecurityConfig, got {type(security).__name__}"
     if security.mechanism is not None:
-        if security.mechanism not in _SASL_MECHANISMS:
+        if not isinstance(security.mechanism, str) or security.mechanism not in _SASL_MECHANISMS:
             return f"unknown SASL mechanism {security.mechanism!r}"
         if not isinstance(security.username, str) or not security.username:
             return "a SASL mechanism needs a username"
@@ -129,7 +129,7 @@ def producer_config_problem(config: object) -> str | None:
         return f"acks must be 'all', 1 or 0, got {config.acks!r}"
     if config.idempotent and config.acks != "all":
         return "idempotent=True requires acks='all' (Kafka's rule)"
-    if config.compression not in _COMPRESSIONS:
+    if not isinstance(config.compression, str) or config.compression not in _COMPRESSIONS:
         return f"unknown compression {config.compression!r}"
     if not _is_number(config.linger) or not 0 <= config.linger <= _MAX_LINGER:
         return f"linger must be a number of seconds from 0 to {_MAX_LINGER:g}"
