@@ -222,3 +222,17 @@ def test_records_reach_the_batch_in_order_through_either_appender(public_only: b
         (1, None, b"v1", 1_001),
         (2, None, b"v2", 1_002),
     ]
+
+
+def test_consumed_header_values_are_bytes_even_when_null() -> None:
+    # aiokafka hands a header without a value over as None; the contract says bytes
+    # (b"", as the confluent backend does), and the last of repeated names wins.
+    from aiokafka.structs import ConsumerRecord
+
+    from qi.base.streaming.backends.aiokafka._consumer import consumed_messages
+
+    headers = (("empty", None), ("text", b"v"), ("text", b"w"))
+    record = ConsumerRecord("t", 0, 5, 1_700_000_000_000, 0, b"k", b"v", None, 1, 1, headers)
+    (message,) = consumed_messages("t", 0, [record])
+    assert dict(message.headers) == {"empty": b"", "text": b"w"}
+    assert (message.offset, message.key, message.value) == (5, b"k", b"v")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Final
 
@@ -58,3 +58,12 @@ def produce_result(
 
 EACH_MESSAGE_SETTERS: Final = slot_setters(EachMessagePayload, ("topic", "partition", "message"))
 """For the run loop, which builds one EachMessagePayload per message inline."""
+
+
+def consumed_headers(headers: Iterable[tuple[str, str | bytes | None]]) -> dict[str, bytes]:
+    """Native (name, value) headers as the contract wants them: bytes values (a null value
+    becomes b""), the last of repeated names wins."""
+    return {
+        name: value if isinstance(value, bytes) else b"" if value is None else value.encode()
+        for name, value in headers
+    }

@@ -20,7 +20,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from qi.base import QiError
-from qi.base.streaming._build import slot_setters
+from qi.base.streaming._build import consumed_headers, slot_setters
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
 from qi.base.streaming._consumer import StreamingConsumer
@@ -97,7 +97,7 @@ def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> lis
                     record.key,
                     record.value,
                     _timestamp(record.timestamp),
-                    dict(headers) if headers else _NO_HEADERS,
+                    consumed_headers(headers) if headers else _NO_HEADERS,
                 )
             )
         return built
@@ -115,7 +115,7 @@ def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> lis
         set_key(message, record.key)
         set_value(message, record.value)
         set_stamp(message, last_stamp)
-        set_headers(message, dict(headers) if headers else _NO_HEADERS)
+        set_headers(message, consumed_headers(headers) if headers else _NO_HEADERS)
         append(message)
     return built
 

@@ -17,7 +17,7 @@ from typing import Final, cast
 
 from confluent_kafka import KafkaError, Message
 
-from qi.base.streaming._build import slot_setters
+from qi.base.streaming._build import consumed_headers, slot_setters
 from qi.base.streaming._types import ConsumedMessage
 
 _NativeHeaders = list[tuple[str, str | bytes | None]]
@@ -83,7 +83,7 @@ def consumed(
                 found = fetched[key] = []
             bucket = found
         headers = message.headers()
-        mapping = _headers(cast(_NativeHeaders, headers)) if headers else no_headers
+        mapping = consumed_headers(cast(_NativeHeaders, headers)) if headers else no_headers
         kind, millis = message.timestamp()
         if not kind:  # TIMESTAMP_NOT_AVAILABLE
             stamp = None
@@ -117,11 +117,3 @@ def consumed(
         bucket.append(built)
     stamps.last = (last_millis, last_stamp)
     return fetched
-
-
-def _headers(headers: _NativeHeaders) -> dict[str, bytes]:
-    """Consumed headers as the contract wants them: bytes values, the last repeat wins."""
-    return {
-        name: value if isinstance(value, bytes) else b"" if value is None else value.encode()
-        for name, value in headers
-    }
