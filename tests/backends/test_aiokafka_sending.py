@@ -7,6 +7,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -124,13 +125,18 @@ async def test_sends_arriving_one_iteration_apart_join_queued_batches(
     # must join aiokafka's open batch instead of waiting for a request of its own.
     producer, topic = await _producer(client)
     began = time.monotonic()
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    stamps = [base + timedelta(milliseconds=i) for i in range(2000)]
     sending = []
-    for i in range(2000):
-        sending.append(asyncio.ensure_future(producer.send(topic, StreamingMessage(b"%d" % i))))
+    for i, stamp in enumerate(stamps):
+        message = StreamingMessage(b"%d" % i, timestamp=stamp)
+        sending.append(asyncio.ensure_future(producer.send(topic, message)))
         await asyncio.sleep(0)
     results = [_ok(outcome) for outcome in await asyncio.gather(*sending)]
     assert len(_positions(results)) == 2000
     assert time.monotonic() - began < 5.0
+    # Each result carries its own record's timestamp, also when it joined a batch.
+    assert [result.timestamp for result in results] == stamps
 
 
 @pytest.mark.broker

@@ -22,13 +22,12 @@ from typing import Any, Final
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
-from qi.base.streaming._build import slot_setters
+from qi.base.streaming._build import PRODUCE_RESULT_SETTERS
 from qi.base.streaming._types import NO_HEADERS, ProduceResult, StreamingMessage
 
 _PARTITIONER: Final = DefaultPartitioner()
 # aiokafka wants a list; its builder only reads it, so all header-less records share this one.
 _NO_NATIVE_HEADERS: Final[list[tuple[str, bytes]]] = []
-_RESULT_SETTERS: Final = slot_setters(ProduceResult, ("topic", "partition", "offset", "timestamp"))
 
 
 class UnknownPartition(Exception):
@@ -237,13 +236,13 @@ def acknowledged(
         appended = metadata.timestamp
         if appended is None:
             appended = -1
-    if _RESULT_SETTERS is None:
+    if PRODUCE_RESULT_SETTERS is None:
         for position, index in enumerate(indexes):
             stamp = stamps(records[position] if appended < 0 else appended)
             offset = -1 if base is None else base + position
             results[index] = ProduceResult(topic, partition, offset, stamp)
         return
-    set_topic, set_partition, set_offset, set_stamp = _RESULT_SETTERS
+    set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
     new = object.__new__
     # Stamps' cache written out: a call per record cost as much as building the result.
     last_ms, last = stamps._last_ms, stamps._last

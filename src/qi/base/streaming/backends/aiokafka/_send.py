@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError, KafkaTimeoutError, for_code
 
 from qi.base import QiError
+from qi.base.streaming._build import produce_result
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import StreamingConfig
 from qi.base.streaming._endpoint import OperationFailed
@@ -109,7 +110,7 @@ class Sender:
                 break
             try:
                 queued = await self._lay_out(
-                    producer, topic, layout, messages, start, count, results
+                    producer, topic, layout, messages, start, count, results, operation
                 )
             except BaseException:
                 budget.release(count)
@@ -142,6 +143,7 @@ class Sender:
         start: int,
         count: int,
         results: list[Any],
+        operation: str,
     ) -> list[QueuedBatch]:
         try:
             queued, unknown = layout.build(messages, start, start + count, strict=False)
@@ -155,14 +157,8 @@ class Sender:
         if unknown:
             self._budget.release(len(unknown))
             for index in unknown:
-                wanted = messages[index].partition
-                results[index] = self._failed(
-                    ErrorCode.INVALID_MESSAGE,
-                    f"topic {topic!r} has no partition {wanted} (it has {len(layout.every)})",
-                    "send" if len(messages) == 1 else "send_batch",
-                    topic,
-                    NOT_WRITTEN,
-                    partition=wanted,
+                results[index] = self._no_partition(
+                    topic, messages[index].partition, layout, operation
                 )
         return queued
 
@@ -193,7 +189,9 @@ class Sender:
                     if routed is None:
                         held -= 1
                         budget.release(1)
-                        results[index] = self._no_partition(topic, message.partition, layout)
+                        results[index] = self._no_partition(
+                            topic, message.partition, layout, "send"
+                        )
                         continue
                     partition, native = routed
                     future = await producer.send(topic, **native)
@@ -220,17 +218,22 @@ class Sender:
                 continue
             metadata = future.result()
             if metadata is None:  # acks=0
-                results[index] = ProduceResult(topic, partition, -1, stamps(stamp_ms))
+                results[index] = produce_result(topic, partition, -1, stamps(stamp_ms))
             else:
-                results[index] = ProduceResult(
-                    topic, metadata.partition, metadata.offset, stamps(metadata.timestamp)
+                # CreateTime (type 0): the record keeps its own timestamp. aiokafka reports the
+                # batch's first one for every record that joined a batch, so use ours.
+                appended = stamp_ms if metadata.timestamp_type == 0 else metadata.timestamp
+                results[index] = produce_result(
+                    topic, metadata.partition, metadata.offset, stamps(appended)
                 )
 
-    def _no_partition(self, topic: str, wanted: int | None, layout: Layout) -> QiError:
+    def _no_partition(
+        self, topic: str, wanted: int | None, layout: Layout, operation: str
+    ) -> QiError:
         return self._failed(
             ErrorCode.INVALID_MESSAGE,
             f"topic {topic!r} has no partition {wanted} (it has {len(layout.every)})",
-            "send",
+            operation,
             topic,
             NOT_WRITTEN,
             partition=wanted,
