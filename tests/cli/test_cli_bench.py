@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qi.base.streaming.cli._options import backend_installed
+from qi.base.streaming.devbroker import BROKER_BIN_ENV
 
 from ._support import cli_env, run_cli, stderr_lines
 
@@ -52,7 +53,9 @@ def test_bench_runs_the_harness_and_saves_its_report(tmp_path: Path) -> None:
         assert subjects["qi-memory"]["status"] == "ok", subjects["qi-memory"]
         if backend_installed("confluent"):
             assert subjects["raw-confluent"]["status"] == "ok", subjects["raw-confluent"]
-            assert subjects["qi-memory"]["ratio"]  # paired with the raw baseline
+            # Paired with the raw baseline, round by round.
+            metric = "p50" if scenario["kind"] == "latency" else "rate"
+            assert subjects["qi-memory"]["ratio"][metric] > 0, subjects["qi-memory"]
     batch = report["scenarios"][0]["subjects"]
     memory = next(entry for entry in batch if entry["id"] == "qi-memory")
     assert memory["rounds"][0]["measurement"]["messages"] == 2000
@@ -88,3 +91,10 @@ def test_bench_against_a_cluster_that_does_not_answer_fails_at_once() -> None:
     assert completed.returncode == 1
     lines = stderr_lines(completed)
     assert len(lines) == 1 and "no Kafka broker answers at 127.0.0.1:1" in lines[0], lines
+
+
+def test_bench_without_a_development_broker_fails_in_one_line() -> None:
+    completed = run_cli("bench", env={BROKER_BIN_ENV: "/nonexistent/tansu"}, timeout=30)
+    assert completed.returncode == 1
+    lines = stderr_lines(completed)
+    assert len(lines) == 1 and "could not start the development broker" in lines[0], lines

@@ -19,7 +19,12 @@ mark) and CPU time belong to that subject alone.
 """
 
 from qi.base.streaming.bench._cli import BACKENDS, main, save, scenario_names, show, timestamped
-from qi.base.streaming.bench._runner import ClusterUnreachable, Runner, RunOptions
+from qi.base.streaming.bench._runner import (
+    ClusterUnreachable,
+    Runner,
+    RunOptions,
+    failed_measurements,
+)
 from qi.base.streaming.bench._scenarios import MAIN_SCENARIOS
 
 __all__ = [
@@ -27,6 +32,7 @@ __all__ = [
     "ClusterUnreachable",
     "MAIN_SCENARIOS",
     "RunOptions",
+    "failed_measurements",
     "Runner",
     "main",
     "save",

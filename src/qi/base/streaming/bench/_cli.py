@@ -24,7 +24,12 @@ from qi.base.streaming.bench._report import (
     results_table,
     targets_table,
 )
-from qi.base.streaming.bench._runner import ClusterUnreachable, Runner, RunOptions
+from qi.base.streaming.bench._runner import (
+    ClusterUnreachable,
+    Runner,
+    RunOptions,
+    failed_measurements,
+)
 from qi.base.streaming.bench._scenarios import build_scenarios
 
 BACKENDS = ("confluent", "aiokafka", "memory")
@@ -153,6 +158,10 @@ def run(argv: Sequence[str], prog: str = DEFAULT_PROG, results_dir: Path | None 
     show(report, arguments.markdown)
     where = f"results written to {path}" if path else "results not saved (use --json PATH)"
     print(f"\n{where}  ({report['seconds']:.0f}s; {report['command']})")
+    failed = failed_measurements(report)
+    if failed:
+        _log(f"error: measurements that failed: {', '.join(failed)}")
+        return 1
     return 0
 
 

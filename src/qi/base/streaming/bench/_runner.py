@@ -28,9 +28,9 @@ from qi.base.streaming.bench._topics import Topics, topic_name
 _HERE = Path(__file__).resolve().parent
 _STREAM_LIMIT = 16 * 1024 * 1024
 _WORKER_GRACE = 60.0
+"""Seconds a worker may overrun its own job timeout before the runner kills it."""
 _STEADY_MESSAGES = 100_000
 """Below this many messages consumer measurements are dominated by their start-up."""
-"""Seconds a worker may overrun its own job timeout before the runner kills it."""
 
 _PROBE_TIMEOUT = 10.0
 """Seconds an external cluster has to answer before the run gives up."""
@@ -39,7 +39,8 @@ Log = Callable[[str], None]
 
 
 class ClusterUnreachable(Exception):
-    """``--brokers`` names a cluster that does not answer; nothing was measured."""
+    """No cluster to measure: ``--brokers`` does not answer, or the development broker
+    would not start. Nothing was measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,16 @@ class RunOptions:
     timeout: float = 300.0
     profile: str | None = None
     """Directory for pyinstrument profiles of every measurement (needs pyinstrument)."""
+
+
+def failed_measurements(report: dict[str, Any]) -> list[str]:
+    """``scenario/subject`` of every measurement of ``report`` that failed (not unavailable)."""
+    return [
+        f"{scenario['name']}/{entry['id']}"
+        for scenario in report["scenarios"]
+        for entry in scenario["subjects"]
+        if entry["status"] == "error"
+    ]
 
 
 def backend_problem(backend: str) -> str | None:
@@ -214,10 +225,17 @@ class Runner:
                     f"no Kafka broker answers at {bootstrap} (waited {_PROBE_TIMEOUT:.0f}s)"
                 )
         else:
-            from qi.base.streaming.devbroker import DevBroker
+            from qi.base.streaming.devbroker import DevBroker, DevBrokerError
 
             self._broker = DevBroker()
-            await asyncio.to_thread(self._broker.start)
+            try:
+                await asyncio.to_thread(self._broker.start)
+            except DevBrokerError as exc:
+                self._broker = None
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ClusterUnreachable(
+                    f"could not start the development broker: {first_line}"
+                ) from None
             bootstrap = self._broker.bootstrap
             self._log(f"development broker (Tansu) on {bootstrap}")
         chosen = self.scenarios()
@@ -336,9 +354,12 @@ class Runner:
             return name
         reason = f"prefill failed: {outcome.get('status')}: {outcome.get('reason')}"
         self._log(f"   {reason}")
+        # A prefill that could not run (no confluent-kafka) leaves the consumers unmeasurable;
+        # one that failed is a failed measurement of each of them.
+        status = "unavailable" if outcome.get("status") == "unavailable" else "error"
         for entry in active:
             if subjects[entry["id"]].backend != "memory":
-                entry["status"], entry["reason"] = "unavailable", reason
+                entry["status"], entry["reason"] = status, reason
         await topics.delete(name)
         return None
 

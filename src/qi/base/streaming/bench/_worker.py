@@ -1,4 +1,6 @@
-"""One measurement in a fresh process: ``python -m benchmarks._worker`` (JSON in, JSON out).
+"""One measurement in a fresh process, ``python -m qi.base.streaming.bench._worker``.
+
+JSON in, JSON out.
 
 Protocol: the runner writes one :class:`Job` as a JSON line on stdin. The worker
 answers with JSON lines on stdout: ``{"event": "ready"}`` when a job needs the

@@ -16,7 +16,14 @@ import click
 
 from qi.base.streaming import bench as harness
 from qi.base.streaming.cli._options import CommonOptions, common_options
-from qi.base.streaming.cli._output import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliError, print_note
+from qi.base.streaming.cli._output import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    print_error,
+    print_note,
+)
 from qi.base.streaming.cli._runner import Stop, exit_with, run_async
 
 
@@ -132,14 +139,9 @@ def bench(
         harness.show(report, markdown)
         saved = f"; results written to {json_path}" if json_path else ""
         print_note(f"\nfinished in {report['seconds']:.0f}s{saved}")
-        failed = [
-            f"{scenario['name']}/{entry['id']}"
-            for scenario in report["scenarios"]
-            for entry in scenario["subjects"]
-            if entry["status"] == "error"
-        ]
+        failed = harness.failed_measurements(report)
         if failed:
-            print_note(f"measurements that failed: {', '.join(failed)}", style="red")
+            print_error(f"measurements that failed: {', '.join(failed)}")
             return EXIT_FAILURE
         return EXIT_OK
 

@@ -1,4 +1,4 @@
-"""The round trip behind ``demo`` and ``bench``: produce a batch, consume it back, verify it.
+"""The round trip behind ``demo``: produce a batch, consume it back, verify it.
 
 For one backend: create a fresh topic, send ``messages`` keyed messages with a
 header through ``send_batch`` (one batch in flight at a time), read them back
