@@ -35,6 +35,8 @@ def test_quickstart_runs() -> None:
 
 def test_every_other_readme_python_example_runs() -> None:
     readme = (ROOT / "README.md").read_text()
-    for block in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)[1:]:
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)[1:]
+    assert blocks, "the README has no python examples beyond the first"
+    for block in blocks:
         completed = _run(["-c", block])
         assert completed.returncode == 0, f"{block}\n{completed.stderr}"

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from qi.base import Failure, QiError, Result, Success
+from qi.base import QiError, Result, Success
 from qi.base.streaming import (
     ConsumedMessage,
     ConsumerConfig,
@@ -222,19 +221,7 @@ async def until_seen(
     await wait_until(covered, within, what)
 
 
-def by_partition(seen: list[tuple[str, ConsumedMessage]]) -> Mapping[int, list[tuple[str, int]]]:
-    """(collector, offset) per partition, in handling order."""
-    partitions: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for name, message in seen:
-        partitions[message.partition].append((name, message.offset))
-    return partitions
-
-
 async def timed(call: Awaitable[Result[Any, QiError]]) -> tuple[Result[Any, QiError], float]:
     started = time.monotonic()
     result = await call
     return result, time.monotonic() - started
-
-
-def failure_code(result: Result[Any, QiError]) -> str | None:
-    return result.error.code if isinstance(result, Failure) else None

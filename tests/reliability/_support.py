@@ -11,7 +11,7 @@ import importlib.util
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, TypeVar
 
 import pytest
@@ -28,11 +28,14 @@ _LIBRARY_OF: Final = {"confluent": "confluent_kafka", "aiokafka": "aiokafka"}
 DELIVERY_VALUES: Final = ("not_written", "unknown")
 
 
-def backend_params(names: tuple[str, ...] = ALL_BACKENDS) -> list[Any]:
+def backend_params(
+    names: tuple[str, ...] = ALL_BACKENDS, xfail: Mapping[str, str] | None = None
+) -> list[Any]:
     """pytest params for ``names``, restricted by ``$QI_TEST_BACKENDS`` like the contract suite.
 
     A backend whose native library is not installed is skipped; one that is installed
-    but broken fails, because that is a finding.
+    but broken fails, because that is a finding. ``xfail`` names backends expected to
+    fail, with the reason (strict: a pass is reported).
     """
     raw = os.environ.get("QI_TEST_BACKENDS")
     wanted = {name.strip() for name in raw.split(",")} if raw else set(ALL_BACKENDS)
@@ -45,6 +48,8 @@ def backend_params(names: tuple[str, ...] = ALL_BACKENDS) -> list[Any]:
             marks.append(pytest.mark.broker)
             if importlib.util.find_spec(_LIBRARY_OF[name]) is None:
                 marks.append(pytest.mark.skip(reason=f"{_LIBRARY_OF[name]} is not installed"))
+        if xfail and name in xfail:
+            marks.append(pytest.mark.xfail(strict=True, reason=xfail[name]))
         params.append(pytest.param(name, id=name, marks=marks))
     return params
 

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from qi.base.streaming.backends.memory import discard_broker
+
 from ._harness import Harness
 from ._proxy import ProxiedBroker
 from ._scenarios import Faults, MemoryFaults, ProxyFaults
@@ -27,12 +29,16 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def brokers(backend: str, request: pytest.FixtureRequest) -> tuple[str, ...]:
-    """A private in-process broker for memory, else the session's development broker."""
+def brokers(backend: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, ...]]:
+    """A private in-process broker for memory (dropped afterwards), else the session's
+    development broker."""
     if backend not in REAL_BACKENDS:
-        return memory_brokers()
+        private = memory_brokers()
+        yield private
+        discard_broker(private)
+        return
     bootstrap: str = request.getfixturevalue("kafka_bootstrap")
-    return tuple(address.strip() for address in bootstrap.split(",") if address.strip())
+    yield tuple(address.strip() for address in bootstrap.split(",") if address.strip())
 
 
 @pytest.fixture

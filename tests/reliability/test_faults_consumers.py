@@ -232,20 +232,13 @@ asyncio.run(main(*sys.argv[1:4]))
 
 @pytest.mark.parametrize(
     "backend",
-    [
-        pytest.param(
-            "confluent",
-            marks=[
-                pytest.mark.broker,
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="librdkafka 2.16 dies with SIGSEGV (rd_kafka_metadata_cache_find, a "
-                    "NULL topic name) when Tansu answers a Fetch for a deleted topic",
-                ),
-            ],
-        ),
-        pytest.param("aiokafka", marks=[pytest.mark.broker]),
-    ],
+    backend_params(
+        ("confluent", "aiokafka"),
+        xfail={
+            "confluent": "librdkafka 2.16 dies with SIGSEGV (rd_kafka_metadata_cache_find, a "
+            "NULL topic name) when Tansu answers a Fetch for a deleted topic"
+        },
+    ),
 )
 async def test_deleting_a_topic_under_a_running_consumer_does_not_kill_the_process(
     backend: str, kafka_bootstrap: str

@@ -35,7 +35,6 @@ from ._scenarios import (
     MemoryFaults,
     Outcome,
     ProxyFaults,
-    failure_code,
     numbered,
     ok,
     send_many,
@@ -44,7 +43,15 @@ from ._scenarios import (
     timed,
     until_seen,
 )
-from ._support import DELIVERY_VALUES, bounded, producer_config_for, unique, wait_until
+from ._support import (
+    DELIVERY_VALUES,
+    backend_params,
+    bounded,
+    code_of,
+    producer_config_for,
+    unique,
+    wait_until,
+)
 
 _WAVES: Final = 10
 _PER_WAVE: Final = 300  # 3,000 messages: half sent one by one, half in batches of 25
@@ -223,7 +230,7 @@ async def _stall_and_check(
             continue
         assert isinstance(result, Failure), f"{name} succeeded against a stalled broker"
         if result.error.code == ErrorCode.BATCH_PARTIAL_FAILURE:
-            codes = {failure_code(each) for each in result.error.context["results"]}
+            codes = {code_of(each) for each in result.error.context["results"]}
         else:
             codes = {result.error.code}
         assert codes <= _TIMEOUTS, f"{name}: {result}"
@@ -244,20 +251,13 @@ async def test_clients_recover_by_themselves_after_a_broker_restart(
 
 @pytest.mark.parametrize(
     "backend",
-    [
-        pytest.param(
-            "confluent",
-            marks=[
-                pytest.mark.broker,
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="Tansu forgets producer ids on restart (memory storage); librdkafka's "
-                    "idempotent producer then times out every send instead of recovering",
-                ),
-            ],
-        ),
-        "memory",
-    ],
+    backend_params(
+        ("confluent", "memory"),
+        xfail={
+            "confluent": "Tansu forgets producer ids on restart (memory storage); librdkafka's "
+            "idempotent producer then times out every send instead of recovering"
+        },
+    ),
 )
 async def test_an_idempotent_producer_recovers_after_a_restart(
     backend: str, faulty: tuple[tuple[str, ...], Faults]
@@ -299,7 +299,7 @@ async def _restart_scenario(
         await wait_until(healthy, 15.0, "is_healthy() to be True again")
         # A development broker keeps topics in memory only: the restart lost it.
         recreated = await admin.create_topics([TopicConfig(topic, num_partitions=2)])
-        assert failure_code(recreated) in (None, ErrorCode.TOPIC_ALREADY_EXISTS.value), recreated
+        assert code_of(recreated) in (None, ErrorCode.TOPIC_ALREADY_EXISTS.value), recreated
 
         async def sent_after() -> bool:
             return isinstance(await producer.send(topic, StreamingMessage(b"after")), Success)

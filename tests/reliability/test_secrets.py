@@ -30,6 +30,7 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from qi.base.streaming.backends.memory import discard_broker
 
 from ._support import (
     REAL_BACKENDS,
@@ -177,7 +178,11 @@ async def test_no_secret_leaks_when_nobody_listens(
         request_timeout=1.5,
         security=_security(secrets, mechanism, ssl),
     )
-    seen = await _exercise(backend, config)
+    try:
+        seen = await _exercise(backend, config)
+    finally:
+        if backend not in REAL_BACKENDS:
+            discard_broker(brokers)
     if backend in REAL_BACKENDS:
         failures = [value for value in seen if isinstance(value, Failure)]
         assert failures, "connections to a closed port should have failed"
