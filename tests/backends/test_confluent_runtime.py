@@ -272,20 +272,3 @@ async def test_disconnect_answers_every_send_still_in_flight(dev_broker: DevBrok
         assert isinstance(result, Failure)
         assert result.error.context["delivery"] in ("not_written", "unknown")
     assert not _our_threads()
-
-
-async def test_a_topic_created_after_a_failed_send_is_found(client: StreamingClient) -> None:
-    # librdkafka remembers a topic it found missing and refuses it locally from then on;
-    # the producer must look again rather than repeat TOPIC_NOT_FOUND forever.
-    producer = (await client.get_producer()).unwrap()
-    topic = _unique("late")
-    started = time.monotonic()
-    missing = await producer.send(topic, StreamingMessage(b"early"))
-    assert isinstance(missing, Failure)
-    assert missing.error.code == "STREAMING_TOPIC_NOT_FOUND"
-    assert missing.error.context["delivery"] == "not_written"
-    assert time.monotonic() - started < 5.0
-    admin = (await client.get_admin()).unwrap()
-    assert isinstance(await admin.create_topics([TopicConfig(topic)]), Success)
-    assert isinstance(await producer.send(topic, StreamingMessage(b"late")), Success)
-    assert topic in (await admin.list_topics()).unwrap()

@@ -330,6 +330,23 @@ async def test_send_to_a_missing_topic_is_topic_not_found(
     assert topic not in ok(await admin.list_topics())
 
 
+async def test_a_topic_created_after_a_failed_send_is_found(
+    producer: StreamingProducer, make_topic: TopicFactory, backend: str
+) -> None:
+    # A client that remembered the topic as missing (librdkafka does) must look again
+    # rather than answer TOPIC_NOT_FOUND forever.
+    topic = unique("late")
+    expect_produce_failure(
+        await producer.send(topic, StreamingMessage(b"early")),
+        "STREAMING_TOPIC_NOT_FOUND",
+        implementation=backend,
+    )
+    await make_topic(name=topic)
+    ok(await producer.send(topic, StreamingMessage(b"late")))
+    late = await producer.send_batch(MessageBatch(topic, (StreamingMessage(b"later"),)))
+    ok(late)
+
+
 async def test_send_to_a_nonexistent_partition_is_invalid_message(
     producer: StreamingProducer, make_topic: TopicFactory, backend: str
 ) -> None:
