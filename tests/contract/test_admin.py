@@ -71,6 +71,18 @@ async def test_describe_several_topics(make_topic: TopicFactory, client: Streami
     assert len(described[four].partitions) == 4
 
 
+async def test_a_name_given_twice_is_created_and_deleted_once(client: StreamingClient) -> None:
+    admin = await _admin(client)
+    topic = unique("twice")
+    ok(await admin.create_topics([TopicConfig(topic, num_partitions=2), TopicConfig(topic)]))
+    try:
+        (metadata,) = ok(await admin.get_topic_metadata([topic]))
+        assert len(metadata.partitions) == 2  # the first config given
+    finally:
+        ok(await admin.delete_topics([topic, topic]))
+    await wait_until(lambda: _gone(admin, topic), 15.0, what=f"{topic} to disappear")
+
+
 async def test_create_existing_topic_is_already_exists(
     make_topic: TopicFactory, client: StreamingClient, backend: str
 ) -> None:

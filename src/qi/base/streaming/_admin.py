@@ -44,7 +44,9 @@ class StreamingAdmin(Endpoint):
             else:
                 valid.append(config)
         if valid:
-            problems.update(await self._create_topics(valid))
+            # A name given twice is created once, with its first config.
+            unique = {config.topic: config for config in reversed(valid)}
+            problems.update(await self._create_topics(list(reversed(unique.values()))))
         return (
             Failure(self._per_topic_error("create_topics", problems)) if problems else Success(None)
         )
@@ -56,7 +58,8 @@ class StreamingAdmin(Endpoint):
         if isinstance(valid, QiError):
             return Failure(valid)
         if valid:
-            problems.update(await self._delete_topics(valid))
+            # A name given twice is deleted once.
+            problems.update(await self._delete_topics(list(dict.fromkeys(valid))))
         return (
             Failure(self._per_topic_error("delete_topics", problems)) if problems else Success(None)
         )

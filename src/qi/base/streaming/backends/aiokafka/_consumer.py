@@ -351,9 +351,7 @@ class _AiokafkaSource(PartitionSource):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # aiokafka would only log it: the engine reports it instead
-            report = getattr(listener, "report_commit_failure", None)
-            if report is not None:
-                report(exc)
+            listener.report_commit_failure(exc)
 
     def _topic_known(self, topic: str) -> bool:
         return self._consumer._client.cluster.partitions_for_topic(topic) is not None

@@ -91,11 +91,6 @@ class ConfluentAdmin(StreamingAdmin):
     async def _create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
         admin = self._client()
         timeout = self._config.request_timeout
-        # A name given twice is created once (librdkafka refuses duplicates in one request).
-        unique: dict[str, TopicConfig] = {}
-        for topic in topics:
-            unique.setdefault(topic.topic, topic)
-        topics = list(unique.values())
         futures = admin.create_topics(
             [
                 NewTopic(
@@ -125,7 +120,7 @@ class ConfluentAdmin(StreamingAdmin):
         admin = self._client()
         timeout = self._config.request_timeout
         futures = admin.delete_topics(
-            list(dict.fromkeys(names)), operation_timeout=timeout, request_timeout=timeout
+            list(names), operation_timeout=timeout, request_timeout=timeout
         )
         errors = await self._outcomes("delete_topics", futures)
         deleted = [name for name in names if name not in errors]

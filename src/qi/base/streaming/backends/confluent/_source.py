@@ -288,10 +288,8 @@ class ConfluentSource(PartitionSource):
             try:
                 self._commit(dict(offsets))
             except Exception as exc:
-                # The engine's hook (not part of the RebalanceListener protocol yet).
-                report = getattr(listener, "report_commit_failure", None)
-                if self._loop is not None and report is not None:
-                    self._loop.call_soon_threadsafe(report, exc)
+                if self._loop is not None:
+                    self._loop.call_soon_threadsafe(listener.report_commit_failure, exc)
                 else:
                     self._logger.warning("committing revoked partitions failed: %s", exc)
         self._assigned.difference_update(keys)

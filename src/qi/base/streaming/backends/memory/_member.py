@@ -8,7 +8,6 @@ event, which the broker sets when a topic it reads grows: no polling.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Final
@@ -26,8 +25,6 @@ from qi.base.streaming._validation import is_internal_topic
 from qi.base.streaming.backends.memory._broker import MemoryBroker
 from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
 from qi.base.streaming.backends.memory._group import ConsumerGroup
-
-_LOGGER: Final = logging.getLogger("qi.base.streaming.memory")
 
 
 class MemberSource(PartitionSource):
@@ -99,7 +96,7 @@ class MemberSource(PartitionSource):
             try:
                 self._group.commit(self, offsets)
             except Exception as exc:
-                _report_commit_failure(self._listener, exc)
+                self._listener.report_commit_failure(exc)
         self._owned -= partitions
         self._paused -= partitions
 
@@ -243,12 +240,3 @@ class MemberSource(PartitionSource):
     def _end(self, key: TopicPartition) -> int:
         topic = self._broker.topic(key[0])
         return 0 if topic is None or key[1] >= len(topic.logs) else len(topic.logs[key[1]])
-
-
-def _report_commit_failure(listener: RebalanceListener, exc: Exception) -> None:
-    # The engine (the listener in practice) has this method; the Protocol does not declare it.
-    report = getattr(listener, "report_commit_failure", None)
-    if callable(report):
-        report(exc)
-    else:
-        _LOGGER.warning("committing revoked partitions failed: %s", exc)
