@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Final
 
-from qi.base.streaming._types import EachMessagePayload, ProduceResult
+from qi.base.streaming._types import ConsumedMessage, EachMessagePayload, ProduceResult
 
 Setter = Callable[[object, object], None]
 """Sets one slot of an instance: ``setter(instance, value)``."""
@@ -34,6 +34,11 @@ def slot_setters(cls: type, names: tuple[str, ...]) -> tuple[Setter, ...] | None
         return None
     return tuple(d.__set__ for d in descriptors)  # type: ignore[union-attr]
 
+
+CONSUMED_MESSAGE_SETTERS: Final = slot_setters(
+    ConsumedMessage, ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
+)
+"""For the fetch paths, which build one ConsumedMessage per message inline."""
 
 PRODUCE_RESULT_SETTERS: Final = slot_setters(
     ProduceResult, ("topic", "partition", "offset", "timestamp")

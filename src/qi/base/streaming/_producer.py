@@ -25,7 +25,6 @@ _ALL_ACKNOWLEDGED: Final = frozenset({ProduceResult})
 """The outcome types of a batch whose every message was acknowledged."""
 _VALID_TOPICS_KEPT: Final = 1_000
 """Most valid topic names a producer remembers (it forgets them all, then starts again)."""
-"""The outcome types of a batch whose every message was acknowledged."""
 
 
 def _signature(

@@ -9,7 +9,8 @@ from types import MappingProxyType
 
 # The shared default: producers recognise it by identity and skip checking headers.
 NO_HEADERS: Mapping[str, str | bytes] = MappingProxyType({})
-_NO_CONSUMED_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+NO_CONSUMED_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+"""The headers of every consumed message that has none: one shared empty mapping."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,7 @@ class ConsumedMessage:
     """Payload bytes, or None for a tombstone."""
     timestamp: datetime | None
     """Timestamp it carries, when known."""
-    headers: Mapping[str, bytes] = field(default_factory=lambda: _NO_CONSUMED_HEADERS)
+    headers: Mapping[str, bytes] = field(default_factory=lambda: NO_CONSUMED_HEADERS)
     """Header names to values; the last value wins when a name repeats."""
 
 

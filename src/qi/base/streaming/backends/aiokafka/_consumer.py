@@ -14,13 +14,12 @@ import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from qi.base import QiError
-from qi.base.streaming._build import consumed_headers, slot_setters
+from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS, consumed_headers
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
 from qi.base.streaming._consumer import StreamingConsumer
@@ -32,7 +31,7 @@ from qi.base.streaming._source import (
 from qi.base.streaming._source import (
     TopicPartition as PartitionKey,
 )
-from qi.base.streaming._types import ConsumedMessage
+from qi.base.streaming._types import NO_CONSUMED_HEADERS, ConsumedMessage
 from qi.base.streaming.backends.aiokafka import _errors
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
@@ -63,10 +62,7 @@ def subscription_pattern(topics: Sequence[str], pattern: str) -> str:
     return combined
 
 
-_FIELDS: Final = ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
-_SETTERS: Final = slot_setters(ConsumedMessage, _FIELDS)
 # Shared by every record without headers: one immutable empty mapping, not a dict each.
-_NO_HEADERS: Final[Mapping[str, bytes]] = MappingProxyType({})
 
 
 def _timestamp(milliseconds: int | None) -> datetime | None:
@@ -86,7 +82,9 @@ def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> lis
     append = built.append
     last_ms: int | None = None
     last_stamp: datetime | None = None
-    if _SETTERS is None:  # the dataclass changed shape: the constructor is always right
+    if (
+        CONSUMED_MESSAGE_SETTERS is None
+    ):  # the dataclass changed shape: the constructor is always right
         for record in records:
             headers = record.headers
             append(
@@ -97,11 +95,13 @@ def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> lis
                     record.key,
                     record.value,
                     _timestamp(record.timestamp),
-                    consumed_headers(headers) if headers else _NO_HEADERS,
+                    consumed_headers(headers) if headers else NO_CONSUMED_HEADERS,
                 )
             )
         return built
-    set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = _SETTERS
+    set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = (
+        CONSUMED_MESSAGE_SETTERS
+    )
     new = object.__new__
     for record in records:
         milliseconds = record.timestamp
@@ -115,7 +115,7 @@ def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> lis
         set_key(message, record.key)
         set_value(message, record.value)
         set_stamp(message, last_stamp)
-        set_headers(message, consumed_headers(headers) if headers else _NO_HEADERS)
+        set_headers(message, consumed_headers(headers) if headers else NO_CONSUMED_HEADERS)
         append(message)
     return built
 

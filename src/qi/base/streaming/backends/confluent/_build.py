@@ -13,18 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Final, cast
+from typing import cast
 
 from confluent_kafka import KafkaError, Message
 
-from qi.base.streaming._build import consumed_headers, slot_setters
+from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS, consumed_headers
 from qi.base.streaming._types import ConsumedMessage
 
 _NativeHeaders = list[tuple[str, str | bytes | None]]
-
-_CONSUMED: Final = slot_setters(
-    ConsumedMessage, ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
-)
 
 
 class Stamps:
@@ -39,17 +35,6 @@ class Stamps:
         self.last: tuple[int, datetime] = (0, datetime.fromtimestamp(0, tz=UTC))
         """The last conversion: (milliseconds, datetime)."""
 
-    def of(self, message: Message) -> datetime | None:
-        """The message's timestamp, or None when librdkafka has none."""
-        kind, millis = message.timestamp()
-        if not kind:  # TIMESTAMP_NOT_AVAILABLE
-            return None
-        last_millis, stamp = self.last
-        if millis != last_millis:
-            stamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
-            self.last = (millis, stamp)
-        return stamp
-
 
 def consumed(
     messages: list[Message],
@@ -62,7 +47,7 @@ def consumed(
     ``on_error`` is called with the KafkaError of every error event among ``messages``.
     """
     fetched: dict[tuple[str, int], list[ConsumedMessage]] = {}
-    setters = _CONSUMED
+    setters = CONSUMED_MESSAGE_SETTERS
     new = object.__new__
     fromtimestamp = datetime.fromtimestamp
     last_millis, last_stamp = stamps.last

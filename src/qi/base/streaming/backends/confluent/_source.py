@@ -24,7 +24,6 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from confluent_kafka import (
@@ -47,7 +46,7 @@ from qi.base.streaming._source import (
     SeekTarget,
     TopicPartition,
 )
-from qi.base.streaming._types import ConsumedMessage
+from qi.base.streaming._types import NO_CONSUMED_HEADERS, ConsumedMessage
 from qi.base.streaming._validation import is_internal_topic
 from qi.base.streaming.backends.confluent._build import Stamps, consumed
 from qi.base.streaming.backends.confluent._errors import (
@@ -58,7 +57,6 @@ from qi.base.streaming.backends.confluent._worker import BlockingWorker
 
 T = TypeVar("T")
 
-_NO_HEADERS: Final[Mapping[str, bytes]] = MappingProxyType({})
 
 _REFRESH_INTERVAL: Final = 1.5
 """Seconds between checks for new topics matching the subscription."""
@@ -171,7 +169,7 @@ class ConfluentSource(PartitionSource):
         return self._group(messages)
 
     def _group(self, messages: list[Message]) -> dict[TopicPartition, list[ConsumedMessage]]:
-        return consumed(messages, self._stamps, _NO_HEADERS, self._consumer_error)
+        return consumed(messages, self._stamps, NO_CONSUMED_HEADERS, self._consumer_error)
 
     def _consumer_error(self, error: KafkaError) -> None:
         name = error_name(error)

@@ -37,11 +37,6 @@ class BlockingWorker:
         self._ended: asyncio.Future[None] | None = None
         self._running = 0  # threads not yet ended; changed on the loop
 
-    @property
-    def threads(self) -> tuple[threading.Thread, ...]:
-        """The threads started so far."""
-        return tuple(self._threads)
-
     async def run(self, call: Callable[[], T]) -> T:
         """Run ``call()`` on a worker thread and return (or raise) what it did."""
         if self._closed:

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Final, TypeAlias
+from typing import TypeAlias
 
-from qi.base.streaming._build import slot_setters
+from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS
 from qi.base.streaming._types import ConsumedMessage
 
-_FIELDS: Final = ("topic", "partition", "offset", "key", "value", "timestamp", "headers")
 Record: TypeAlias = tuple[bytes | None, bytes, datetime, Mapping[str, bytes] | None]
 """A stored message: key, value, timestamp, headers (None when empty)."""
-
-
-_SETTERS: Final = slot_setters(ConsumedMessage, _FIELDS)
 
 
 def consumed_messages(
@@ -30,14 +26,16 @@ def consumed_messages(
     no_headers: Mapping[str, bytes],
 ) -> list[ConsumedMessage]:
     """ConsumedMessages of consecutive records of one partition, the first at offset ``start``."""
-    if _SETTERS is None:
+    if CONSUMED_MESSAGE_SETTERS is None:
         return [
             ConsumedMessage(
                 topic, partition, offset, key, value, stamp, no_headers if hdrs is None else hdrs
             )
             for offset, (key, value, stamp, hdrs) in enumerate(records, start)
         ]
-    set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = _SETTERS
+    set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = (
+        CONSUMED_MESSAGE_SETTERS
+    )
     new = object.__new__
     built: list[ConsumedMessage] = []
     append = built.append

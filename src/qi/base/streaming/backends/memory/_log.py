@@ -18,10 +18,13 @@ from types import MappingProxyType
 from typing import Final
 
 from qi.base.streaming._config import EMPTY_MAPPING
-from qi.base.streaming._types import ConsumedMessage, PartitionMetadata, TopicMetadata
+from qi.base.streaming._types import (
+    NO_CONSUMED_HEADERS,
+    ConsumedMessage,
+    PartitionMetadata,
+    TopicMetadata,
+)
 from qi.base.streaming.backends.memory._build import Record, consumed_messages
-
-_NO_HEADERS: Final[Mapping[str, bytes]] = MappingProxyType({})
 
 # The memory broker is broker 0 and the only replica of every partition.
 BROKER_ID: Final = 0
@@ -91,4 +94,4 @@ class Topic:
     def read(self, partition: int, start: int, stop: int) -> list[ConsumedMessage]:
         """Messages ``start`` to ``stop`` (exclusive) of a partition, as consumers see them."""
         records = self.logs[partition][start:stop]
-        return consumed_messages(self.name, partition, start, records, _NO_HEADERS)
+        return consumed_messages(self.name, partition, start, records, NO_CONSUMED_HEADERS)
