@@ -104,20 +104,6 @@ def _positions(results: list[Any]) -> set[tuple[int, int]]:
 
 
 @pytest.mark.broker
-async def test_concurrent_sends_each_get_their_own_offset(client: StreamingClient) -> None:
-    producer, topic = await _producer(client)
-    outcomes = await asyncio.gather(
-        *(producer.send(topic, StreamingMessage(b"%d" % i)) for i in range(3000))
-    )
-    results = [_ok(outcome) for outcome in outcomes]
-    assert len(_positions(results)) == 3000
-    assert {result.partition for result in results} == {0, 1, 2}
-    for partition in (0, 1, 2):
-        offsets = sorted(r.offset for r in results if r.partition == partition)
-        assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
-
-
-@pytest.mark.broker
 async def test_sends_arriving_one_iteration_apart_join_queued_batches(
     client: StreamingClient,
 ) -> None:

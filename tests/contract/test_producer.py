@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
@@ -345,6 +346,20 @@ async def test_a_topic_created_after_a_failed_send_is_found(
     ok(await producer.send(topic, StreamingMessage(b"late")))
     late = await producer.send_batch(MessageBatch(topic, (StreamingMessage(b"later"),)))
     ok(late)
+
+
+async def test_concurrent_sends_each_get_their_own_offset(
+    producer: StreamingProducer, make_topic: TopicFactory
+) -> None:
+    topic = await make_topic(3)
+    outcomes = await asyncio.gather(
+        *(producer.send(topic, StreamingMessage(b"%d" % i)) for i in range(500))
+    )
+    results = [ok(outcome) for outcome in outcomes]
+    assert len({(result.partition, result.offset) for result in results}) == 500
+    for partition in {result.partition for result in results}:
+        offsets = sorted(r.offset for r in results if r.partition == partition)
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), partition
 
 
 async def test_send_to_a_nonexistent_partition_is_invalid_message(

@@ -329,6 +329,10 @@ class Sender:
                             exc, operation, ErrorCode.PRODUCE_FAILED
                         ).with_context(topic=topic, delivery=NOT_WRITTEN)
                 await producer.partitions_for(topic)
+        except KafkaError as exc:  # no connection: nothing of the call was sent
+            return self._owner._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
+                topic=topic, delivery=NOT_WRITTEN
+            )
         except TimeoutError:
             return self._failed(
                 ErrorCode.TIMEOUT,
