@@ -169,3 +169,13 @@ class RssSampler:
 def payload(size: int) -> bytes:
     """One value shared by every message of a run, so test data does not swamp the RSS."""
     return os.urandom(size)
+
+
+def latency_measurement(watch: Stopwatch, latencies: list[float], size: int) -> Measurement:
+    """The measurement of a run of one-at-a-time sends: every latency, p50/p99 in ``extra``."""
+    return watch.measurement(
+        len(latencies),
+        size,
+        latencies_ms=latencies,
+        extra={"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)},
+    )

@@ -31,7 +31,12 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from qi.base.streaming.bench._measure import ConsumeClock, Stopwatch, payload, percentile
+from qi.base.streaming.bench._measure import (
+    ConsumeClock,
+    Stopwatch,
+    latency_measurement,
+    payload,
+)
 from qi.base.streaming.bench._model import MEMORY_BROKERS, BenchError, Job, Measurement, Unavailable
 
 T = TypeVar("T")
@@ -164,12 +169,7 @@ async def send_latency(job: Job, backend: str, variant: str) -> Measurement:
             if isinstance(result, Failure):
                 raise BenchError(f"send failed: {result.error}")
         watch.stop()
-    return watch.measurement(
-        len(latencies),
-        job.size,
-        latencies_ms=latencies,
-        extra={"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)},
-    )
+    return latency_measurement(watch, latencies, job.size)
 
 
 async def prefill_memory(client: StreamingClient, job: Job) -> None:

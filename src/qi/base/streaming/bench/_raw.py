@@ -14,7 +14,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from qi.base.streaming.bench._measure import ConsumeClock, Stopwatch, payload, percentile
+from qi.base.streaming.bench._measure import (
+    ConsumeClock,
+    Stopwatch,
+    latency_measurement,
+    payload,
+)
 from qi.base.streaming.bench._model import BenchError, Job, Measurement
 
 _BATCH_BYTES = 1024 * 1024
@@ -55,15 +60,6 @@ def _aiokafka_producer_kwargs(job: Job, linger_ms: int) -> dict[str, Any]:
         "enable_idempotence": False,
         "linger_ms": linger_ms,
     }
-
-
-def _latency_measurement(job: Job, latencies: list[float], watch: Stopwatch) -> Measurement:
-    return watch.measurement(
-        len(latencies),
-        job.size,
-        latencies_ms=latencies,
-        extra={"p50_ms": percentile(latencies, 0.5), "p99_ms": percentile(latencies, 0.99)},
-    )
 
 
 # -- confluent-kafka Producer / Consumer -----------------------------------------------------
@@ -164,7 +160,7 @@ def confluent_latency(job: Job) -> Measurement:
         latencies.append((time.perf_counter() - started) * 1000)
     watch.stop()
     send.check()
-    return _latency_measurement(job, latencies, watch)
+    return latency_measurement(watch, latencies, job.size)
 
 
 async def confluent_latency_in_thread(job: Job) -> Measurement:
@@ -184,7 +180,7 @@ async def confluent_latency_in_thread(job: Job) -> Measurement:
         latencies.append((time.perf_counter() - started) * 1000)
     watch.stop()
     send.check()
-    return _latency_measurement(job, latencies, watch)
+    return latency_measurement(watch, latencies, job.size)
 
 
 def confluent_consume(job: Job) -> Measurement:
@@ -320,7 +316,7 @@ async def aioproducer_latency(job: Job) -> Measurement:
         watch.stop()
     finally:
         await producer.close()
-    return _latency_measurement(job, latencies, watch)
+    return latency_measurement(watch, latencies, job.size)
 
 
 async def aioconsumer_consume(job: Job) -> Measurement:
@@ -462,7 +458,7 @@ async def aiokafka_latency(job: Job) -> Measurement:
             await producer.send_and_wait(topic, value)
             latencies.append((time.perf_counter() - started) * 1000)
         watch.stop()
-        return _latency_measurement(job, latencies, watch)
+        return latency_measurement(watch, latencies, job.size)
 
     return await _with_aiokafka_producer(job, 0, body)
 
