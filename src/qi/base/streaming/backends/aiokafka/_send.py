@@ -92,10 +92,15 @@ class Sender:
         results: list[Any] = [None] * len(messages)
         batches: list[QueuedBatch] = []
         layout = Layout(producer, topic, self._rotation)
-        if operation == "send" and layout.queued_anything(topic):
+        if (
+            operation == "send"
+            and len(messages) <= self._budget.capacity
+            and layout.queued_anything(topic)
+        ):
             # aiokafka still holds a batch of ours for this topic (sends arriving one loop
             # iteration after another): join its open batches, or every iteration's few
-            # messages would wait for a request of their own.
+            # messages would wait for a request of their own. More than the budget holds at
+            # once go the batch way, in turns.
             await self._join(producer, topic, layout, messages, results, deadline)
             self._rotation = layout.rotation
             return results
@@ -109,12 +114,19 @@ class Sender:
                 results[start:] = [full] * (total - start)
                 break
             try:
-                queued = await self._lay_out(
-                    producer, topic, layout, messages, start, count, results, operation
+                queued, unknown = await self._lay_out(
+                    producer, topic, layout, messages, start, count
                 )
             except BaseException:
                 budget.release(count)
                 raise
+            if unknown:
+                budget.release(len(unknown))
+                for index in unknown:
+                    results[index] = self._no_partition(
+                        topic, messages[index].partition, layout, operation
+                    )
+            # From here the room of every queued batch is _queue's to give back.
             await self._queue(producer, topic, queued, deadline)
             batches.extend(queued)
             start += count
@@ -142,25 +154,16 @@ class Sender:
         messages: Sequence[StreamingMessage],
         start: int,
         count: int,
-        results: list[Any],
-        operation: str,
-    ) -> list[QueuedBatch]:
+    ) -> tuple[list[QueuedBatch], list[int]]:
         try:
-            queued, unknown = layout.build(messages, start, start + count, strict=False)
+            return layout.build(messages, start, start + count, strict=False)
         except UnknownPartition:
             # Partitions may have been added since the metadata was cached: look once more.
             async with asyncio.timeout(self._config.request_timeout):
                 await producer.client.force_metadata_update()
             rotation = layout.rotation
             layout.__init__(producer, topic, rotation)  # type: ignore[misc]
-            queued, unknown = layout.build(messages, start, start + count, strict=True)
-        if unknown:
-            self._budget.release(len(unknown))
-            for index in unknown:
-                results[index] = self._no_partition(
-                    topic, messages[index].partition, layout, operation
-                )
-        return queued
+            return layout.build(messages, start, start + count, strict=True)
 
     async def _join(
         self,
@@ -243,14 +246,15 @@ class Sender:
         self, producer: Any, topic: str, batches: list[QueuedBatch], deadline: float
     ) -> None:
         """Hand the batches to aiokafka in order; each keeps its room in the budget until
-        aiokafka resolves it."""
+        aiokafka resolves it, and a batch not handed over gives its room back at once."""
         budget, loop = self._budget, asyncio.get_running_loop()
-        for batch in batches:
+        for position, batch in enumerate(batches):
             remaining = deadline - loop.time()
             try:
                 if remaining <= 0:
                     raise KafkaTimeoutError("request_timeout passed before the batch was queued")
                 # aiokafka waits (up to its request timeout) for the partition's previous batch.
+                # It appends the batch after its last wait, so a cancelled call queued nothing.
                 async with asyncio.timeout(remaining):
                     future = await producer.send_batch(
                         batch.builder, topic, partition=batch.partition
@@ -259,6 +263,9 @@ class Sender:
                 batch.refused = exc
                 budget.release(len(batch.indexes))
                 continue
+            except BaseException:  # cancelled: this batch and the later ones were never handed over
+                budget.release(sum(len(rest.indexes) for rest in batches[position:]))
+                raise
             batch.future = future
             future.add_done_callback(retrieve)
             budget.release_when_done(future, len(batch.indexes))
