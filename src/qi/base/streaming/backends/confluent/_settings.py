@@ -97,6 +97,9 @@ def producer_settings(config: StreamingConfig, producer: ProducerConfig) -> Sett
             "compression.type": producer.compression,
             "linger.ms": min(900_000.0, producer.linger * 1000),
             "max.in.flight.requests.per.connection": producer.max_in_flight,
+            # Kafka's Java client's key hash (librdkafka's default is CRC-32): a key lands on
+            # the same partition whichever backend, or Java service, wrote it.
+            "partitioner": "murmur2_random",
             "message.max.bytes": min(
                 1_000_000_000, max(1_000, producer.max_message_bytes + MESSAGE_OVERHEAD_BYTES)
             ),
