@@ -127,7 +127,7 @@ class Sender:
                         topic, messages[index].partition, layout, operation
                     )
             # From here the room of every queued batch is _queue's to give back.
-            await self._queue(producer, topic, queued, deadline)
+            await self._queue(producer, topic, layout, queued, deadline)
             batches.extend(queued)
             start += count
         self._rotation = layout.rotation
@@ -177,7 +177,7 @@ class Sender:
         """Each message through aiokafka's ``send()``, into the partition's open batch."""
         loop, budget = asyncio.get_running_loop(), self._budget
         now = int(time.time() * 1000)
-        joined: list[tuple[int, int, int, asyncio.Future[Any]]] = []
+        joined: list[tuple[int, int, int, asyncio.Future[Any], Any]] = []
         held = 0  # room taken in the budget for messages not handed to aiokafka yet
         index = 0
         try:
@@ -201,7 +201,8 @@ class Sender:
                     held -= 1
                     future.add_done_callback(retrieve)
                     budget.release_when_done(future, 1)
-                    joined.append((index, partition, native["timestamp_ms"], future))
+                    queued_in = layout.last_queued(topic, partition)
+                    joined.append((index, partition, native["timestamp_ms"], future, queued_in))
         except (TimeoutError, KafkaError) as exc:
             refused = self._refused(exc, "send", topic)
             for rest in range(index, len(messages)):
@@ -211,10 +212,10 @@ class Sender:
             if held:
                 budget.release(held)
         if joined:
-            await self._wait([future for _, _, _, future in joined], deadline)
+            await self._wait([future for _, _, _, future, _ in joined], deadline)
         stamps = Stamps()
-        for index, partition, stamp_ms, future in joined:
-            batch = QueuedBatch(partition, None, [index], [stamp_ms], future)
+        for index, partition, stamp_ms, future, queued_in in joined:
+            batch = QueuedBatch(partition, None, [index], [stamp_ms], future, native=queued_in)
             failure = self._batch_failure(batch, topic, "send")
             if failure is not None:
                 results[index] = failure
@@ -243,7 +244,12 @@ class Sender:
         )
 
     async def _queue(
-        self, producer: Any, topic: str, batches: list[QueuedBatch], deadline: float
+        self,
+        producer: Any,
+        topic: str,
+        layout: Layout,
+        batches: list[QueuedBatch],
+        deadline: float,
     ) -> None:
         """Hand the batches to aiokafka in order; each keeps its room in the budget until
         aiokafka resolves it, and a batch not handed over gives its room back at once."""
@@ -267,6 +273,7 @@ class Sender:
                 budget.release(sum(len(rest.indexes) for rest in batches[position:]))
                 raise
             batch.future = future
+            batch.native = layout.last_queued(topic, batch.partition)
             future.add_done_callback(retrieve)
             budget.release_when_done(future, len(batch.indexes))
 
@@ -315,7 +322,7 @@ class Sender:
             )
         exc = future.exception()
         if exc is not None:
-            delivery = NOT_WRITTEN if _errors.rejects(exc) else DELIVERY_UNKNOWN
+            delivery = _errors.delivery_after(exc, batch.native.retry_count)
             return self._owner._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
                 topic=topic, delivery=delivery
             )
