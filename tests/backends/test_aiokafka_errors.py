@@ -9,9 +9,10 @@ import pytest
 from aiokafka import errors as kafka
 
 from qi.base import ErrorCategory
-from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming.backends.aiokafka._errors import (
     ERROR_TABLE,
+    delivery_after,
     describe,
     entry_for,
     rejects,
@@ -135,6 +136,16 @@ def test_only_definite_broker_refusals_say_not_written() -> None:
     assert not rejects(kafka.KafkaConnectionError())
     assert not rejects(kafka.NotEnoughReplicasAfterAppendError())
     assert not rejects(kafka.KafkaTimeoutError())
+
+
+def test_a_refusal_is_certain_only_on_the_first_attempt() -> None:
+    refusal = kafka.UnknownTopicOrPartitionError()
+    assert delivery_after(refusal, attempts=1) == NOT_WRITTEN
+    # Sent before: that attempt may have been written (its answer was lost), whatever the
+    # broker said to the retry.
+    assert delivery_after(refusal, attempts=2) == DELIVERY_UNKNOWN
+    assert delivery_after(kafka.NotEnoughReplicasError(), attempts=3) == DELIVERY_UNKNOWN
+    assert delivery_after(kafka.KafkaConnectionError(), attempts=1) == DELIVERY_UNKNOWN
 
 
 def test_descriptions_are_one_line() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
-from aiokafka.producer.message_accumulator import MessageAccumulator
+from aiokafka.producer.message_accumulator import MessageAccumulator, MessageBatch
 from aiokafka.protocol.metadata import MetadataRequest
 
 
@@ -61,3 +61,19 @@ def test_batch_builders_still_count_what_they_forward() -> None:
     append = inspect.getsource(BatchBuilder.append)
     assert "self._builder.append(" in append and "self._relative_offset += 1" in append
     assert "return self._relative_offset" in inspect.getsource(BatchBuilder.record_count)
+
+
+def test_a_queued_batch_is_the_last_of_its_partition_and_counts_its_sends() -> None:
+    # _send reads a batch's retry_count to tell a first attempt from a retry: it takes the
+    # batch send()/send_batch() just queued as the last of its partition (appended with no
+    # wait after it), and aiokafka counts every time the batch is taken for sending.
+    add_batch = inspect.getsource(MessageAccumulator.add_batch)
+    appended = add_batch.index("batch = self._append_batch(builder, tp)")
+    assert "await" not in add_batch[appended:]
+    add_message = inspect.getsource(MessageAccumulator.add_message)
+    appended = add_message.index("future = batch.append(")
+    assert "await" not in add_message[appended : add_message.index("return future")]
+    assert "self._batches[tp].append(batch)" in inspect.getsource(MessageAccumulator._append_batch)
+    assert "batch.drain_ready()" in inspect.getsource(MessageAccumulator._pop_batch)
+    assert "self._retry_count += 1" in inspect.getsource(MessageBatch.drain_ready)
+    assert "self._batches[tp].appendleft(batch)" in inspect.getsource(MessageAccumulator.reenqueue)

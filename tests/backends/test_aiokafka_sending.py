@@ -76,6 +76,22 @@ async def test_budget_returns_room_granted_to_a_cancelled_waiter() -> None:
     assert budget.used == 0
 
 
+async def test_budget_lets_the_next_waiter_in_when_the_head_is_cancelled() -> None:
+    budget = QueueBudget(10)
+    assert budget.try_acquire(8)
+    head = asyncio.ensure_future(budget.acquire(5, 5.0))
+    await asyncio.sleep(0)
+    behind = asyncio.ensure_future(budget.acquire(2, 5.0))
+    await asyncio.sleep(0)
+    head.cancel()  # the room behind it fits at once: nobody must wait for the next release
+    with pytest.raises(asyncio.CancelledError):
+        await head
+    began = time.monotonic()
+    assert await behind
+    assert time.monotonic() - began < 1.0
+    assert budget.used == 10
+
+
 # -- against a broker -----------------------------------------------------------------------
 
 
@@ -157,6 +173,20 @@ async def test_a_full_queue_fails_with_queue_full_not_written(
     assert codes[100:] == ["STREAMING_QUEUE_FULL"] * 200
     assert {result.error.context["delivery"] for result in results[100:]} == {"not_written"}
     assert budget.used <= budget.capacity
+
+
+@pytest.mark.broker
+async def test_more_sends_at_once_than_the_queue_holds_join_in_turns(
+    client: StreamingClient,
+) -> None:
+    producer, topic = await _producer(client, partitions=1)
+    _ok(await producer.send(topic, StreamingMessage(b"before")))
+    producer._sender._budget = QueueBudget(100)  # type: ignore[attr-defined]
+    first = [asyncio.ensure_future(producer.send(topic, StreamingMessage(b"a"))) for _ in range(50)]
+    await asyncio.sleep(0)  # queued: aiokafka holds their batch while the next sends arrive
+    more = [asyncio.ensure_future(producer.send(topic, StreamingMessage(b"b"))) for _ in range(150)]
+    results = [_ok(outcome) for outcome in await asyncio.gather(*first, *more)]
+    assert len(_positions(results)) == 200
 
 
 def test_results_are_plain_produce_results() -> None:

@@ -9,10 +9,12 @@ from qi.base import ErrorCategory
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming.backends.confluent._errors import (
     ERROR_CODES,
+    NEVER_SENT_CODES,
     NOT_WRITTEN_CODES,
     OPERATION_FALLBACK,
     RETRIABLE,
     kafka_error,
+    reported_delivery,
     translate_exception,
 )
 
@@ -38,7 +40,13 @@ def test_no_code_is_both_mapped_and_a_fallback() -> None:
 
 def test_the_table_names_only_real_codes() -> None:
     names = _kafka_error_names()
-    for listed in (set(ERROR_CODES), OPERATION_FALLBACK, RETRIABLE, NOT_WRITTEN_CODES):
+    for listed in (
+        set(ERROR_CODES),
+        OPERATION_FALLBACK,
+        RETRIABLE,
+        NOT_WRITTEN_CODES,
+        NEVER_SENT_CODES,
+    ):
         assert listed <= names, sorted(listed - names)
 
 
@@ -118,16 +126,28 @@ def test_connecting_reports_a_connection_failure_unless_it_is_about_identity() -
 
 
 def test_produce_failures_say_whether_the_message_may_be_written() -> None:
-    def delivery(code: int) -> object:
-        error = kafka_error(KafkaError(code), "send", ErrorCode.PRODUCE_FAILED, delivery=True)
-        return error.context["delivery"]
+    def once(code: int) -> str:
+        return reported_delivery(KafkaError(code), retries=False)
 
-    assert delivery(KafkaError._UNKNOWN_PARTITION) == NOT_WRITTEN
-    assert delivery(KafkaError.UNKNOWN_TOPIC_OR_PART) == NOT_WRITTEN
-    assert delivery(KafkaError._PURGE_QUEUE) == NOT_WRITTEN
-    assert delivery(KafkaError._MSG_TIMED_OUT) == DELIVERY_UNKNOWN
-    assert delivery(KafkaError._PURGE_INFLIGHT) == DELIVERY_UNKNOWN
-    assert delivery(KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND) == DELIVERY_UNKNOWN
+    def retried(code: int) -> str:
+        return reported_delivery(KafkaError(code), retries=True)
+
+    # Sent at most once: a refusal or a purge from the queue means never written.
+    assert once(KafkaError._UNKNOWN_PARTITION) == NOT_WRITTEN
+    assert once(KafkaError.UNKNOWN_TOPIC_OR_PART) == NOT_WRITTEN
+    assert once(KafkaError._PURGE_QUEUE) == NOT_WRITTEN
+    assert once(KafkaError._MSG_TIMED_OUT) == DELIVERY_UNKNOWN
+    assert once(KafkaError._PURGE_INFLIGHT) == DELIVERY_UNKNOWN
+    assert once(KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND) == DELIVERY_UNKNOWN
+    # Retried: an earlier attempt whose answer was lost may have been written, whatever
+    # happened to the retry (refused, purged, its topic or partition gone).
+    assert retried(KafkaError.UNKNOWN_TOPIC_OR_PART) == DELIVERY_UNKNOWN
+    assert retried(KafkaError._PURGE_QUEUE) == DELIVERY_UNKNOWN
+    assert retried(KafkaError._UNKNOWN_PARTITION) == DELIVERY_UNKNOWN
+    assert retried(KafkaError.MSG_SIZE_TOO_LARGE) == DELIVERY_UNKNOWN
+    assert retried(KafkaError._VALUE_SERIALIZATION) == NOT_WRITTEN
+    # Every certainty with retries is one without them.
+    assert NEVER_SENT_CODES <= NOT_WRITTEN_CODES
 
 
 def test_exceptions_are_translated() -> None:

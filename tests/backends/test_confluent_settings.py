@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 from typing import Any
@@ -114,6 +115,16 @@ def test_plain_producer_settings(acks: Any, native: int) -> None:
     assert settings["enable.idempotence"] is False
     assert settings["acks"] == native
     assert settings["message.send.max.retries"] == 3
+
+
+def test_a_plain_producer_that_retries_keeps_one_request_in_flight() -> None:
+    # Order within a partition: a retried request must not land after later ones.
+    plain = ProducerConfig(idempotent=False, acks=1, max_in_flight=5)
+    retrying = producer_settings(_config(), plain)
+    assert retrying["max.in.flight.requests.per.connection"] == 1
+    once = producer_settings(dataclasses.replace(_config(), retry_attempts=0), plain)
+    assert once["max.in.flight.requests.per.connection"] == 5
+    assert once["message.send.max.retries"] == 0
 
 
 @pytest.mark.parametrize(("from_beginning", "reset"), [(True, "earliest"), (False, "latest")])

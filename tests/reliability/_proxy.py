@@ -5,6 +5,7 @@
         cluster.proxy.cut()                 # drop every open connection; clients reconnect
         cluster.proxy.stall()               # accept and read, forward nothing, never answer
         cluster.proxy.add_latency(0.2)      # hold every chunk 0.2 s before forwarding it
+        cluster.proxy.drop_produce_requests(1)  # swallow the next Produce request unseen
         cluster.proxy.restore()             # no latency, forwarding again
         cluster.broker.restart()            # the broker process itself, same port
 
@@ -27,6 +28,7 @@ from typing import Any, Final
 from ._loop_thread import LOOPBACK, FrontedBroker, LoopThreadServer
 
 _CHUNK: Final = 65536
+_PRODUCE_API_KEY: Final = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -65,8 +67,11 @@ class FaultProxy(LoopThreadServer):
         self._links: set[_Link] = set()
         self._flowing: asyncio.Event | None = None
         self._latency = 0.0
+        self._produce_drops = 0
         self.accepted = 0
         """Client connections accepted since start: proof that clients came through here."""
+        self.dropped = 0
+        """Produce requests swallowed by :meth:`drop_produce_requests` since start."""
 
     @property
     def active(self) -> int:
@@ -89,6 +94,12 @@ class FaultProxy(LoopThreadServer):
     def add_latency(self, seconds: float) -> None:
         """Hold every chunk ``seconds`` before forwarding it, in both directions."""
         self._latency = max(0.0, float(seconds))
+
+    def drop_produce_requests(self, count: int = 1) -> None:
+        """Swallow the next ``count`` Produce requests clients send: the broker never sees
+        them and nobody answers, while later requests on the same connection go through
+        (as when a request is lost or its answer never comes)."""
+        self._produce_drops = max(0, count)
 
     def restore(self) -> None:
         """No latency and forwarding again; data held during a stall is delivered now."""
@@ -133,7 +144,7 @@ class FaultProxy(LoopThreadServer):
             host, port = self._upstream()
             upstream_reader, link.upstream = await asyncio.open_connection(host, port)
             pumps = [
-                asyncio.create_task(self._pump(reader, link.upstream)),
+                asyncio.create_task(self._pump_requests(reader, link.upstream)),
                 asyncio.create_task(self._pump(upstream_reader, writer)),
             ]
             try:
@@ -148,6 +159,26 @@ class FaultProxy(LoopThreadServer):
         finally:
             self._links.discard(link)
             link.abort()
+
+    async def _pump_requests(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Client to broker, one Kafka request at a time (a 4-byte size, then the request,
+        whose header starts with its API key), so that a Produce request can be dropped."""
+        assert self._flowing is not None
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                size = await reader.readexactly(4)
+                request = await reader.readexactly(int.from_bytes(size, "big"))
+                if self._latency > 0:
+                    await asyncio.sleep(self._latency)
+                await self._flowing.wait()
+                if self._produce_drops and int.from_bytes(request[:2], "big") == _PRODUCE_API_KEY:
+                    self._produce_drops -= 1
+                    self.dropped += 1
+                    continue
+                writer.write(size + request)
+                await writer.drain()
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._flowing is not None

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
+from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
 from qi.base.streaming._endpoint import Endpoint, State, operation
 from qi.base.streaming._types import (
@@ -34,6 +34,13 @@ def _signature(
 
 
 _SEND_SIGNATURE: Final = inspect.signature(_signature)
+
+
+def with_verdict(error: QiError) -> QiError:
+    """A produce failure that does not say whether its message was written may have been."""
+    if "delivery" in error.context:
+        return error
+    return error.with_context(delivery=DELIVERY_UNKNOWN)
 
 
 async def _send_flexibly(
@@ -67,7 +74,10 @@ async def _send_flexibly(
         rejection = self._message_rejection(message, "send", topic)
         if rejection is not None:
             return Failure(rejection)
-        return await self._send(topic, message)
+        outcome = await self._send(topic, message)
+        if type(outcome) is Failure:
+            return Failure(with_verdict(outcome.error))
+        return outcome
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -226,6 +236,14 @@ class StreamingProducer(Endpoint):
             )
         return None
 
+    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+        # Whatever escaped the backend, the caller must be able to judge a resend.
+        return with_verdict(super()._escaped(exc, operation, fallback))
+
+    def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
+        # Refused before anything was handed to a backend.
+        return super()._wrong_call(operation, exc).with_context(delivery=NOT_WRITTEN)
+
     def _rejected(
         self, code: ErrorCode, message: str, operation: str, topic: object, **context: object
     ) -> QiError:
@@ -243,7 +261,7 @@ class StreamingProducer(Endpoint):
         # Each failure says which message of the caller's batch it is (the backend saw only
         # the messages that passed validation, so only here are the positions right).
         per_message: tuple[Result[ProduceResult, QiError], ...] = tuple(
-            Failure(outcome.with_context(index=index))
+            Failure(with_verdict(outcome).with_context(index=index))
             if isinstance(outcome, QiError)
             else Success(outcome)
             for index, outcome in enumerate(outcomes)

@@ -1,6 +1,6 @@
 """``python -m qi.base.streaming.cli``: the same as the ``qi-stream`` console script."""
 
-from qi.base.streaming.cli._app import main
+from qi.base.streaming.cli import main
 
 if __name__ == "__main__":
     main()

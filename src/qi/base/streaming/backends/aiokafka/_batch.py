@@ -89,6 +89,8 @@ class QueuedBatch:
     """Timestamp (ms) of the record at each position."""
     future: asyncio.Future[Any] | None = None
     """aiokafka's delivery future, once queued."""
+    native: Any = None
+    """aiokafka's own batch, once queued: its ``retry_count`` says how often it was sent."""
     refused: Exception | None = None
     """Why aiokafka would not queue it (nothing of it was sent)."""
 
@@ -194,6 +196,11 @@ class Layout:
             "timestamp_ms": now if stamp is None else milliseconds(stamp),
             "headers": _native_headers(message.headers),
         }
+
+    def last_queued(self, topic: str, partition: int) -> Any:
+        """aiokafka's batch into which ``send()``/``send_batch()`` has just queued records
+        for ``partition``: the last of the partition, as long as the loop has not run since."""
+        return self._producer._message_accumulator._batches[TopicPartition(topic, partition)][-1]
 
     def queued_anything(self, topic: str) -> bool:
         """Whether aiokafka still holds an unsent batch for a partition of ``topic``."""

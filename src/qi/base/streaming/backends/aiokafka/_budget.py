@@ -43,22 +43,22 @@ class QueueBudget:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (count, waiter)
         self._waiters.append(entry)
+        cancelled = True
         try:
             async with asyncio.timeout(patience):
                 await waiter
+            cancelled = False
         except TimeoutError:
-            pass
-        except BaseException:  # cancelled: room granted meanwhile goes back
-            if waiter.done() and not waiter.cancelled():
-                self.release(count)
-            raise
+            cancelled = False
         finally:
             if entry in self._waiters:
                 self._waiters.remove(entry)
-        if waiter.done() and not waiter.cancelled():
-            return True  # _wake() took the room for us
-        self._wake()  # we may have been the head blocking smaller sends behind us
-        return False
+            granted = waiter.done() and not waiter.cancelled()  # _wake() took the room for us
+            if granted and cancelled:
+                self.release(count)  # cancelled once the room was ours: it goes back
+            elif not granted:
+                self._wake()  # we may have been the head blocking smaller sends behind us
+        return granted
 
     def release(self, count: int) -> None:
         """Give back room for ``count`` messages."""

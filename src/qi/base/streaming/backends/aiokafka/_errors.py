@@ -5,7 +5,8 @@ walks the module and fails on a new, unlisted class). An entry's code may be
 None: such errors say "this operation failed" and take the operation's own
 code (STREAMING_PRODUCE_FAILED for a send, STREAMING_ADMIN_FAILED for an admin
 call, ...). ``rejects`` marks broker answers that certainly refused a produce
-request, so a failed send can say its message was not written.
+request, so a failed send can say its message was not written (when that request
+was the batch's first attempt: see ``delivery_after``).
 
 The original name travels in ``context["kafka_error"]`` (the broker's error name
 for numbered errors, such as ``UNKNOWN_TOPIC_OR_PARTITION``, else the class
@@ -20,7 +21,7 @@ from typing import Any, Final, NamedTuple
 from aiokafka import errors as kafka
 
 from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode, streaming_error
+from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode, streaming_error
 
 
 class Entry(NamedTuple):
@@ -222,3 +223,11 @@ def rejects(exc: BaseException) -> bool:
     """Whether a produce request that failed with ``exc`` was certainly not written."""
     entry = entry_for(exc)
     return entry is not None and entry.rejects
+
+
+def delivery_after(exc: BaseException, attempts: int) -> str:
+    """The ``delivery`` verdict of a record batch that failed with ``exc`` after aiokafka
+    took it for sending ``attempts`` times: a refusal proves nothing about an earlier
+    attempt, whose answer was lost (that is why aiokafka retried) and which may have
+    been written."""
+    return NOT_WRITTEN if attempts <= 1 and rejects(exc) else DELIVERY_UNKNOWN

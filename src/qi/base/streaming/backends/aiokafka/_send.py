@@ -92,10 +92,15 @@ class Sender:
         results: list[Any] = [None] * len(messages)
         batches: list[QueuedBatch] = []
         layout = Layout(producer, topic, self._rotation)
-        if operation == "send" and layout.queued_anything(topic):
+        if (
+            operation == "send"
+            and len(messages) <= self._budget.capacity
+            and layout.queued_anything(topic)
+        ):
             # aiokafka still holds a batch of ours for this topic (sends arriving one loop
             # iteration after another): join its open batches, or every iteration's few
-            # messages would wait for a request of their own.
+            # messages would wait for a request of their own. More than the budget holds at
+            # once go the batch way, in turns.
             await self._join(producer, topic, layout, messages, results, deadline)
             self._rotation = layout.rotation
             return results
@@ -109,13 +114,20 @@ class Sender:
                 results[start:] = [full] * (total - start)
                 break
             try:
-                queued = await self._lay_out(
-                    producer, topic, layout, messages, start, count, results, operation
+                queued, unknown = await self._lay_out(
+                    producer, topic, layout, messages, start, count
                 )
             except BaseException:
                 budget.release(count)
                 raise
-            await self._queue(producer, topic, queued, deadline)
+            if unknown:
+                budget.release(len(unknown))
+                for index in unknown:
+                    results[index] = self._no_partition(
+                        topic, messages[index].partition, layout, operation
+                    )
+            # From here the room of every queued batch is _queue's to give back.
+            await self._queue(producer, topic, layout, queued, deadline)
             batches.extend(queued)
             start += count
         self._rotation = layout.rotation
@@ -142,25 +154,16 @@ class Sender:
         messages: Sequence[StreamingMessage],
         start: int,
         count: int,
-        results: list[Any],
-        operation: str,
-    ) -> list[QueuedBatch]:
+    ) -> tuple[list[QueuedBatch], list[int]]:
         try:
-            queued, unknown = layout.build(messages, start, start + count, strict=False)
+            return layout.build(messages, start, start + count, strict=False)
         except UnknownPartition:
             # Partitions may have been added since the metadata was cached: look once more.
             async with asyncio.timeout(self._config.request_timeout):
                 await producer.client.force_metadata_update()
             rotation = layout.rotation
             layout.__init__(producer, topic, rotation)  # type: ignore[misc]
-            queued, unknown = layout.build(messages, start, start + count, strict=True)
-        if unknown:
-            self._budget.release(len(unknown))
-            for index in unknown:
-                results[index] = self._no_partition(
-                    topic, messages[index].partition, layout, operation
-                )
-        return queued
+            return layout.build(messages, start, start + count, strict=True)
 
     async def _join(
         self,
@@ -174,7 +177,7 @@ class Sender:
         """Each message through aiokafka's ``send()``, into the partition's open batch."""
         loop, budget = asyncio.get_running_loop(), self._budget
         now = int(time.time() * 1000)
-        joined: list[tuple[int, int, int, asyncio.Future[Any]]] = []
+        joined: list[tuple[int, int, int, asyncio.Future[Any], Any]] = []
         held = 0  # room taken in the budget for messages not handed to aiokafka yet
         index = 0
         try:
@@ -198,7 +201,8 @@ class Sender:
                     held -= 1
                     future.add_done_callback(retrieve)
                     budget.release_when_done(future, 1)
-                    joined.append((index, partition, native["timestamp_ms"], future))
+                    queued_in = layout.last_queued(topic, partition)
+                    joined.append((index, partition, native["timestamp_ms"], future, queued_in))
         except (TimeoutError, KafkaError) as exc:
             refused = self._refused(exc, "send", topic)
             for rest in range(index, len(messages)):
@@ -208,10 +212,10 @@ class Sender:
             if held:
                 budget.release(held)
         if joined:
-            await self._wait([future for _, _, _, future in joined], deadline)
+            await self._wait([future for _, _, _, future, _ in joined], deadline)
         stamps = Stamps()
-        for index, partition, stamp_ms, future in joined:
-            batch = QueuedBatch(partition, None, [index], [stamp_ms], future)
+        for index, partition, stamp_ms, future, queued_in in joined:
+            batch = QueuedBatch(partition, None, [index], [stamp_ms], future, native=queued_in)
             failure = self._batch_failure(batch, topic, "send")
             if failure is not None:
                 results[index] = failure
@@ -240,17 +244,23 @@ class Sender:
         )
 
     async def _queue(
-        self, producer: Any, topic: str, batches: list[QueuedBatch], deadline: float
+        self,
+        producer: Any,
+        topic: str,
+        layout: Layout,
+        batches: list[QueuedBatch],
+        deadline: float,
     ) -> None:
         """Hand the batches to aiokafka in order; each keeps its room in the budget until
-        aiokafka resolves it."""
+        aiokafka resolves it, and a batch not handed over gives its room back at once."""
         budget, loop = self._budget, asyncio.get_running_loop()
-        for batch in batches:
+        for position, batch in enumerate(batches):
             remaining = deadline - loop.time()
             try:
                 if remaining <= 0:
                     raise KafkaTimeoutError("request_timeout passed before the batch was queued")
                 # aiokafka waits (up to its request timeout) for the partition's previous batch.
+                # It appends the batch after its last wait, so a cancelled call queued nothing.
                 async with asyncio.timeout(remaining):
                     future = await producer.send_batch(
                         batch.builder, topic, partition=batch.partition
@@ -259,7 +269,11 @@ class Sender:
                 batch.refused = exc
                 budget.release(len(batch.indexes))
                 continue
+            except BaseException:  # cancelled: this batch and the later ones were never handed over
+                budget.release(sum(len(rest.indexes) for rest in batches[position:]))
+                raise
             batch.future = future
+            batch.native = layout.last_queued(topic, batch.partition)
             future.add_done_callback(retrieve)
             budget.release_when_done(future, len(batch.indexes))
 
@@ -308,7 +322,7 @@ class Sender:
             )
         exc = future.exception()
         if exc is not None:
-            delivery = NOT_WRITTEN if _errors.rejects(exc) else DELIVERY_UNKNOWN
+            delivery = _errors.delivery_after(exc, batch.native.retry_count)
             return self._owner._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
                 topic=topic, delivery=delivery
             )

@@ -147,7 +147,16 @@ NOT_WRITTEN_CODES: Final[frozenset[str]] = frozenset(
         "TRANSACTIONAL_ID_AUTHORIZATION_FAILED _AUTHENTICATION SASL_AUTHENTICATION_FAILED"
     ).split()
 )
-"""Produce failures after which the message is certainly not in the log."""
+"""Produce failures after which the message is certainly not in the log, when librdkafka
+sent it at most once (see ``reported_delivery``)."""
+
+NEVER_SENT_CODES: Final[frozenset[str]] = frozenset(
+    (
+        "_INVALID_ARG _BAD_MSG _KEY_SERIALIZATION _VALUE_SERIALIZATION "
+        "_INVALID_DIFFERENT_RECORD _QUEUE_FULL"
+    ).split()
+)
+"""Delivery-report errors librdkafka gives only to a message it never sent."""
 
 # Contract codes a connect attempt reports as such; anything else means "no broker answered".
 _CONNECT_KEEPS: Final = frozenset(
@@ -168,21 +177,33 @@ def contract_code(name: str, fallback: ErrorCode) -> ErrorCode:
     return ERROR_CODES.get(name, fallback)
 
 
+def reported_delivery(error: KafkaError, *, retries: bool) -> str:
+    """The ``delivery`` verdict on a message librdkafka reported failed with ``error``.
+
+    confluent-kafka does not expose librdkafka's verdict (``rd_kafka_message_status``:
+    not, possibly or certainly persisted). A producer that sends a message at most once
+    can trust the error: a broker's refusal or a purge from the queue means not written.
+    One that ``retries`` cannot: librdkafka retries a request whose answer was lost, that
+    attempt may have been written, and the last error (a refusal, a topic or partition
+    gone from the metadata, a purge of the retry) says nothing about it. Only errors
+    librdkafka gives to messages it never sent are certain then.
+    """
+    name = error_name(error)
+    certain = NEVER_SENT_CODES if retries else NOT_WRITTEN_CODES
+    return NOT_WRITTEN if name in certain else DELIVERY_UNKNOWN
+
+
 def kafka_error(
     error: KafkaError,
     operation: str,
     fallback: ErrorCode,
-    *,
-    delivery: bool = False,
     **context: Any,
 ) -> QiError:
-    """Translate a librdkafka error; ``delivery`` adds the produce-failure ``delivery`` field."""
+    """Translate a librdkafka error; produce failures pass their verdict in ``delivery``."""
     name = error_name(error)
     code = contract_code(name, fallback)
     if operation == "connect" and code not in _CONNECT_KEEPS:
         code = ErrorCode.CONNECTION_FAILED
-    if delivery:
-        context["delivery"] = NOT_WRITTEN if name in NOT_WRITTEN_CODES else DELIVERY_UNKNOWN
     return streaming_error(
         code,
         f"{operation} failed: {error.str()}",

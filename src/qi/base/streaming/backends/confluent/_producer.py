@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Final, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -31,6 +31,7 @@ from qi.base.streaming.backends.confluent._delivery import DeliveryHub, Outcome,
 from qi.base.streaming.backends.confluent._errors import (
     IMPLEMENTATION,
     kafka_error,
+    reported_delivery,
     translate_exception,
 )
 from qi.base.streaming.backends.confluent._settings import producer_settings, redacted
@@ -79,6 +80,9 @@ class ConfluentProducer(StreamingProducer):
         self._hub: DeliveryHub | None = None
         self._worker: BlockingWorker | None = None
         self._finish_one = self._finish_send  # bound once, not per send
+        # Whether librdkafka may send a message more than once (the idempotent producer
+        # retries until message.timeout.ms): then a failure says less about earlier attempts.
+        self._retries = producer_config.idempotent or config.retry_attempts > 0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -139,6 +143,8 @@ class ConfluentProducer(StreamingProducer):
             hub.release(report)
             return self._send_slowly(hub, producer, sends, message)
         hub.handed_over(sends, 1)
+        if message.partition is not None and self._retries:
+            return self._settled(sends.future, topic, message)
         return sends.future
 
     async def _send_slowly(
@@ -146,7 +152,19 @@ class ConfluentProducer(StreamingProducer):
     ) -> Result[ProduceResult, QiError]:
         produced = await self._produce(hub, producer, sends, (message,), "send")
         hub.handed_over(sends, produced)
-        result: Result[ProduceResult, QiError] = await sends.future
+        return await self._settled(sends.future, sends.topic, message)
+
+    async def _settled(
+        self,
+        pending: Awaitable[Result[ProduceResult, QiError]],
+        topic: str,
+        message: StreamingMessage,
+    ) -> Result[ProduceResult, QiError]:
+        result = await pending
+        if isinstance(result, Failure) and self._retries:
+            outcomes: list[ProduceResult | QiError] = [result.error]
+            await self._settle_missing_partitions(topic, (message,), outcomes)
+            return Failure(cast(QiError, outcomes[0]))
         return result
 
     def _finish_send(self, sends: Sends) -> Result[ProduceResult, QiError]:
@@ -173,7 +191,10 @@ class ConfluentProducer(StreamingProducer):
         await sends.future
         outcomes = sends.outcomes
         if sends.failed or sends.delivered != len(outcomes):
-            return [self._outcome(outcome, operation, topic) for outcome in outcomes]
+            results = [self._outcome(outcome, operation, topic) for outcome in outcomes]
+            if self._retries:
+                await self._settle_missing_partitions(topic, messages, results)
+            return results
         return outcomes  # type: ignore[return-value]  # every message was acknowledged
 
     async def _produce(
@@ -232,9 +253,9 @@ class ConfluentProducer(StreamingProducer):
                         return produced
                     if exists:
                         continue
-                    self._fail_rest(sends, index, error)
+                    self._fail_rest(sends, index, self._refused(error, operation, topic))
                     return produced
-                outcomes[index] = error
+                outcomes[index] = self._refused(error, operation, topic)
             except Exception as exc:  # never strand the messages already handed over
                 release(report)
                 outcomes[index] = self._unsent(exc, operation, sends)
@@ -245,13 +266,56 @@ class ConfluentProducer(StreamingProducer):
 
     async def _topic_exists(self, topic: str) -> bool:
         """Refresh librdkafka's metadata of ``topic`` and say whether it exists."""
+        return await self._partition_count(topic) is not None
+
+    async def _partition_count(self, topic: str) -> int | None:
+        """Refresh librdkafka's metadata of ``topic``: its partition count, None if it does
+        not exist."""
         producer, worker = self._producer, self._worker
         if producer is None or worker is None:
-            return False
+            return None
         timeout = min(self._config.request_timeout, self._config.connection_timeout)
         metadata = await worker.run(functools.partial(producer.list_topics, topic, timeout))
         found = metadata.topics.get(topic)
-        return found is not None and found.error is None
+        return None if found is None or found.error is not None else len(found.partitions)
+
+    async def _settle_missing_partitions(
+        self,
+        topic: str,
+        messages: Sequence[StreamingMessage],
+        results: list[ProduceResult | QiError],
+    ) -> None:
+        """Say ``not_written`` for messages reported ``_UNKNOWN_PARTITION`` whose explicit
+        partition the topic does not have.
+
+        librdkafka reports a partition that never existed (a message produced before it
+        knew the topic) as it reports one whose topic went away after an attempt was
+        sent, which may have been written. Kafka never removes partitions, so one beyond
+        the topic's count never received anything.
+        """
+        named = [
+            index
+            for index, result in enumerate(results)
+            if isinstance(result, QiError)
+            and result.context.get("kafka_error") == "_UNKNOWN_PARTITION"
+            and result.context.get("delivery") == DELIVERY_UNKNOWN
+            and messages[index].partition is not None
+        ]
+        if not named:
+            return
+        try:
+            count = await self._partition_count(topic)
+        except (KafkaException, RuntimeError):  # no answer, or closing: stay unknown
+            return
+        for index in named:
+            if count is not None and cast(int, messages[index].partition) >= count:
+                results[index] = cast(QiError, results[index]).with_context(delivery=NOT_WRITTEN)
+
+    def _refused(self, error: KafkaError, operation: str, topic: str) -> QiError:
+        """A message ``produce()`` refused: librdkafka never took it."""
+        return kafka_error(
+            error, operation, ErrorCode.PRODUCE_FAILED, topic=topic, delivery=NOT_WRITTEN
+        )
 
     def _unsent(self, exc: BaseException, operation: str, sends: Sends) -> QiError:
         return translate_exception(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
@@ -259,7 +323,7 @@ class ConfluentProducer(StreamingProducer):
         )
 
     @staticmethod
-    def _fail_rest(sends: Sends, start: int, error: KafkaError | QiError) -> None:
+    def _fail_rest(sends: Sends, start: int, error: QiError) -> None:
         outcomes = sends.outcomes
         for index in range(start, len(outcomes)):
             outcomes[index] = error
@@ -278,9 +342,13 @@ class ConfluentProducer(StreamingProducer):
     def _outcome(self, outcome: Outcome, operation: str, topic: str) -> ProduceResult | QiError:
         if isinstance(outcome, ProduceResult | QiError):
             return outcome
-        if isinstance(outcome, KafkaError):
+        if isinstance(outcome, KafkaError):  # from a delivery report
             return kafka_error(
-                outcome, operation, ErrorCode.PRODUCE_FAILED, delivery=True, topic=topic
+                outcome,
+                operation,
+                ErrorCode.PRODUCE_FAILED,
+                topic=topic,
+                delivery=reported_delivery(outcome, retries=self._retries),
             )
         return self._error(
             ErrorCode.PRODUCE_FAILED,

@@ -97,6 +97,9 @@ def producer_settings(config: StreamingConfig, producer: ProducerConfig) -> Sett
             "compression.type": producer.compression,
             "linger.ms": min(900_000.0, producer.linger * 1000),
             "max.in.flight.requests.per.connection": producer.max_in_flight,
+            # Kafka's Java client's key hash (librdkafka's default is CRC-32): a key lands on
+            # the same partition whichever backend, or Java service, wrote it.
+            "partitioner": "murmur2_random",
             "message.max.bytes": min(
                 1_000_000_000, max(1_000, producer.max_message_bytes + MESSAGE_OVERHEAD_BYTES)
             ),
@@ -112,6 +115,13 @@ def producer_settings(config: StreamingConfig, producer: ProducerConfig) -> Sett
         # The idempotent producer retries until message.timeout.ms (that is what keeps
         # it exactly-once and in order); a plain one retries retry_attempts times.
         settings["message.send.max.retries"] = config.retry_attempts
+        if config.retry_attempts > 0:
+            # A plain producer retries a failed request after the requests sent behind it
+            # were written, reordering the partition (CONFIGURATION.md: "retrying may cause
+            # reordering unless enable.idempotence is set"): one request in flight per
+            # connection keeps input order. The idempotent producer keeps it by sequence
+            # numbers with up to max_in_flight.
+            settings["max.in.flight.requests.per.connection"] = 1
     return settings
 
 

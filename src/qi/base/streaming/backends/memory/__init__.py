@@ -3,7 +3,7 @@
 Every client configured with the same ``brokers`` value talks to one
 :class:`MemoryBroker` holding topics, partitions, offsets and consumer groups,
 so tests and examples run without a server. Keyed messages are partitioned by
-CRC-32 of the key (librdkafka's consistent hash); groups share partitions with
+Kafka's murmur2 of the key, as the Java client does; groups share partitions with
 a sticky, balanced assignment and rebalance when members come and go or
 matching topics appear.
 
@@ -19,10 +19,10 @@ import logging
 
 from qi.base.streaming._config import StreamingConfig
 from qi.base.streaming._connector import StreamingConnector
+from qi.base.streaming._murmur2 import partition_for_key
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.backends.memory._connector import MemoryConnector
 from qi.base.streaming.backends.memory._errors import BrokerError
-from qi.base.streaming.backends.memory._log import partition_for_key
 
 __all__ = [
     "BrokerError",

@@ -31,6 +31,7 @@ from qi.base import QiError
 from qi.base.streaming._build import PRODUCE_RESULT_SETTERS
 from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import TopicConfig
+from qi.base.streaming._murmur2 import partition_for_key
 from qi.base.streaming._types import ConsumedMessage, ProduceResult, StreamingMessage, TopicMetadata
 from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
 from qi.base.streaming.backends.memory._group import ConsumerGroup
@@ -38,7 +39,6 @@ from qi.base.streaming.backends.memory._log import (
     Topic,
     datetime_from_ms,
     encode_headers,
-    partition_for_key,
     to_kafka_time,
 )
 

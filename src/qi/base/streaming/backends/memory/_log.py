@@ -1,4 +1,4 @@
-"""Topic storage: append-only partition logs and the partitioner.
+"""Topic storage: append-only partition logs.
 
 A partition is a list whose index is the offset, so offsets start at 0, grow by
 one per message and reading is a slice. A record is a plain tuple of key,
@@ -10,7 +10,6 @@ built when fetched.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,15 +27,6 @@ from qi.base.streaming.backends.memory._build import Record, consumed_messages
 
 # The memory broker is broker 0 and the only replica of every partition.
 BROKER_ID: Final = 0
-
-
-def partition_for_key(key: bytes, partitions: int) -> int:
-    """The partition of a keyed message: CRC-32 of the key modulo the partition count.
-
-    This is librdkafka's ``consistent`` hash (its default for keyed messages), so
-    it is stable across processes and Python versions, unlike ``hash()``.
-    """
-    return zlib.crc32(key) % partitions
 
 
 def datetime_from_ms(ms: int) -> datetime:
