@@ -55,7 +55,7 @@ def _produce(
     headers = message.headers
     produce(
         topic,
-        value if type(value) is bytes else bytes(value),
+        value if type(value) is bytes or value is None else bytes(value),
         message.key,
         -1 if message.partition is None else message.partition,
         report,
