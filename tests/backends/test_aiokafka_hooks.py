@@ -61,3 +61,24 @@ def test_batch_builders_still_count_what_they_forward() -> None:
     append = inspect.getsource(BatchBuilder.append)
     assert "self._builder.append(" in append and "self._relative_offset += 1" in append
     assert "return self._relative_offset" in inspect.getsource(BatchBuilder.record_count)
+
+
+def test_queued_batches_can_still_be_taken_out_and_failed() -> None:
+    # _vanished.DeletedTopicWatch fails a deleted topic's batches as aiokafka fails expired
+    # ones: _pop_batch (pending bookkeeping kept) then failure(); it finds them in _batches
+    # and hears of metadata refreshes through the cluster's listeners.
+    from aiokafka.cluster import ClusterMetadata
+    from aiokafka.producer.message_accumulator import MessageBatch
+
+    assert _parameters(MessageAccumulator._pop_batch) == ["self", "tp"]
+    assert "self._batches = collections.defaultdict(" in inspect.getsource(
+        MessageAccumulator.__init__
+    )
+    drain = inspect.getsource(MessageAccumulator.drain_by_nodes)
+    assert "batch = self._pop_batch(tp)" in drain and "batch.failure(exception=err)" in drain
+    assert _parameters(MessageBatch.failure) == ["self", "exception"]
+    assert _parameters(ClusterMetadata.add_listener) == ["self", "listener"]
+    from aiokafka.producer.transaction_manager import TransactionManager
+
+    assert "self._sequence_numbers[tp]" in inspect.getsource(TransactionManager.sequence_number)
+    assert "listener(self)" in inspect.getsource(ClusterMetadata.update_metadata)
