@@ -31,6 +31,7 @@ least once, and completing is idempotent on the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -78,7 +79,8 @@ class Sends:
         self.failed = 0
         self.expected: int | None = None
         self.future = future
-        """Resolved once every outcome is known: with ``finish(self)``, else with None."""
+        """Resolved once every outcome is known: with ``finish(self)`` (or what the future
+        it returns resolves to), else with None."""
         self.finish = finish
 
 
@@ -261,7 +263,10 @@ class DeliveryHub:
         except Exception as exc:  # reaches the awaiting caller, whose boundary reports it
             future.set_exception(exc)
         else:
-            future.set_result(result)
+            if isinstance(result, asyncio.Future):  # finish must ask the broker first
+                result.add_done_callback(functools.partial(_settle, future))
+            else:
+                future.set_result(result)
 
     # -- poll thread ---------------------------------------------------------------------------
 
@@ -335,3 +340,15 @@ class DeliveryHub:
             self._complete(sends)
         if not self._stopped.done():
             self._stopped.set_result(None)
+
+
+def _settle(future: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
+    """Resolve ``future`` as ``source`` was resolved (unless its caller gave up)."""
+    if future.done():
+        return
+    if source.cancelled():
+        future.cancel()
+    elif (exc := source.exception()) is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(source.result())

@@ -41,6 +41,14 @@ _WORKER_PATIENCE: Final = 1.0
 # Longest wait for librdkafka to make room in a full queue before trying again; the
 # poll thread normally wakes the waiter sooner.
 _SPACE_WAIT: Final = 0.05
+# Pause between metadata requests while librdkafka still believes a topic that exists
+# (deleted and created again) to be missing.
+_TOPIC_RECHECK: Final = 0.1
+
+
+class EpochTimestamp(ValueError):
+    """librdkafka cannot send a timestamp of 0 ms: it reads 0 as "now" (rd_kafka_msg_new0),
+    so such a message is refused rather than stamped with another time."""
 
 
 def _produce(
@@ -53,6 +61,12 @@ def _produce(
     value = message.value
     timestamp = message.timestamp
     headers = message.headers
+    if timestamp is None:
+        millis = 0  # librdkafka stamps the message with the current time
+    else:
+        millis = int(timestamp.timestamp() * 1000)
+        if not millis:
+            raise EpochTimestamp
     produce(
         topic,
         value if type(value) is bytes or value is None else bytes(value),
@@ -60,7 +74,7 @@ def _produce(
         -1 if message.partition is None else message.partition,
         report,
         None,
-        0 if timestamp is None else int(timestamp.timestamp() * 1000),
+        millis,
         list(headers.items()) if headers else None,
     )
 
@@ -149,9 +163,20 @@ class ConfluentProducer(StreamingProducer):
         result: Result[ProduceResult, QiError] = await sends.future
         return result
 
-    def _finish_send(self, sends: Sends) -> Result[ProduceResult, QiError]:
-        """The Result of a single send, once its outcome is known (on the loop)."""
-        outcome = self._outcome(sends.outcomes[0], "send", sends.topic)
+    def _finish_send(
+        self, sends: Sends
+    ) -> Result[ProduceResult, QiError] | asyncio.Future[Result[ProduceResult, QiError]]:
+        """The Result of a single send, once its outcome is known (on the loop); a future of
+        it when the broker must first be asked whether the topic still exists."""
+        outcome = sends.outcomes[0]
+        if _lost_partition(outcome):
+            return asyncio.ensure_future(self._finish_lost_partition(sends))
+        outcome = self._outcome(outcome, "send", sends.topic)
+        return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
+
+    async def _finish_lost_partition(self, sends: Sends) -> Result[ProduceResult, QiError]:
+        gone = await self._topic_gone(sends.topic)
+        outcome = self._outcome(sends.outcomes[0], "send", sends.topic, gone)
         return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
 
     async def _send_batch(
@@ -173,7 +198,8 @@ class ConfluentProducer(StreamingProducer):
         await sends.future
         outcomes = sends.outcomes
         if sends.failed or sends.delivered != len(outcomes):
-            return [self._outcome(outcome, operation, topic) for outcome in outcomes]
+            gone = any(map(_lost_partition, outcomes)) and await self._topic_gone(topic)
+            return [self._outcome(outcome, operation, topic, gone) for outcome in outcomes]
         return outcomes  # type: ignore[return-value]  # every message was acknowledged
 
     async def _produce(
@@ -190,7 +216,7 @@ class ConfluentProducer(StreamingProducer):
         release = hub.release
         outcomes = sends.outcomes
         deadline: float | None = None
-        topic_checked = False
+        topic_deadline: float | None = None
         produced = 0
         index = 0
         count = len(messages)
@@ -222,19 +248,27 @@ class ConfluentProducer(StreamingProducer):
             except KafkaException as exc:
                 release(report)
                 error = exc.args[0]
-                if error.code() == KafkaError._UNKNOWN_TOPIC and not topic_checked:
-                    # librdkafka remembers a topic it found missing; it may exist by now.
-                    topic_checked = True
+                if error.code() == KafkaError._UNKNOWN_TOPIC:
+                    # librdkafka remembers a topic it found missing; it may exist by now. One
+                    # deleted and created again it believes back only after one more metadata
+                    # answer, topic.metadata.propagation.max.ms after it saw the topic again.
+                    now = time.monotonic()
+                    if topic_deadline is None:
+                        topic_deadline = now + self._config.request_timeout
                     try:
-                        exists = await self._topic_exists(sends.topic)
+                        exists = now < topic_deadline and await self._topic_exists(topic)
                     except Exception as lookup:
                         self._fail_rest(sends, index, self._unsent(lookup, operation, sends))
                         return produced
-                    if exists:
-                        continue
-                    self._fail_rest(sends, index, error)
-                    return produced
+                    if not exists:
+                        self._fail_rest(sends, index, error)
+                        return produced
+                    await asyncio.sleep(_TOPIC_RECHECK)
+                    continue
                 outcomes[index] = error
+            except EpochTimestamp:
+                release(report)
+                outcomes[index] = self._epoch_refused(operation, topic)
             except Exception as exc:  # never strand the messages already handed over
                 release(report)
                 outcomes[index] = self._unsent(exc, operation, sends)
@@ -252,6 +286,23 @@ class ConfluentProducer(StreamingProducer):
         metadata = await worker.run(functools.partial(producer.list_topics, topic, timeout))
         found = metadata.topics.get(topic)
         return found is not None and found.error is None
+
+    async def _topic_gone(self, topic: str) -> bool:
+        """Whether the broker says ``topic`` does not exist (False when it cannot be asked)."""
+        try:
+            return not await self._topic_exists(topic)
+        except Exception:
+            return False
+
+    def _epoch_refused(self, operation: str, topic: str) -> QiError:
+        return self._error(
+            ErrorCode.INVALID_MESSAGE,
+            "the confluent backend cannot send a timestamp of 0 ms (librdkafka reads 0 as "
+            '"now"): use one from 1 ms on, or the aiokafka or memory backend',
+            operation,
+            topic=topic,
+            delivery=NOT_WRITTEN,
+        )
 
     def _unsent(self, exc: BaseException, operation: str, sends: Sends) -> QiError:
         return translate_exception(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
@@ -275,10 +326,18 @@ class ConfluentProducer(StreamingProducer):
             retriable=True,
         )
 
-    def _outcome(self, outcome: Outcome, operation: str, topic: str) -> ProduceResult | QiError:
+    def _outcome(
+        self, outcome: Outcome, operation: str, topic: str, gone: bool = False
+    ) -> ProduceResult | QiError:
+        """``gone``: the topic no longer exists, so a partition lost under a queued message
+        is the topic's deletion, not a partition the message named wrongly."""
         if isinstance(outcome, ProduceResult | QiError):
             return outcome
         if isinstance(outcome, KafkaError):
+            if gone and _lost_partition(outcome):
+                outcome = KafkaError(
+                    KafkaError.UNKNOWN_TOPIC_OR_PART, f"topic {topic!r} does not exist any more"
+                )
             return kafka_error(
                 outcome, operation, ErrorCode.PRODUCE_FAILED, delivery=True, topic=topic
             )
@@ -289,3 +348,10 @@ class ConfluentProducer(StreamingProducer):
             topic=topic,
             delivery=DELIVERY_UNKNOWN,
         )
+
+
+def _lost_partition(outcome: Outcome) -> bool:
+    """librdkafka failed a queued message because its partition vanished from the metadata:
+    the topic was deleted (Kafka never takes partitions away), or the message named one the
+    topic never had."""
+    return type(outcome) is KafkaError and outcome.code() == KafkaError._UNKNOWN_PARTITION
