@@ -81,4 +81,6 @@ def test_queued_batches_can_still_be_taken_out_and_failed() -> None:
     from aiokafka.producer.transaction_manager import TransactionManager
 
     assert "self._sequence_numbers[tp]" in inspect.getsource(TransactionManager.sequence_number)
+    # _sequences.give_back_refused_sequences: numbers are given out as a batch is popped.
+    assert "increment_sequence_number(" in inspect.getsource(MessageAccumulator._pop_batch)
     assert "listener(self)" in inspect.getsource(ClusterMetadata.update_metadata)

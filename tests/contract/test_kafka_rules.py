@@ -92,6 +92,7 @@ async def test_a_compacted_topic_refuses_records_without_a_key(
     for result in refused:
         error = expect_produce_failure(result, "STREAMING_INVALID_MESSAGE", implementation=backend)
         assert error.context["delivery"] == "not_written"
+    ok(await producer.send(topic, StreamingMessage(b"keyed", key="k", partition=0)))
 
 
 @pytest.mark.kafka_rules
@@ -118,6 +119,10 @@ async def test_the_broker_limit_counts_the_record_batch(
         implementation=backend,
     )
     assert error.context["delivery"] == "not_written"
+    # A refused record leaves the partition usable (for an idempotent producer too: the
+    # broker never saw its sequence numbers).
+    for producer in (roomy, default):
+        ok(await producer.send(topic, StreamingMessage(b"after")))
 
 
 @pytest.mark.kafka_rules

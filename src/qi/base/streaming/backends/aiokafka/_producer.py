@@ -34,6 +34,7 @@ from qi.base.streaming.backends.aiokafka import _errors
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
 from qi.base.streaming.backends.aiokafka._send import Sender
+from qi.base.streaming.backends.aiokafka._sequences import give_back_refused_sequences
 from qi.base.streaming.backends.aiokafka._settings import producer_settings
 from qi.base.streaming.backends.aiokafka._vanished import DeletedTopicWatch
 
@@ -87,6 +88,7 @@ class AiokafkaProducer(StreamingProducer):
             await producer.start()
 
         await start_within(self._config, start, self._error)
+        give_back_refused_sequences(producer)
         self._watch = DeletedTopicWatch(producer, self._logger)
         self._watch.start()
 
