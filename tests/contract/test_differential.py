@@ -31,7 +31,7 @@ KNOWN_DIFFERENCES: Final[Mapping[tuple[str, str], str]] = {
         "librdkafka reads a timestamp of 0 ms as 'now' and cannot send 0: the confluent "
         "backend refuses the message (STREAMING_INVALID_MESSAGE) instead of changing it"
     ),
-    ("aiokafka", "send_batch: partitions of an unkeyed burst"): (
+    ("aiokafka", "send_batch: most of an unkeyed burst on one partition"): (
         "aiokafka places unkeyed messages round robin; memory sticks to one partition for "
         "twice linger, as librdkafka and Kafka's Java client do (KIP-480)"
     ),
