@@ -27,10 +27,10 @@ timestamps, producer id, epoch and sequence, record count."""
 # The three one-byte fields of a lone record: attributes and its (zero) timestamp and
 # offset deltas.
 _RECORD_FIXED_BYTES: Final = 3
-# Key and value lengths (-1 for null: one byte each), the header count, the length
-# prefix of the record itself, and the fixed fields, at most: below this much slack
-# under a limit no exact count is needed.
-_MOST_FRAMING: Final = BATCH_HEADER_BYTES + 5 + _RECORD_FIXED_BYTES + 5 + 5 + 1
+MOST_FRAMING_BYTES: Final = BATCH_HEADER_BYTES + 5 + _RECORD_FIXED_BYTES + 5 + 5 + 1
+"""The most a lone record without headers adds to its key and value in its batch: the
+header, the record's length, its fixed fields, the key and value lengths and the header
+count. A record whose key and value leave this much room under a limit fits."""
 
 
 def _varint_bytes(value: int) -> int:
@@ -59,16 +59,6 @@ def record_batch_bytes(
         for name, header_value in headers.items():
             record += _field_bytes(len(name.encode())) + _field_bytes(len(header_value))
     return BATCH_HEADER_BYTES + _varint_bytes(record) + record
-
-
-def fits_without_counting(
-    key: bytes | None, value: bytes | None, headers: object, limit: int
-) -> bool:
-    """Whether a record without headers is so far below ``limit`` that its batch fits."""
-    if headers:
-        return False
-    payload = (0 if key is None else len(key)) + (0 if value is None else len(value))
-    return payload + _MOST_FRAMING <= limit
 
 
 class StickyPartitions:
