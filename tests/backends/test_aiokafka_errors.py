@@ -12,6 +12,7 @@ from qi.base import ErrorCategory
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming.backends.aiokafka._errors import (
     ERROR_TABLE,
+    REGISTERED,
     delivery_after,
     describe,
     entry_for,
@@ -41,8 +42,19 @@ def test_every_numbered_broker_error_has_its_own_entry() -> None:
         assert cls in ERROR_TABLE, f"broker error {errno} ({cls.__name__}) has no entry"
 
 
-def test_the_table_names_only_aiokafka_classes() -> None:
-    assert set(ERROR_TABLE) <= _aiokafka_exception_classes()
+def test_the_table_names_only_aiokafka_classes_and_the_ones_registered_with_it() -> None:
+    assert set(ERROR_TABLE) <= _aiokafka_exception_classes() | set(REGISTERED)
+
+
+def test_a_broker_error_aiokafka_lacks_is_known_by_its_number() -> None:
+    # A keyless record on a compacted topic: without the registration aiokafka reports
+    # UnknownError, and the send could not say the message was refused.
+    error = translate(kafka.for_code(87)(), "send", ErrorCode.PRODUCE_FAILED, implementation="x")
+    assert (error.code, error.context["kafka_error"]) == (
+        "STREAMING_INVALID_MESSAGE",
+        "INVALID_RECORD",
+    )
+    assert rejects(kafka.for_code(87)())
 
 
 def test_a_new_subclass_falls_back_to_its_parent_entry() -> None:

@@ -77,3 +77,24 @@ def test_a_queued_batch_is_the_last_of_its_partition_and_counts_its_sends() -> N
     assert "batch.drain_ready()" in inspect.getsource(MessageAccumulator._pop_batch)
     assert "self._retry_count += 1" in inspect.getsource(MessageBatch.drain_ready)
     assert "self._batches[tp].appendleft(batch)" in inspect.getsource(MessageAccumulator.reenqueue)
+
+
+def test_queued_batches_can_still_be_taken_out_and_failed() -> None:
+    # _vanished.DeletedTopicWatch fails a deleted topic's batches as aiokafka fails expired
+    # ones: _pop_batch (pending bookkeeping kept) then failure(); it finds them in _batches
+    # and hears of metadata refreshes through the cluster's listeners.
+    from aiokafka.cluster import ClusterMetadata
+    assert _parameters(MessageAccumulator._pop_batch) == ["self", "tp"]
+    assert "self._batches = collections.defaultdict(" in inspect.getsource(
+        MessageAccumulator.__init__
+    )
+    drain = inspect.getsource(MessageAccumulator.drain_by_nodes)
+    assert "batch = self._pop_batch(tp)" in drain and "batch.failure(exception=err)" in drain
+    assert _parameters(MessageBatch.failure) == ["self", "exception"]
+    assert _parameters(ClusterMetadata.add_listener) == ["self", "listener"]
+    from aiokafka.producer.transaction_manager import TransactionManager
+
+    assert "self._sequence_numbers[tp]" in inspect.getsource(TransactionManager.sequence_number)
+    # _sequences.give_back_refused_sequences: numbers are given out as a batch is popped.
+    assert "increment_sequence_number(" in inspect.getsource(MessageAccumulator._pop_batch)
+    assert "listener(self)" in inspect.getsource(ClusterMetadata.update_metadata)

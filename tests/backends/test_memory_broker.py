@@ -72,7 +72,7 @@ async def test_a_discarded_broker_is_replaced_by_an_empty_one() -> None:
     discard_broker(brokers)
 
 
-async def test_same_key_same_partition_and_unkeyed_messages_spread() -> None:
+async def test_same_key_same_partition() -> None:
     brokers = private_brokers()
     broker = broker_for(brokers)
     broker.create_topic(TopicConfig("keys", num_partitions=4))
@@ -85,9 +85,28 @@ async def test_same_key_same_partition_and_unkeyed_messages_spread() -> None:
             assert {result.partition for result in results} == {expected}
             single = ok(await producer.send("keys", StreamingMessage(b"v", key=key)))
             assert single.partition == expected
-        unkeyed = MessageBatch("keys", tuple(StreamingMessage(b"v") for _ in range(8)))
-        partitions = [result.partition for result in ok(await producer.send_batch(unkeyed)).results]
-        assert sorted(partitions) == [0, 0, 1, 1, 2, 2, 3, 3]
+    discard_broker(brokers)
+
+
+async def test_unkeyed_messages_stick_to_one_partition_then_move_on() -> None:
+    # Kafka's clients since KIP-480 (librdkafka: sticky.partitioning.linger.ms, twice linger)
+    # keep a producer's unkeyed records on one partition for a while: no round robin.
+    brokers = private_brokers()
+    broker_for(brokers).create_topic(TopicConfig("unkeyed", num_partitions=4))
+    async with create_streaming_client("memory", config_for(brokers)) as client:
+        producer = ok(await client.get_producer(ProducerConfig(linger=60.0)))
+        burst = MessageBatch("unkeyed", tuple(StreamingMessage(b"v") for _ in range(8)))
+        first = {result.partition for result in ok(await producer.send_batch(burst)).results}
+        sent = [ok(await producer.send("unkeyed", StreamingMessage(b"v"))) for _ in range(8)]
+        assert len(first) == 1
+        assert {result.partition for result in sent} == first  # still within the window
+
+        moving = ok(await client.get_producer(ProducerConfig(linger=0.0)))
+        partitions = [
+            ok(await moving.send("unkeyed", StreamingMessage(b"v"))).partition for _ in range(8)
+        ]
+        # A window of 0: every call moves on, and always to another partition.
+        assert all(a != b for a, b in zip(partitions, partitions[1:], strict=False))
     discard_broker(brokers)
 
 
@@ -149,7 +168,8 @@ async def test_topic_settings_and_deletion() -> None:
         assert ok(await admin.list_topics()) == ("t",)
         assert sorted(broker.topic_names()) == ["__internal", "t"]
 
-        ok(await ok(await client.get_producer()).send("t", StreamingMessage(b"x", partition=2)))
+        producer = ok(await client.get_producer())
+        ok(await producer.send("t", StreamingMessage(b"x", key="k", partition=2)))  # compacted
         seen: list[EachMessagePayload] = []
 
         async def handle(payload: EachMessagePayload) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 from qi.base.streaming.backends.memory import MemoryBroker, broker_for, discard_broker
+from qi.base.streaming.backends.memory._records import StickyPartitions
 
 from ._memory import config_for, failed, ok, private_brokers, wait_until
 
@@ -177,7 +177,7 @@ async def test_consumers_read_nothing_while_unreachable_and_catch_up_after(setup
     await wait_until(lambda: len(seen) == 1, "the first message")
     setup.broker.set_unreachable()
     # Written behind the broker's back (the producer would wait): the consumer must not see it.
-    setup.broker.produce("a", [StreamingMessage(b"2")], itertools.count(), False, "test")
+    setup.broker.produce("a", [StreamingMessage(b"2")], StickyPartitions(0.0), False, "test")
     await asyncio.sleep(0.3)
     assert len(seen) == 1
     setup.broker.set_unreachable(False)

@@ -152,17 +152,18 @@ def test_produce_json_lines(cluster: dict[str, str], tmp_path: Path) -> None:
         "not json\n"
         '{"value": {"nested": true}, "partition": 0}\n'
         "\n"
-        '{"value": "third", "partition": 1}\n',
+        '{"value": "third", "partition": 1}\n'
+        '{"key": "a", "value": null, "partition": 1}\n',  # a tombstone
         encoding="utf-8",
     )
     produced = cli(cluster, "produce", name, "--format", "json", "--file", str(source))
     assert produced.returncode == 1
     errors = stderr_lines(produced)
-    assert errors[-1] == "acknowledged 3, failed 1"
+    assert errors[-1] == "acknowledged 4, failed 1"
     assert errors[0].startswith("error: line 2: not valid JSON")
 
     consumed = cli(
-        cluster, "consume", name, "--from-beginning", "--max", "3", "--format", "json", *FAST_GROUP
+        cluster, "consume", name, "--from-beginning", "--max", "4", "--format", "json", *FAST_GROUP
     )
     assert consumed.returncode == 0, consumed.stderr.decode()
     records = sorted(
@@ -173,6 +174,7 @@ def test_produce_json_lines(cluster: dict[str, str], tmp_path: Path) -> None:
         (0, None, '{"nested":true}', {}),
         (1, "a", "first", {"x": "1"}),
         (1, None, "third", {}),
+        (1, "a", None, {}),
     ]
     cli(cluster, "topics", "delete", name)
 

@@ -10,7 +10,7 @@ import asyncio
 import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Protocol, TypeVar
 
 from qi.base import ErrorCategory, Failure, QiError, Result, Success
@@ -177,7 +177,13 @@ class Collector:
 class TopicFactory(Protocol):
     """Creates a topic with a unique name (deleted after the test) and returns its name."""
 
-    def __call__(self, partitions: int = 1, *, name: str | None = None) -> Awaitable[str]: ...
+    def __call__(
+        self,
+        partitions: int = 1,
+        *,
+        name: str | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> Awaitable[str]: ...
 
 
 class ConsumerConfigFactory(Protocol):

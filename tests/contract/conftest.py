@@ -2,8 +2,10 @@
 
 ``QI_TEST_BACKENDS`` (comma-separated) restricts the backends; the real ones
 (``confluent``, ``aiokafka``) talk to the session's development broker, or to
-``QI_TEST_BROKERS`` when set. ``memory`` tests each get a private in-process
-broker, so they never see each other's topics or groups.
+``QI_TEST_BROKERS`` when set. Tests marked ``kafka_rules`` check what Kafka refuses,
+which the development broker lets through: their real backends talk to a noida-db
+broker instead (``QI_TEST_BROKERS`` still wins). ``memory`` tests each get a private
+in-process broker, so they never see each other's topics or groups.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 import pytest
@@ -28,6 +30,7 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 
+from ._noida import NoidaBroker, noida_binary
 from ._support import ConsumerConfigFactory, TopicFactory, ok, unique
 
 ALL_BACKENDS: Final = ("memory", "confluent", "aiokafka")
@@ -41,6 +44,20 @@ def _selected_backends() -> list[Any]:
         pytest.param(name, id=name, marks=[pytest.mark.broker] if name in REAL_BACKENDS else [])
         for name in names
     ]
+
+
+@pytest.fixture(scope="session")
+def rules_bootstrap() -> Iterator[str]:
+    """Brokers that enforce Kafka's rules: ``$QI_TEST_BROKERS``, or a noida-db broker."""
+    external = os.environ.get("QI_TEST_BROKERS")
+    if external:
+        yield external
+        return
+    binary = noida_binary()
+    if binary is None:
+        pytest.fail("noida-db is not installed: pip install -e '.[dev]' brings it")
+    with NoidaBroker(binary) as broker:
+        yield broker.bootstrap
 
 
 @pytest.fixture(params=_selected_backends())
@@ -59,8 +76,14 @@ def brokers(backend: str, request: pytest.FixtureRequest) -> Iterator[tuple[str,
         _forget_memory_broker(private)
         return
     # Looked up lazily so that a memory-only run never starts a broker.
-    bootstrap: str = request.getfixturevalue("kafka_bootstrap")
+    bootstrap: str = request.getfixturevalue(
+        "rules_bootstrap" if _needs_kafka_rules(request) else "kafka_bootstrap"
+    )
     yield tuple(address.strip() for address in bootstrap.split(",") if address.strip())
+
+
+def _needs_kafka_rules(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("kafka_rules") is not None
 
 
 def _forget_memory_broker(brokers: tuple[str, ...]) -> None:
@@ -103,9 +126,13 @@ def _closed_port() -> int:
 
 
 @pytest.fixture
-def producer_config(backend: str) -> ProducerConfig:
+def producer_config(backend: str, request: pytest.FixtureRequest) -> ProducerConfig:
     """The default producer config, except where the development broker cannot do it."""
-    if backend == "aiokafka" and not os.environ.get("QI_TEST_BROKERS"):
+    if (
+        backend == "aiokafka"
+        and not os.environ.get("QI_TEST_BROKERS")
+        and not _needs_kafka_rules(request)  # noida-db gives producer ids
+    ):
         # Tansu 0.6 rejects aiokafka's InitProducerId request, so an idempotent aiokafka
         # producer cannot start on the development broker: the contract suite runs the
         # aiokafka backend with idempotent=False on Tansu. Against a real cluster
@@ -150,10 +177,13 @@ async def make_topic(client: StreamingClient) -> AsyncIterator[TopicFactory]:
     """Creates uniquely named topics through the admin and deletes them afterwards."""
     created: list[str] = []
 
-    async def make(partitions: int = 1, *, name: str | None = None) -> str:
+    async def make(
+        partitions: int = 1, *, name: str | None = None, config: Mapping[str, str] | None = None
+    ) -> str:
         topic = name if name is not None else unique("topic")
         admin = ok(await client.get_admin())
-        ok(await admin.create_topics([TopicConfig(topic, num_partitions=partitions)]))
+        settings = TopicConfig(topic, num_partitions=partitions, config_entries=config or {})
+        ok(await admin.create_topics([settings]))
         created.append(topic)
         return topic
 

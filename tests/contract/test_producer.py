@@ -241,7 +241,6 @@ async def test_invalid_topic_names_are_rejected(
         "a string",
         {"value": b"x"},
         StreamingMessage(cast(Any, "not bytes")),
-        StreamingMessage(cast(Any, None)),
         StreamingMessage(cast(Any, 12)),
         StreamingMessage(b"x", key=cast(Any, 12)),
         StreamingMessage(b"x", key=cast(Any, 1.5)),

@@ -33,6 +33,13 @@ TOPIC_NOT_FOUND: Final = "STREAMING_TOPIC_NOT_FOUND"
 PARTIAL: Final = "STREAMING_BATCH_PARTIAL_FAILURE"
 
 LIMIT: Final = 1_048_576  # ProducerConfig().max_message_bytes
+# Kafka's default message.max.bytes: the largest record batch a broker (and the memory
+# broker) accepts, the batch header and each record's framing included.
+BROKER_LIMIT: Final = 1_048_588
+# Most bytes a one-record batch adds to its key, value and headers: the batch header and
+# the record's fixed fields and length varints, then two varints a header.
+_BATCH_FRAMING: Final = 80
+_HEADER_FRAMING: Final = 10
 _TOPIC_CHARS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
 
 
@@ -89,11 +96,11 @@ def topic_arguments(existing: str) -> st.SearchStrategy[tuple[Any, bool]]:
 # -- message fields --------------------------------------------------------------------------
 
 # Per field: values the contract accepts, and hostile ones (wrong, edge or enormous).
-_ok_values = _tag(st.binary(max_size=64), OK)
+_ok_values = st.one_of(_tag(st.binary(max_size=64), OK), _tag(st.none(), OK))  # None: tombstone
 _hostile_values = st.one_of(
     _tag(st.sampled_from([LIMIT - 64, LIMIT, LIMIT + 1, 2 * LIMIT]).map(lambda n: b"v" * n), OK),
     _tag(st.just(bytearray(b"bytearray")), MAYBE),
-    _tag(st.one_of(junk, clean_text), BAD),
+    _tag(st.one_of(junk.filter(lambda v: v is not None), clean_text), BAD),
 )
 _ok_keys = st.one_of(
     _tag(st.none(), OK),
@@ -170,7 +177,7 @@ def _size(value: Any) -> int:
 
 def message_size(message: StreamingMessage) -> int:
     """Key, value and headers together, as the contract measures ``max_message_bytes``."""
-    size = len(message.value)
+    size = 0 if message.value is None else len(message.value)
     if message.key is not None:
         size += _size(message.key)
     for name, value in message.headers.items():
@@ -194,15 +201,21 @@ def messages(draw: st.DrawFn, partitions: int) -> tuple[Any, Expect]:
     kinds = {kind for _, kind in drawn.values()}
     if BAD in kinds:
         return message, frozenset({INVALID_MESSAGE})
-    if message_size(message) > LIMIT:
+    size = message_size(message)
+    if size > LIMIT:
         outcome: str | None = TOO_LARGE
     elif partition_kind == "absent":
         outcome = INVALID_MESSAGE
     else:
         outcome = None
+    allowed = {outcome}
+    if outcome is None and (
+        size + _BATCH_FRAMING + _HEADER_FRAMING * len(message.headers) > BROKER_LIMIT
+    ):
+        allowed.add(TOO_LARGE)  # the broker counts the record batch, framing included
     if MAYBE in kinds:
-        return message, frozenset({outcome, INVALID_MESSAGE})
-    return message, frozenset({outcome})
+        allowed.add(INVALID_MESSAGE)
+    return message, frozenset(allowed)
 
 
 @st.composite

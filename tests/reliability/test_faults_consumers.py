@@ -58,7 +58,7 @@ async def _fill(
         sent: BatchProduceResult = ok(await producer.send_batch(batch))
         positions |= {(result.partition, result.offset) for result in sent.results}
     assert len(positions) == count
-    return topic, {message.value for message in messages}, positions
+    return topic, {message.value for message in messages if message.value is not None}, positions
 
 
 def _index(message: ConsumedMessage) -> int:

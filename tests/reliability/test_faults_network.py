@@ -116,6 +116,7 @@ async def test_sends_through_connection_cuts_are_all_accounted_for(
         for index, outcome in outcomes.items():
             assert outcome.seconds <= config.request_timeout + MARGIN, (index, outcome)
             value = messages[index].value
+            assert value is not None
             if isinstance(outcome.result, Success):
                 acknowledged[value] = outcome.result.value
             else:

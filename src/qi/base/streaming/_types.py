@@ -17,8 +17,9 @@ NO_CONSUMED_HEADERS: Mapping[str, bytes] = MappingProxyType({})
 class StreamingMessage:
     """A message to produce: raw bytes plus optional key, timestamp, partition and headers."""
 
-    value: bytes
-    """The payload; the library never looks inside."""
+    value: bytes | None
+    """The payload; the library never looks inside. None is a tombstone: the delete marker
+    of its key on a compacted topic."""
     key: str | bytes | None = None
     """Partitioning key; str is encoded as UTF-8. Same key, same partition."""
     timestamp: datetime | None = None

@@ -236,11 +236,12 @@ def _encoded_size(value: str | bytes) -> int:
 
 
 def message_problem(message: object) -> str | None:
-    """The shape of a message to produce: bytes value, str/bytes key and headers, sane fields."""
+    """The shape of a message to produce: bytes (or None) value, str/bytes key and headers."""
     if not isinstance(message, StreamingMessage):
         return f"message must be a StreamingMessage, got {type(message).__name__}"
-    if not isinstance(message.value, bytes | bytearray):
-        return f"message value must be bytes, got {type(message.value).__name__}"
+    value = message.value
+    if value is not None and not isinstance(value, bytes | bytearray):
+        return f"message value must be bytes or None, got {type(value).__name__}"
     key = message.key
     if key is not None and not isinstance(key, str | bytes):
         return f"message key must be str, bytes or None, got {type(key).__name__}"
@@ -261,10 +262,10 @@ def message_problem(message: object) -> str | None:
     headers = message.headers
     if not isinstance(headers, Mapping):
         return f"message headers must be a mapping, got {type(headers).__name__}"
-    for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str | bytes):
+    for name, header in headers.items():
+        if not isinstance(name, str) or not isinstance(header, str | bytes):
             return "message headers must map str names to str or bytes values"
-        if not _is_encodable(name) or (isinstance(value, str) and not _is_encodable(value)):
+        if not _is_encodable(name) or (isinstance(header, str) and not _is_encodable(header)):
             return "message headers hold a str that cannot be encoded as UTF-8"
     return None
 
@@ -307,7 +308,7 @@ def _thorough_size(message: object) -> int | str:
 
 def message_size(message: StreamingMessage) -> int:
     """Bytes of key, value and headers together: what ``max_message_bytes`` limits."""
-    size = len(message.value)
+    size = 0 if message.value is None else len(message.value)
     if message.key is not None:
         size += _encoded_size(message.key)
     for name, value in message.headers.items():

@@ -89,15 +89,18 @@ def _json_message(
         raise _InvalidLine(
             f"unknown field(s) {', '.join(unknown)}: use key, value, headers, partition"
         )
-    if "value" not in document or document["value"] is None:
-        raise _InvalidLine("missing value (tombstones cannot be produced)")
+    if "value" not in document:
+        raise _InvalidLine('missing value (write "value": null for a tombstone)')
     raw_value = document["value"]
-    # A string is the payload itself; any other JSON value is sent as compact JSON.
-    value = (
-        raw_value.encode()
-        if isinstance(raw_value, str)
-        else json.dumps(raw_value, separators=(",", ":")).encode()
-    )
+    # A string is the payload itself; null is a tombstone; any other JSON value is sent as
+    # compact JSON.
+    value: bytes | None
+    if raw_value is None:
+        value = None
+    elif isinstance(raw_value, str):
+        value = raw_value.encode()
+    else:
+        value = json.dumps(raw_value, separators=(",", ":")).encode()
     key = document.get("key", default_key)
     if key is not None and not isinstance(key, str):
         raise _InvalidLine("key must be a string or null")
@@ -254,7 +257,8 @@ class _Parser:
     default="raw",
     show_default=True,
     help="raw: each line (without its newline) is a value; json: each line is an object "
-    'such as {"key": "k", "value": "v", "headers": {"h": "x"}, "partition": 0}.',
+    'such as {"key": "k", "value": "v", "headers": {"h": "x"}, "partition": 0} '
+    '("value": null is a tombstone).',
 )
 @click.option("--key", help="Key of every message (a JSON line's own key wins).")
 @click.option(

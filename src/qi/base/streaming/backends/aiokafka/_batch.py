@@ -50,7 +50,7 @@ def milliseconds(stamp: datetime) -> int:
     return int(stamp.timestamp() * 1000)
 
 
-Appender = Callable[[int, int, bytes | None, bytes, Any], object]
+Appender = Callable[[int, int, bytes | None, bytes | None, Any], object]
 """``append(position, timestamp_ms, key, value, headers)``: None when the batch is full."""
 
 
@@ -67,7 +67,9 @@ def record_appender(builder: Any) -> tuple[Appender, bool]:
     if native is not None and hasattr(builder, "_relative_offset"):
         return native.append, True
 
-    def append(position: int, stamp: int, key: bytes | None, value: bytes, headers: Any) -> object:
+    def append(
+        position: int, stamp: int, key: bytes | None, value: bytes | None, headers: Any
+    ) -> object:
         return builder.append(timestamp=stamp, key=key, value=value, headers=headers)
 
     return append, False
@@ -151,7 +153,7 @@ class Layout:
             stamp = message.timestamp
             stamp_ms = now if stamp is None else milliseconds(stamp)
             value = message.value
-            if type(value) is not bytes:
+            if type(value) is not bytes and value is not None:
                 value = _encoded(value)
             headers = _native_headers(message.headers)
             batch = open_batches.get(partition)
@@ -190,7 +192,7 @@ class Layout:
         stamp = message.timestamp
         value = message.value
         return partition, {
-            "value": value if type(value) is bytes else _encoded(value),
+            "value": value if type(value) is bytes or value is None else _encoded(value),
             "key": key,
             "partition": partition,
             "timestamp_ms": now if stamp is None else milliseconds(stamp),

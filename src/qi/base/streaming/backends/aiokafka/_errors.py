@@ -24,6 +24,22 @@ from qi.base import QiError
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode, streaming_error
 
 
+class InvalidRecordError(kafka.BrokerResponseError):  # type: ignore[misc]
+    """Broker error 87, INVALID_RECORD: the broker's validation refused a record (a record
+    without a key on a compacted topic, for one)."""
+
+    errno = 87
+    message = "INVALID_RECORD"
+    description = "This record has failed the validation on broker and hence will be rejected."
+
+
+# aiokafka 0.14 has no class for error 87 and turns it into UnknownError, losing what the
+# broker said; its registry of numbered errors gets ours (a later aiokafka's own wins).
+REGISTERED: Final[tuple[type[kafka.BrokerResponseError], ...]] = (
+    kafka.kafka_errors.setdefault(InvalidRecordError.errno, InvalidRecordError),
+)
+
+
 class Entry(NamedTuple):
     """How one aiokafka exception class reads in the contract."""
 
@@ -150,6 +166,8 @@ ERROR_TABLE: Final[dict[type[BaseException], Entry]] = {
     kafka.InvalidFetchSessionEpoch: _OPERATION,  # 71
     kafka.ListenerNotFound: _CONNECTION,  # 72
     kafka.MemberIdRequired: _COMMIT,  # 79
+    # -- numbered broker errors aiokafka lacks, registered above -----------------------------
+    InvalidRecordError: Entry(ErrorCode.INVALID_MESSAGE, rejects=True),  # 87
 }
 
 # Exceptions from outside aiokafka that its calls let through.

@@ -34,7 +34,9 @@ from qi.base.streaming.backends.aiokafka import _errors
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
 from qi.base.streaming.backends.aiokafka._send import Sender
+from qi.base.streaming.backends.aiokafka._sequences import give_back_refused_sequences
 from qi.base.streaming.backends.aiokafka._settings import producer_settings
+from qi.base.streaming.backends.aiokafka._vanished import DeletedTopicWatch
 
 IMPLEMENTATION: Final = "aiokafka"
 # Seconds aiokafka's stop() may take after the flush: closing sockets, ending its sender task.
@@ -62,6 +64,7 @@ class AiokafkaProducer(StreamingProducer):
         self._pending: dict[str, tuple[list[StreamingMessage], list[asyncio.Future[Any]]]] = {}
         self._flushes: set[asyncio.Future[None]] = set()
         self._sender = Sender(self, config)
+        self._watch: DeletedTopicWatch | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -85,6 +88,9 @@ class AiokafkaProducer(StreamingProducer):
             await producer.start()
 
         await start_within(self._config, start, self._error)
+        give_back_refused_sequences(producer)
+        self._watch = DeletedTopicWatch(producer, self._logger)
+        self._watch.start()
 
     async def _check_idempotence(self, client: Any) -> None:
         node_id = client.get_random_node()
@@ -123,6 +129,9 @@ class AiokafkaProducer(StreamingProducer):
                 self._config.request_timeout,
             )
         finally:
+            if self._watch is not None:
+                self._watch.stop()
+                self._watch = None
             self._sender.wake_all()
             await self._stop(producer)
 

@@ -31,11 +31,12 @@ least once, and completing is idempotent on the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
@@ -43,7 +44,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from qi.base import QiError
 from qi.base.streaming._build import PRODUCE_RESULT_SETTERS as _PRODUCED
-from qi.base.streaming._types import ProduceResult
+from qi.base.streaming._types import ProduceResult, StreamingMessage
 
 # flush() slice while a call waits: only bounds how quickly the thread notices a stop
 # request, since flush() returns as soon as librdkafka has nothing left to deliver.
@@ -63,7 +64,16 @@ Outcome = ProduceResult | KafkaError | QiError | None
 class Sends:
     """The outcomes of one send or send_batch call, filled in by delivery callbacks."""
 
-    __slots__ = ("delivered", "expected", "failed", "finish", "future", "outcomes", "topic")
+    __slots__ = (
+        "delivered",
+        "expected",
+        "failed",
+        "finish",
+        "future",
+        "messages",
+        "outcomes",
+        "topic",
+    )
 
     def __init__(
         self,
@@ -71,14 +81,18 @@ class Sends:
         size: int,
         future: asyncio.Future[Any],
         finish: Callable[[Sends], object] | None = None,
+        messages: Sequence[StreamingMessage] | None = None,
     ) -> None:
         self.topic = topic
+        self.messages = messages
+        """The messages, when ``finish`` needs them to explain a failure."""
         self.outcomes: list[Outcome] = [None] * size
         self.delivered = 0
         self.failed = 0
         self.expected: int | None = None
         self.future = future
-        """Resolved once every outcome is known: with ``finish(self)``, else with None."""
+        """Resolved once every outcome is known: with ``finish(self)`` (or what the future
+        it returns resolves to), else with None."""
         self.finish = finish
 
 
@@ -261,7 +275,10 @@ class DeliveryHub:
         except Exception as exc:  # reaches the awaiting caller, whose boundary reports it
             future.set_exception(exc)
         else:
-            future.set_result(result)
+            if isinstance(result, asyncio.Future):  # finish must ask the broker first
+                result.add_done_callback(functools.partial(_settle, future))
+            else:
+                future.set_result(result)
 
     # -- poll thread ---------------------------------------------------------------------------
 
@@ -335,3 +352,15 @@ class DeliveryHub:
             self._complete(sends)
         if not self._stopped.done():
             self._stopped.set_result(None)
+
+
+def _settle(future: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
+    """Resolve ``future`` as ``source`` was resolved (unless its caller gave up)."""
+    if future.done():
+        return
+    if source.cancelled():
+        future.cancel()
+    elif (exc := source.exception()) is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(source.result())

@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final, cast
+from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -42,6 +42,14 @@ _WORKER_PATIENCE: Final = 1.0
 # Longest wait for librdkafka to make room in a full queue before trying again; the
 # poll thread normally wakes the waiter sooner.
 _SPACE_WAIT: Final = 0.05
+# Pause between metadata requests while librdkafka still believes a topic that exists
+# (deleted and created again) to be missing.
+_TOPIC_RECHECK: Final = 0.1
+
+
+class EpochTimestamp(ValueError):
+    """librdkafka cannot send a timestamp of 0 ms: it reads 0 as "now" (rd_kafka_msg_new0),
+    so such a message is refused rather than stamped with another time."""
 
 
 def _produce(
@@ -54,14 +62,20 @@ def _produce(
     value = message.value
     timestamp = message.timestamp
     headers = message.headers
+    if timestamp is None:
+        millis = 0  # librdkafka stamps the message with the current time
+    else:
+        millis = int(timestamp.timestamp() * 1000)
+        if not millis:
+            raise EpochTimestamp
     produce(
         topic,
-        value if type(value) is bytes else bytes(value),
+        value if type(value) is bytes or value is None else bytes(value),
         message.key,
         -1 if message.partition is None else message.partition,
         report,
         None,
-        0 if timestamp is None else int(timestamp.timestamp() * 1000),
+        millis,
         list(headers.items()) if headers else None,
     )
 
@@ -132,7 +146,9 @@ class ConfluentProducer(StreamingProducer):
         hub, producer = self._hub, self._producer
         if hub is None or producer is None:
             raise OperationFailed(self._not_connected("send"))
-        sends = Sends(topic, 1, asyncio.get_running_loop().create_future(), self._finish_one)
+        sends = Sends(
+            topic, 1, asyncio.get_running_loop().create_future(), self._finish_one, (message,)
+        )
         # The common case needs no coroutine of its own: librdkafka takes the message at
         # once and send() awaits the future the hub resolves with the Result. A full queue
         # or an unknown topic goes the long way round.
@@ -143,8 +159,6 @@ class ConfluentProducer(StreamingProducer):
             hub.release(report)
             return self._send_slowly(hub, producer, sends, message)
         hub.handed_over(sends, 1)
-        if message.partition is not None and self._retries:
-            return self._settled(sends.future, topic, message)
         return sends.future
 
     async def _send_slowly(
@@ -152,24 +166,23 @@ class ConfluentProducer(StreamingProducer):
     ) -> Result[ProduceResult, QiError]:
         produced = await self._produce(hub, producer, sends, (message,), "send")
         hub.handed_over(sends, produced)
-        return await self._settled(sends.future, sends.topic, message)
-
-    async def _settled(
-        self,
-        pending: Awaitable[Result[ProduceResult, QiError]],
-        topic: str,
-        message: StreamingMessage,
-    ) -> Result[ProduceResult, QiError]:
-        result = await pending
-        if isinstance(result, Failure) and self._retries:
-            outcomes: list[ProduceResult | QiError] = [result.error]
-            await self._settle_missing_partitions(topic, (message,), outcomes)
-            return Failure(cast(QiError, outcomes[0]))
+        result: Result[ProduceResult, QiError] = await sends.future
         return result
 
-    def _finish_send(self, sends: Sends) -> Result[ProduceResult, QiError]:
-        """The Result of a single send, once its outcome is known (on the loop)."""
-        outcome = self._outcome(sends.outcomes[0], "send", sends.topic)
+    def _finish_send(
+        self, sends: Sends
+    ) -> Result[ProduceResult, QiError] | asyncio.Future[Result[ProduceResult, QiError]]:
+        """The Result of a single send, once its outcome is known (on the loop); a future of
+        it when the broker must first be asked what became of the message's partition."""
+        outcome = sends.outcomes[0]
+        if _lost_partition(outcome):
+            return asyncio.ensure_future(self._finish_lost_partition(sends))
+        outcome = self._outcome(outcome, "send", sends.topic)
+        return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
+
+    async def _finish_lost_partition(self, sends: Sends) -> Result[ProduceResult, QiError]:
+        assert sends.messages is not None
+        outcome = (await self._explained(sends.topic, sends.messages, sends.outcomes, "send"))[0]
         return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
 
     async def _send_batch(
@@ -191,10 +204,7 @@ class ConfluentProducer(StreamingProducer):
         await sends.future
         outcomes = sends.outcomes
         if sends.failed or sends.delivered != len(outcomes):
-            results = [self._outcome(outcome, operation, topic) for outcome in outcomes]
-            if self._retries:
-                await self._settle_missing_partitions(topic, messages, results)
-            return results
+            return await self._explained(topic, messages, outcomes, operation)
         return outcomes  # type: ignore[return-value]  # every message was acknowledged
 
     async def _produce(
@@ -211,7 +221,7 @@ class ConfluentProducer(StreamingProducer):
         release = hub.release
         outcomes = sends.outcomes
         deadline: float | None = None
-        topic_checked = False
+        topic_deadline: float | None = None
         produced = 0
         index = 0
         count = len(messages)
@@ -243,19 +253,27 @@ class ConfluentProducer(StreamingProducer):
             except KafkaException as exc:
                 release(report)
                 error = exc.args[0]
-                if error.code() == KafkaError._UNKNOWN_TOPIC and not topic_checked:
-                    # librdkafka remembers a topic it found missing; it may exist by now.
-                    topic_checked = True
+                if error.code() == KafkaError._UNKNOWN_TOPIC:
+                    # librdkafka remembers a topic it found missing; it may exist by now. One
+                    # deleted and created again it believes back only after one more metadata
+                    # answer, topic.metadata.propagation.max.ms after it saw the topic again.
+                    now = time.monotonic()
+                    if topic_deadline is None:
+                        topic_deadline = now + self._config.request_timeout
                     try:
-                        exists = await self._topic_exists(sends.topic)
+                        exists = now < topic_deadline and await self._topic_exists(topic)
                     except Exception as lookup:
                         self._fail_rest(sends, index, self._unsent(lookup, operation, sends))
                         return produced
-                    if exists:
-                        continue
-                    self._fail_rest(sends, index, self._refused(error, operation, topic))
-                    return produced
+                    if not exists:
+                        self._fail_rest(sends, index, self._refused(error, operation, topic))
+                        return produced
+                    await asyncio.sleep(_TOPIC_RECHECK)
+                    continue
                 outcomes[index] = self._refused(error, operation, topic)
+            except EpochTimestamp:
+                release(report)
+                outcomes[index] = self._epoch_refused(operation, topic)
             except Exception as exc:  # never strand the messages already handed over
                 release(report)
                 outcomes[index] = self._unsent(exc, operation, sends)
@@ -279,42 +297,46 @@ class ConfluentProducer(StreamingProducer):
         found = metadata.topics.get(topic)
         return None if found is None or found.error is not None else len(found.partitions)
 
-    async def _settle_missing_partitions(
+    async def _explained(
         self,
         topic: str,
         messages: Sequence[StreamingMessage],
-        results: list[ProduceResult | QiError],
-    ) -> None:
-        """Say ``not_written`` for messages reported ``_UNKNOWN_PARTITION`` whose explicit
-        partition the topic does not have.
+        outcomes: Sequence[Outcome],
+        operation: str,
+    ) -> list[ProduceResult | QiError]:
+        """The results of a call some of whose messages failed.
 
-        librdkafka reports a partition that never existed (a message produced before it
-        knew the topic) as it reports one whose topic went away after an attempt was
-        sent, which may have been written. Kafka never removes partitions, so one beyond
-        the topic's count never received anything.
+        librdkafka reports a message whose partition vanished from its metadata as
+        ``_UNKNOWN_PARTITION`` whatever the reason, so the broker is asked once: a topic
+        that no longer exists was deleted under the message (``TOPIC_NOT_FOUND``; an
+        attempt may have been written before), and an explicit partition beyond the
+        topic's count never existed, so nothing of that message was ever written.
         """
-        named = [
-            index
-            for index, result in enumerate(results)
-            if isinstance(result, QiError)
-            and result.context.get("kafka_error") == "_UNKNOWN_PARTITION"
-            and result.context.get("delivery") == DELIVERY_UNKNOWN
-            and messages[index].partition is not None
+        count: int | None = -1  # -1: not asked, or no answer
+        if any(map(_lost_partition, outcomes)):
+            try:
+                count = await self._partition_count(topic)
+            except Exception:  # no answer, or closing: the verdicts stay as reported
+                count = -1
+        return [
+            self._outcome(outcome, operation, topic, message.partition, count)
+            for message, outcome in zip(messages, outcomes, strict=True)
         ]
-        if not named:
-            return
-        try:
-            count = await self._partition_count(topic)
-        except (KafkaException, RuntimeError):  # no answer, or closing: stay unknown
-            return
-        for index in named:
-            if count is not None and cast(int, messages[index].partition) >= count:
-                results[index] = cast(QiError, results[index]).with_context(delivery=NOT_WRITTEN)
 
     def _refused(self, error: KafkaError, operation: str, topic: str) -> QiError:
         """A message ``produce()`` refused: librdkafka never took it."""
         return kafka_error(
             error, operation, ErrorCode.PRODUCE_FAILED, topic=topic, delivery=NOT_WRITTEN
+        )
+
+    def _epoch_refused(self, operation: str, topic: str) -> QiError:
+        return self._error(
+            ErrorCode.INVALID_MESSAGE,
+            "the confluent backend cannot send a timestamp of 0 ms (librdkafka reads 0 as "
+            '"now"): use one from 1 ms on, or the aiokafka or memory backend',
+            operation,
+            topic=topic,
+            delivery=NOT_WRITTEN,
         )
 
     def _unsent(self, exc: BaseException, operation: str, sends: Sends) -> QiError:
@@ -339,16 +361,29 @@ class ConfluentProducer(StreamingProducer):
             retriable=True,
         )
 
-    def _outcome(self, outcome: Outcome, operation: str, topic: str) -> ProduceResult | QiError:
+    def _outcome(
+        self,
+        outcome: Outcome,
+        operation: str,
+        topic: str,
+        partition: int | None = None,
+        partitions: int | None = -1,
+    ) -> ProduceResult | QiError:
+        """One message's result; ``partitions``: the topic's partition count as the broker
+        gave it after the message's partition was lost (None: the topic is gone; -1: unasked)."""
         if isinstance(outcome, ProduceResult | QiError):
             return outcome
         if isinstance(outcome, KafkaError):  # from a delivery report
+            delivery = reported_delivery(outcome, retries=self._retries)
+            if _lost_partition(outcome):
+                if partitions is None:
+                    outcome = KafkaError(
+                        KafkaError.UNKNOWN_TOPIC_OR_PART, f"topic {topic!r} does not exist any more"
+                    )
+                elif partition is not None and 0 <= partitions <= partition:
+                    delivery = NOT_WRITTEN  # Kafka never takes partitions away
             return kafka_error(
-                outcome,
-                operation,
-                ErrorCode.PRODUCE_FAILED,
-                topic=topic,
-                delivery=reported_delivery(outcome, retries=self._retries),
+                outcome, operation, ErrorCode.PRODUCE_FAILED, topic=topic, delivery=delivery
             )
         return self._error(
             ErrorCode.PRODUCE_FAILED,
@@ -357,3 +392,10 @@ class ConfluentProducer(StreamingProducer):
             topic=topic,
             delivery=DELIVERY_UNKNOWN,
         )
+
+
+def _lost_partition(outcome: Outcome) -> bool:
+    """librdkafka failed a queued message because its partition vanished from the metadata:
+    the topic was deleted (Kafka never takes partitions away), or the message named one the
+    topic never had."""
+    return type(outcome) is KafkaError and outcome.code() == KafkaError._UNKNOWN_PARTITION

@@ -3,9 +3,13 @@
 Every client configured with the same ``brokers`` value talks to one
 :class:`MemoryBroker` holding topics, partitions, offsets and consumer groups,
 so tests and examples run without a server. Keyed messages are partitioned by
-Kafka's murmur2 of the key, as the Java client does; groups share partitions with
-a sticky, balanced assignment and rebalance when members come and go or
-matching topics appear.
+Kafka's murmur2 of the key, as the Java client does; unkeyed ones stick to one
+partition for a while, as Kafka's clients do (KIP-480). It refuses what a Kafka
+broker with default settings refuses: record batches over ``message.max.bytes``
+or the topic's ``max.message.bytes``, keyless records on compacted topics,
+unknown or invalid topic configs and more than one replica. Groups share
+partitions with a sticky, balanced assignment and rebalance when members come
+and go or matching topics appear.
 
 :func:`broker_for` returns the broker of a ``brokers`` value: the hook for
 injecting faults in tests (``fail_next_produces``, ``fail_next_commits``,

@@ -15,10 +15,9 @@ from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import StreamingConfig, TopicConfig
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._types import TopicMetadata
-from qi.base.streaming.backends.memory._broker import MAX_PARTITIONS, MemoryBroker, broker_for
+from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for
 from qi.base.streaming.backends.memory._errors import (
     IMPLEMENTATION,
-    BrokerError,
     broker_error,
     translate,
     unreachable,
@@ -59,16 +58,11 @@ class MemoryAdmin(StreamingAdmin):
         broker = await self._reach("create_topics")
         errors: dict[str, QiError] = {}
         for config in topics:
-            error = broker.create_topic(config)
-            if error is BrokerError.INVALID_PARTITIONS:
+            refused = broker.create_topic(config)
+            if refused is not None:
+                error, reason = refused
                 errors[config.topic] = broker_error(
-                    error,
-                    f"the memory broker keeps at most {MAX_PARTITIONS} partitions a topic",
-                    "create_topics",
-                )
-            elif error is not None:
-                errors[config.topic] = broker_error(
-                    error, f"topic {config.topic!r} already exists", "create_topics"
+                    error, f"create_topics failed: {reason}", "create_topics", topic=config.topic
                 )
         return errors
 

@@ -22,25 +22,20 @@ Fault injection, for tests (franz-go's kfake control hooks play the same role)::
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from qi.base import QiError
-from qi.base.streaming._build import PRODUCE_RESULT_SETTERS
 from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import TopicConfig
-from qi.base.streaming._murmur2 import partition_for_key
 from qi.base.streaming._types import ConsumedMessage, ProduceResult, StreamingMessage, TopicMetadata
+from qi.base.streaming.backends.memory._append import append_messages
 from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
 from qi.base.streaming.backends.memory._group import ConsumerGroup
-from qi.base.streaming.backends.memory._log import (
-    Topic,
-    datetime_from_ms,
-    encode_headers,
-    to_kafka_time,
-)
+from qi.base.streaming.backends.memory._log import Topic
+from qi.base.streaming.backends.memory._records import StickyPartitions
+from qi.base.streaming.backends.memory._topic_configs import topic_settings
 
 Delivery = Literal["not_written", "unknown"]
 
@@ -195,16 +190,36 @@ class MemoryBroker:
 
     # -- topics --------------------------------------------------------------------------------
 
-    def create_topic(self, config: TopicConfig) -> BrokerError | None:
-        """Create a topic; TOPIC_ALREADY_EXISTS if it does. Matching groups rebalance."""
-        if config.topic in self._topics:
-            return BrokerError.TOPIC_ALREADY_EXISTS
+    def create_topic(self, config: TopicConfig) -> tuple[BrokerError, str] | None:
+        """Create a topic, or say why Kafka would not (its error and its words).
+
+        Refused: an existing name, more replicas than this one broker, a config Kafka
+        does not know or a value it refuses. Matching groups rebalance.
+        """
+        name = config.topic
+        if name in self._topics:
+            return BrokerError.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists."
         if config.num_partitions > MAX_PARTITIONS:
-            return BrokerError.INVALID_PARTITIONS
-        self._topics[config.topic] = Topic.create(
-            config.topic, config.num_partitions, config.replication_factor, config.config_entries
+            return (
+                BrokerError.INVALID_PARTITIONS,
+                f"the memory broker keeps at most {MAX_PARTITIONS} partitions a topic",
+            )
+        if config.replication_factor > 1:
+            return BrokerError.INVALID_REPLICATION_FACTOR, (
+                f"Unable to replicate the partition {config.replication_factor} time(s): "
+                "the memory broker is one broker"
+            )
+        settings = topic_settings(config.config_entries)
+        if isinstance(settings, str):
+            return BrokerError.INVALID_CONFIG, settings
+        self._topics[name] = Topic.create(
+            name,
+            config.num_partitions,
+            config.replication_factor,
+            config.config_entries,
+            settings,
         )
-        self._topics_changed(config.topic)
+        self._topics_changed(name)
         return None
 
     def delete_topic(self, name: str) -> BrokerError | None:
@@ -260,14 +275,16 @@ class MemoryBroker:
         self,
         topic_name: str,
         messages: Sequence[StreamingMessage],
-        cursor: Iterator[int],
+        sticky: StickyPartitions,
         acks_none: bool,
         operation: str,
     ) -> list[ProduceResult | QiError] | QiError:
         """Append messages in order; one outcome per message, or one error for all.
 
-        ``cursor`` yields round-robin positions for messages with neither key nor
-        partition. The whole call fails when the topic does not exist.
+        ``sticky`` places messages with neither key nor partition. The whole call
+        fails when the topic does not exist; a message fails alone when Kafka would
+        refuse it (too large a record batch, no key on a compacted topic, a partition
+        the topic lacks) or an injected fault says so.
         """
         topic = self._topics.get(topic_name)
         if topic is None:
@@ -278,86 +295,41 @@ class MemoryBroker:
                 topic=topic_name,
                 delivery=NOT_WRITTEN,
             )
-        logs = topic.logs
-        count = len(logs)
-        now = datetime_from_ms(time.time_ns() // 1_000_000)
         fault = self._produce_faults.get(topic_name)
-        outcomes: list[ProduceResult | QiError] = []
-        append = outcomes.append
-        new, setters = object.__new__, PRODUCE_RESULT_SETTERS
-        if setters is not None:
-            set_topic, set_partition, set_offset, set_stamp = setters
-        for message in messages:
-            key = message.key
-            if key is not None and isinstance(key, str):
-                key = key.encode()
-            partition = message.partition
-            if partition is None:
-                partition = next(cursor) % count if key is None else partition_for_key(key, count)
-            elif partition >= count:
-                append(self._bad_partition(topic_name, partition, count, operation))
-                continue
-            failed: QiError | None = None
-            if fault is not None:
-                failed = self._injected_failure(fault, topic_name, partition, operation)
-                if fault.remaining == 0:
-                    del self._produce_faults[topic_name]
-                    fault = None
-                if failed.context["delivery"] == NOT_WRITTEN:
-                    append(failed)
-                    continue
-            log = logs[partition]
-            offset = len(log)
-            stamp = now if message.timestamp is None else to_kafka_time(message.timestamp)
-            value = message.value
-            headers = message.headers
-            log.append(
-                (
-                    key,
-                    value if type(value) is bytes else bytes(value),
-                    stamp,
-                    encode_headers(headers) if headers else None,
-                )
-            )
-            if failed is not None:
-                append(failed)
-            elif setters is None:
-                append(ProduceResult(topic_name, partition, -1 if acks_none else offset, stamp))
-            else:  # produce_result() written out: the call cost more than the building
-                result = new(ProduceResult)
-                set_topic(result, topic_name)
-                set_partition(result, partition)
-                set_offset(result, -1 if acks_none else offset)
-                set_stamp(result, stamp)
-                append(result)
+        outcomes = append_messages(
+            topic,
+            messages,
+            sticky,
+            acks_none,
+            operation,
+            None if fault is None else self._fault_injector(fault, topic_name, operation),
+        )
         self._wake_readers(topic_name)
         return outcomes
 
-    def _bad_partition(self, topic: str, partition: int, count: int, operation: str) -> QiError:
-        return broker_error(
-            BrokerError.UNKNOWN_PARTITION,
-            f"topic {topic!r} has {count} partition(s): partition {partition} does not exist",
-            operation,
-            topic=topic,
-            partition=partition,
-            delivery=NOT_WRITTEN,
-        )
+    def _fault_injector(
+        self, fault: _ProduceFault, topic: str, operation: str
+    ) -> Callable[[int], QiError | None]:
+        """The injected failure of each next message (to ``partition``) while ``fault`` lasts."""
 
-    @staticmethod
-    def _injected_failure(
-        fault: _ProduceFault, topic: str, partition: int, operation: str
-    ) -> QiError:
-        fault.remaining -= 1
-        error = broker_error(
-            BrokerError.INJECTED_FAULT,
-            f"injected produce failure on {topic}[{partition}]",
-            operation,
-            code=fault.code,
-            topic=topic,
-            partition=partition,
-            delivery=fault.delivery,
-        )
-        return error.with_context(retriable=fault.retriable)
+        def inject(partition: int) -> QiError | None:
+            if fault.remaining <= 0:
+                return None
+            fault.remaining -= 1
+            if fault.remaining == 0 and self._produce_faults.get(topic) is fault:
+                del self._produce_faults[topic]
+            error = broker_error(
+                BrokerError.INJECTED_FAULT,
+                f"injected produce failure on {topic}[{partition}]",
+                operation,
+                code=fault.code,
+                topic=topic,
+                partition=partition,
+                delivery=fault.delivery,
+            )
+            return error.with_context(retriable=fault.retriable)
+
+        return inject
 
     # -- consumers -----------------------------------------------------------------------------
 

@@ -14,8 +14,8 @@ from typing import TypeAlias
 from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS
 from qi.base.streaming._types import ConsumedMessage
 
-Record: TypeAlias = tuple[bytes | None, bytes, datetime, Mapping[str, bytes] | None]
-"""A stored message: key, value, timestamp, headers (None when empty)."""
+Record: TypeAlias = tuple[bytes | None, bytes | None, datetime, Mapping[str, bytes] | None]
+"""A stored message: key, value (None for a tombstone), timestamp, headers (None when empty)."""
 
 
 def consumed_messages(

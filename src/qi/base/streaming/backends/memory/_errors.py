@@ -37,6 +37,14 @@ class BrokerError(StrEnum):
     """A failure scheduled through a fault-injection hook (which may choose the code)."""
     INVALID_PARTITIONS = "INVALID_PARTITIONS"
     """More partitions than the in-process broker keeps for one topic."""
+    INVALID_REPLICATION_FACTOR = "INVALID_REPLICATION_FACTOR"
+    """More replicas than brokers: the memory broker is one broker."""
+    INVALID_CONFIG = "INVALID_CONFIG"
+    """A topic config Kafka does not know, or a value it refuses."""
+    MSG_SIZE_TOO_LARGE = "MSG_SIZE_TOO_LARGE"
+    """A record batch over the topic's ``max.message.bytes`` (or the broker's limit)."""
+    INVALID_RECORD = "INVALID_RECORD"
+    """A record the broker's validation refuses: no key on a compacted topic."""
 
 
 # BrokerError -> (contract code, retriable). Every member must have an entry (a test checks).
@@ -49,6 +57,10 @@ ERROR_TABLE: Final[dict[BrokerError, tuple[ErrorCode, bool]]] = {
     BrokerError.ILLEGAL_GENERATION: (ErrorCode.COMMIT_FAILED, False),
     BrokerError.INJECTED_FAULT: (ErrorCode.PRODUCE_FAILED, True),
     BrokerError.INVALID_PARTITIONS: (ErrorCode.INVALID_CONFIG, False),
+    BrokerError.INVALID_REPLICATION_FACTOR: (ErrorCode.INVALID_CONFIG, False),
+    BrokerError.INVALID_CONFIG: (ErrorCode.INVALID_CONFIG, False),
+    BrokerError.MSG_SIZE_TOO_LARGE: (ErrorCode.MESSAGE_TOO_LARGE, False),
+    BrokerError.INVALID_RECORD: (ErrorCode.INVALID_MESSAGE, False),
 }
 
 

@@ -24,6 +24,7 @@ from qi.base.streaming._types import (
     TopicMetadata,
 )
 from qi.base.streaming.backends.memory._build import Record, consumed_messages
+from qi.base.streaming.backends.memory._topic_configs import TopicSettings
 
 # The memory broker is broker 0 and the only replica of every partition.
 BROKER_ID: Final = 0
@@ -58,10 +59,17 @@ class Topic:
     """One log per partition; a record's index in its log is its offset."""
     replication_factor: int = 1
     config_entries: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAPPING)
+    settings: TopicSettings = field(default_factory=TopicSettings)
+    """What of ``config_entries`` the broker acts on."""
 
     @classmethod
     def create(
-        cls, name: str, partitions: int, replication_factor: int, config: Mapping[str, str]
+        cls,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        config: Mapping[str, str],
+        settings: TopicSettings,
     ) -> Topic:
         """An empty topic with ``partitions`` partitions."""
         return cls(
@@ -69,6 +77,7 @@ class Topic:
             [[] for _ in range(partitions)],
             replication_factor,
             MappingProxyType(dict(config)),
+            settings,
         )
 
     def metadata(self) -> TopicMetadata:

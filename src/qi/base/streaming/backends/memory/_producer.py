@@ -9,7 +9,6 @@ broker and a delayed acknowledgement.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Sequence
 
@@ -27,6 +26,7 @@ from qi.base.streaming.backends.memory._errors import (
     translate,
     unreachable,
 )
+from qi.base.streaming.backends.memory._records import StickyPartitions
 
 
 class MemoryProducer(StreamingProducer):
@@ -40,8 +40,9 @@ class MemoryProducer(StreamingProducer):
     ) -> None:
         super().__init__(config, producer_config, implementation=IMPLEMENTATION, logger=logger)
         self._broker: MemoryBroker | None = None
-        # Shared round-robin position for messages with neither key nor partition.
-        self._cursor = itertools.count()
+        # Where messages with neither key nor partition go: one partition for a while, as
+        # librdkafka's default sticky.partitioning.linger.ms (twice linger.ms) does.
+        self._sticky = StickyPartitions(2 * producer_config.linger)
         self._acks_none = producer_config.acks == 0
         self._waiting = 0
         self._drained: asyncio.Event | None = None
@@ -84,7 +85,7 @@ class MemoryProducer(StreamingProducer):
         broker = self._broker
         assert broker is not None
         if broker.reachable and not broker.delivery_delay:
-            return broker.produce(topic, messages, self._cursor, self._acks_none, operation)
+            return broker.produce(topic, messages, self._sticky, self._acks_none, operation)
         return await self._deliver_slowly(broker, topic, messages, operation)
 
     async def _deliver_slowly(
@@ -100,7 +101,7 @@ class MemoryProducer(StreamingProducer):
             started = loop.time()
             if not await broker.wait_reachable(timeout):
                 return unreachable(self._config, operation, topic=topic, delivery=NOT_WRITTEN)
-            outcomes = broker.produce(topic, messages, self._cursor, self._acks_none, operation)
+            outcomes = broker.produce(topic, messages, self._sticky, self._acks_none, operation)
             delay = broker.delivery_delay
             if isinstance(outcomes, QiError) or self._acks_none or not delay:
                 return outcomes
