@@ -84,6 +84,7 @@ def test_queued_batches_can_still_be_taken_out_and_failed() -> None:
     # ones: _pop_batch (pending bookkeeping kept) then failure(); it finds them in _batches
     # and hears of metadata refreshes through the cluster's listeners.
     from aiokafka.cluster import ClusterMetadata
+
     assert _parameters(MessageAccumulator._pop_batch) == ["self", "tp"]
     assert "self._batches = collections.defaultdict(" in inspect.getsource(
         MessageAccumulator.__init__
