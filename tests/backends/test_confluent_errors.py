@@ -12,6 +12,7 @@ from qi.base.streaming.backends.confluent._errors import (
     NEVER_SENT_CODES,
     NOT_WRITTEN_CODES,
     OPERATION_FALLBACK,
+    RECORD_REFUSALS,
     RETRIABLE,
     kafka_error,
     reported_delivery,
@@ -127,10 +128,13 @@ def test_connecting_reports_a_connection_failure_unless_it_is_about_identity() -
 
 def test_produce_failures_say_whether_the_message_may_be_written() -> None:
     def once(code: int) -> str:
-        return reported_delivery(KafkaError(code), retries=False)
+        return reported_delivery(KafkaError(code), retries=False, idempotent=False)
 
     def retried(code: int) -> str:
-        return reported_delivery(KafkaError(code), retries=True)
+        return reported_delivery(KafkaError(code), retries=True, idempotent=False)
+
+    def idempotent(code: int) -> str:
+        return reported_delivery(KafkaError(code), retries=True, idempotent=True)
 
     # Sent at most once: a refusal or a purge from the queue means never written.
     assert once(KafkaError._UNKNOWN_PARTITION) == NOT_WRITTEN
@@ -146,8 +150,14 @@ def test_produce_failures_say_whether_the_message_may_be_written() -> None:
     assert retried(KafkaError._UNKNOWN_PARTITION) == DELIVERY_UNKNOWN
     assert retried(KafkaError.MSG_SIZE_TOO_LARGE) == DELIVERY_UNKNOWN
     assert retried(KafkaError._VALUE_SERIALIZATION) == NOT_WRITTEN
+    # The idempotent producer retries a batch byte for byte: a refusal of its bytes was
+    # the answer to every attempt; anything else stays as uncertain as above.
+    assert idempotent(KafkaError.MSG_SIZE_TOO_LARGE) == NOT_WRITTEN
+    assert idempotent(KafkaError.INVALID_RECORD) == NOT_WRITTEN
+    assert idempotent(KafkaError.UNKNOWN_TOPIC_OR_PART) == DELIVERY_UNKNOWN
+    assert idempotent(KafkaError._PURGE_QUEUE) == DELIVERY_UNKNOWN
     # Every certainty with retries is one without them.
-    assert NEVER_SENT_CODES <= NOT_WRITTEN_CODES
+    assert NEVER_SENT_CODES | RECORD_REFUSALS <= NOT_WRITTEN_CODES
 
 
 def test_exceptions_are_translated() -> None:

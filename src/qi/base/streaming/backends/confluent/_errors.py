@@ -158,6 +158,15 @@ NEVER_SENT_CODES: Final[frozenset[str]] = frozenset(
 )
 """Delivery-report errors librdkafka gives only to a message it never sent."""
 
+RECORD_REFUSALS: Final[frozenset[str]] = frozenset(
+    (
+        "MSG_SIZE_TOO_LARGE INVALID_MSG_SIZE RECORD_LIST_TOO_LARGE INVALID_MSG INVALID_RECORD "
+        "INVALID_TIMESTAMP UNSUPPORTED_FOR_MESSAGE_FORMAT"
+    ).split()
+)
+"""A broker's refusal of a record batch for what its bytes are (size, a keyless record on
+a compacted topic, a timestamp): the same bytes are refused on every attempt."""
+
 # Contract codes a connect attempt reports as such; anything else means "no broker answered".
 _CONNECT_KEEPS: Final = frozenset(
     {ErrorCode.AUTHENTICATION_FAILED, ErrorCode.AUTHORIZATION_FAILED, ErrorCode.INVALID_CONFIG}
@@ -177,7 +186,7 @@ def contract_code(name: str, fallback: ErrorCode) -> ErrorCode:
     return ERROR_CODES.get(name, fallback)
 
 
-def reported_delivery(error: KafkaError, *, retries: bool) -> str:
+def reported_delivery(error: KafkaError, *, retries: bool, idempotent: bool) -> str:
     """The ``delivery`` verdict on a message librdkafka reported failed with ``error``.
 
     confluent-kafka does not expose librdkafka's verdict (``rd_kafka_message_status``:
@@ -186,11 +195,17 @@ def reported_delivery(error: KafkaError, *, retries: bool) -> str:
     One that ``retries`` cannot: librdkafka retries a request whose answer was lost, that
     attempt may have been written, and the last error (a refusal, a topic or partition
     gone from the metadata, a purge of the retry) says nothing about it. Only errors
-    librdkafka gives to messages it never sent are certain then.
+    librdkafka gives to messages it never sent are certain then, and, for the
+    ``idempotent`` producer, which retries a batch byte for byte (the broker could not
+    match its sequence numbers otherwise), a refusal of the batch's bytes: an earlier
+    attempt of the same bytes was refused too.
     """
     name = error_name(error)
-    certain = NEVER_SENT_CODES if retries else NOT_WRITTEN_CODES
-    return NOT_WRITTEN if name in certain else DELIVERY_UNKNOWN
+    if not retries:
+        return NOT_WRITTEN if name in NOT_WRITTEN_CODES else DELIVERY_UNKNOWN
+    if name in NEVER_SENT_CODES or (idempotent and name in RECORD_REFUSALS):
+        return NOT_WRITTEN
+    return DELIVERY_UNKNOWN
 
 
 def kafka_error(

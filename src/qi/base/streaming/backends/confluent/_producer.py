@@ -374,7 +374,9 @@ class ConfluentProducer(StreamingProducer):
         if isinstance(outcome, ProduceResult | QiError):
             return outcome
         if isinstance(outcome, KafkaError):  # from a delivery report
-            delivery = reported_delivery(outcome, retries=self._retries)
+            delivery = reported_delivery(
+                outcome, retries=self._retries, idempotent=self._producer_config.idempotent
+            )
             if _lost_partition(outcome):
                 if partitions is None:
                     outcome = KafkaError(
