@@ -5,6 +5,7 @@
         cluster.proxy.cut()                 # drop every open connection; clients reconnect
         cluster.proxy.stall()               # accept and read, forward nothing, never answer
         cluster.proxy.add_latency(0.2)      # hold every chunk 0.2 s before forwarding it
+        cluster.proxy.lose_next_produce_answer()  # the broker writes, the client never hears
         cluster.proxy.restore()             # no latency, forwarding again
         cluster.broker.restart()            # the broker process itself, same port
 
@@ -21,12 +22,48 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ._loop_thread import LOOPBACK, FrontedBroker, LoopThreadServer
 
 _CHUNK: Final = 65536
+_PRODUCE: Final = 0  # the Kafka protocol's api key of a Produce request
+# What a frame starts with after its 4-byte length: a request header's api key, api
+# version and correlation id; an answer's correlation id.
+_REQUEST_HEAD: Final = 8
+_ANSWER_HEAD: Final = 4
+
+
+class _Frames:
+    """Finds the Kafka frames in one direction of a connection, read in chunks of any size."""
+
+    __slots__ = ("_head", "_size", "_skip")
+
+    def __init__(self, head: int) -> None:
+        self._size = 4 + head
+        self._head = bytearray()
+        self._skip = 0
+
+    def heads(self, data: bytes) -> list[bytes]:
+        """The head (after the length) of every frame whose head completes in ``data``."""
+        found: list[bytes] = []
+        position = 0
+        while position < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - position)
+                self._skip -= step
+                position += step
+                continue
+            taken = data[position : position + self._size - len(self._head)]
+            self._head += taken
+            position += len(taken)
+            if len(self._head) == self._size:
+                found.append(bytes(self._head[4:]))
+                length = int.from_bytes(self._head[:4], "big")
+                self._skip = max(0, length - (self._size - 4))
+                self._head.clear()
+        return found
 
 
 @dataclass(eq=False, slots=True)
@@ -36,6 +73,10 @@ class _Link:
     client: asyncio.StreamWriter
     task: asyncio.Task[None] | None
     upstream: asyncio.StreamWriter | None = None
+    requests: _Frames = field(default_factory=lambda: _Frames(_REQUEST_HEAD))
+    answers: _Frames = field(default_factory=lambda: _Frames(_ANSWER_HEAD))
+    doomed: bytes | None = None
+    """Correlation id of the request whose answer this connection must not deliver."""
 
     def abort(self) -> None:
         for writer in (self.client, self.upstream):
@@ -65,8 +106,11 @@ class FaultProxy(LoopThreadServer):
         self._links: set[_Link] = set()
         self._flowing: asyncio.Event | None = None
         self._latency = 0.0
+        self._lose_produce_answer = False
         self.accepted = 0
         """Client connections accepted since start: proof that clients came through here."""
+        self.answers_lost = 0
+        """Produce answers dropped by :meth:`lose_next_produce_answer` so far."""
 
     @property
     def active(self) -> int:
@@ -90,9 +134,18 @@ class FaultProxy(LoopThreadServer):
         """Hold every chunk ``seconds`` before forwarding it, in both directions."""
         self._latency = max(0.0, float(seconds))
 
+    def lose_next_produce_answer(self) -> None:
+        """Forward the next Produce request, then cut its connection instead of answering.
+
+        The broker has written the messages; the client never hears so, and sends them
+        again on a new connection. Answers already on their way are dropped with it.
+        """
+        self._lose_produce_answer = True
+
     def restore(self) -> None:
         """No latency and forwarding again; data held during a stall is delivered now."""
         self._latency = 0.0
+        self._lose_produce_answer = False
         self._control(self._start_flowing)
 
     # -- on the proxy's loop ---------------------------------------------------------------------
@@ -133,8 +186,8 @@ class FaultProxy(LoopThreadServer):
             host, port = self._upstream()
             upstream_reader, link.upstream = await asyncio.open_connection(host, port)
             pumps = [
-                asyncio.create_task(self._pump(reader, link.upstream)),
-                asyncio.create_task(self._pump(upstream_reader, writer)),
+                asyncio.create_task(self._pump(reader, link.upstream, self._requests_of(link))),
+                asyncio.create_task(self._pump(upstream_reader, writer, self._answers_of(link))),
             ]
             try:
                 # Kafka never half-closes: one side gone means the connection is over.
@@ -149,15 +202,43 @@ class FaultProxy(LoopThreadServer):
             self._links.discard(link)
             link.abort()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        forwards: Callable[[bytes], bool],
+    ) -> None:
         assert self._flowing is not None
         with contextlib.suppress(OSError):
             while data := await reader.read(_CHUNK):
                 if self._latency > 0:
                     await asyncio.sleep(self._latency)
                 await self._flowing.wait()
+                if not forwards(data):
+                    return
                 writer.write(data)
                 await writer.drain()
+
+    def _requests_of(self, link: _Link) -> Callable[[bytes], bool]:
+        def forwards(data: bytes) -> bool:
+            for head in link.requests.heads(data):
+                if self._lose_produce_answer and int.from_bytes(head[:2], "big") == _PRODUCE:
+                    self._lose_produce_answer = False
+                    link.doomed = head[4:8]
+            return True
+
+        return forwards
+
+    def _answers_of(self, link: _Link) -> Callable[[bytes], bool]:
+        def forwards(data: bytes) -> bool:
+            heads = link.answers.heads(data)
+            if link.doomed is None or link.doomed not in heads:
+                return True
+            self.answers_lost += 1
+            link.abort()
+            return False
+
+        return forwards
 
 
 class ProxiedBroker(FrontedBroker):
