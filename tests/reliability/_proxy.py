@@ -8,6 +8,7 @@
         cluster.proxy.lose_next_produce_answer()  # the broker writes, the client never hears
         cluster.proxy.restore()             # no latency, forwarding again
         cluster.broker.restart()            # the broker process itself, same port
+        cluster.start_broker({"topic": 2})  # a stopped broker again, its topics back first
 
 Kafka clients learn broker addresses from metadata, so the broker advertises the
 proxy's address: after bootstrapping, clients still cannot bypass the proxy.
@@ -21,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._loop_thread import LOOPBACK, FrontedBroker, LoopThreadServer
+from qi.base.streaming.devbroker import find_broker_binary
+
+from ._loop_thread import CONTROL_TIMEOUT, LOOPBACK, FrontedBroker, LoopThreadServer
 
 _CHUNK: Final = 65536
 _PRODUCE: Final = 0  # the Kafka protocol's api key of a Produce request
@@ -248,3 +252,31 @@ class ProxiedBroker(FrontedBroker):
         self.proxy: Final = FaultProxy(lambda: (LOOPBACK, self.broker.port), tls=tls)
         """The proxy every client connection goes through."""
         super().__init__(self.proxy)
+
+    def start_broker(self, topics: Mapping[str, int]) -> None:
+        """Start the stopped broker with ``topics`` (name: partitions) made before clients return.
+
+        The development broker forgets every topic when it stops; a real cluster keeps
+        them. Without them, a message a client still holds reaches the new broker first,
+        which stores it for a topic it does not know (Tansu answers success) and later
+        fails the first write to that partition once the topic is made (see README,
+        Reliability). So the proxy holds every connection until the topics are made,
+        straight on the broker's own port.
+        """
+        self.proxy.stall()
+        try:
+            self.broker.start()
+            for name, partitions in topics.items():
+                address = f"tcp://{self.broker.bootstrap}"
+                command = [find_broker_binary(), "topic", "create", "--broker", address]
+                made = subprocess.run(
+                    [*command, "--partitions", str(partitions), name],
+                    capture_output=True,
+                    text=True,
+                    timeout=CONTROL_TIMEOUT,
+                    check=False,
+                )
+                if made.returncode:
+                    raise RuntimeError(f"could not make topic {name!r}: {made.stderr.strip()}")
+        finally:
+            self.proxy.restore()
