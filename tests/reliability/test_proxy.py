@@ -24,7 +24,9 @@ def raw_producer(proxied_broker: ProxiedBroker) -> Iterator[Any]:
     producer = confluent_kafka.Producer(
         {
             "bootstrap.servers": proxied_broker.bootstrap,
-            "message.timeout.ms": 1500,
+            # After a cut, librdkafka re-bootstraps and asks for metadata on its next
+            # one-second tick: a reconnect takes up to about a second.
+            "message.timeout.ms": 3000,
             "socket.connection.setup.timeout.ms": 1000,
             "reconnect.backoff.ms": 20,
             "reconnect.backoff.max.ms": 200,
