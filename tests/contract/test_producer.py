@@ -382,6 +382,19 @@ async def test_acks_zero_reports_offset_minus_one(
     assert (result.topic, result.partition, result.offset) == (topic, 0, -1)
 
 
+async def test_acks_zero_reports_offset_minus_one_for_every_message_of_a_large_batch(
+    client: StreamingClient, make_topic: TopicFactory
+) -> None:
+    # librdkafka numbers an unacknowledged batch from -1001: past its 1,001st message
+    # the numbers would pass for offsets (0, 1, ...) if taken as they come.
+    config = ProducerConfig(idempotent=False, acks=0, linger=0.2)
+    producer = ok(await client.get_producer(config))
+    topic = await make_topic()
+    messages = tuple(StreamingMessage(b"%d" % n, partition=0) for n in range(3_000))
+    results = ok(await producer.send_batch(MessageBatch(topic, messages))).results
+    assert {result.offset for result in results} == {-1}
+
+
 async def test_not_connected_after_disconnect_and_connect_again(
     producer: StreamingProducer, make_topic: TopicFactory, backend: str
 ) -> None:

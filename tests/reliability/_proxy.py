@@ -6,8 +6,10 @@
         cluster.proxy.stall()               # accept and read, forward nothing, never answer
         cluster.proxy.add_latency(0.2)      # hold every chunk 0.2 s before forwarding it
         cluster.proxy.drop_produce_requests(1)  # swallow the next Produce request unseen
+        cluster.proxy.lose_next_produce_answer()  # the broker writes, the client never hears
         cluster.proxy.restore()             # no latency, forwarding again
         cluster.broker.restart()            # the broker process itself, same port
+        cluster.start_broker({"topic": 2})  # a stopped broker again, its topics back first
 
 Kafka clients learn broker addresses from metadata, so the broker advertises the
 proxy's address: after bootstrapping, clients still cannot bypass the proxy.
@@ -21,14 +23,50 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._loop_thread import LOOPBACK, FrontedBroker, LoopThreadServer
+from qi.base.streaming.devbroker import find_broker_binary
+
+from ._loop_thread import CONTROL_TIMEOUT, LOOPBACK, FrontedBroker, LoopThreadServer
 
 _CHUNK: Final = 65536
-_PRODUCE_API_KEY: Final = 0
+_PRODUCE: Final = 0  # the Kafka protocol's api key of a Produce request
+# What an answer's frame starts with after its 4-byte length: its correlation id.
+_ANSWER_HEAD: Final = 4
+
+
+class _Frames:
+    """Finds the Kafka frames in one direction of a connection, read in chunks of any size."""
+
+    __slots__ = ("_head", "_size", "_skip")
+
+    def __init__(self, head: int) -> None:
+        self._size = 4 + head
+        self._head = bytearray()
+        self._skip = 0
+
+    def heads(self, data: bytes) -> list[bytes]:
+        """The head (after the length) of every frame whose head completes in ``data``."""
+        found: list[bytes] = []
+        position = 0
+        while position < len(data):
+            if self._skip:
+                step = min(self._skip, len(data) - position)
+                self._skip -= step
+                position += step
+                continue
+            taken = data[position : position + self._size - len(self._head)]
+            self._head += taken
+            position += len(taken)
+            if len(self._head) == self._size:
+                found.append(bytes(self._head[4:]))
+                length = int.from_bytes(self._head[:4], "big")
+                self._skip = max(0, length - (self._size - 4))
+                self._head.clear()
+        return found
 
 
 @dataclass(eq=False, slots=True)
@@ -38,6 +76,9 @@ class _Link:
     client: asyncio.StreamWriter
     task: asyncio.Task[None] | None
     upstream: asyncio.StreamWriter | None = None
+    answers: _Frames = field(default_factory=lambda: _Frames(_ANSWER_HEAD))
+    doomed: bytes | None = None
+    """Correlation id of the request whose answer this connection must not deliver."""
 
     def abort(self) -> None:
         for writer in (self.client, self.upstream):
@@ -68,10 +109,13 @@ class FaultProxy(LoopThreadServer):
         self._flowing: asyncio.Event | None = None
         self._latency = 0.0
         self._produce_drops = 0
-        self.accepted = 0
-        """Client connections accepted since start: proof that clients came through here."""
         self.dropped = 0
         """Produce requests swallowed by :meth:`drop_produce_requests` since start."""
+        self._lose_produce_answer = False
+        self.accepted = 0
+        """Client connections accepted since start: proof that clients came through here."""
+        self.answers_lost = 0
+        """Produce answers dropped by :meth:`lose_next_produce_answer` so far."""
 
     @property
     def active(self) -> int:
@@ -101,9 +145,18 @@ class FaultProxy(LoopThreadServer):
         (as when a request is lost or its answer never comes)."""
         self._produce_drops = max(0, count)
 
+    def lose_next_produce_answer(self) -> None:
+        """Forward the next Produce request, then cut its connection instead of answering.
+
+        The broker has written the messages; the client never hears so, and sends them
+        again on a new connection. Answers already on their way are dropped with it.
+        """
+        self._lose_produce_answer = True
+
     def restore(self) -> None:
         """No latency and forwarding again; data held during a stall is delivered now."""
         self._latency = 0.0
+        self._lose_produce_answer = False
         self._control(self._start_flowing)
 
     # -- on the proxy's loop ---------------------------------------------------------------------
@@ -144,8 +197,8 @@ class FaultProxy(LoopThreadServer):
             host, port = self._upstream()
             upstream_reader, link.upstream = await asyncio.open_connection(host, port)
             pumps = [
-                asyncio.create_task(self._pump_requests(reader, link.upstream)),
-                asyncio.create_task(self._pump(upstream_reader, writer)),
+                asyncio.create_task(self._pump_requests(reader, link)),
+                asyncio.create_task(self._pump(upstream_reader, writer, self._answers_of(link))),
             ]
             try:
                 # Kafka never half-closes: one side gone means the connection is over.
@@ -160,12 +213,12 @@ class FaultProxy(LoopThreadServer):
             self._links.discard(link)
             link.abort()
 
-    async def _pump_requests(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _pump_requests(self, reader: asyncio.StreamReader, link: _Link) -> None:
         """Client to broker, one Kafka request at a time (a 4-byte size, then the request,
-        whose header starts with its API key), so that a Produce request can be dropped."""
-        assert self._flowing is not None
+        whose header starts with its api key, api version and correlation id), so that a
+        Produce request can be dropped, or its answer marked to be lost."""
+        assert self._flowing is not None and link.upstream is not None
+        writer = link.upstream
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while True:
                 size = await reader.readexactly(4)
@@ -173,22 +226,44 @@ class FaultProxy(LoopThreadServer):
                 if self._latency > 0:
                     await asyncio.sleep(self._latency)
                 await self._flowing.wait()
-                if self._produce_drops and int.from_bytes(request[:2], "big") == _PRODUCE_API_KEY:
-                    self._produce_drops -= 1
-                    self.dropped += 1
-                    continue
+                if int.from_bytes(request[:2], "big") == _PRODUCE:
+                    if self._produce_drops:
+                        self._produce_drops -= 1
+                        self.dropped += 1
+                        continue
+                    if self._lose_produce_answer:
+                        self._lose_produce_answer = False
+                        link.doomed = request[4:8]
                 writer.write(size + request)
                 await writer.drain()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        forwards: Callable[[bytes], bool],
+    ) -> None:
         assert self._flowing is not None
         with contextlib.suppress(OSError):
             while data := await reader.read(_CHUNK):
                 if self._latency > 0:
                     await asyncio.sleep(self._latency)
                 await self._flowing.wait()
+                if not forwards(data):
+                    return
                 writer.write(data)
                 await writer.drain()
+
+    def _answers_of(self, link: _Link) -> Callable[[bytes], bool]:
+        def forwards(data: bytes) -> bool:
+            heads = link.answers.heads(data)
+            if link.doomed is None or link.doomed not in heads:
+                return True
+            self.answers_lost += 1
+            link.abort()
+            return False
+
+        return forwards
 
 
 class ProxiedBroker(FrontedBroker):
@@ -198,3 +273,31 @@ class ProxiedBroker(FrontedBroker):
         self.proxy: Final = FaultProxy(lambda: (LOOPBACK, self.broker.port), tls=tls)
         """The proxy every client connection goes through."""
         super().__init__(self.proxy)
+
+    def start_broker(self, topics: Mapping[str, int]) -> None:
+        """Start the stopped broker with ``topics`` (name: partitions) made before clients return.
+
+        The development broker forgets every topic when it stops; a real cluster keeps
+        them. Without them, a message a client still holds reaches the new broker first,
+        which stores it for a topic it does not know (Tansu answers success) and later
+        fails the first write to that partition once the topic is made (see README,
+        Reliability). So the proxy holds every connection until the topics are made,
+        straight on the broker's own port.
+        """
+        self.proxy.stall()
+        try:
+            self.broker.start()
+            for name, partitions in topics.items():
+                address = f"tcp://{self.broker.bootstrap}"
+                command = [find_broker_binary(), "topic", "create", "--broker", address]
+                made = subprocess.run(
+                    [*command, "--partitions", str(partitions), name],
+                    capture_output=True,
+                    text=True,
+                    timeout=CONTROL_TIMEOUT,
+                    check=False,
+                )
+                if made.returncode:
+                    raise RuntimeError(f"could not make topic {name!r}: {made.stderr.strip()}")
+        finally:
+            self.proxy.restore()

@@ -27,6 +27,7 @@ from qi.base.streaming import (
     StreamingMessage,
     StreamingProducer,
     SubscriptionConfig,
+    TopicConfig,
 )
 
 from ._proxy import ProxiedBroker
@@ -51,8 +52,12 @@ class Faults(Protocol):
     def stop_broker(self) -> None:
         """Stop the broker (real: the process; its memory-only data is lost)."""
 
-    def start_broker(self) -> None:
-        """Start it again on the same address."""
+    def start_broker(self, *topics: TopicConfig) -> None:
+        """Start it again on the same address, ``topics`` in place before clients get back.
+
+        A real cluster keeps its topics through a restart; the development broker
+        forgets them, so they are made again first.
+        """
 
 
 class ProxyFaults:
@@ -75,8 +80,8 @@ class ProxyFaults:
     def stop_broker(self) -> None:
         self.cluster.broker.stop()
 
-    def start_broker(self) -> None:
-        self.cluster.broker.start()
+    def start_broker(self, *topics: TopicConfig) -> None:
+        self.cluster.start_broker({topic.topic: topic.num_partitions for topic in topics})
 
 
 class MemoryFaults:
@@ -107,8 +112,8 @@ class MemoryFaults:
     def stop_broker(self) -> None:
         self.broker.set_unreachable(True)
 
-    def start_broker(self) -> None:
-        self.broker.set_unreachable(False)
+    def start_broker(self, *topics: TopicConfig) -> None:
+        self.broker.set_unreachable(False)  # the in-process broker kept its topics
 
 
 def numbered(run: str, index: int) -> StreamingMessage:

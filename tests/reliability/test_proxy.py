@@ -24,7 +24,9 @@ def raw_producer(proxied_broker: ProxiedBroker) -> Iterator[Any]:
     producer = confluent_kafka.Producer(
         {
             "bootstrap.servers": proxied_broker.bootstrap,
-            "message.timeout.ms": 1500,
+            # After a cut, librdkafka re-bootstraps and asks for metadata on its next
+            # one-second tick: a reconnect takes up to about a second.
+            "message.timeout.ms": 3000,
             "socket.connection.setup.timeout.ms": 1000,
             "reconnect.backoff.ms": 20,
             "reconnect.backoff.max.ms": 200,
@@ -123,3 +125,48 @@ def test_a_restarted_broker_is_reached_through_the_same_proxy(
     assert proxied_broker.broker.pid not in (None, pid)
     error, _ = _produce(raw_producer, topic)
     assert error is None
+
+
+def test_a_lost_produce_answer_makes_the_idempotent_retry_a_duplicate(
+    proxied_broker: ProxiedBroker,
+) -> None:
+    # What the confluent backend's offsets rest on: the development broker answers the
+    # retry of a batch it has written DUPLICATE_SEQUENCE_NUMBER with base offset -1, and
+    # librdkafka reports that batch delivered, numbering it from the -1 (None, 0, 1, ...).
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": proxied_broker.bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 50,  # the three messages below go in one batch
+            "reconnect.backoff.ms": 20,
+            "log_level": 0,
+        }
+    )
+    topic = _topic()
+    reports: list[tuple[Any, bytes, int | None]] = []
+
+    def report(error: Any, message: Any) -> None:
+        reports.append((error, message.value(), message.offset()))
+
+    producer.produce(topic, b"first", partition=0, on_delivery=report)
+    producer.flush(10)
+    proxied_broker.proxy.lose_next_produce_answer()
+    for value in (b"m0", b"m1", b"m2"):
+        producer.produce(topic, value, partition=0, on_delivery=report)
+    producer.flush(10)
+    producer.close()
+    assert proxied_broker.proxy.answers_lost == 1
+    assert reports == [(None, b"first", 0), (None, b"m0", None), (None, b"m1", 0), (None, b"m2", 1)]
+
+    consumer = confluent_kafka.Consumer(
+        {"bootstrap.servers": proxied_broker.bootstrap, "group.id": _topic(), "log_level": 0}
+    )
+    consumer.assign([confluent_kafka.TopicPartition(topic, 0, 0)])
+    written: list[tuple[int, bytes]] = []
+    deadline = time.monotonic() + 10
+    while len(written) < 4 and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and message.error() is None:
+            written.append((message.offset(), message.value()))
+    consumer.close()
+    assert written == [(0, b"first"), (1, b"m0"), (2, b"m1"), (3, b"m2")]  # each once

@@ -49,7 +49,8 @@ class ProduceResult:
     partition: int
     """Partition written to."""
     offset: int
-    """Offset of the message; -1 when ``acks=0`` (the broker does not say)."""
+    """Offset of the message; -1 when the broker does not say (``acks=0``, or a retry it
+    answered as a duplicate of a batch it had already written)."""
     timestamp: datetime | None
     """Timestamp the message carries, when known."""
 

@@ -20,7 +20,14 @@ thread sleeps on an event the loop sets when a call starts waiting.
 Each message's delivery callback is the bound method of a reusable
 :class:`_Report` (which call, which index), taken from a free list: building a
 new callable per message, and collecting it afterwards, cost more than the rest
-of the per-message work.
+of the per-message work. A report returns to the free list only from its own
+callback, which librdkafka calls once for each message it accepted, or when
+``produce()`` refused its message, so it never serves two messages at once.
+
+A batch acknowledged without a base offset (``acks=0``, or an idempotent retry
+that the broker answers DUPLICATE_SEQUENCE_NUMBER with offset -1, as the
+development broker does) is numbered -1, 0, 1, ... by librdkafka; every message
+of it is reported at offset -1, "not said", instead.
 
 Threads: a slot's ``delivered`` counter is written only by the poll thread;
 ``expected`` only by the loop, once everything was handed to librdkafka. Both
@@ -125,6 +132,23 @@ class _Report:
             # and value) is freed at once: keeping thousands for the loop cost more. Written
             # out rather than called: this runs once per message, under the GIL.
             offset = message.offset()
+            partition = message.partition()
+            if offset is None or offset < 0:
+                offset = -1
+                # A batch acknowledged without a base offset (-1: acks=0, or a duplicate of
+                # a batch the broker already wrote): librdkafka numbers its messages -1, 0,
+                # 1, ... (rd_kafka_msgq_set_metadata), reported one after another.
+                hub.unplaced[(sends.topic, partition)] = 0
+            elif hub.unplaced:
+                # The rest of that batch, if this report continues the numbering. A report
+                # of a later batch cannot: the unplaced batch of n messages lies at n - 1 or
+                # beyond, so the next one starts past the n - 2 the numbering reached.
+                key = (sends.topic, partition)
+                if hub.unplaced.get(key) == offset:
+                    hub.unplaced[key] = offset + 1
+                    offset = -1
+                else:
+                    hub.unplaced.pop(key, None)
             kind, millis = message.timestamp()
             if not kind:  # TIMESTAMP_NOT_AVAILABLE
                 stamp = None
@@ -133,15 +157,13 @@ class _Report:
             else:
                 stamp = hub.stamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
                 hub.stamp_millis = millis
-            if offset is None or offset < 0:
-                offset = -1
             if _PRODUCED is None:
-                result = ProduceResult(sends.topic, cast(int, message.partition()), offset, stamp)
+                result = ProduceResult(sends.topic, cast(int, partition), offset, stamp)
             else:
                 set_topic, set_partition, set_offset, set_stamp = _PRODUCED
                 result = _new(ProduceResult)
                 set_topic(result, sends.topic)
-                set_partition(result, message.partition())
+                set_partition(result, partition)
                 set_offset(result, offset)
                 set_stamp(result, stamp)
             sends.outcomes[index] = result
@@ -183,6 +205,9 @@ class DeliveryHub:
         # The last timestamp converted (poll thread only): a batch mostly shares one.
         self.stamp_millis = 0
         self.stamp: datetime | None = None
+        self.unplaced: dict[tuple[str, int | None], int] = {}
+        """Per partition, the offset librdkafka gives the next message of a batch whose
+        offsets the broker did not say (poll thread only, within one poll or flush)."""
         self.spare: deque[_Report] = deque()
         """Report callbacks free for reuse (taken by the loop, returned by the poll thread)."""
         self.space = asyncio.Event()
@@ -308,6 +333,8 @@ class DeliveryHub:
         waiting = self._waiting
         try:
             while self._stop_at is None:
+                # One batch's reports are all served by one poll() or flush() call.
+                self.unplaced.clear()
                 if (self.pending or self.space_wanted) and len(producer):
                     # Someone waits for what librdkafka holds: send it now, no linger.
                     producer.flush(_FLUSH_SECONDS)
@@ -328,6 +355,7 @@ class DeliveryHub:
     def _finish(self, producer: Producer) -> None:
         assert self._stop_at is not None
         while (remaining := self._stop_at - time.monotonic()) > 0:
+            self.unplaced.clear()
             left = producer.flush(min(_FLUSH_STEP, remaining))
             self._hand_back(True)
             if not left:
