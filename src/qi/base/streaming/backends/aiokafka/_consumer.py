@@ -13,13 +13,17 @@ import asyncio
 import logging
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from qi.base import QiError
-from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS, consumed_headers
+from qi.base.streaming._build import (
+    CONSUMED_MESSAGE_SETTERS,
+    consumed_headers,
+    datetime_from_millis,
+)
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
 from qi.base.streaming._consumer import StreamingConsumer
@@ -62,13 +66,10 @@ def subscription_pattern(topics: Sequence[str], pattern: str) -> str:
     return combined
 
 
-# Shared by every record without headers: one immutable empty mapping, not a dict each.
-
-
 def _timestamp(milliseconds: int | None) -> datetime | None:
     if milliseconds is None or milliseconds < 0:
         return None
-    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+    return datetime_from_millis(milliseconds)
 
 
 def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> list[ConsumedMessage]:
@@ -76,7 +77,8 @@ def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> lis
 
     This runs once per record fetched: fields are set through the slot descriptors
     (about twice as fast as the frozen dataclass's ``__init__``), and consecutive records
-    mostly share a millisecond, so each distinct timestamp becomes a datetime once.
+    mostly share a millisecond, so each distinct timestamp becomes a datetime once. It
+    never raises for a record's contents (a timestamp ``datetime`` cannot hold is None).
     """
     built: list[ConsumedMessage] = []
     append = built.append

@@ -17,6 +17,7 @@ Fault injection, for tests (franz-go's kfake control hooks play the same role)::
     broker.delay_deliveries(0.5)                    # acknowledgements take 0.5 s
     broker.set_unreachable(True)                    # connects and requests fail
     broker.reset()                                  # all faults cleared, data kept
+    broker.append_record("orders", 0, b"v", timestamp_ms=2**62)   # a foreign producer's record
 """
 
 from __future__ import annotations
@@ -260,6 +261,18 @@ class MemoryBroker:
         if topic is None or not 0 <= partition < len(topic.logs):
             return ()
         return tuple(topic.read(partition, 0, len(topic.logs[partition])))
+
+    def append_record(self, topic: str, partition: int, value: bytes, *, timestamp_ms: int) -> int:
+        """Append a record as any Kafka client could have written it; return its offset.
+
+        For tests: the timestamp is stored as given, so a record stamped in microseconds
+        by mistake (or beyond the year 9999) reaches consumers as it would from Kafka.
+        Raises KeyError or IndexError for a missing topic or partition.
+        """
+        log = self._topics[topic].logs[partition]
+        log.append((None, value, timestamp_ms, None))
+        self._wake_readers(topic)
+        return len(log) - 1
 
     def _partition_counts(self) -> dict[str, int]:
         return {name: len(topic.logs) for name, topic in self._topics.items()}
