@@ -2,7 +2,8 @@
 
 aiokafka never commits on its own here (``enable_auto_commit=False``): the
 engine commits what its handler processed, including in the rebalance
-listener, before aiokafka gives partitions up. A commit that loses the race
+listener, before aiokafka gives partitions up, through the group coordinator
+with the member's current generation (see ``_AiokafkaSource.commit``). A commit that loses the race
 with a rebalance (aiokafka's "commit cannot be completed since the group has
 already rebalanced") is reported to ``on_error``, never raised into aiokafka.
 """
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.util import commit_structure_validate
 
 from qi.base import QiError
 from qi.base.streaming._build import (
@@ -289,7 +291,12 @@ class _AiokafkaSource(PartitionSource):
             if topic not in gone
         }
         if live:
-            await self._consumer.commit(live)
+            # Not AIOKafkaConsumer.commit(): when a new topic matches the pattern, aiokafka
+            # swaps in the new subscription (with no assignment yet) before it revokes, so
+            # commit() refuses the partitions the current generation still owns. The
+            # coordinator commits them with that generation, which the broker checks.
+            offsets = commit_structure_validate(live)
+            await self._consumer._coordinator.commit_offsets(None, offsets)
         if gone:
             raise _TopicsGone(tuple(sorted(gone)))
 
