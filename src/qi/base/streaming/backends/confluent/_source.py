@@ -251,6 +251,9 @@ class ConfluentSource(PartitionSource):
             positioned = partitions
         # The default assignors (range, roundrobin) are eager: assign() takes the whole set.
         consumer.assign(positioned)
+        # librdkafka keeps a partition's pause across unassign and assign, but the engine
+        # starts every assigned partition afresh, unpaused: so must librdkafka.
+        consumer.resume(positioned)
         self._assigned.update(keys)
         self._logger.debug("assigned %s", keys)
         self._call_listener(self._listener_or_fail().partitions_assigned(keys))
