@@ -4,6 +4,8 @@ goes, a slow member goes on after one, and no partition is handled by two member
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -64,6 +66,57 @@ async def test_a_new_topic_matching_the_pattern_commits_what_was_handled_before(
     await after.wait_for(2)
     assert len(after.values()) == 2, after.values()
     assert set(after.values()) == {b"a-late", b"b-late"}, "handled messages came again"
+
+
+async def test_a_revoked_partition_is_never_handled_by_two_members_at_once(
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic(2)
+    # Everything in partition 1, which goes to the second member when it joins: member ids
+    # start with the client ids, and every assignor here gives partition 1 to the later one.
+    count = 6
+    await produce(producer, topic, numbered("m", count), partition=1)
+    prefix = unique("overlap")
+    calls: list[tuple[str, int, float, float]] = []  # member, offset, start, end
+    started = asyncio.Event()
+
+    def handler(member: str, seconds: float) -> Callable[[EachMessagePayload], Awaitable[None]]:
+        async def handle(payload: EachMessagePayload) -> None:
+            begin = time.monotonic()
+            started.set()
+            await asyncio.sleep(seconds)
+            calls.append((member, payload.message.offset, begin, time.monotonic()))
+
+        return handle
+
+    group = consumer_config()
+    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
+    first = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-a"))
+    second = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-b"))
+    try:
+        # The first member is slow, so a revocation always finds it in a handler.
+        run = ConsumerRunConfig(each_message=handler("first", 4.0))
+        await start_consumer(first, group, subscription, run)
+        await asyncio.wait_for(started.wait(), 30.0)
+        run = ConsumerRunConfig(each_message=handler("second", 0.0))
+        await start_consumer(second, group, subscription, run)
+        await wait_until(
+            lambda: {offset for _, offset, _, _ in calls} >= set(range(count)),
+            what="every message handled",
+        )
+    finally:
+        await second.disconnect()
+        await first.disconnect()
+    assert {member for member, *_ in calls} == {"first", "second"}, calls
+    spans = sorted((begin, end, member, offset) for member, offset, begin, end in calls)
+    for (_, end, member, offset), (begin, _, other, next_offset) in itertools.pairwise(spans):
+        assert begin >= end, (
+            f"{other} started offset {next_offset} while {member} still handled offset {offset}"
+        )
 
 
 async def test_a_partition_paused_behind_a_slow_handler_is_handled_after_a_rebalance(

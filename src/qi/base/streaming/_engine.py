@@ -14,6 +14,8 @@ handler call that started before the change records nothing, and messages of
 a fetch that was under way when the partition was sought are dropped (the
 source already moved to the new position). A partition assigned during a
 fetch is new state: what the fetch returns for it is current and is kept.
+Once a revocation of a partition has begun, no handler call for it starts
+here: the next owner may start on it as soon as the revocation returns.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class _Partition:
     committed: int | None = None
     generation: int = 0
     paused: bool = False
+    revoking: bool = False
+    """A revocation began: no handler call for it may start any more."""
 
 
 class ConsumerEngine:
@@ -205,6 +209,10 @@ class ConsumerEngine:
         part.buffer.clear()
         part.retry_at = 0.0
         part.attempts = 0
+        if part.revoking:
+            # It leaves this member as soon as the running handler returns; its next owner
+            # starts from the committed offset, so there is nothing to reposition.
+            return Success(None)
         await self._source.seek(key, target)
         if part.paused:
             part.paused = False
@@ -229,6 +237,10 @@ class ConsumerEngine:
         self, partitions: Collection[TopicPartition]
     ) -> Mapping[TopicPartition, int]:
         revoked = set(partitions)
+        for key in revoked:
+            part = self._partitions.get(key)
+            if part is not None:
+                part.revoking = True
         if self._busy in revoked:
             if self._handler_returned is None:
                 self._handler_returned = asyncio.get_running_loop().create_future()
@@ -315,7 +327,7 @@ class ConsumerEngine:
             key = self._rotation[0]
             self._rotation.rotate(-1)
             part = self._partitions[key]
-            if not part.buffer:
+            if not part.buffer or part.revoking:
                 continue
             if part.retry_at <= now:
                 return part, None
@@ -335,7 +347,7 @@ class ConsumerEngine:
         # message, so _call() and the payload's constructor are written out: a coroutine and
         # a call of our own per message cost more than the rest of the bookkeeping.
         for _ in range(self._batch_size):
-            if not buffer or self._stopping or part.generation != generation:
+            if not buffer or self._stopping or part.generation != generation or part.revoking:
                 return
             message = buffer[0]
             if setters is None:
