@@ -109,6 +109,8 @@ class ConsumerEngine:
         self._stopping = False
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        # Reports of failed rebalance commits, each forgotten once on_error has heard it.
+        self._reports: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -155,6 +157,8 @@ class ConsumerEngine:
                 )
                 dispatcher.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._reports:
+            await asyncio.wait(set(self._reports), timeout=self._request_timeout)
         committed = await self.commit("disconnect")
         if isinstance(committed, Failure):
             await self._report(committed.error)
@@ -267,7 +271,8 @@ class ConsumerEngine:
         """Backends call this when committing revoked partitions failed."""
         error = self._translate(exc, "rebalance_commit", ErrorCode.COMMIT_FAILED)
         task = asyncio.get_running_loop().create_task(self._report(error))
-        self._tasks.append(task)
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
 
     # -- loops -------------------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ class MemberSource(PartitionSource):
         offsets = await self._listener.partitions_revoked(partitions)
         if offsets:
             try:
-                self._group.commit(self, offsets)
+                self._commit_now(offsets)
             except Exception as exc:
                 self._listener.report_commit_failure(exc)
         self._owned -= partitions
@@ -166,13 +166,7 @@ class MemberSource(PartitionSource):
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if not await self._broker.wait_reachable(self._request_timeout):
             raise MemoryBrokerError(BrokerError.TRANSPORT, "the broker is unreachable")
-        if self._broker.take_commit_fault(self._group.group_id):
-            raise MemoryBrokerError(
-                BrokerError.INJECTED_FAULT,
-                f"injected commit failure for group {self._group.group_id!r}",
-                ErrorCode.COMMIT_FAILED,
-            )
-        self._group.commit(self, offsets)
+        self._commit_now(offsets)
 
     async def seek(self, partition: TopicPartition, target: SeekTarget) -> None:
         if partition not in self._owned:
@@ -206,6 +200,15 @@ class MemberSource(PartitionSource):
             self._positions.clear()
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _commit_now(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self._broker.take_commit_fault(self._group.group_id):
+            raise MemoryBrokerError(
+                BrokerError.INJECTED_FAULT,
+                f"injected commit failure for group {self._group.group_id!r}",
+                ErrorCode.COMMIT_FAILED,
+            )
+        self._group.commit(self, offsets)
 
     def _collect(self, budget: int) -> dict[TopicPartition, Sequence[ConsumedMessage]]:
         """Up to ``budget`` messages, starting from a rotating partition so none starves."""
