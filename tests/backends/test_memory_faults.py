@@ -207,6 +207,31 @@ async def test_fail_next_commits_fails_that_many_commits(setup: Setup) -> None:
     assert setup.broker.committed("committer") == {("a", 0): 1}
 
 
+async def test_a_fetch_that_fails_after_moving_on_loses_nothing(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    for index in range(60):
+        ok(await producer.send("b", StreamingMessage(b"%d" % index, partition=index % 2)))
+    seen: list[ConsumedMessage] = []
+    errors: list[QiError] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        seen.append(payload.message)
+
+    async def on_error(error: QiError) -> None:
+        errors.append(error)
+
+    config = ConsumerConfig("rewound", 6.0, 0.5, max_batch_size=5)
+    consumer = ok(await setup.client.get_consumer(config))
+    ok(await consumer.subscribe(SubscriptionConfig(("b",), from_beginning=True)))
+    setup.broker.fail_next_fetches("rewound", 3)
+    ok(await consumer.run(ConsumerRunConfig(each_message=handle, on_error=on_error)))
+    await wait_until(lambda: len(errors) == 3 and len(seen) >= 60, "every message")
+    for partition in (0, 1):
+        offsets = [m.offset for m in seen if m.partition == partition]
+        assert offsets == list(range(30)), f"partition {partition}: {offsets}"
+    assert all(error.context["kafka_error"] == "INJECTED_FAULT" for error in errors), errors
+
+
 async def test_failed_rebalance_commits_leave_no_task_behind(setup: Setup) -> None:
     producer = ok(await setup.client.get_producer())
     seen: list[ConsumedMessage] = []

@@ -16,6 +16,10 @@ source already moved to the new position). A partition assigned during a
 fetch is new state: what the fetch returns for it is current and is kept.
 Once a revocation of a partition has begun, no handler call for it starts
 here: the next owner may start on it as soon as the revocation returns.
+
+A native client moves past what it fetched before the source builds the
+messages, so a fetch that fails has moved past messages nobody will handle:
+the engine then rewinds every partition to the first offset it was not given.
 """
 
 from __future__ import annotations
@@ -69,6 +73,9 @@ class _Partition:
     committed: int | None = None
     generation: int = 0
     paused: bool = False
+    next_offset: int | None = None
+    """First offset the source has not handed over since the assignment or the last seek,
+    None until it is known (the source knows where the partition started)."""
     revoking: bool = False
     """A revocation began: no handler call for it may start any more."""
 
@@ -217,6 +224,8 @@ class ConsumerEngine:
             # It leaves this member as soon as the running handler returns; its next owner
             # starts from the committed offset, so there is nothing to reposition.
             return Success(None)
+        # Known before the source moves, so a rewind after a failed fetch cannot undo the seek.
+        part.next_offset = target if isinstance(target, int) else None
         await self._source.seek(key, target)
         if part.paused:
             part.paused = False
@@ -284,6 +293,7 @@ class ConsumerEngine:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                await self._rewind()
                 await self._report(self._translate(exc, "fetch", ErrorCode.CONNECTION_FAILED))
                 await asyncio.sleep(_FETCH_ERROR_BACKOFF)
                 continue
@@ -298,12 +308,26 @@ class ConsumerEngine:
                 if seen is not None and seen[0] is part and seen[1] != part.generation:
                     continue  # sought while the fetch ran: these are from the old position
                 part.buffer.extend(messages)
+                part.next_offset = messages[-1].offset + 1
                 if not part.paused and len(part.buffer) >= self.buffer_limit:
                     part.paused = True
                     full.append(key)
             if full:
                 self._source.pause(full)
             self._work.set()
+
+    async def _rewind(self) -> None:
+        """After a failed fetch: put every partition back at the first offset not handed over."""
+        positions = {
+            key: part.next_offset for key, part in self._partitions.items() if not part.revoking
+        }
+        if not positions:
+            return
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                await self._source.rewind(positions)
+        except Exception as exc:
+            await self._report(self._translate(exc, "fetch", ErrorCode.CONNECTION_FAILED))
 
     async def _dispatch_loop(self) -> None:
         while not self._stopping:

@@ -251,6 +251,8 @@ class _AiokafkaSource(PartitionSource):
         # partition assigned while the fetch ran would be dropped by the engine as stale, yet
         # aiokafka would count them as consumed.
         self._owned_by_engine: set[PartitionKey] = set()
+        # Where each owned partition started (assignment or last seek), for rewinds.
+        self._starts: dict[PartitionKey, int] = {}
 
     async def start(self, listener: RebalanceListener) -> None:
         self._listener = listener
@@ -302,6 +304,7 @@ class _AiokafkaSource(PartitionSource):
 
     async def seek(self, partition: PartitionKey, target: SeekTarget) -> None:
         tp = TopicPartition(*partition)
+        self._starts.pop(partition, None)
         if target == "earliest" or target == "latest":
             # aiokafka waits for the new position up to its (join-sized) request timeout.
             async with asyncio.timeout(self._owner._config.request_timeout):
@@ -309,8 +312,18 @@ class _AiokafkaSource(PartitionSource):
                     await self._consumer.seek_to_beginning(tp)
                 else:
                     await self._consumer.seek_to_end(tp)
+                self._starts[partition] = await self._consumer.position(tp)
         else:
             self._consumer.seek(tp, target)
+            self._starts[partition] = target
+
+    async def rewind(self, positions: Mapping[PartitionKey, int | None]) -> None:
+        assigned = self._consumer.assignment()
+        for key, offset in positions.items():
+            tp = TopicPartition(*key)
+            target = self._starts.get(key) if offset is None else offset
+            if target is not None and tp in assigned:
+                self._consumer.seek(tp, target)
 
     def pause(self, partitions: Collection[PartitionKey]) -> None:
         # A partition revoked since the engine decided is no longer aiokafka's to pause.
@@ -338,7 +351,7 @@ class _AiokafkaSource(PartitionSource):
                     # The broker may still hand out partitions of a deleted topic: no position
                     # will ever come for them.
                     if self._topic_known(key[0]):
-                        await self._consumer.position(TopicPartition(*key))
+                        self._starts[key] = await self._consumer.position(TopicPartition(*key))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the fetcher finds the positions anyway; only the timing suffers
@@ -350,6 +363,8 @@ class _AiokafkaSource(PartitionSource):
     async def revoked(self, partitions: Collection[PartitionKey]) -> None:
         listener = self._listener
         self._owned_by_engine -= set(partitions)
+        for key in partitions:
+            self._starts.pop(key, None)
         if listener is None or not partitions:
             return
         try:

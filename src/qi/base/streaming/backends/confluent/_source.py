@@ -29,6 +29,7 @@ from typing import Any, Final, TypeVar
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    OFFSET_STORED,
     Consumer,
     KafkaError,
     KafkaException,
@@ -102,6 +103,8 @@ class ConfluentSource(PartitionSource):
         self._next_refresh = 0.0
         self._deferred: BaseException | None = None
         self._stamps = Stamps()
+        # Where each assigned partition started (assignment or last seek), for rewinds.
+        self._starts: dict[TopicPartition, int] = {}
 
     # -- PartitionSource -----------------------------------------------------------------------
 
@@ -126,11 +129,10 @@ class ConfluentSource(PartitionSource):
             offset = OFFSET_END
         else:
             offset = target
-        topic, number = partition
-        consumer = self._native()
-        await self._worker.run(
-            functools.partial(consumer.seek, NativePartition(topic, number, offset))
-        )
+        await self._worker.run(functools.partial(self._seek, partition, offset))
+
+    async def rewind(self, positions: Mapping[TopicPartition, int | None]) -> None:
+        await self._worker.run(functools.partial(self._rewind, dict(positions)))
 
     def pause(self, partitions: Collection[TopicPartition]) -> None:
         self._pause_or_resume(self._native().pause, partitions)
@@ -167,6 +169,21 @@ class ConfluentSource(PartitionSource):
             if max_messages > 1:
                 messages.extend(consumer.consume(max_messages - 1, 0))
         return self._group(messages)
+
+    def _seek(self, key: TopicPartition, offset: int) -> None:
+        self._native().seek(NativePartition(key[0], key[1], offset))
+        self._starts[key] = offset
+
+    def _rewind(self, positions: dict[TopicPartition, int | None]) -> None:
+        consumer = self._native()
+        for key, offset in positions.items():
+            if key not in self._assigned:
+                continue
+            target = self._starts.get(key, OFFSET_STORED) if offset is None else offset
+            try:
+                consumer.seek(NativePartition(key[0], key[1], target))
+            except KafkaException as exc:  # gone meanwhile: its next owner reads it
+                self._logger.debug("could not rewind %s to %d: %s", key, target, exc)
 
     def _group(self, messages: list[Message]) -> dict[TopicPartition, list[ConsumedMessage]]:
         return consumed(messages, self._stamps, NO_CONSUMED_HEADERS, self._consumer_error)
@@ -255,6 +272,10 @@ class ConfluentSource(PartitionSource):
         # starts every assigned partition afresh, unpaused: so must librdkafka.
         consumer.resume(positioned)
         self._assigned.update(keys)
+        for partition in positioned:
+            key = (partition.topic, partition.partition)
+            # Not yet resolved (OFFSET_INVALID): the committed offset, else the reset policy.
+            self._starts[key] = partition.offset if partition.offset >= 0 else OFFSET_STORED
         self._logger.debug("assigned %s", keys)
         self._call_listener(self._listener_or_fail().partitions_assigned(keys))
 
@@ -293,14 +314,19 @@ class ConfluentSource(PartitionSource):
                     self._loop.call_soon_threadsafe(listener.report_commit_failure, exc)
                 else:
                     self._logger.warning("committing revoked partitions failed: %s", exc)
-        self._assigned.difference_update(keys)
+        self._forget(keys)
 
     def _on_lost(self, consumer: Consumer, partitions: list[NativePartition]) -> None:
         # Lost, not revoked: another member may own them already, so nothing is committed.
         keys = [(partition.topic, partition.partition) for partition in partitions]
         self._logger.debug("lost %s", keys)
-        self._assigned.difference_update(keys)
+        self._forget(keys)
         self._call_listener(self._listener_or_fail().partitions_revoked(keys))
+
+    def _forget(self, keys: list[TopicPartition]) -> None:
+        self._assigned.difference_update(keys)
+        for key in keys:
+            self._starts.pop(key, None)
 
     def _call_listener(self, call: Coroutine[Any, Any, T]) -> T | None:
         """Run an engine coroutine on the loop and wait for it; never raise into librdkafka."""

@@ -51,6 +51,8 @@ class MemberSource(PartitionSource):
         self._owned: frozenset[TopicPartition] = frozenset()
         # Fetch positions of owned partitions that may be fetched (not being revoked).
         self._positions: dict[TopicPartition, int] = {}
+        # Where each of them started (assignment or last seek), for rewinds.
+        self._starts: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
         self._assigned_once = False
         self._rotation = 0
@@ -90,6 +92,7 @@ class MemberSource(PartitionSource):
             return
         for key in partitions:
             self._positions.pop(key, None)
+            self._starts.pop(key, None)
         self._epoch += 1
         offsets = await self._listener.partitions_revoked(partitions)
         if offsets:
@@ -111,7 +114,8 @@ class MemberSource(PartitionSource):
         committed = self._group.committed
         for key in partitions:
             offset = committed.get(key)
-            self._positions[key] = self._reset_position(key) if offset is None else offset
+            start = self._reset_position(key) if offset is None else offset
+            self._positions[key] = self._starts[key] = start
         self._epoch += 1
         self.wake()
 
@@ -153,6 +157,13 @@ class MemberSource(PartitionSource):
                 return {}
             fetched = self._collect(max_messages)
             if fetched:
+                if self._broker.take_fetch_fault(self._group.group_id):
+                    # As a Kafka client that could not build what it fetched: moved past it.
+                    raise MemoryBrokerError(
+                        BrokerError.INJECTED_FAULT,
+                        f"injected fetch failure for group {self._group.group_id!r}",
+                        ErrorCode.CONNECTION_FAILED,
+                    )
                 return fetched
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -174,13 +185,19 @@ class MemberSource(PartitionSource):
                 BrokerError.ILLEGAL_GENERATION, f"{partition} is not assigned to this member"
             )
         if target == "earliest":
-            self._positions[partition] = 0
+            start = 0
         elif target == "latest":
-            self._positions[partition] = self._end(partition)
+            start = self._end(partition)
         else:
-            self._positions[partition] = target
+            start = target
+        self._positions[partition] = self._starts[partition] = start
         self._epoch += 1
         self.wake()
+
+    async def rewind(self, positions: Mapping[TopicPartition, int | None]) -> None:
+        for key, offset in positions.items():
+            if key in self._positions:
+                self._positions[key] = self._starts[key] if offset is None else offset
 
     def pause(self, partitions: Collection[TopicPartition]) -> None:
         self._paused.update(partitions)
@@ -198,6 +215,7 @@ class MemberSource(PartitionSource):
             self._stopped = True
             self._broker.remove_reader(self)
             self._positions.clear()
+            self._starts.clear()
 
     # -- internals -----------------------------------------------------------------------------
 
