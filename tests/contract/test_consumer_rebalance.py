@@ -9,12 +9,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from qi.base import Success
 from qi.base.streaming import (
     ConsumerRunConfig,
     EachMessagePayload,
     MessageBatch,
     StreamingClient,
     StreamingConfig,
+    StreamingConsumer,
     StreamingMessage,
     StreamingProducer,
     SubscriptionConfig,
@@ -171,3 +173,52 @@ async def test_a_partition_paused_behind_a_slow_handler_is_handled_after_a_rebal
         )
     finally:
         await first.disconnect()
+
+
+async def test_a_handler_commits_and_seeks_at_once_while_its_partition_is_revoked(
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic(2)
+    # As above: partition 1 goes to the second member, so the first one's is revoked.
+    await produce(producer, topic, numbered("m", 3), partition=1)
+    prefix = unique("inside")
+    bound = streaming_config.request_timeout
+    in_handler = asyncio.Event()
+    durations: dict[str, tuple[object, float]] = {}
+    consumers: list[StreamingConsumer] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        if payload.message.offset != 1 or in_handler.is_set():
+            return
+        in_handler.set()
+        await asyncio.sleep(5.0)  # meanwhile the second member joins and this one revokes
+        (consumer,) = consumers
+        for name, call in (
+            ("commit_offsets", consumer.commit_offsets()),
+            ("seek", consumer.seek(topic, 1, 0)),
+        ):
+            began = time.monotonic()
+            durations[name] = (await call, time.monotonic() - began)
+
+    group = consumer_config(auto_commit=False)
+    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
+    first = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-a"))
+    second = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-b"))
+    try:
+        run = ConsumerRunConfig(each_message=handle)
+        consumers.append(await start_consumer(first, group, subscription, run))
+        await asyncio.wait_for(in_handler.wait(), 30.0)
+        collector = Collector()
+        await start_consumer(second, group, subscription, collector.run_config())
+        await wait_until(lambda: len(durations) == 2, what="the handler's calls")
+    finally:
+        await second.disconnect()
+        await first.disconnect()
+    for name, (outcome, seconds) in durations.items():
+        assert isinstance(outcome, Success), f"{name} returned {outcome!r}"
+        # Its bound is request_timeout; waiting on the revocation would take all of it.
+        assert seconds < bound / 4, f"{name} took {seconds:.1f}s (bound {bound:.1f}s)"

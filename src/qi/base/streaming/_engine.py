@@ -47,6 +47,8 @@ _FETCH_WAIT: Final = 0.25
 _FETCH_MAX: Final = 10_000
 # Pause after a fetch error before fetching again, so a dead broker is not hammered.
 _FETCH_ERROR_BACKOFF: Final = 0.5
+# The least time stop() gives the source to leave the group, even when the rest used it all.
+_MIN_LEAVE: Final = 0.5
 
 
 class _ErrorFactory(Protocol):
@@ -146,8 +148,15 @@ class ConsumerEngine:
             )
         return Success(None)
 
-    async def stop(self) -> None:
-        """Stop the loops, let a running handler finish (within request_timeout), commit, leave."""
+    async def stop(self, handler_patience: float, patience: float) -> float:
+        """Stop the loops, let a running handler finish, commit, leave.
+
+        A running handler gets ``handler_patience`` seconds (then it is cancelled and
+        its message stays uncommitted); committing what was processed, telling
+        on_error about a failure, and leaving the group then share ``patience`` seconds.
+        Returns the deadline (``time.monotonic()``) of that second part, which whatever
+        the consumer still has to release should keep too.
+        """
         self._stopping = True
         self._work.set()
         if self._tasks:
@@ -156,25 +165,42 @@ class ConsumerEngine:
             fetcher.cancel()
             for task in others:
                 task.cancel()
-            done, _ = await asyncio.wait({dispatcher}, timeout=self._request_timeout)
+            done, _ = await asyncio.wait({dispatcher}, timeout=handler_patience)
             if not done:
                 self._logger.warning(
                     "a handler still ran after %.1fs: cancelled, its message stays uncommitted",
-                    self._request_timeout,
+                    handler_patience,
                 )
                 dispatcher.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._reports:
-            await asyncio.wait(set(self._reports), timeout=self._request_timeout)
-        committed = await self.commit("disconnect")
+        deadline = time.monotonic() + patience
+        committed = await self.commit("disconnect", patience)
+        reports = set(self._reports)
         if isinstance(committed, Failure):
-            await self._report(committed.error)
-        await self._source.stop()
+            reports.add(asyncio.ensure_future(self._report(committed.error)))
+        if reports:
+            _, late = await asyncio.wait(reports, timeout=max(deadline - time.monotonic(), 0))
+            for report in late:
+                report.cancel()
+        await self._source.stop(max(deadline - time.monotonic(), _MIN_LEAVE))
+        return deadline
 
     # -- operations ----------------------------------------------------------------------------
 
-    async def commit(self, operation: str) -> Result[None, QiError]:
-        """Commit the processed offsets not committed yet."""
+    async def commit(self, operation: str, within: float | None = None) -> Result[None, QiError]:
+        """Commit the processed offsets not committed yet, within ``within`` s (request_timeout)."""
+        bound = self._request_timeout if within is None else within
+        try:
+            async with asyncio.timeout(bound):
+                return await self._commit(operation)
+        except TimeoutError:
+            return Failure(
+                self._error(
+                    ErrorCode.TIMEOUT, f"commit did not finish within {bound:.1f}s", operation
+                )
+            )
+
+    async def _commit(self, operation: str) -> Result[None, QiError]:
         async with self._commit_lock:
             pending = {
                 key: part.processed
@@ -184,16 +210,7 @@ class ConsumerEngine:
             if not pending:
                 return Success(None)
             try:
-                async with asyncio.timeout(self._request_timeout):
-                    await self._source.commit(pending)
-            except TimeoutError:
-                return Failure(
-                    self._error(
-                        ErrorCode.TIMEOUT,
-                        f"commit did not finish within {self._request_timeout:.1f}s",
-                        operation,
-                    )
-                )
+                await self._source.commit(pending)
             except Exception as exc:
                 return Failure(self._translate(exc, operation, ErrorCode.COMMIT_FAILED))
             for key, offset in pending.items():
@@ -226,7 +243,19 @@ class ConsumerEngine:
             return Success(None)
         # Known before the source moves, so a rewind after a failed fetch cannot undo the seek.
         part.next_offset = target if isinstance(target, int) else None
-        await self._source.seek(key, target)
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                await self._source.seek(key, target)
+        except TimeoutError:
+            return Failure(
+                self._error(
+                    ErrorCode.TIMEOUT,
+                    f"seek did not finish within {self._request_timeout:.1f}s",
+                    "seek",
+                    topic=key[0],
+                    partition=key[1],
+                )
+            )
         if part.paused:
             part.paused = False
             self._source.resume([key])

@@ -88,5 +88,6 @@ class PartitionSource(ABC):
         """Fetch these partitions again."""
 
     @abstractmethod
-    async def stop(self) -> None:
-        """Leave the group. The engine has already committed what was processed."""
+    async def stop(self, patience: float) -> None:
+        """Leave the group within about ``patience`` seconds; what is left of leaving then
+        goes on in the background. The engine has already committed what was processed."""

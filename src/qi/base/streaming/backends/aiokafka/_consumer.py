@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -48,6 +49,8 @@ IMPLEMENTATION: Final = "aiokafka"
 _LOGGER: Final = logging.getLogger(__name__)
 # Seconds aiokafka's stop() may take beyond request_timeout (leave group, close sockets).
 _STOP_GRACE: Final = 2.0
+# The least time disconnect() gives the native stop, even when the run loop used it all.
+_MIN_PATIENCE: Final = 0.5
 # Global inline flags such as "(?i)" must stay at the very start of a combined pattern.
 _LEADING_FLAGS: Final = re.compile(r"(?:\(\?[aiLmsux]+\))*")
 
@@ -146,6 +149,7 @@ class AiokafkaConsumer(StreamingConsumer):
         self._consumer: Any = None
         self._from_beginning = False
         self._started = False
+        self._stops: dict[Any, asyncio.Future[None]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -153,11 +157,11 @@ class AiokafkaConsumer(StreamingConsumer):
         self._consumer = self._build(from_beginning=False)
         await self._start_native()
 
-    async def _close_native(self) -> None:
+    async def _close_native(self, deadline: float) -> None:
         consumer, self._consumer = self._consumer, None
         self._started = False
         if consumer is not None:
-            await self._stop_native(consumer)
+            await self._stop_native(consumer, max(deadline - time.monotonic(), _MIN_PATIENCE))
 
     def _native_client(self) -> object:
         return self._consumer
@@ -193,14 +197,25 @@ class AiokafkaConsumer(StreamingConsumer):
         self._started = True
         adapt_group_coordinator(self._consumer)
 
-    async def _stop_native(self, consumer: Any) -> None:
-        bound = self._config.request_timeout + _STOP_GRACE
-        stopping = asyncio.ensure_future(consumer.stop())
+    async def _stop_native(self, consumer: Any, bound: float, *, abandon: bool = True) -> None:
+        """Stop ``consumer`` within ``bound`` seconds; then abandon (cancel) its stop, or let it
+        go on for a later call to wait for.
+
+        A stop is started once per consumer: aiokafka's stop() returns at once when called
+        again, even while the first one is still closing the consumer.
+        """
+        stopping = self._stops.get(consumer)
+        if stopping is None:
+            stopping = self._stops[consumer] = asyncio.ensure_future(consumer.stop())
         done, _ = await asyncio.wait({stopping}, timeout=bound)
         if not done:
-            stopping.cancel()
-            self._logger.warning("aiokafka consumer did not stop within %.1fs", bound)
-        elif stopping.exception() is not None:
+            if abandon:
+                stopping.cancel()
+                self._stops.pop(consumer, None)
+                self._logger.warning("aiokafka consumer did not stop within %.1fs", bound)
+            return
+        self._stops.pop(consumer, None)
+        if stopping.exception() is not None:
             self._logger.debug("aiokafka consumer stop failed", exc_info=stopping.exception())
 
     async def _ready_consumer(self, from_beginning: bool) -> Any:
@@ -212,18 +227,19 @@ class AiokafkaConsumer(StreamingConsumer):
         if self._consumer is not None and self._started and from_beginning == self._from_beginning:
             return self._consumer
         if self._consumer is not None:
-            await self._stop_native(self._consumer)
+            await self._stop_native(self._consumer, self._config.request_timeout + _STOP_GRACE)
         self._started = False
         self._consumer = self._build(from_beginning=from_beginning)
         await self._start_native()
         return self._consumer
 
-    async def _native_stopped(self) -> None:
+    async def _native_stopped(self, patience: float) -> None:
         """The source left the group: the native consumer is spent, a new run builds another."""
         consumer = self._consumer
         self._started = False
         if consumer is not None:
-            await self._stop_native(consumer)
+            # Not abandoned: disconnect() or the next run() waits for what is left of it.
+            await self._stop_native(consumer, patience, abandon=False)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -336,8 +352,8 @@ class _AiokafkaSource(PartitionSource):
         if owned:
             self._consumer.resume(*owned)
 
-    async def stop(self) -> None:
-        await self._owner._native_stopped()
+    async def stop(self, patience: float) -> None:
+        await self._owner._native_stopped(patience)
 
     # -- rebalance -----------------------------------------------------------------------------
 

@@ -6,7 +6,11 @@ each other and librdkafka's rebalance callbacks, which it runs inside
 ``consume``/``poll``/``close``, always run there too. A callback hands the
 change to the engine on the event loop and waits for its answer: on revocation
 the engine finishes the running handler and says which offsets to commit, and
-the commit happens before librdkafka lets the partitions go.
+the commit happens before librdkafka lets the partitions go. While a callback
+waits, commits and seeks run inside it (a handler the revocation waits for may
+call them); a seek that ran inside a fetch's callback makes that fetch drop
+the partition's messages and seek again, since they may come from either side
+of the seek.
 
 Subscriptions are resolved here, in Python: librdkafka's regex dialect is not
 Python's, so the source lists the cluster's topics, keeps those named or
@@ -73,6 +77,11 @@ _SURFACED: Final = frozenset(
 )
 
 
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
 class ConfluentSource(PartitionSource):
     """One run of a consumer: subscribe, fetch, commit, seek, leave."""
 
@@ -105,6 +114,8 @@ class ConfluentSource(PartitionSource):
         self._stamps = Stamps()
         # Where each assigned partition started (assignment or last seek), for rewinds.
         self._starts: dict[TopicPartition, int] = {}
+        # Seeks made inside a rebalance callback of the fetch in progress, if one is.
+        self._sought_while_fetching: dict[TopicPartition, int] | None = None
 
     # -- PartitionSource -----------------------------------------------------------------------
 
@@ -120,7 +131,7 @@ class ConfluentSource(PartitionSource):
         return await self._worker.run(functools.partial(self._fetch, max_messages, max_wait))
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        await self._worker.run(functools.partial(self._commit, dict(offsets)))
+        await self._worker.run(functools.partial(self._commit, dict(offsets)), nestable=True)
 
     async def seek(self, partition: TopicPartition, target: SeekTarget) -> None:
         if target == "earliest":
@@ -129,7 +140,7 @@ class ConfluentSource(PartitionSource):
             offset = OFFSET_END
         else:
             offset = target
-        await self._worker.run(functools.partial(self._seek, partition, offset))
+        await self._worker.run(functools.partial(self._seek, partition, offset), nestable=True)
 
     async def rewind(self, positions: Mapping[TopicPartition, int | None]) -> None:
         await self._worker.run(functools.partial(self._rewind, dict(positions)))
@@ -140,13 +151,19 @@ class ConfluentSource(PartitionSource):
     def resume(self, partitions: Collection[TopicPartition]) -> None:
         self._pause_or_resume(self._native().resume, partitions)
 
-    async def stop(self) -> None:
+    async def stop(self, patience: float) -> None:
         consumer = self._consumer
-        if consumer is not None:
-            try:
-                await self._worker.run(consumer.close)
-            finally:
-                self._on_closed(consumer)
+        if consumer is None:
+            return
+        # This close is the native consumer's last call: nobody must queue another.
+        self._on_closed(consumer)
+        closing = asyncio.ensure_future(self._worker.run(consumer.close))
+        await asyncio.wait({closing}, timeout=patience)
+        if not closing.done():
+            closing.add_done_callback(_ignore_outcome)
+            self._logger.debug("leaving the group goes on after %.1fs", patience)
+            return
+        closing.result()
 
     # -- worker thread -------------------------------------------------------------------------
 
@@ -158,21 +175,31 @@ class ConfluentSource(PartitionSource):
             raise deferred
         self._refresh(force=False)
         consumer = self._native()
-        # consume() waits for a full batch or its timeout, so wait with poll(), which returns
-        # on the first message, then take whatever else is already there.
-        messages: list[Message] = consumer.consume(max_messages, 0)
-        if not messages:
-            first = consumer.poll(max_wait)
-            if first is None:
-                return {}
-            messages = [first]
-            if max_messages > 1:
-                messages.extend(consumer.consume(max_messages - 1, 0))
-        return self._group(messages)
+        sought: dict[TopicPartition, int] = {}
+        self._sought_while_fetching = sought
+        try:
+            # consume() waits for a full batch or its timeout, so wait with poll(), which
+            # returns on the first message, then take whatever else is already there.
+            messages: list[Message] = consumer.consume(max_messages, 0)
+            if not messages:
+                first = consumer.poll(max_wait)
+                messages = [] if first is None else [first]
+                if first is not None and max_messages > 1:
+                    messages.extend(consumer.consume(max_messages - 1, 0))
+        finally:
+            self._sought_while_fetching = None
+        fetched = self._group(messages) if messages else {}
+        for key, offset in sought.items():
+            # Messages from before and after the seek are mixed: take them all again.
+            fetched.pop(key, None)
+            self._seek(key, offset)
+        return fetched
 
     def _seek(self, key: TopicPartition, offset: int) -> None:
         self._native().seek(NativePartition(key[0], key[1], offset))
         self._starts[key] = offset
+        if self._sought_while_fetching is not None:
+            self._sought_while_fetching[key] = offset
 
     def _rewind(self, positions: dict[TopicPartition, int | None]) -> None:
         consumer = self._native()
@@ -329,11 +356,14 @@ class ConfluentSource(PartitionSource):
             self._starts.pop(key, None)
 
     def _call_listener(self, call: Coroutine[Any, Any, T]) -> T | None:
-        """Run an engine coroutine on the loop and wait for it; never raise into librdkafka."""
+        """Run an engine coroutine on the loop and wait for it; never raise into librdkafka.
+
+        Commits and seeks it waits for (a handler's) run meanwhile, on this thread.
+        """
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(call, self._loop)
         try:
-            return future.result(timeout=self._request_timeout + _LISTENER_GRACE)
+            return self._worker.wait_serving(future, self._request_timeout + _LISTENER_GRACE)
         except concurrent.futures.TimeoutError:
             future.cancel()
             self._logger.warning("the consumer run loop did not answer a rebalance in time")

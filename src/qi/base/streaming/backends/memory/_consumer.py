@@ -38,7 +38,7 @@ class MemoryConsumer(StreamingConsumer):
             raise OperationFailed(unreachable(self._config, "connect"))
         self._broker = broker
 
-    async def _close_native(self) -> None:
+    async def _close_native(self, deadline: float) -> None:
         self._broker = None
 
     def _native_client(self) -> object:

@@ -206,7 +206,7 @@ class MemberSource(PartitionSource):
         self._paused.difference_update(partitions)
         self.wake()
 
-    async def stop(self) -> None:
+    async def stop(self, patience: float) -> None:
         if self._stopped:
             return
         try:
