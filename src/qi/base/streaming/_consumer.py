@@ -84,7 +84,9 @@ class StreamingConsumer(Endpoint):
 
         Failures: STREAMING_INVALID_CONFIG (not exactly one handler),
         STREAMING_NOT_SUBSCRIBED, STREAMING_INVALID_ARGUMENT (already running),
-        STREAMING_TIMEOUT (no assignment within session_timeout + connection_timeout).
+        STREAMING_TIMEOUT (no assignment within 2 * session_timeout + connection_timeout:
+        a member that crashed holds its partitions until its session expires, and the
+        rebalance that follows must finish too).
         """
         problem = run_config_problem(config)
         if problem is not None:
@@ -107,7 +109,7 @@ class StreamingConsumer(Endpoint):
             logger=self._logger,
         )
         self._engine = engine
-        startup = self._consumer_config.session_timeout + self._config.connection_timeout
+        startup = 2 * self._consumer_config.session_timeout + self._config.connection_timeout
         started: Result[None, QiError] | None = None
         try:
             started = await engine.start(startup)
