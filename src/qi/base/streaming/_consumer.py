@@ -180,8 +180,8 @@ class StreamingConsumer(Endpoint):
             await self._close_native(deadline)
 
     def _close_bound(self) -> float:
-        # The running handler gets request_timeout; committing, leaving the group and
-        # releasing the native client then share as much (see ConsumerEngine.stop).
+        # The running handler may take request_timeout; committing, leaving the group and
+        # releasing the native client share the rest (see ConsumerEngine.stop).
         return 2 * self._config.request_timeout
 
     # -- what a backend provides -------------------------------------------------------------

@@ -151,12 +151,13 @@ class ConsumerEngine:
     async def stop(self, handler_patience: float, patience: float) -> float:
         """Stop the loops, let a running handler finish, commit, leave.
 
-        A running handler gets ``handler_patience`` seconds (then it is cancelled and
-        its message stays uncommitted); committing what was processed, telling
-        on_error about a failure, and leaving the group then share ``patience`` seconds.
-        Returns the deadline (``time.monotonic()``) of that second part, which whatever
-        the consumer still has to release should keep too.
+        A running handler gets ``handler_patience`` seconds (then it is cancelled and its
+        message stays uncommitted); committing what was processed, telling on_error about
+        a failure, and leaving the group then share what is left of ``handler_patience +
+        patience``. Returns that deadline (``time.monotonic()``), which whatever the
+        consumer still has to release should keep too.
         """
+        deadline = time.monotonic() + handler_patience + patience
         self._stopping = True
         self._work.set()
         if self._tasks:
@@ -173,8 +174,7 @@ class ConsumerEngine:
                 )
                 dispatcher.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        deadline = time.monotonic() + patience
-        committed = await self.commit("disconnect", patience)
+        committed = await self.commit("disconnect", max(deadline - time.monotonic(), 0.0))
         reports = set(self._reports)
         if isinstance(committed, Failure):
             reports.add(asyncio.ensure_future(self._report(committed.error)))

@@ -11,6 +11,7 @@ already rebalanced") is reported to ``on_error``, never raised into aiokafka.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -197,25 +198,24 @@ class AiokafkaConsumer(StreamingConsumer):
         self._started = True
         adapt_group_coordinator(self._consumer)
 
-    async def _stop_native(self, consumer: Any, bound: float, *, abandon: bool = True) -> None:
-        """Stop ``consumer`` within ``bound`` seconds; then abandon (cancel) its stop, or let it
-        go on for a later call to wait for.
+    async def _stop_native(self, consumer: Any, bound: float) -> None:
+        """Stop ``consumer``, waiting at most ``bound`` seconds; the stop goes on after that.
 
-        A stop is started once per consumer: aiokafka's stop() returns at once when called
-        again, even while the first one is still closing the consumer.
+        Never cancelled: a stop cut short leaves aiokafka's fetcher and connections open
+        for good (and calling stop() again returns at once), while one that runs on ends
+        within aiokafka's own request timeout. A later call waits for the same stop.
         """
         stopping = self._stops.get(consumer)
         if stopping is None:
             stopping = self._stops[consumer] = asyncio.ensure_future(consumer.stop())
-        done, _ = await asyncio.wait({stopping}, timeout=bound)
-        if not done:
-            if abandon:
-                stopping.cancel()
-                self._stops.pop(consumer, None)
-                self._logger.warning("aiokafka consumer did not stop within %.1fs", bound)
-            return
+            stopping.add_done_callback(functools.partial(self._stopped, consumer))
+        await asyncio.wait({stopping}, timeout=bound)
+        if not stopping.done():
+            self._logger.debug("the aiokafka consumer goes on stopping after %.1fs", bound)
+
+    def _stopped(self, consumer: Any, stopping: asyncio.Future[None]) -> None:
         self._stops.pop(consumer, None)
-        if stopping.exception() is not None:
+        if not stopping.cancelled() and stopping.exception() is not None:
             self._logger.debug("aiokafka consumer stop failed", exc_info=stopping.exception())
 
     async def _ready_consumer(self, from_beginning: bool) -> Any:
@@ -238,8 +238,7 @@ class AiokafkaConsumer(StreamingConsumer):
         consumer = self._consumer
         self._started = False
         if consumer is not None:
-            # Not abandoned: disconnect() or the next run() waits for what is left of it.
-            await self._stop_native(consumer, patience, abandon=False)
+            await self._stop_native(consumer, patience)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
