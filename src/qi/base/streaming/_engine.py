@@ -185,6 +185,12 @@ class ConsumerEngine:
         await self._source.stop(max(deadline - time.monotonic(), _MIN_LEAVE))
         return deadline
 
+    def abandon(self) -> None:
+        """End every task at once, as a killed process would: no commit, no goodbye."""
+        self._stopping = True
+        for task in (*self._tasks, *self._reports):
+            task.cancel()
+
     # -- operations ----------------------------------------------------------------------------
 
     async def commit(self, operation: str, within: float | None = None) -> Result[None, QiError]:

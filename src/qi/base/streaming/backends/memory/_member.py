@@ -37,6 +37,7 @@ class MemberSource(PartitionSource):
         member_id: str,
         subscription: SubscriptionConfig,
         request_timeout: float,
+        session_timeout: float,
     ) -> None:
         self._broker = broker
         self._group: ConsumerGroup = broker.group(group_id)
@@ -45,6 +46,9 @@ class MemberSource(PartitionSource):
         self._pattern = None if subscription.pattern is None else re.compile(subscription.pattern)
         self._from_beginning = subscription.from_beginning
         self._request_timeout = request_timeout
+        self._session_timeout = session_timeout
+        self._crashed = False  # crash() was called: the member answers nothing any more
+        self._session_over = False  # and session_timeout has passed since: it is evicted
         self._listener: RebalanceListener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -82,14 +86,15 @@ class MemberSource(PartitionSource):
         return self._owned
 
     def alive(self) -> bool:
-        """Whether the member's event loop still runs."""
-        return not self._stopped and self._loop is not None and not self._loop.is_closed()
+        """Whether the member's event loop still runs and its session has not expired."""
+        loop = self._loop
+        return not (self._stopped or self._session_over or loop is None or loop.is_closed())
 
     async def revoke(self, partitions: frozenset[TopicPartition]) -> None:
         """Let the engine finish with ``partitions``, commit what it processed, then drop them."""
         partitions = partitions & self._owned
-        if not partitions or self._listener is None:
-            return
+        if not partitions or self._listener is None or self._crashed:
+            return  # a crashed member answers nothing: it holds them until it is evicted
         for key in partitions:
             self._positions.pop(key, None)
             self._starts.pop(key, None)
@@ -107,6 +112,8 @@ class MemberSource(PartitionSource):
         """Take ``partitions``, starting at the committed offset or per ``from_beginning``."""
         if self._listener is None or (not partitions and self._assigned_once):
             return
+        if self._crashed:
+            return
         self._assigned_once = True
         await self._listener.partitions_assigned(partitions)
         # Positions only after the engine knows the partitions, so nothing fetched is dropped.
@@ -118,6 +125,24 @@ class MemberSource(PartitionSource):
             self._positions[key] = self._starts[key] = start
         self._epoch += 1
         self.wake()
+
+    def crash(self) -> None:
+        """Stop as a killed process does: no fetch, commit, heartbeat or goodbye from now on.
+
+        The group keeps the member, and its partitions, until ``session_timeout`` has passed
+        without a heartbeat; then a rebalance evicts it and the others share them.
+        """
+        loop = self._loop
+        if self._stopped or self._crashed or loop is None or loop.is_closed():
+            return
+        self._crashed = True
+        self._positions.clear()
+        self._broker.remove_reader(self)
+        loop.call_later(self._session_timeout, self._session_expired)
+
+    def _session_expired(self) -> None:
+        self._session_over = True
+        self._group.request_rebalance()
 
     # -- Reader --------------------------------------------------------------------------------
 
@@ -175,6 +200,8 @@ class MemberSource(PartitionSource):
                 return {}
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self._crashed:
+            raise MemoryBrokerError(BrokerError.ILLEGAL_GENERATION, "the member crashed")
         if not await self._broker.wait_reachable(self._request_timeout):
             raise MemoryBrokerError(BrokerError.TRANSPORT, "the broker is unreachable")
         self._commit_now(offsets)
