@@ -7,10 +7,10 @@ each other and librdkafka's rebalance callbacks, which it runs inside
 change to the engine on the event loop and waits for its answer: on revocation
 the engine finishes the running handler and says which offsets to commit, and
 the commit happens before librdkafka lets the partitions go. While a callback
-waits, commits and seeks run inside it (a handler the revocation waits for may
-call them); a seek that ran inside a fetch's callback makes that fetch drop
-the partition's messages and seek again, since they may come from either side
-of the seek.
+waits, commits run inside it: the handler the revocation waits for may be
+committing. (A seek need not: every partition is revoked at once by the eager
+assignors used here, and the engine does not pass on seeks of partitions being
+revoked.)
 
 Subscriptions are resolved here, in Python: librdkafka's regex dialect is not
 Python's, so the source lists the cluster's topics, keeps those named or
@@ -114,8 +114,6 @@ class ConfluentSource(PartitionSource):
         self._stamps = Stamps()
         # Where each assigned partition started (assignment or last seek), for rewinds.
         self._starts: dict[TopicPartition, int] = {}
-        # Seeks made inside a rebalance callback of the fetch in progress, if one is.
-        self._sought_while_fetching: dict[TopicPartition, int] | None = None
 
     # -- PartitionSource -----------------------------------------------------------------------
 
@@ -140,7 +138,7 @@ class ConfluentSource(PartitionSource):
             offset = OFFSET_END
         else:
             offset = target
-        await self._worker.run(functools.partial(self._seek, partition, offset), nestable=True)
+        await self._worker.run(functools.partial(self._seek, partition, offset))
 
     async def rewind(self, positions: Mapping[TopicPartition, int | None]) -> None:
         await self._worker.run(functools.partial(self._rewind, dict(positions)))
@@ -175,31 +173,21 @@ class ConfluentSource(PartitionSource):
             raise deferred
         self._refresh(force=False)
         consumer = self._native()
-        sought: dict[TopicPartition, int] = {}
-        self._sought_while_fetching = sought
-        try:
-            # consume() waits for a full batch or its timeout, so wait with poll(), which
-            # returns on the first message, then take whatever else is already there.
-            messages: list[Message] = consumer.consume(max_messages, 0)
-            if not messages:
-                first = consumer.poll(max_wait)
-                messages = [] if first is None else [first]
-                if first is not None and max_messages > 1:
-                    messages.extend(consumer.consume(max_messages - 1, 0))
-        finally:
-            self._sought_while_fetching = None
-        fetched = self._group(messages) if messages else {}
-        for key, offset in sought.items():
-            # Messages from before and after the seek are mixed: take them all again.
-            fetched.pop(key, None)
-            self._seek(key, offset)
-        return fetched
+        # consume() waits for a full batch or its timeout, so wait with poll(), which returns
+        # on the first message, then take whatever else is already there.
+        messages: list[Message] = consumer.consume(max_messages, 0)
+        if not messages:
+            first = consumer.poll(max_wait)
+            if first is None:
+                return {}
+            messages = [first]
+            if max_messages > 1:
+                messages.extend(consumer.consume(max_messages - 1, 0))
+        return self._group(messages)
 
     def _seek(self, key: TopicPartition, offset: int) -> None:
         self._native().seek(NativePartition(key[0], key[1], offset))
         self._starts[key] = offset
-        if self._sought_while_fetching is not None:
-            self._sought_while_fetching[key] = offset
 
     def _rewind(self, positions: dict[TopicPartition, int | None]) -> None:
         consumer = self._native()
@@ -358,7 +346,7 @@ class ConfluentSource(PartitionSource):
     def _call_listener(self, call: Coroutine[Any, Any, T]) -> T | None:
         """Run an engine coroutine on the loop and wait for it; never raise into librdkafka.
 
-        Commits and seeks it waits for (a handler's) run meanwhile, on this thread.
+        Commits it waits for (a handler's) run meanwhile, on this thread.
         """
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(call, self._loop)

@@ -3,12 +3,12 @@
 A consumer's blocking calls (``consume``, ``commit``, ``seek``, ``close``) run
 on its one worker thread, one at a time, in submission order. Serialising them
 is deliberate: librdkafka's rebalance callbacks then always run on that one
-thread, and a seek or commit runs between two fetches, or inside a rebalance
-callback that waits for the event loop (``wait_serving``), never beside one. An
-admin's metadata requests are independent, so its worker may run a few at once:
-one slow call must not make the next wait out its timeout. Unlike
-``asyncio.to_thread`` the threads belong to the client, so closing the client
-leaves none behind.
+thread, and a seek or commit runs between two fetches (a commit may also run
+inside a rebalance callback that waits for the event loop, ``wait_serving``),
+never beside one. An admin's metadata requests are independent, so its worker
+may run a few at once: one slow call must not make the next wait out its
+timeout. Unlike ``asyncio.to_thread`` the threads belong to the client, so
+closing the client leaves none behind.
 """
 
 from __future__ import annotations
