@@ -53,6 +53,16 @@ def test_a_join_in_progress_is_still_one_replaceable_method() -> None:
     assert close.index("self._closing.set_result(None)") < close.index("self._coordination_task")
 
 
+def test_the_coordinator_still_commits_offsets_without_looking_at_the_assignment() -> None:
+    # _AiokafkaSource.commit passes no assignment: the generation and member id decide.
+    assert _parameters(GroupCoordinator.commit_offsets) == ["self", "assignment", "offsets"]
+    for method in (GroupCoordinator.commit_offsets, GroupCoordinator._do_commit_offsets):
+        body = inspect.getsource(method).split(":", 1)[1]
+        assert "assignment." not in body and "assignment[" not in body, method
+    assert "self.generation" in inspect.getsource(GroupCoordinator._do_commit_offsets)
+    assert "_coordinator = GroupCoordinator(" in inspect.getsource(AIOKafkaConsumer)
+
+
 def test_batch_builders_still_count_what_they_forward() -> None:
     # _batch.record_appender appends to BatchBuilder._builder directly and sets
     # _relative_offset itself: the wrapper must still do no more than that.

@@ -193,11 +193,17 @@ async def test_topic_settings_and_deletion() -> None:
 
 def test_fetched_messages_equal_constructed_ones() -> None:
     stamp = datetime(2024, 1, 2, tzinfo=UTC)
-    records: list[Record] = [(b"k", b"v", stamp, None), (None, b"w", stamp, {"h": b"1"})]
+    millis = int(stamp.timestamp() * 1000)
+    records: list[Record] = [
+        (b"k", b"v", millis, None),
+        (None, b"w", millis, {"h": b"1"}),
+        (None, b"x", 2**62, None),  # beyond the year 9999: no datetime holds it
+    ]
     built = consumed_messages("t", 3, 7, records, {})
     assert built == [
         ConsumedMessage("t", 3, 7, b"k", b"v", stamp, {}),
         ConsumedMessage("t", 3, 8, None, b"w", stamp, {"h": b"1"}),
+        ConsumedMessage("t", 3, 9, None, b"x", None, {}),
     ]
 
 

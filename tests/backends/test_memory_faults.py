@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -203,3 +205,75 @@ async def test_fail_next_commits_fails_that_many_commits(setup: Setup) -> None:
     assert setup.broker.committed("committer") == {}
     ok(await consumer.commit_offsets())
     assert setup.broker.committed("committer") == {("a", 0): 1}
+
+
+async def test_a_fetch_that_fails_after_moving_on_loses_nothing(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    for index in range(60):
+        ok(await producer.send("b", StreamingMessage(b"%d" % index, partition=index % 2)))
+    seen: list[ConsumedMessage] = []
+    errors: list[QiError] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        seen.append(payload.message)
+
+    async def on_error(error: QiError) -> None:
+        errors.append(error)
+
+    config = ConsumerConfig("rewound", 6.0, 0.5, max_batch_size=5)
+    consumer = ok(await setup.client.get_consumer(config))
+    ok(await consumer.subscribe(SubscriptionConfig(("b",), from_beginning=True)))
+    setup.broker.fail_next_fetches("rewound", 3)
+    ok(await consumer.run(ConsumerRunConfig(each_message=handle, on_error=on_error)))
+    await wait_until(lambda: len(errors) == 3 and len(seen) >= 60, "every message")
+    for partition in (0, 1):
+        offsets = [m.offset for m in seen if m.partition == partition]
+        assert offsets == list(range(30)), f"partition {partition}: {offsets}"
+    assert all(error.context["kafka_error"] == "INJECTED_FAULT" for error in errors), errors
+
+
+async def test_failed_rebalance_commits_leave_no_task_behind(setup: Setup) -> None:
+    producer = ok(await setup.client.get_producer())
+    seen: list[ConsumedMessage] = []
+    errors: list[QiError] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        seen.append(payload.message)
+
+    async def on_error(error: QiError) -> None:
+        errors.append(error)
+
+    config = ConsumerConfig("revoker", 6.0, 0.5, auto_commit=False)
+    subscription = SubscriptionConfig(("b",), from_beginning=True)
+    consumer = ok(await setup.client.get_consumer(config))
+    ok(await consumer.subscribe(subscription))
+    ok(await consumer.run(ConsumerRunConfig(each_message=handle, on_error=on_error)))
+
+    def done_tasks() -> int:
+        gc.collect()
+        return sum(1 for task in gc.get_objects() if isinstance(task, asyncio.Task) and task.done())
+
+    async def ignore(payload: EachMessagePayload) -> None:
+        pass
+
+    def handled_twice(value: bytes) -> bool:
+        return sum(message.value == value for message in seen) >= 2
+
+    def reported(count: int) -> bool:
+        return sum(error.code == ErrorCode.COMMIT_FAILED for error in errors) == count
+
+    before = done_tasks()
+    failures = 20
+    for round_ in range(failures):
+        # Something handled on both partitions, so the revocation has an offset to commit.
+        value = b"%d" % round_
+        for partition in (0, 1):
+            ok(await producer.send("b", StreamingMessage(value, partition=partition)))
+        await wait_until(functools.partial(handled_twice, value), "the round's messages")
+        setup.broker.fail_next_commits("revoker", 1)
+        async with create_streaming_client("memory", config_for(setup.brokers)) as other:
+            joiner = ok(await other.get_consumer(config))
+            ok(await joiner.subscribe(subscription))
+            ok(await joiner.run(ConsumerRunConfig(each_message=ignore)))
+        await wait_until(functools.partial(reported, round_ + 1), "the failed commit's report")
+    assert done_tasks() - before < failures // 2, "a task is kept per failed rebalance commit"

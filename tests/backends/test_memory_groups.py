@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 
 import pytest
 
@@ -20,7 +22,7 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from qi.base.streaming.backends.memory import broker_for, discard_broker
+from qi.base.streaming.backends.memory import broker_for, crash, discard_broker
 from qi.base.streaming.backends.memory._group import ConsumerGroup, sticky_assignment
 
 from ._memory import config_for, ok, private_brokers, wait_until
@@ -212,3 +214,63 @@ async def test_a_partition_moving_to_a_newcomer_carries_the_processed_offset() -
         await wait_until(lambda: len(first.seen) + len(second.seen) == 4, "the second round")
         # ...so the newcomer starts after what the first member handled.
         assert [(m.topic, m.partition, m.offset) for m in second.seen] == [(*moved, 1)]
+
+
+async def test_a_crashed_member_keeps_its_partitions_until_its_session_expires() -> None:
+    brokers = private_brokers()
+    broker = broker_for(brokers)
+    broker.create_topic(TopicConfig("crashy", num_partitions=2))
+    session = 0.6
+    config = ConsumerConfig("crashers", session, 0.1, auto_commit=False)
+    handled: list[tuple[str, int, int, float]] = []  # member, partition, offset, when
+    blocked = asyncio.Event()
+    cancelled: list[int] = []
+
+    def handler(name: str) -> Callable[[EachMessagePayload], Awaitable[None]]:
+        async def handle(payload: EachMessagePayload) -> None:
+            message = payload.message
+            if name == "doomed" and message.offset == 3:
+                blocked.set()
+                try:
+                    await asyncio.Event().wait()  # until the crash
+                except asyncio.CancelledError:
+                    cancelled.append(message.offset)
+                    raise
+            handled.append((name, message.partition, message.offset, time.monotonic()))
+
+        return handle
+
+    async with (
+        create_streaming_client("memory", config_for(brokers)) as one,
+        create_streaming_client("memory", config_for(brokers)) as two,
+    ):
+        doomed = ok(await one.get_consumer(config))
+        ok(await doomed.subscribe(SubscriptionConfig(("crashy",), from_beginning=True)))
+        ok(await doomed.run(ConsumerRunConfig(each_message=handler("doomed"))))
+        survivor = ok(await two.get_consumer(config))
+        ok(await survivor.subscribe(SubscriptionConfig(("crashy",), from_beginning=True)))
+        ok(await survivor.run(ConsumerRunConfig(each_message=handler("survivor"))))
+        group = broker.group("crashers")
+        await wait_until(lambda: not group.rebalancing(), "both members to hold a partition")
+        doomed_id = group.members[0].member_id  # members are listed in join order
+        (partition,) = group.assignment()[doomed_id]
+        producer = ok(await one.get_producer())
+        for index in range(5):
+            message = StreamingMessage(b"%d" % index, partition=partition[1])
+            ok(await producer.send("crashy", message))
+        await wait_until(blocked.is_set, "the doomed member to be inside offset 3")
+        ok(await doomed.commit_offsets())  # 0, 1 and 2 were handled: the group resumes at 3
+
+        crashed_at = time.monotonic()
+        crash(doomed)
+        assert not doomed.is_connected()
+        await wait_until(lambda: cancelled == [3], "the running handler to be cancelled")
+        await wait_until(
+            lambda: [o for n, _, o, _ in handled if n == "survivor"] == [3, 4],
+            "the survivor to take over from the committed offset",
+        )
+
+    taken_at = min(at for name, _, _, at in handled if name == "survivor")
+    assert taken_at - crashed_at >= session * 0.9, "the partition moved before the session expired"
+    assert [member.member_id for member in group.members] != [doomed_id]
+    assert doomed_id not in group.assignment()

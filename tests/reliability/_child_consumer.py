@@ -1,10 +1,11 @@
 """A consumer run as a separate process, so a test can kill it with SIGKILL mid-processing.
 
-    python _child_consumer.py BACKEND BROKERS TOPIC GROUP OUTFILE
+    python _child_consumer.py BACKEND BROKERS TOPIC GROUP OUTFILE [defaults]
 
 It appends one line per handled message to OUTFILE, "partition offset unix_time",
 written with a single os.write so a kill never leaves half a line, and runs until
-it is killed.
+it is killed. With ``defaults`` it uses the library's default timeouts (a 30 s
+session) instead of short test ones, as a service would.
 """
 
 from __future__ import annotations
@@ -27,20 +28,23 @@ AUTO_COMMIT_INTERVAL = 0.3
 """Seconds between the child's commits: what bounds the redelivery after a kill."""
 
 
-async def main(backend: str, brokers: str, topic: str, group: str, outfile: str) -> None:
+async def main(
+    backend: str, brokers: str, topic: str, group: str, outfile: str, timeouts: str = "short"
+) -> None:
     descriptor = os.open(outfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    config = StreamingConfig("qi-killed-child", tuple(brokers.split(",")), 3.0, 5.0)
-    client = create_streaming_client(backend, config)
-    consumer = (
-        await client.get_consumer(
-            ConsumerConfig(
-                group_id=group,
-                session_timeout=3.0,
-                heartbeat_interval=0.3,
-                auto_commit_interval=AUTO_COMMIT_INTERVAL,
-            )
+    if timeouts == "defaults":
+        config = StreamingConfig("qi-killed-child", tuple(brokers.split(",")))
+        consumer_config = ConsumerConfig(group_id=group)
+    else:
+        config = StreamingConfig("qi-killed-child", tuple(brokers.split(",")), 3.0, 5.0)
+        consumer_config = ConsumerConfig(
+            group_id=group,
+            session_timeout=3.0,
+            heartbeat_interval=0.3,
+            auto_commit_interval=AUTO_COMMIT_INTERVAL,
         )
-    ).unwrap()
+    client = create_streaming_client(backend, config)
+    consumer = (await client.get_consumer(consumer_config)).unwrap()
     (await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True))).unwrap()
 
     async def handle(payload: EachMessagePayload) -> None:
@@ -53,4 +57,4 @@ async def main(backend: str, brokers: str, topic: str, group: str, outfile: str)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:6]))
+    asyncio.run(main(*sys.argv[1:7]))

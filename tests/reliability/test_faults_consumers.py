@@ -18,13 +18,18 @@ from typing import Final
 
 import pytest
 
+from qi.base import Success
 from qi.base.streaming import (
     BatchProduceResult,
     ConsumedMessage,
+    ConsumerConfig,
+    ConsumerRunConfig,
+    EachMessagePayload,
     ErrorCode,
     MessageBatch,
     StreamingClient,
     StreamingConfig,
+    SubscriptionConfig,
     TopicConfig,
     create_streaming_client,
 )
@@ -145,37 +150,19 @@ async def test_a_member_killed_mid_processing_loses_nothing(
 ) -> None:
     brokers = tuple(kafka_bootstrap.split(","))
     group = unique("killed")
-    outfile = tmp_path / "child.log"
     async with create_streaming_client(backend, _config(brokers)) as client:
         topic, _, positions = await _fill(client, backend, 2000, partitions=4)
-        child = await asyncio.create_subprocess_exec(
-            *(sys.executable, str(_CHILD), backend, ",".join(brokers), topic, group, str(outfile)),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+        killed_at, done_by_child = await _kill_mid_processing(
+            backend, brokers, topic, group, tmp_path / "child.log", handled=600, within=30.0
         )
-        try:
-            await wait_until(
-                lambda: outfile.exists() and outfile.read_bytes().count(b"\n") >= 600,
-                30.0,
-                "the child to be mid-processing",
-            )
-        finally:
-            killed_at = time.time()
-            os.kill(child.pid, signal.SIGKILL)
-            _, stderr = await child.communicate()
-        assert child.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
-        done_by_child = _child_lines(outfile)
         by_child = {(partition, offset) for partition, offset, _ in done_by_child}
         assert by_child < positions, "the child handled messages that were never sent"
 
         def by_survivor() -> set[tuple[int, int]]:
             return {(message.partition, message.offset) for _, message in survivor.seen}
 
-        # The dead member stays in the group until its session expires, so joining takes
-        # longer than session_timeout + connection_timeout: give run() that long.
-        patient = StreamingConfig(unique("survivor"), brokers, connection_timeout=15.0)
-        survivor_client = create_streaming_client(backend, patient)
+        # The dead member stays in the group until its session expires: run() allows for it.
+        survivor_client = create_streaming_client(backend, _config(brokers))
         survivor = Collector("survivor")
         try:
             await start_consumer(survivor_client, topic, survivor, consumer_config(group))
@@ -193,6 +180,87 @@ async def test_a_member_killed_mid_processing_loses_nothing(
     redelivered = by_child & by_survivor()
     too_old = sorted(key for key in redelivered if handled_at[key] < killed_at - window)
     assert not too_old, f"{len(too_old)} committed messages came again: {too_old[:10]}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("backend", backend_params(tuple(sorted(REAL_BACKENDS))))
+async def test_a_killed_service_restarted_with_default_timeouts_joins_at_the_first_try(
+    backend: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The crashed member holds its partitions until its 30 s session expires, and the
+    rebalance after that must finish too: the restarted service's first run() waits."""
+    brokers = tuple(kafka_bootstrap.split(","))
+    group = unique("restarted")
+    async with create_streaming_client(backend, _config(brokers)) as client:
+        topic, _, positions = await _fill(client, backend, 400, partitions=2)
+    # A join with a 30 s session takes about 15 s on the development broker.
+    _, done_by_child = await _kill_mid_processing(
+        backend,
+        brokers,
+        topic,
+        group,
+        tmp_path / "child.log",
+        handled=100,
+        within=90.0,
+        timeouts="defaults",
+    )
+    by_child = {(partition, offset) for partition, offset, _ in done_by_child}
+    handled: set[tuple[int, int]] = set()
+
+    async def handle(payload: EachMessagePayload) -> None:
+        handled.add((payload.partition, payload.message.offset))
+
+    # The restarted service: library defaults everywhere, and no retry around run().
+    async with create_streaming_client(
+        backend, StreamingConfig(unique("restarted"), brokers)
+    ) as restarted:
+        consumer = ok(await restarted.get_consumer(ConsumerConfig(group_id=group)))
+        ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+        started = time.monotonic()
+        outcome = await consumer.run(ConsumerRunConfig(each_message=handle))
+        assert isinstance(outcome, Success), f"after {time.monotonic() - started:.1f}s: {outcome}"
+        await wait_until(
+            lambda: positions <= by_child | handled,
+            60.0,
+            "the restarted service to handle everything the killed one did not",
+        )
+
+
+async def _kill_mid_processing(
+    backend: str,
+    brokers: tuple[str, ...],
+    topic: str,
+    group: str,
+    outfile: Path,
+    *,
+    handled: int,
+    within: float,
+    timeouts: str = "short",
+) -> tuple[float, list[tuple[int, int, float]]]:
+    """Run a child consumer until it handled ``handled`` messages, then SIGKILL it.
+
+    Returns when it was killed and what it handled (partition, offset, unix time).
+    """
+    child = await asyncio.create_subprocess_exec(
+        *(sys.executable, str(_CHILD), backend, ",".join(brokers), topic, group, str(outfile)),
+        timeouts,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await wait_until(
+            lambda: outfile.exists() and outfile.read_bytes().count(b"\n") >= handled,
+            within,
+            "the child to be mid-processing",
+        )
+    finally:
+        killed_at = time.time()
+        os.kill(child.pid, signal.SIGKILL)
+        _, stderr = await child.communicate()
+    assert child.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    return killed_at, _child_lines(outfile)
 
 
 def _child_lines(outfile: Path) -> list[tuple[int, int, float]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import types
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from qi.base.streaming._types import ConsumedMessage, EachMessagePayload, ProduceResult
@@ -59,6 +59,18 @@ def produce_result(
     set_offset(result, offset)
     set_timestamp(result, timestamp)
     return result
+
+
+def datetime_from_millis(millis: int) -> datetime | None:
+    """Kafka's milliseconds since the epoch as an aware UTC datetime, None if unrepresentable.
+
+    A record's timestamp is whatever its producer wrote: microseconds by mistake, or
+    any int64 beyond the year 9999. One such record must not make a whole fetch fail.
+    """
+    try:
+        return datetime.fromtimestamp(millis / 1000, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 EACH_MESSAGE_SETTERS: Final = slot_setters(EachMessagePayload, ("topic", "partition", "message"))

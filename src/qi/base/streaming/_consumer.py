@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from abc import abstractmethod
+from typing import Final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode
@@ -24,6 +26,9 @@ from qi.base.streaming._validation import (
     subscription_topic_problem,
     topic_problem,
 )
+
+# Seconds a run() that failed to start gives the commit and the leave before returning.
+_FAILED_RUN_PATIENCE: Final = 1.0
 
 
 class StreamingConsumer(Endpoint):
@@ -79,7 +84,9 @@ class StreamingConsumer(Endpoint):
 
         Failures: STREAMING_INVALID_CONFIG (not exactly one handler),
         STREAMING_NOT_SUBSCRIBED, STREAMING_INVALID_ARGUMENT (already running),
-        STREAMING_TIMEOUT (no assignment within session_timeout + connection_timeout).
+        STREAMING_TIMEOUT (no assignment within 2 * session_timeout + connection_timeout:
+        a member that crashed holds its partitions until its session expires, and the
+        rebalance that follows must finish too).
         """
         problem = run_config_problem(config)
         if problem is not None:
@@ -102,16 +109,18 @@ class StreamingConsumer(Endpoint):
             logger=self._logger,
         )
         self._engine = engine
-        startup = self._consumer_config.session_timeout + self._config.connection_timeout
+        startup = 2 * self._consumer_config.session_timeout + self._config.connection_timeout
         started: Result[None, QiError] | None = None
         try:
             started = await engine.start(startup)
         finally:
             # Whatever went wrong (a Failure, or an exception the boundary translates),
-            # a consumer that did not start must not look like it is running.
+            # a consumer that did not start must not look like it is running. Its handler
+            # gets no grace and leaving the group no more than a moment: run() has used its
+            # time; what is left of leaving goes on in the background.
             if started is None or started.is_failure():
                 self._engine = None
-                await engine.stop()
+                await engine.stop(0.0, _FAILED_RUN_PATIENCE)
         return started
 
     @operation("commit_offsets", ErrorCode.COMMIT_FAILED)
@@ -130,7 +139,8 @@ class StreamingConsumer(Endpoint):
 
         ``offset`` is an int >= 0, a decimal string, "earliest" or "latest". Commits
         nothing by itself. Failures: STREAMING_INVALID_TOPIC, STREAMING_INVALID_ARGUMENT
-        (bad partition or offset, or a partition not assigned to this consumer).
+        (bad partition or offset, or a partition not assigned to this consumer),
+        STREAMING_TIMEOUT (not done within request_timeout).
         """
         problem = topic_problem(topic)
         if problem is not None:
@@ -161,11 +171,18 @@ class StreamingConsumer(Endpoint):
 
     async def _close(self) -> None:
         engine, self._engine = self._engine, None
+        timeout = self._config.request_timeout
+        deadline = time.monotonic() + timeout
         try:
             if engine is not None:
-                await engine.stop()
+                deadline = await engine.stop(timeout, timeout)
         finally:
-            await self._close_native()
+            await self._close_native(deadline)
+
+    def _close_bound(self) -> float:
+        # The running handler may take request_timeout; committing, leaving the group and
+        # releasing the native client share the rest (see ConsumerEngine.stop).
+        return 2 * self._config.request_timeout
 
     # -- what a backend provides -------------------------------------------------------------
 
@@ -174,5 +191,6 @@ class StreamingConsumer(Endpoint):
         """A group member for ``subscription`` on the connected native client."""
 
     @abstractmethod
-    async def _close_native(self) -> None:
-        """Release the native client (the engine has already left the group)."""
+    async def _close_native(self, deadline: float) -> None:
+        """Release the native client by ``deadline`` (``time.monotonic()``), or let it finish
+        in the background then. The engine has already left the group, if it ran."""

@@ -3,37 +3,37 @@
 Two tasks cooperate. The *fetcher* pulls messages from the backend's
 :class:`PartitionSource` into one buffer per partition, pausing a partition
 whose buffer is full (so a slow handler bounds memory). The *dispatcher*
-calls the user's handler one call at a time, taking partitions round-robin:
-a partition whose handler failed waits ``retry_backoff`` and gets the same
-messages again, while the other partitions go on. Offsets are recorded as
-processed only after the handler returned, and only processed offsets are
-ever committed.
+(``_dispatch``) calls the user's handler one call at a time, taking partitions
+round-robin. Offsets are recorded as processed only after the handler
+returned, and only processed offsets are ever committed.
 
 A partition's ``generation`` changes when it is sought or revoked, so a
 handler call that started before the change records nothing, and messages of
 a fetch that was under way when the partition was sought are dropped (the
 source already moved to the new position). A partition assigned during a
 fetch is new state: what the fetch returns for it is current and is kept.
+Once a revocation of a partition has begun, no handler call for it starts
+here: the next owner may start on it as soon as the revocation returns.
+
+A native client moves past what it fetched before the source builds the
+messages, so a fetch that fails has moved past messages nobody will handle:
+the engine then rewinds every partition to the first offset it was not given.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Final
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming._build import EACH_MESSAGE_SETTERS
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
+from qi.base.streaming._dispatch import Dispatcher, ErrorFactory, PartitionState
 from qi.base.streaming._source import PartitionSource, SeekTarget, TopicPartition
-from qi.base.streaming._types import ConsumedMessage, EachBatchPayload, EachMessagePayload
 
 # How long one fetch may block: short, so stop() and pauses take effect promptly.
 _FETCH_WAIT: Final = 0.25
@@ -41,32 +41,11 @@ _FETCH_WAIT: Final = 0.25
 _FETCH_MAX: Final = 10_000
 # Pause after a fetch error before fetching again, so a dead broker is not hammered.
 _FETCH_ERROR_BACKOFF: Final = 0.5
-
-
-class _ErrorFactory(Protocol):
-    def __call__(
-        self, code: ErrorCode, message: str, operation: str, **context: Any
-    ) -> QiError: ...
+# The least time stop() gives the source to leave the group, even when the rest used it all.
+_MIN_LEAVE: Final = 0.5
 
 
 _Translate = Callable[[BaseException, str, ErrorCode], QiError]
-
-
-@dataclass(slots=True, eq=False)
-class _Partition:
-    """What the engine knows of one assigned partition."""
-
-    key: TopicPartition
-    buffer: deque[ConsumedMessage] = field(default_factory=deque)
-    retry_at: float = 0.0
-    """Monotonic time before which a failed message is not retried."""
-    attempts: int = 0
-    """Consecutive failed deliveries of the head of the buffer."""
-    processed: int | None = None
-    """Next offset to commit: one past the last handled message."""
-    committed: int | None = None
-    generation: int = 0
-    paused: bool = False
 
 
 class ConsumerEngine:
@@ -79,7 +58,7 @@ class ConsumerEngine:
         consumer_config: ConsumerConfig,
         *,
         request_timeout: float,
-        error: _ErrorFactory,
+        error: ErrorFactory,
         translate: _Translate,
         logger: logging.Logger,
     ) -> None:
@@ -90,21 +69,25 @@ class ConsumerEngine:
         self._error = error
         self._translate = translate
         self._logger = logger
-        self._batch_size = consumer_config.max_batch_size
         # Per-partition bound on buffered messages: enough for two full batches, so the
         # dispatcher rarely waits on the fetcher, and never unbounded behind a slow handler.
         self.buffer_limit = max(2 * consumer_config.max_batch_size, 1_000)
-        self._partitions: dict[TopicPartition, _Partition] = {}
-        self._rotation: deque[TopicPartition] = deque()
-        self._work = asyncio.Event()
-        self._busy: TopicPartition | None = None
-        # Set only while a revocation waits for the running handler, so the per-message
-        # path pays for no event when nobody is waiting.
-        self._handler_returned: asyncio.Future[None] | None = None
+        self._partitions: dict[TopicPartition, PartitionState] = {}
+        self._dispatcher = Dispatcher(
+            self._partitions,
+            run_config,
+            source,
+            batch_size=consumer_config.max_batch_size,
+            buffer_limit=self.buffer_limit,
+            error=error,
+            report=self._report,
+        )
         self._assigned = asyncio.Event()
         self._stopping = False
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        # Reports of failed rebalance commits, each forgotten once on_error has heard it.
+        self._reports: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -115,7 +98,7 @@ class ConsumerEngine:
                 await self._source.start(self)
                 self._tasks = [
                     asyncio.create_task(self._fetch_loop(), name="qi-consumer-fetch"),
-                    asyncio.create_task(self._dispatch_loop(), name="qi-consumer-dispatch"),
+                    asyncio.create_task(self._dispatcher.run(), name="qi-consumer-dispatch"),
                 ]
                 if self._config.auto_commit:
                     self._tasks.append(
@@ -133,33 +116,65 @@ class ConsumerEngine:
             )
         return Success(None)
 
-    async def stop(self) -> None:
-        """Stop the loops, let a running handler finish (within request_timeout), commit, leave."""
-        self._stopping = True
-        self._work.set()
+    async def stop(self, handler_patience: float, patience: float) -> float:
+        """Stop the loops, let a running handler finish, commit, leave.
+
+        A running handler gets ``handler_patience`` seconds (then it is cancelled and its
+        message stays uncommitted); committing what was processed, telling on_error about
+        a failure, and leaving the group then share what is left of ``handler_patience +
+        patience``. Returns that deadline (``time.monotonic()``), which whatever the
+        consumer still has to release should keep too.
+        """
+        deadline = time.monotonic() + handler_patience + patience
+        self._stopping = self._dispatcher.stopping = True
+        self._dispatcher.work.set()
         if self._tasks:
             fetcher, dispatcher, *others = self._tasks
             # A pending fetch holds nothing we owe anyone: what it would return is uncommitted.
             fetcher.cancel()
             for task in others:
                 task.cancel()
-            done, _ = await asyncio.wait({dispatcher}, timeout=self._request_timeout)
+            done, _ = await asyncio.wait({dispatcher}, timeout=handler_patience)
             if not done:
                 self._logger.warning(
                     "a handler still ran after %.1fs: cancelled, its message stays uncommitted",
-                    self._request_timeout,
+                    handler_patience,
                 )
                 dispatcher.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        committed = await self.commit("disconnect")
+        committed = await self.commit("disconnect", max(deadline - time.monotonic(), 0.0))
+        reports = set(self._reports)
         if isinstance(committed, Failure):
-            await self._report(committed.error)
-        await self._source.stop()
+            reports.add(asyncio.ensure_future(self._report(committed.error)))
+        if reports:
+            _, late = await asyncio.wait(reports, timeout=max(deadline - time.monotonic(), 0))
+            for report in late:
+                report.cancel()
+        await self._source.stop(max(deadline - time.monotonic(), _MIN_LEAVE))
+        return deadline
+
+    def abandon(self) -> None:
+        """End every task at once, as a killed process would: no commit, no goodbye."""
+        self._stopping = self._dispatcher.stopping = True
+        for task in (*self._tasks, *self._reports):
+            task.cancel()
 
     # -- operations ----------------------------------------------------------------------------
 
-    async def commit(self, operation: str) -> Result[None, QiError]:
-        """Commit the processed offsets not committed yet."""
+    async def commit(self, operation: str, within: float | None = None) -> Result[None, QiError]:
+        """Commit the processed offsets not committed yet, within ``within`` s (request_timeout)."""
+        bound = self._request_timeout if within is None else within
+        try:
+            async with asyncio.timeout(bound):
+                return await self._commit(operation)
+        except TimeoutError:
+            return Failure(
+                self._error(
+                    ErrorCode.TIMEOUT, f"commit did not finish within {bound:.1f}s", operation
+                )
+            )
+
+    async def _commit(self, operation: str) -> Result[None, QiError]:
         async with self._commit_lock:
             pending = {
                 key: part.processed
@@ -169,16 +184,7 @@ class ConsumerEngine:
             if not pending:
                 return Success(None)
             try:
-                async with asyncio.timeout(self._request_timeout):
-                    await self._source.commit(pending)
-            except TimeoutError:
-                return Failure(
-                    self._error(
-                        ErrorCode.TIMEOUT,
-                        f"commit did not finish within {self._request_timeout:.1f}s",
-                        operation,
-                    )
-                )
+                await self._source.commit(pending)
             except Exception as exc:
                 return Failure(self._translate(exc, operation, ErrorCode.COMMIT_FAILED))
             for key, offset in pending.items():
@@ -205,7 +211,25 @@ class ConsumerEngine:
         part.buffer.clear()
         part.retry_at = 0.0
         part.attempts = 0
-        await self._source.seek(key, target)
+        if part.revoking:
+            # It leaves this member as soon as the running handler returns; its next owner
+            # starts from the committed offset, so there is nothing to reposition.
+            return Success(None)
+        # Known before the source moves, so a rewind after a failed fetch cannot undo the seek.
+        part.next_offset = target if isinstance(target, int) else None
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                await self._source.seek(key, target)
+        except TimeoutError:
+            return Failure(
+                self._error(
+                    ErrorCode.TIMEOUT,
+                    f"seek did not finish within {self._request_timeout:.1f}s",
+                    "seek",
+                    topic=key[0],
+                    partition=key[1],
+                )
+            )
         if part.paused:
             part.paused = False
             self._source.resume([key])
@@ -220,26 +244,24 @@ class ConsumerEngine:
     async def partitions_assigned(self, partitions: Collection[TopicPartition]) -> None:
         for key in partitions:
             if key not in self._partitions:
-                self._partitions[key] = _Partition(key)
-                self._rotation.append(key)
+                self._partitions[key] = PartitionState(key)
+                self._dispatcher.add(key)
         self._assigned.set()
-        self._work.set()
 
     async def partitions_revoked(
         self, partitions: Collection[TopicPartition]
     ) -> Mapping[TopicPartition, int]:
         revoked = set(partitions)
-        if self._busy in revoked:
-            if self._handler_returned is None:
-                self._handler_returned = asyncio.get_running_loop().create_future()
-            try:
-                async with asyncio.timeout(self._request_timeout):
-                    await asyncio.shield(self._handler_returned)
-            except TimeoutError:
-                self._logger.warning(
-                    "handler on %s still running at revocation; its message stays uncommitted",
-                    self._busy,
-                )
+        for key in revoked:
+            part = self._partitions.get(key)
+            if part is not None:
+                part.revoking = True
+        running = await self._dispatcher.wait_for_handler(revoked, self._request_timeout)
+        if running is not None:
+            self._logger.warning(
+                "handler on %s still running at revocation; its message stays uncommitted",
+                running,
+            )
         to_commit: dict[TopicPartition, int] = {}
         for key in revoked:
             part = self._partitions.pop(key, None)
@@ -248,14 +270,15 @@ class ConsumerEngine:
             part.generation += 1
             if part.processed is not None and part.processed != part.committed:
                 to_commit[key] = part.processed
-        self._rotation = deque(key for key in self._rotation if key not in revoked)
+        self._dispatcher.forget(revoked)
         return to_commit
 
     def report_commit_failure(self, exc: BaseException) -> None:
         """Backends call this when committing revoked partitions failed."""
         error = self._translate(exc, "rebalance_commit", ErrorCode.COMMIT_FAILED)
         task = asyncio.get_running_loop().create_task(self._report(error))
-        self._tasks.append(task)
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
 
     # -- loops -------------------------------------------------------------------------------
 
@@ -267,6 +290,7 @@ class ConsumerEngine:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                await self._rewind()
                 await self._report(self._translate(exc, "fetch", ErrorCode.CONNECTION_FAILED))
                 await asyncio.sleep(_FETCH_ERROR_BACKOFF)
                 continue
@@ -281,163 +305,26 @@ class ConsumerEngine:
                 if seen is not None and seen[0] is part and seen[1] != part.generation:
                     continue  # sought while the fetch ran: these are from the old position
                 part.buffer.extend(messages)
+                part.next_offset = messages[-1].offset + 1
                 if not part.paused and len(part.buffer) >= self.buffer_limit:
                     part.paused = True
                     full.append(key)
             if full:
                 self._source.pause(full)
-            self._work.set()
+            self._dispatcher.work.set()
 
-    async def _dispatch_loop(self) -> None:
-        while not self._stopping:
-            part, wait = self._next_ready()
-            if part is None:
-                self._work.clear()
-                try:
-                    async with asyncio.timeout(wait):
-                        await self._work.wait()
-                except TimeoutError:
-                    pass
-                continue
-            if self._run.each_batch is not None:
-                await self._deliver_batch(part)
-            else:
-                await self._deliver_messages(part)
-            if part.paused and len(part.buffer) < self.buffer_limit // 2:
-                part.paused = False
-                self._source.resume([part.key])
-
-    def _next_ready(self) -> tuple[_Partition | None, float | None]:
-        """The next partition with messages and no pending backoff, round-robin."""
-        now = time.monotonic()
-        soonest: float | None = None
-        for _ in range(len(self._rotation)):
-            key = self._rotation[0]
-            self._rotation.rotate(-1)
-            part = self._partitions[key]
-            if not part.buffer:
-                continue
-            if part.retry_at <= now:
-                return part, None
-            delay = part.retry_at - now
-            soonest = delay if soonest is None else min(soonest, delay)
-        return None, soonest
-
-    async def _deliver_messages(self, part: _Partition) -> None:
-        handler = self._run.each_message
-        assert handler is not None
-        key = part.key
-        topic, partition = key
-        generation = part.generation
-        buffer = part.buffer
-        new, setters = object.__new__, EACH_MESSAGE_SETTERS
-        # Up to one batch per turn, so other partitions are not starved. This runs once per
-        # message, so _call() and the payload's constructor are written out: a coroutine and
-        # a call of our own per message cost more than the rest of the bookkeeping.
-        for _ in range(self._batch_size):
-            if not buffer or self._stopping or part.generation != generation:
-                return
-            message = buffer[0]
-            if setters is None:
-                payload = EachMessagePayload(topic, partition, message)
-            else:
-                set_topic, set_partition, set_message = setters
-                payload = new(EachMessagePayload)
-                set_topic(payload, topic)
-                set_partition(payload, partition)
-                set_message(payload, message)
-            self._busy = key
-            failure: object = None
-            try:
-                outcome = await handler(payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failure = exc
-            else:
-                if outcome is not None and isinstance(outcome, Failure):
-                    failure = outcome.error
-            finally:
-                self._busy = None
-                if self._handler_returned is not None:
-                    self._release_revocation()
-            if part.generation != generation:
-                return
-            if failure is not None:
-                await self._handler_failed(part, failure, message)
-                return
-            buffer.popleft()
-            part.processed = message.offset + 1
-            part.attempts = 0
-
-    async def _deliver_batch(self, part: _Partition) -> None:
-        handler = self._run.each_batch
-        assert handler is not None
-        topic, partition = part.key
-        generation = part.generation
-        messages = tuple(itertools.islice(part.buffer, self._batch_size))
-        failure = await self._call(handler, EachBatchPayload(topic, partition, messages), part)
-        if part.generation != generation:
+    async def _rewind(self) -> None:
+        """After a failed fetch: put every partition back at the first offset not handed over."""
+        positions = {
+            key: part.next_offset for key, part in self._partitions.items() if not part.revoking
+        }
+        if not positions:
             return
-        if failure is not None:
-            await self._handler_failed(part, failure, messages[0], batch_size=len(messages))
-            return
-        buffer = part.buffer
-        if len(messages) == len(buffer):
-            buffer.clear()
-        else:
-            for _ in messages:
-                buffer.popleft()
-        part.processed = messages[-1].offset + 1
-        part.attempts = 0
-
-    async def _call(
-        self, handler: Callable[[Any], Any], payload: object, part: _Partition
-    ) -> object:
-        """Call the handler; return what failed (an exception or a QiError), or None."""
-        self._busy = part.key
         try:
-            outcome = await handler(payload)
-        except asyncio.CancelledError:
-            raise
+            async with asyncio.timeout(self._request_timeout):
+                await self._source.rewind(positions)
         except Exception as exc:
-            return exc
-        finally:
-            self._busy = None
-            if self._handler_returned is not None:
-                self._release_revocation()
-        if isinstance(outcome, Failure):
-            return outcome.error
-        return None
-
-    def _release_revocation(self) -> None:
-        """The handler returned: a revocation waiting for it may go on."""
-        waiter, self._handler_returned = self._handler_returned, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _handler_failed(
-        self, part: _Partition, cause: object, first: ConsumedMessage, **context: Any
-    ) -> None:
-        part.attempts += 1
-        part.retry_at = time.monotonic() + self._run.retry_backoff
-        description = (
-            f"{type(cause).__name__}: {cause}" if isinstance(cause, Exception) else str(cause)
-        )
-        await self._report(
-            self._error(
-                ErrorCode.HANDLER_FAILED,
-                f"handler failed on {first.topic}[{first.partition}]@{first.offset} "
-                f"(attempt {part.attempts}): {description}",
-                "run",
-                cause=cause,
-                topic=first.topic,
-                partition=first.partition,
-                offset=first.offset,
-                attempt=part.attempts,
-                **context,
-            )
-        )
+            await self._report(self._translate(exc, "fetch", ErrorCode.CONNECTION_FAILED))
 
     async def _auto_commit_loop(self) -> None:
         while not self._stopping:

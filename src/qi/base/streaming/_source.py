@@ -58,7 +58,8 @@ class PartitionSource(ABC):
         A fetch that was under way when a ``seek`` of a partition completed must
         return nothing for that partition: the engine drops what such a fetch
         returns for it, so messages from the new position would be lost.
-        Should not return messages of a paused partition.
+        Should not return messages of a paused partition. A fetch that raises
+        may have moved past messages: the engine then calls :meth:`rewind`.
         """
 
     @abstractmethod
@@ -70,6 +71,15 @@ class PartitionSource(ABC):
         """Make the next fetch of ``partition`` start at ``target``."""
 
     @abstractmethod
+    async def rewind(self, positions: Mapping[TopicPartition, int | None]) -> None:
+        """Make the next fetch of each partition start at its given offset, after a failed fetch.
+
+        None means: where the partition started, as of its assignment (the committed
+        offset, else the reset policy, as resolved then) or its last seek. Partitions no
+        longer assigned are ignored.
+        """
+
+    @abstractmethod
     def pause(self, partitions: Collection[TopicPartition]) -> None:
         """Stop fetching these partitions (their buffer is full) without leaving the group."""
 
@@ -78,5 +88,6 @@ class PartitionSource(ABC):
         """Fetch these partitions again."""
 
     @abstractmethod
-    async def stop(self) -> None:
-        """Leave the group. The engine has already committed what was processed."""
+    async def stop(self, patience: float) -> None:
+        """Leave the group within about ``patience`` seconds; what is left of leaving then
+        goes on in the background. The engine has already committed what was processed."""

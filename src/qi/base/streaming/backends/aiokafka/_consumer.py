@@ -2,7 +2,8 @@
 
 aiokafka never commits on its own here (``enable_auto_commit=False``): the
 engine commits what its handler processed, including in the rebalance
-listener, before aiokafka gives partitions up. A commit that loses the race
+listener, before aiokafka gives partitions up, through the group coordinator
+with the member's current generation (see ``_AiokafkaSource.commit``). A commit that loses the race
 with a rebalance (aiokafka's "commit cannot be completed since the group has
 already rebalanced") is reported to ``on_error``, never raised into aiokafka.
 """
@@ -10,16 +11,23 @@ already rebalanced") is reported to ``on_error``, never raised into aiokafka.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.util import commit_structure_validate
 
 from qi.base import QiError
-from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS, consumed_headers
+from qi.base.streaming._build import (
+    CONSUMED_MESSAGE_SETTERS,
+    consumed_headers,
+    datetime_from_millis,
+)
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
 from qi.base.streaming._consumer import StreamingConsumer
@@ -42,6 +50,8 @@ IMPLEMENTATION: Final = "aiokafka"
 _LOGGER: Final = logging.getLogger(__name__)
 # Seconds aiokafka's stop() may take beyond request_timeout (leave group, close sockets).
 _STOP_GRACE: Final = 2.0
+# The least time disconnect() gives the native stop, even when the run loop used it all.
+_MIN_PATIENCE: Final = 0.5
 # Global inline flags such as "(?i)" must stay at the very start of a combined pattern.
 _LEADING_FLAGS: Final = re.compile(r"(?:\(\?[aiLmsux]+\))*")
 
@@ -62,13 +72,10 @@ def subscription_pattern(topics: Sequence[str], pattern: str) -> str:
     return combined
 
 
-# Shared by every record without headers: one immutable empty mapping, not a dict each.
-
-
 def _timestamp(milliseconds: int | None) -> datetime | None:
     if milliseconds is None or milliseconds < 0:
         return None
-    return datetime.fromtimestamp(milliseconds / 1000, tz=UTC)
+    return datetime_from_millis(milliseconds)
 
 
 def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> list[ConsumedMessage]:
@@ -76,7 +83,8 @@ def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> lis
 
     This runs once per record fetched: fields are set through the slot descriptors
     (about twice as fast as the frozen dataclass's ``__init__``), and consecutive records
-    mostly share a millisecond, so each distinct timestamp becomes a datetime once.
+    mostly share a millisecond, so each distinct timestamp becomes a datetime once. It
+    never raises for a record's contents (a timestamp ``datetime`` cannot hold is None).
     """
     built: list[ConsumedMessage] = []
     append = built.append
@@ -142,6 +150,7 @@ class AiokafkaConsumer(StreamingConsumer):
         self._consumer: Any = None
         self._from_beginning = False
         self._started = False
+        self._stops: dict[Any, asyncio.Future[None]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -149,11 +158,11 @@ class AiokafkaConsumer(StreamingConsumer):
         self._consumer = self._build(from_beginning=False)
         await self._start_native()
 
-    async def _close_native(self) -> None:
+    async def _close_native(self, deadline: float) -> None:
         consumer, self._consumer = self._consumer, None
         self._started = False
         if consumer is not None:
-            await self._stop_native(consumer)
+            await self._stop_native(consumer, max(deadline - time.monotonic(), _MIN_PATIENCE))
 
     def _native_client(self) -> object:
         return self._consumer
@@ -189,14 +198,24 @@ class AiokafkaConsumer(StreamingConsumer):
         self._started = True
         adapt_group_coordinator(self._consumer)
 
-    async def _stop_native(self, consumer: Any) -> None:
-        bound = self._config.request_timeout + _STOP_GRACE
-        stopping = asyncio.ensure_future(consumer.stop())
-        done, _ = await asyncio.wait({stopping}, timeout=bound)
-        if not done:
-            stopping.cancel()
-            self._logger.warning("aiokafka consumer did not stop within %.1fs", bound)
-        elif stopping.exception() is not None:
+    async def _stop_native(self, consumer: Any, bound: float) -> None:
+        """Stop ``consumer``, waiting at most ``bound`` seconds; the stop goes on after that.
+
+        Never cancelled: a stop cut short leaves aiokafka's fetcher and connections open
+        for good (and calling stop() again returns at once), while one that runs on ends
+        within aiokafka's own request timeout. A later call waits for the same stop.
+        """
+        stopping = self._stops.get(consumer)
+        if stopping is None:
+            stopping = self._stops[consumer] = asyncio.ensure_future(consumer.stop())
+            stopping.add_done_callback(functools.partial(self._stopped, consumer))
+        await asyncio.wait({stopping}, timeout=bound)
+        if not stopping.done():
+            self._logger.debug("the aiokafka consumer goes on stopping after %.1fs", bound)
+
+    def _stopped(self, consumer: Any, stopping: asyncio.Future[None]) -> None:
+        self._stops.pop(consumer, None)
+        if not stopping.cancelled() and stopping.exception() is not None:
             self._logger.debug("aiokafka consumer stop failed", exc_info=stopping.exception())
 
     async def _ready_consumer(self, from_beginning: bool) -> Any:
@@ -208,18 +227,18 @@ class AiokafkaConsumer(StreamingConsumer):
         if self._consumer is not None and self._started and from_beginning == self._from_beginning:
             return self._consumer
         if self._consumer is not None:
-            await self._stop_native(self._consumer)
+            await self._stop_native(self._consumer, self._config.request_timeout + _STOP_GRACE)
         self._started = False
         self._consumer = self._build(from_beginning=from_beginning)
         await self._start_native()
         return self._consumer
 
-    async def _native_stopped(self) -> None:
+    async def _native_stopped(self, patience: float) -> None:
         """The source left the group: the native consumer is spent, a new run builds another."""
         consumer = self._consumer
         self._started = False
         if consumer is not None:
-            await self._stop_native(consumer)
+            await self._stop_native(consumer, patience)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -247,6 +266,8 @@ class _AiokafkaSource(PartitionSource):
         # partition assigned while the fetch ran would be dropped by the engine as stale, yet
         # aiokafka would count them as consumed.
         self._owned_by_engine: set[PartitionKey] = set()
+        # Where each owned partition started (assignment or last seek), for rewinds.
+        self._starts: dict[PartitionKey, int] = {}
 
     async def start(self, listener: RebalanceListener) -> None:
         self._listener = listener
@@ -287,12 +308,18 @@ class _AiokafkaSource(PartitionSource):
             if topic not in gone
         }
         if live:
-            await self._consumer.commit(live)
+            # Not AIOKafkaConsumer.commit(): when a new topic matches the pattern, aiokafka
+            # swaps in the new subscription (with no assignment yet) before it revokes, so
+            # commit() refuses the partitions the current generation still owns. The
+            # coordinator commits them with that generation, which the broker checks.
+            offsets = commit_structure_validate(live)
+            await self._consumer._coordinator.commit_offsets(None, offsets)
         if gone:
             raise _TopicsGone(tuple(sorted(gone)))
 
     async def seek(self, partition: PartitionKey, target: SeekTarget) -> None:
         tp = TopicPartition(*partition)
+        self._starts.pop(partition, None)
         if target == "earliest" or target == "latest":
             # aiokafka waits for the new position up to its (join-sized) request timeout.
             async with asyncio.timeout(self._owner._config.request_timeout):
@@ -300,8 +327,18 @@ class _AiokafkaSource(PartitionSource):
                     await self._consumer.seek_to_beginning(tp)
                 else:
                     await self._consumer.seek_to_end(tp)
+                self._starts[partition] = await self._consumer.position(tp)
         else:
             self._consumer.seek(tp, target)
+            self._starts[partition] = target
+
+    async def rewind(self, positions: Mapping[PartitionKey, int | None]) -> None:
+        assigned = self._consumer.assignment()
+        for key, offset in positions.items():
+            tp = TopicPartition(*key)
+            target = self._starts.get(key) if offset is None else offset
+            if target is not None and tp in assigned:
+                self._consumer.seek(tp, target)
 
     def pause(self, partitions: Collection[PartitionKey]) -> None:
         # A partition revoked since the engine decided is no longer aiokafka's to pause.
@@ -314,8 +351,8 @@ class _AiokafkaSource(PartitionSource):
         if owned:
             self._consumer.resume(*owned)
 
-    async def stop(self) -> None:
-        await self._owner._native_stopped()
+    async def stop(self, patience: float) -> None:
+        await self._owner._native_stopped(patience)
 
     # -- rebalance -----------------------------------------------------------------------------
 
@@ -329,7 +366,7 @@ class _AiokafkaSource(PartitionSource):
                     # The broker may still hand out partitions of a deleted topic: no position
                     # will ever come for them.
                     if self._topic_known(key[0]):
-                        await self._consumer.position(TopicPartition(*key))
+                        self._starts[key] = await self._consumer.position(TopicPartition(*key))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the fetcher finds the positions anyway; only the timing suffers
@@ -341,6 +378,8 @@ class _AiokafkaSource(PartitionSource):
     async def revoked(self, partitions: Collection[PartitionKey]) -> None:
         listener = self._listener
         self._owned_by_engine -= set(partitions)
+        for key in partitions:
+            self._starts.pop(key, None)
         if listener is None or not partitions:
             return
         try:

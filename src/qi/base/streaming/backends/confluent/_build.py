@@ -7,6 +7,9 @@ descriptors directly (``slot_setters`` of the seam, which
 falls back to the constructor unless that is provably equivalent); the second
 by remembering the last millisecond converted: consecutive messages mostly
 carry the same one, since a batch is stamped within a few milliseconds.
+
+Converting never raises for a record's contents: librdkafka has already moved past
+the whole fetch, so a message that could not be built would take the others with it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ from typing import cast
 
 from confluent_kafka import KafkaError, Message
 
-from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS, consumed_headers
+from qi.base.streaming._build import (
+    CONSUMED_MESSAGE_SETTERS,
+    consumed_headers,
+    datetime_from_millis,
+)
 from qi.base.streaming._types import ConsumedMessage
 
 _NativeHeaders = list[tuple[str, str | bytes | None]]
@@ -32,7 +39,7 @@ class Stamps:
     __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.last: tuple[int, datetime] = (0, datetime.fromtimestamp(0, tz=UTC))
+        self.last: tuple[int, datetime | None] = (0, datetime.fromtimestamp(0, tz=UTC))
         """The last conversion: (milliseconds, datetime)."""
 
 
@@ -49,7 +56,7 @@ def consumed(
     fetched: dict[tuple[str, int], list[ConsumedMessage]] = {}
     setters = CONSUMED_MESSAGE_SETTERS
     new = object.__new__
-    fromtimestamp = datetime.fromtimestamp
+    to_datetime = datetime_from_millis
     last_millis, last_stamp = stamps.last
     key: tuple[str, int] | None = None
     bucket: list[ConsumedMessage] = []
@@ -75,7 +82,7 @@ def consumed(
         elif millis == last_millis:
             stamp = last_stamp
         else:
-            stamp = last_stamp = fromtimestamp(millis / 1000, tz=UTC)
+            stamp = last_stamp = to_datetime(millis)
             last_millis = millis
         if setters is None:
             bucket.append(

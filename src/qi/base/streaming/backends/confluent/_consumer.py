@@ -56,7 +56,6 @@ class ConfluentConsumer(StreamingConsumer):
         self._native_state: _NativeState = "closed"
         self._from_beginning = False
         self._worker: BlockingWorker | None = None
-        self._close_deadline = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -72,19 +71,13 @@ class ConfluentConsumer(StreamingConsumer):
             serve=consumer.poll,
         )
 
-    async def _close(self) -> None:
-        # disconnect() is bounded by request_timeout (plus a grace): what is left of it
-        # when the run loop has stopped is all the native close may have.
-        self._close_deadline = time.monotonic() + self._config.request_timeout + 1.0
-        await super()._close()
-
-    async def _close_native(self) -> None:
+    async def _close_native(self, deadline: float) -> None:
         worker, self._worker = self._worker, None
         consumer, state = self._native_consumer, self._native_state
         self._native_state = "closed"
         if worker is None:
             return
-        patience = max(self._close_deadline - time.monotonic(), _MIN_PATIENCE)
+        patience = max(deadline - time.monotonic(), _MIN_PATIENCE)
         if consumer is not None and state != "closed":
             # Queued behind whatever the worker is doing (a commit to a dead broker can
             # take request_timeout); librdkafka's close itself leaves the group.
@@ -94,7 +87,7 @@ class ConfluentConsumer(StreamingConsumer):
                 closing.add_done_callback(_ignore_outcome)
             elif closing.exception() is not None:
                 self._logger.debug("closing the confluent consumer failed: %s", closing.exception())
-        patience = max(self._close_deadline - time.monotonic(), _MIN_PATIENCE)
+        patience = max(deadline - time.monotonic(), _MIN_PATIENCE)
         if not await worker.close(patience):
             self._logger.warning(
                 "the confluent consumer is still closing after disconnect(); "

@@ -97,6 +97,7 @@ class ConfluentProducer(StreamingProducer):
         # Whether librdkafka may send a message more than once (the idempotent producer
         # retries until message.timeout.ms): then a failure says less about earlier attempts.
         self._retries = producer_config.idempotent or config.retry_attempts > 0
+        self._lookups: dict[str, asyncio.Future[int | None]] = {}  # topic -> lookup in flight
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -288,7 +289,23 @@ class ConfluentProducer(StreamingProducer):
 
     async def _partition_count(self, topic: str) -> int | None:
         """Refresh librdkafka's metadata of ``topic``: its partition count, None if it does
-        not exist."""
+        not exist.
+
+        Concurrent calls for one topic share one request: the worker runs them one at a
+        time, so one per send would make the last send wait for all the others.
+        """
+        lookup = self._lookups.get(topic)
+        if lookup is None:
+            lookup = self._lookups[topic] = asyncio.ensure_future(self._look_up(topic))
+            lookup.add_done_callback(functools.partial(self._looked_up, topic))
+        return await asyncio.shield(lookup)
+
+    def _looked_up(self, topic: str, lookup: asyncio.Future[int | None]) -> None:
+        self._lookups.pop(topic, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: every caller may have been cancelled meanwhile
+
+    async def _look_up(self, topic: str) -> int | None:
         producer, worker = self._producer, self._worker
         if producer is None or worker is None:
             return None

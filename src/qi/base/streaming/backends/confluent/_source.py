@@ -6,7 +6,11 @@ each other and librdkafka's rebalance callbacks, which it runs inside
 ``consume``/``poll``/``close``, always run there too. A callback hands the
 change to the engine on the event loop and waits for its answer: on revocation
 the engine finishes the running handler and says which offsets to commit, and
-the commit happens before librdkafka lets the partitions go.
+the commit happens before librdkafka lets the partitions go. While a callback
+waits, commits run inside it: the handler the revocation waits for may be
+committing. (A seek need not: every partition is revoked at once by the eager
+assignors used here, and the engine does not pass on seeks of partitions being
+revoked.)
 
 Subscriptions are resolved here, in Python: librdkafka's regex dialect is not
 Python's, so the source lists the cluster's topics, keeps those named or
@@ -29,6 +33,7 @@ from typing import Any, Final, TypeVar
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    OFFSET_STORED,
     Consumer,
     KafkaError,
     KafkaException,
@@ -72,6 +77,11 @@ _SURFACED: Final = frozenset(
 )
 
 
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
 class ConfluentSource(PartitionSource):
     """One run of a consumer: subscribe, fetch, commit, seek, leave."""
 
@@ -102,6 +112,8 @@ class ConfluentSource(PartitionSource):
         self._next_refresh = 0.0
         self._deferred: BaseException | None = None
         self._stamps = Stamps()
+        # Where each assigned partition started (assignment or last seek), for rewinds.
+        self._starts: dict[TopicPartition, int] = {}
 
     # -- PartitionSource -----------------------------------------------------------------------
 
@@ -117,7 +129,7 @@ class ConfluentSource(PartitionSource):
         return await self._worker.run(functools.partial(self._fetch, max_messages, max_wait))
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        await self._worker.run(functools.partial(self._commit, dict(offsets)))
+        await self._worker.run(functools.partial(self._commit, dict(offsets)), nestable=True)
 
     async def seek(self, partition: TopicPartition, target: SeekTarget) -> None:
         if target == "earliest":
@@ -126,11 +138,10 @@ class ConfluentSource(PartitionSource):
             offset = OFFSET_END
         else:
             offset = target
-        topic, number = partition
-        consumer = self._native()
-        await self._worker.run(
-            functools.partial(consumer.seek, NativePartition(topic, number, offset))
-        )
+        await self._worker.run(functools.partial(self._seek, partition, offset))
+
+    async def rewind(self, positions: Mapping[TopicPartition, int | None]) -> None:
+        await self._worker.run(functools.partial(self._rewind, dict(positions)))
 
     def pause(self, partitions: Collection[TopicPartition]) -> None:
         self._pause_or_resume(self._native().pause, partitions)
@@ -138,13 +149,19 @@ class ConfluentSource(PartitionSource):
     def resume(self, partitions: Collection[TopicPartition]) -> None:
         self._pause_or_resume(self._native().resume, partitions)
 
-    async def stop(self) -> None:
+    async def stop(self, patience: float) -> None:
         consumer = self._consumer
-        if consumer is not None:
-            try:
-                await self._worker.run(consumer.close)
-            finally:
-                self._on_closed(consumer)
+        if consumer is None:
+            return
+        # This close is the native consumer's last call: nobody must queue another.
+        self._on_closed(consumer)
+        closing = asyncio.ensure_future(self._worker.run(consumer.close))
+        await asyncio.wait({closing}, timeout=patience)
+        if not closing.done():
+            closing.add_done_callback(_ignore_outcome)
+            self._logger.debug("leaving the group goes on after %.1fs", patience)
+            return
+        closing.result()
 
     # -- worker thread -------------------------------------------------------------------------
 
@@ -167,6 +184,21 @@ class ConfluentSource(PartitionSource):
             if max_messages > 1:
                 messages.extend(consumer.consume(max_messages - 1, 0))
         return self._group(messages)
+
+    def _seek(self, key: TopicPartition, offset: int) -> None:
+        self._native().seek(NativePartition(key[0], key[1], offset))
+        self._starts[key] = offset
+
+    def _rewind(self, positions: dict[TopicPartition, int | None]) -> None:
+        consumer = self._native()
+        for key, offset in positions.items():
+            if key not in self._assigned:
+                continue
+            target = self._starts.get(key, OFFSET_STORED) if offset is None else offset
+            try:
+                consumer.seek(NativePartition(key[0], key[1], target))
+            except KafkaException as exc:  # gone meanwhile: its next owner reads it
+                self._logger.debug("could not rewind %s to %d: %s", key, target, exc)
 
     def _group(self, messages: list[Message]) -> dict[TopicPartition, list[ConsumedMessage]]:
         return consumed(messages, self._stamps, NO_CONSUMED_HEADERS, self._consumer_error)
@@ -251,7 +283,14 @@ class ConfluentSource(PartitionSource):
             positioned = partitions
         # The default assignors (range, roundrobin) are eager: assign() takes the whole set.
         consumer.assign(positioned)
+        # librdkafka keeps a partition's pause across unassign and assign, but the engine
+        # starts every assigned partition afresh, unpaused: so must librdkafka.
+        consumer.resume(positioned)
         self._assigned.update(keys)
+        for partition in positioned:
+            key = (partition.topic, partition.partition)
+            # Not yet resolved (OFFSET_INVALID): the committed offset, else the reset policy.
+            self._starts[key] = partition.offset if partition.offset >= 0 else OFFSET_STORED
         self._logger.debug("assigned %s", keys)
         self._call_listener(self._listener_or_fail().partitions_assigned(keys))
 
@@ -290,21 +329,29 @@ class ConfluentSource(PartitionSource):
                     self._loop.call_soon_threadsafe(listener.report_commit_failure, exc)
                 else:
                     self._logger.warning("committing revoked partitions failed: %s", exc)
-        self._assigned.difference_update(keys)
+        self._forget(keys)
 
     def _on_lost(self, consumer: Consumer, partitions: list[NativePartition]) -> None:
         # Lost, not revoked: another member may own them already, so nothing is committed.
         keys = [(partition.topic, partition.partition) for partition in partitions]
         self._logger.debug("lost %s", keys)
-        self._assigned.difference_update(keys)
+        self._forget(keys)
         self._call_listener(self._listener_or_fail().partitions_revoked(keys))
 
+    def _forget(self, keys: list[TopicPartition]) -> None:
+        self._assigned.difference_update(keys)
+        for key in keys:
+            self._starts.pop(key, None)
+
     def _call_listener(self, call: Coroutine[Any, Any, T]) -> T | None:
-        """Run an engine coroutine on the loop and wait for it; never raise into librdkafka."""
+        """Run an engine coroutine on the loop and wait for it; never raise into librdkafka.
+
+        Commits it waits for (a handler's) run meanwhile, on this thread.
+        """
         assert self._loop is not None
         future = asyncio.run_coroutine_threadsafe(call, self._loop)
         try:
-            return future.result(timeout=self._request_timeout + _LISTENER_GRACE)
+            return self._worker.wait_serving(future, self._request_timeout + _LISTENER_GRACE)
         except concurrent.futures.TimeoutError:
             future.cancel()
             self._logger.warning("the consumer run loop did not answer a rebalance in time")

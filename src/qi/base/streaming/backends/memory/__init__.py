@@ -13,8 +13,10 @@ and go or matching topics appear.
 
 :func:`broker_for` returns the broker of a ``brokers`` value: the hook for
 injecting faults in tests (``fail_next_produces``, ``fail_next_commits``,
-``delay_deliveries``, ``set_unreachable``, ``reset``). ``get_native_client()``
-of a memory producer, consumer or admin returns the same broker.
+``fail_next_fetches``, ``delay_deliveries``, ``set_unreachable``, ``reset``,
+``append_record``); :func:`crash` kills a consumer as SIGKILL would, and the
+group evicts it after its session timeout. ``get_native_client()`` of a memory
+producer, consumer or admin returns the same broker.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from qi.base.streaming._connector import StreamingConnector
 from qi.base.streaming._murmur2 import partition_for_key
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.backends.memory._connector import MemoryConnector
+from qi.base.streaming.backends.memory._consumer import crash
 from qi.base.streaming.backends.memory._errors import BrokerError
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "MemoryConnector",
     "broker_for",
     "connector",
+    "crash",
     "discard_broker",
     "partition_for_key",
 ]

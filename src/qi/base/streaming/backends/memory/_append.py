@@ -25,7 +25,7 @@ from qi.base.streaming.backends.memory._log import (
     Topic,
     datetime_from_ms,
     encode_headers,
-    to_kafka_time,
+    kafka_millis,
 )
 from qi.base.streaming.backends.memory._records import (
     MOST_FRAMING_BYTES,
@@ -50,7 +50,8 @@ def append_messages(
     count = len(logs)
     limit = settings.max_batch_bytes
     within_any_framing = limit - MOST_FRAMING_BYTES
-    now = datetime_from_ms(time.time_ns() // 1_000_000)
+    now_millis = time.time_ns() // 1_000_000
+    now = datetime_from_ms(now_millis)
     unkeyed: int | None = None  # this call's partition for unkeyed messages, once needed
     # Kafka refuses a record batch with a keyless record on a compacted topic whole, and a
     # client sends a call's records of one partition as one batch: those partitions fail.
@@ -109,10 +110,11 @@ def append_messages(
         log = logs[partition]
         offset = len(log)
         if message.timestamp is None or settings.log_append_time:
-            stamp = now
+            millis, stamp = now_millis, now
         else:
-            stamp = to_kafka_time(message.timestamp)
-        log.append((key, value, stamp, stored_headers))
+            millis = kafka_millis(message.timestamp)
+            stamp = datetime_from_ms(millis)
+        log.append((key, value, millis, stored_headers))
         if failed is not None:
             append(failed)
         elif setters is None:

@@ -14,9 +14,11 @@ Fault injection, for tests (franz-go's kfake control hooks play the same role)::
 
     broker = broker_for(("memory:9092",))
     broker.fail_next_produces("orders", 2)          # the next 2 messages fail
+    broker.fail_next_fetches("group", 1)            # the next fetch reads, then fails
     broker.delay_deliveries(0.5)                    # acknowledgements take 0.5 s
     broker.set_unreachable(True)                    # connects and requests fail
     broker.reset()                                  # all faults cleared, data kept
+    broker.append_record("orders", 0, b"v", timestamp_ms=2**62)   # a foreign producer's record
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ class MemoryBroker:
     """A Kafka-like broker in this process: the object the ``memory`` backend talks to.
 
     It is also the fault-injection hook for tests: ``fail_next_produces``,
-    ``fail_next_commits``, ``delay_deliveries``, ``set_unreachable`` and ``reset``.
+    ``fail_next_commits``, ``fail_next_fetches``, ``delay_deliveries``,
+    ``set_unreachable``, ``reset`` and ``append_record``.
     """
 
     def __init__(self, brokers: tuple[str, ...]) -> None:
@@ -82,6 +85,7 @@ class MemoryBroker:
         self._delivery_delay = 0.0
         self._produce_faults: dict[str, _ProduceFault] = {}
         self._commit_faults: dict[str, int] = {}
+        self._fetch_faults: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"MemoryBroker(brokers={self.brokers!r}, topics={len(self._topics)})"
@@ -117,6 +121,18 @@ class MemoryBroker:
         else:
             self._commit_faults[group_id] = count
 
+    def fail_next_fetches(self, group_id: str, count: int = 1) -> None:
+        """Make the next ``count`` fetches of ``group_id`` that read messages fail after reading.
+
+        The member moves past what it read, as a Kafka client does once a fetch came
+        back, and then raises, as when a fetched record cannot be built: what was
+        read is lost unless the run loop puts the member back where it was.
+        """
+        if count <= 0:
+            self._fetch_faults.pop(group_id, None)
+        else:
+            self._fetch_faults[group_id] = count
+
     def delay_deliveries(self, seconds: float) -> None:
         """Delay every produce acknowledgement by ``seconds`` (0 to stop).
 
@@ -148,6 +164,7 @@ class MemoryBroker:
         """Clear every fault (reachable, no delay, no pending failures); data and groups stay."""
         self._produce_faults.clear()
         self._commit_faults.clear()
+        self._fetch_faults.clear()
         self._delivery_delay = 0.0
         self.set_unreachable(False)
 
@@ -179,14 +196,11 @@ class MemoryBroker:
 
     def take_commit_fault(self, group_id: str) -> bool:
         """Consume one pending commit failure of ``group_id``; whether there was one."""
-        remaining = self._commit_faults.get(group_id, 0)
-        if remaining <= 0:
-            return False
-        if remaining == 1:
-            del self._commit_faults[group_id]
-        else:
-            self._commit_faults[group_id] = remaining - 1
-        return True
+        return _take(self._commit_faults, group_id)
+
+    def take_fetch_fault(self, group_id: str) -> bool:
+        """Consume one pending fetch failure of ``group_id``; whether there was one."""
+        return _take(self._fetch_faults, group_id)
 
     # -- topics --------------------------------------------------------------------------------
 
@@ -260,6 +274,18 @@ class MemoryBroker:
         if topic is None or not 0 <= partition < len(topic.logs):
             return ()
         return tuple(topic.read(partition, 0, len(topic.logs[partition])))
+
+    def append_record(self, topic: str, partition: int, value: bytes, *, timestamp_ms: int) -> int:
+        """Append a record as any Kafka client could have written it; return its offset.
+
+        For tests: the timestamp is stored as given, so a record stamped in microseconds
+        by mistake (or beyond the year 9999) reaches consumers as it would from Kafka.
+        Raises KeyError or IndexError for a missing topic or partition.
+        """
+        log = self._topics[topic].logs[partition]
+        log.append((None, value, timestamp_ms, None))
+        self._wake_readers(topic)
+        return len(log) - 1
 
     def _partition_counts(self) -> dict[str, int]:
         return {name: len(topic.logs) for name, topic in self._topics.items()}
@@ -362,6 +388,17 @@ class MemoryBroker:
         ]
         for reader in dead:
             self._readers.remove(reader)
+
+
+def _take(faults: dict[str, int], group_id: str) -> bool:
+    remaining = faults.get(group_id, 0)
+    if remaining <= 0:
+        return False
+    if remaining == 1:
+        del faults[group_id]
+    else:
+        faults[group_id] = remaining - 1
+    return True
 
 
 _BROKERS: dict[tuple[str, ...], MemoryBroker] = {}

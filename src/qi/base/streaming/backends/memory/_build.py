@@ -11,11 +11,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TypeAlias
 
-from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS
+from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS, datetime_from_millis
 from qi.base.streaming._types import ConsumedMessage
 
-Record: TypeAlias = tuple[bytes | None, bytes | None, datetime, Mapping[str, bytes] | None]
-"""A stored message: key, value (None for a tombstone), timestamp, headers (None when empty)."""
+Record: TypeAlias = tuple[bytes | None, bytes | None, int, Mapping[str, bytes] | None]
+"""A stored message: key, value (None for a tombstone), timestamp (milliseconds, as Kafka
+stores it), headers (None when empty)."""
 
 
 def consumed_messages(
@@ -25,13 +26,25 @@ def consumed_messages(
     records: Sequence[Record],
     no_headers: Mapping[str, bytes],
 ) -> list[ConsumedMessage]:
-    """ConsumedMessages of consecutive records of one partition, the first at offset ``start``."""
+    """ConsumedMessages of consecutive records of one partition, the first at offset ``start``.
+
+    Consecutive records mostly share a millisecond, so each distinct timestamp becomes a
+    datetime once; one ``datetime`` cannot hold is None.
+    """
+    last_millis: int | None = None
+    last_stamp: datetime | None = None
     if CONSUMED_MESSAGE_SETTERS is None:
         return [
             ConsumedMessage(
-                topic, partition, offset, key, value, stamp, no_headers if hdrs is None else hdrs
+                topic,
+                partition,
+                offset,
+                key,
+                value,
+                datetime_from_millis(millis),
+                no_headers if hdrs is None else hdrs,
             )
-            for offset, (key, value, stamp, hdrs) in enumerate(records, start)
+            for offset, (key, value, millis, hdrs) in enumerate(records, start)
         ]
     set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = (
         CONSUMED_MESSAGE_SETTERS
@@ -39,14 +52,16 @@ def consumed_messages(
     new = object.__new__
     built: list[ConsumedMessage] = []
     append = built.append
-    for offset, (key, value, stamp, headers) in enumerate(records, start):
+    for offset, (key, value, millis, headers) in enumerate(records, start):
+        if millis != last_millis:
+            last_millis, last_stamp = millis, datetime_from_millis(millis)
         message = new(ConsumedMessage)
         set_topic(message, topic)
         set_partition(message, partition)
         set_offset(message, offset)
         set_key(message, key)
         set_value(message, value)
-        set_stamp(message, stamp)
+        set_stamp(message, last_stamp)
         set_headers(message, no_headers if headers is None else headers)
         append(message)
     return built

@@ -1,4 +1,8 @@
-"""The memory consumer: a group member of the in-process broker, run by the shared engine."""
+"""The memory consumer: a group member of the in-process broker, run by the shared engine.
+
+:func:`crash` ends one as if its process were killed, for tests of what the group
+and the other members do then.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from qi.base import QiError
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
 from qi.base.streaming._consumer import StreamingConsumer
-from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming._endpoint import OperationFailed, State
 from qi.base.streaming._source import PartitionSource
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for
 from qi.base.streaming.backends.memory._errors import IMPLEMENTATION, translate, unreachable
@@ -31,6 +35,7 @@ class MemoryConsumer(StreamingConsumer):
     ) -> None:
         super().__init__(config, consumer_config, implementation=IMPLEMENTATION, logger=logger)
         self._broker: MemoryBroker | None = None
+        self._member: MemberSource | None = None
 
     async def _open(self) -> None:
         broker = broker_for(self._config.brokers)
@@ -38,7 +43,7 @@ class MemoryConsumer(StreamingConsumer):
             raise OperationFailed(unreachable(self._config, "connect"))
         self._broker = broker
 
-    async def _close_native(self) -> None:
+    async def _close_native(self, deadline: float) -> None:
         self._broker = None
 
     def _native_client(self) -> object:
@@ -50,10 +55,36 @@ class MemoryConsumer(StreamingConsumer):
     def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
         broker = self._broker
         assert broker is not None
-        return MemberSource(
+        self._member = MemberSource(
             broker,
             self._consumer_config.group_id,
             f"{self._config.client_id}-{next(_MEMBER_NUMBERS)}",
             subscription,
             self._config.request_timeout,
+            self._consumer_config.session_timeout,
         )
+        return self._member
+
+    def _crash(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.abandon()
+        if self._member is not None:
+            self._member.crash()
+        self._state = State.CLOSED
+        self._broker = None
+
+
+def crash(consumer: StreamingConsumer) -> None:
+    """End a memory consumer as if its process were killed (SIGKILL), for tests.
+
+    Its run loop stops at once (a running handler is cancelled), it commits nothing
+    more and does not leave its group: the group keeps it, and its partitions, until
+    ``session_timeout`` has passed without a heartbeat, as Kafka does; a rebalance then
+    evicts it and the other members share its partitions from the committed offsets.
+    The consumer counts as disconnected afterwards. Raises TypeError for a consumer of
+    another backend.
+    """
+    if not isinstance(consumer, MemoryConsumer):
+        raise TypeError(f"crash() needs a memory consumer, got {type(consumer).__name__}")
+    consumer._crash()

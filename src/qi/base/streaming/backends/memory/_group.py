@@ -10,7 +10,9 @@ group dirty and run another round.
 
 Nothing here holds an event-loop-bound primitive across calls, because one
 broker outlives the event loops of many tests: the rebalance task is created
-in whichever loop asks, and members whose loop has closed are evicted.
+in whichever loop asks, and members whose loop has closed are evicted, as are
+members that crashed once their session has expired (until then they keep
+their partitions, as on Kafka).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class GroupMember(Protocol):
         ...
 
     def alive(self) -> bool:
-        """False once its event loop has closed: such a member is evicted."""
+        """False once its event loop has closed or its session expired: it is evicted."""
         ...
 
     async def revoke(self, partitions: frozenset[TopicPartition]) -> None:
@@ -148,7 +150,7 @@ class ConsumerGroup:
 
     async def _rebalance_once(self) -> None:
         for member_id in [key for key, member in self._members.items() if not member.alive()]:
-            _LOGGER.debug("evicting member %s of a closed event loop", member_id)
+            _LOGGER.debug("evicting member %s: its loop closed or its session expired", member_id)
             del self._members[member_id]
         members = list(self._members.values())
         target = sticky_assignment(members, self._topics())

@@ -35,9 +35,9 @@ def datetime_from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def to_kafka_time(timestamp: datetime) -> datetime:
-    """A producer's timestamp as Kafka stores it: milliseconds, returned as aware UTC."""
-    return datetime_from_ms(int(timestamp.timestamp() * 1000))
+def kafka_millis(timestamp: datetime) -> int:
+    """A producer's timestamp as Kafka stores it: milliseconds since the epoch."""
+    return int(timestamp.timestamp() * 1000)
 
 
 def encode_headers(headers: Mapping[str, str | bytes]) -> Mapping[str, bytes] | None:

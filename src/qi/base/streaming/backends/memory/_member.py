@@ -37,6 +37,7 @@ class MemberSource(PartitionSource):
         member_id: str,
         subscription: SubscriptionConfig,
         request_timeout: float,
+        session_timeout: float,
     ) -> None:
         self._broker = broker
         self._group: ConsumerGroup = broker.group(group_id)
@@ -45,12 +46,17 @@ class MemberSource(PartitionSource):
         self._pattern = None if subscription.pattern is None else re.compile(subscription.pattern)
         self._from_beginning = subscription.from_beginning
         self._request_timeout = request_timeout
+        self._session_timeout = session_timeout
+        self._crashed = False  # crash() was called: the member answers nothing any more
+        self._session_over = False  # and session_timeout has passed since: it is evicted
         self._listener: RebalanceListener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._owned: frozenset[TopicPartition] = frozenset()
         # Fetch positions of owned partitions that may be fetched (not being revoked).
         self._positions: dict[TopicPartition, int] = {}
+        # Where each of them started (assignment or last seek), for rewinds.
+        self._starts: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
         self._assigned_once = False
         self._rotation = 0
@@ -80,21 +86,23 @@ class MemberSource(PartitionSource):
         return self._owned
 
     def alive(self) -> bool:
-        """Whether the member's event loop still runs."""
-        return not self._stopped and self._loop is not None and not self._loop.is_closed()
+        """Whether the member's event loop still runs and its session has not expired."""
+        loop = self._loop
+        return not (self._stopped or self._session_over or loop is None or loop.is_closed())
 
     async def revoke(self, partitions: frozenset[TopicPartition]) -> None:
         """Let the engine finish with ``partitions``, commit what it processed, then drop them."""
         partitions = partitions & self._owned
-        if not partitions or self._listener is None:
-            return
+        if not partitions or self._listener is None or self._crashed:
+            return  # a crashed member answers nothing: it holds them until it is evicted
         for key in partitions:
             self._positions.pop(key, None)
+            self._starts.pop(key, None)
         self._epoch += 1
         offsets = await self._listener.partitions_revoked(partitions)
         if offsets:
             try:
-                self._group.commit(self, offsets)
+                self._commit_now(offsets)
             except Exception as exc:
                 self._listener.report_commit_failure(exc)
         self._owned -= partitions
@@ -104,6 +112,8 @@ class MemberSource(PartitionSource):
         """Take ``partitions``, starting at the committed offset or per ``from_beginning``."""
         if self._listener is None or (not partitions and self._assigned_once):
             return
+        if self._crashed:
+            return
         self._assigned_once = True
         await self._listener.partitions_assigned(partitions)
         # Positions only after the engine knows the partitions, so nothing fetched is dropped.
@@ -111,9 +121,28 @@ class MemberSource(PartitionSource):
         committed = self._group.committed
         for key in partitions:
             offset = committed.get(key)
-            self._positions[key] = self._reset_position(key) if offset is None else offset
+            start = self._reset_position(key) if offset is None else offset
+            self._positions[key] = self._starts[key] = start
         self._epoch += 1
         self.wake()
+
+    def crash(self) -> None:
+        """Stop as a killed process does: no fetch, commit, heartbeat or goodbye from now on.
+
+        The group keeps the member, and its partitions, until ``session_timeout`` has passed
+        without a heartbeat; then a rebalance evicts it and the others share them.
+        """
+        loop = self._loop
+        if self._stopped or self._crashed or loop is None or loop.is_closed():
+            return
+        self._crashed = True
+        self._positions.clear()
+        self._broker.remove_reader(self)
+        loop.call_later(self._session_timeout, self._session_expired)
+
+    def _session_expired(self) -> None:
+        self._session_over = True
+        self._group.request_rebalance()
 
     # -- Reader --------------------------------------------------------------------------------
 
@@ -153,6 +182,13 @@ class MemberSource(PartitionSource):
                 return {}
             fetched = self._collect(max_messages)
             if fetched:
+                if self._broker.take_fetch_fault(self._group.group_id):
+                    # As a Kafka client that could not build what it fetched: moved past it.
+                    raise MemoryBrokerError(
+                        BrokerError.INJECTED_FAULT,
+                        f"injected fetch failure for group {self._group.group_id!r}",
+                        ErrorCode.CONNECTION_FAILED,
+                    )
                 return fetched
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -164,15 +200,11 @@ class MemberSource(PartitionSource):
                 return {}
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self._crashed:
+            raise MemoryBrokerError(BrokerError.ILLEGAL_GENERATION, "the member crashed")
         if not await self._broker.wait_reachable(self._request_timeout):
             raise MemoryBrokerError(BrokerError.TRANSPORT, "the broker is unreachable")
-        if self._broker.take_commit_fault(self._group.group_id):
-            raise MemoryBrokerError(
-                BrokerError.INJECTED_FAULT,
-                f"injected commit failure for group {self._group.group_id!r}",
-                ErrorCode.COMMIT_FAILED,
-            )
-        self._group.commit(self, offsets)
+        self._commit_now(offsets)
 
     async def seek(self, partition: TopicPartition, target: SeekTarget) -> None:
         if partition not in self._owned:
@@ -180,13 +212,19 @@ class MemberSource(PartitionSource):
                 BrokerError.ILLEGAL_GENERATION, f"{partition} is not assigned to this member"
             )
         if target == "earliest":
-            self._positions[partition] = 0
+            start = 0
         elif target == "latest":
-            self._positions[partition] = self._end(partition)
+            start = self._end(partition)
         else:
-            self._positions[partition] = target
+            start = target
+        self._positions[partition] = self._starts[partition] = start
         self._epoch += 1
         self.wake()
+
+    async def rewind(self, positions: Mapping[TopicPartition, int | None]) -> None:
+        for key, offset in positions.items():
+            if key in self._positions:
+                self._positions[key] = self._starts[key] if offset is None else offset
 
     def pause(self, partitions: Collection[TopicPartition]) -> None:
         self._paused.update(partitions)
@@ -195,7 +233,7 @@ class MemberSource(PartitionSource):
         self._paused.difference_update(partitions)
         self.wake()
 
-    async def stop(self) -> None:
+    async def stop(self, patience: float) -> None:
         if self._stopped:
             return
         try:
@@ -204,8 +242,18 @@ class MemberSource(PartitionSource):
             self._stopped = True
             self._broker.remove_reader(self)
             self._positions.clear()
+            self._starts.clear()
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _commit_now(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self._broker.take_commit_fault(self._group.group_id):
+            raise MemoryBrokerError(
+                BrokerError.INJECTED_FAULT,
+                f"injected commit failure for group {self._group.group_id!r}",
+                ErrorCode.COMMIT_FAILED,
+            )
+        self._group.commit(self, offsets)
 
     def _collect(self, budget: int) -> dict[TopicPartition, Sequence[ConsumedMessage]]:
         """Up to ``budget`` messages, starting from a rotating partition so none starves."""
