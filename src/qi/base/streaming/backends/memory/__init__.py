@@ -9,7 +9,8 @@ matching topics appear.
 
 :func:`broker_for` returns the broker of a ``brokers`` value: the hook for
 injecting faults in tests (``fail_next_produces``, ``fail_next_commits``,
-``delay_deliveries``, ``set_unreachable``, ``reset``). ``get_native_client()``
+``delay_deliveries``, ``set_unreachable``, ``reset``) and for watching its
+groups (``observe_groups``). ``get_native_client()``
 of a memory producer, consumer or admin returns the same broker.
 """
 
@@ -22,10 +23,12 @@ from qi.base.streaming._connector import StreamingConnector
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.backends.memory._connector import MemoryConnector
 from qi.base.streaming.backends.memory._errors import BrokerError
+from qi.base.streaming.backends.memory._group import GroupEvent
 from qi.base.streaming.backends.memory._log import partition_for_key
 
 __all__ = [
     "BrokerError",
+    "GroupEvent",
     "MemoryBroker",
     "MemoryConnector",
     "broker_for",

@@ -17,13 +17,18 @@ Fault injection, for tests (franz-go's kfake control hooks play the same role)::
     broker.delay_deliveries(0.5)                    # acknowledgements take 0.5 s
     broker.set_unreachable(True)                    # connects and requests fail
     broker.reset()                                  # all faults cleared, data kept
+
+and, to record what consumer groups do (joins, assignments, revocations, commits)::
+
+    stop = broker.observe_groups(history.append)    # called with each GroupEvent
+    stop()                                          # no longer called
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
@@ -33,7 +38,7 @@ from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import TopicConfig
 from qi.base.streaming._types import ConsumedMessage, ProduceResult, StreamingMessage, TopicMetadata
 from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
-from qi.base.streaming.backends.memory._group import ConsumerGroup
+from qi.base.streaming.backends.memory._group import ConsumerGroup, GroupObserver
 from qi.base.streaming.backends.memory._log import (
     Topic,
     datetime_from_ms,
@@ -73,7 +78,8 @@ class MemoryBroker:
     """A Kafka-like broker in this process: the object the ``memory`` backend talks to.
 
     It is also the fault-injection hook for tests: ``fail_next_produces``,
-    ``fail_next_commits``, ``delay_deliveries``, ``set_unreachable`` and ``reset``.
+    ``fail_next_commits``, ``delay_deliveries``, ``set_unreachable`` and ``reset``;
+    ``observe_groups`` tells a test what its consumer groups do.
     """
 
     def __init__(self, brokers: tuple[str, ...]) -> None:
@@ -87,6 +93,7 @@ class MemoryBroker:
         self._delivery_delay = 0.0
         self._produce_faults: dict[str, _ProduceFault] = {}
         self._commit_faults: dict[str, int] = {}
+        self._group_observers: list[GroupObserver] = []
 
     def __repr__(self) -> str:
         return f"MemoryBroker(brokers={self.brokers!r}, topics={len(self._topics)})"
@@ -192,6 +199,21 @@ class MemoryBroker:
         else:
             self._commit_faults[group_id] = remaining - 1
         return True
+
+    def observe_groups(self, observer: GroupObserver) -> Callable[[], None]:
+        """Call ``observer`` with every GroupEvent of every group; returns the way to stop.
+
+        Events are told synchronously, in the order the coordinator acts: a member is
+        told ``revoking`` before its handler is waited for and ``assigned`` before it
+        can fetch, so a recorded history can be checked against them.
+        """
+        self._group_observers.append(observer)
+
+        def stop() -> None:
+            if observer in self._group_observers:
+                self._group_observers.remove(observer)
+
+        return stop
 
     # -- topics --------------------------------------------------------------------------------
 
@@ -365,7 +387,9 @@ class MemoryBroker:
         """The named consumer group, created empty on first use (as Kafka does)."""
         group = self._groups.get(group_id)
         if group is None:
-            group = self._groups[group_id] = ConsumerGroup(group_id, self._partition_counts)
+            group = self._groups[group_id] = ConsumerGroup(
+                group_id, self._partition_counts, self._group_observers
+            )
         return group
 
     def committed(self, group_id: str) -> dict[tuple[str, int], int]:
