@@ -97,12 +97,8 @@ class SteppedLoops:
     def close(self) -> None:
         """Finish the live loops (cancelling what is left) and bury the crashed ones."""
         for loop in self._live:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
             with contextlib.suppress(Exception):
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(_cancel_everything())
             loop.close()
         self._live.clear()
         if not self._dead:
@@ -131,3 +127,13 @@ class SteppedLoops:
         deadline = time.monotonic() + 1.0
         while not task.done() and time.monotonic() < deadline:
             self.step()
+
+
+async def _cancel_everything() -> None:
+    """On the loop being closed: cancel its other tasks, let them end, close its generators."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
