@@ -211,12 +211,12 @@ class RealGroup:
             plans.append(Plan(self._seq, fails, delay))
         return plans
 
-    async def produce(self, plans: Sequence[Plan]) -> int:
-        """One send_batch; record what was acknowledged. Returns how many were."""
+    async def produce(self, plans: Sequence[Plan], partition: int | None = None) -> int:
+        """One send_batch (to ``partition``, or spread); record what was acknowledged."""
         assert self._client is not None
         producer = _ok(await self._client.get_producer(producer_config_for(self.backend)))
         values = [plan.value() for plan in plans]
-        messages = tuple(StreamingMessage(value) for value in values)
+        messages = tuple(StreamingMessage(value, partition=partition) for value in values)
         result = await producer.send_batch(MessageBatch(self.topic, messages))
         acknowledged: list[tuple[ProduceResult, bytes]] = []
         if isinstance(result, Success):

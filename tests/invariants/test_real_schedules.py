@@ -26,7 +26,13 @@ from reliability._proxy import ProxiedBroker
 from reliability._support import backend_params
 
 from ._checker import Checker
-from ._real_group import CONNECTION_TIMEOUT, SESSION_TIMEOUT, SLACK, RealGroup
+from ._real_group import (
+    CONNECTION_TIMEOUT,
+    SESSION_TIMEOUT,
+    SLACK,
+    UNREPRESENTABLE_MS,
+    RealGroup,
+)
 
 LONG: Final = os.environ.get("QI_LONG") == "1"
 MESSAGES: Final = 30_000 if LONG else 3_000
@@ -136,3 +142,26 @@ async def test_a_member_killed_and_replaced_at_once_lets_its_replacement_join(
         return "600 messages, a kill and an immediate replacement"
 
     await _play(backend, tmp_path, 1, schedule)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("backend", backend_params(("confluent", "aiokafka")))
+async def test_records_whose_timestamp_python_cannot_hold_skip_nothing(
+    backend: str, tmp_path: Path
+) -> None:
+    """Found by the schedule (I4, I2, I1): members jumped over whole fetches, across
+    partitions, around three records stamped in the year 146 million, and committed past
+    them."""
+
+    async def schedule(group: RealGroup) -> str:
+        for partition in range(group.partitions):
+            await group.produce(group.plans(50), partition)
+        await group.produce_unrepresentable(UNREPRESENTABLE)  # partitions 0, 1 and 2
+        for partition in range(group.partitions):
+            await group.produce(group.plans(50), partition)
+        return (
+            f"100 messages a partition, {UNREPRESENTABLE} of them (at offset 50) with "
+            f"timestamp {UNREPRESENTABLE_MS} ms"
+        )
+
+    await _play(backend, tmp_path, 3, schedule)
