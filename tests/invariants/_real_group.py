@@ -39,7 +39,7 @@ from reliability._proxy import ProxiedBroker
 from reliability._support import producer_config_for
 
 from ._events import Call, CommitSnapshot, Crashed, Event, Produced, Quiet, read_lines
-from ._recorder import Plan, now, record_produced
+from ._recorder import Plan, now, record_produced, timed
 
 SESSION_TIMEOUT: Final = 4.0
 REQUEST_TIMEOUT: Final = 5.0
@@ -217,7 +217,14 @@ class RealGroup:
         producer = _ok(await self._client.get_producer(producer_config_for(self.backend)))
         values = [plan.value() for plan in plans]
         messages = tuple(StreamingMessage(value, partition=partition) for value in values)
-        result = await producer.send_batch(MessageBatch(self.topic, messages))
+        result = await timed(
+            self.history.append,
+            "producer",
+            "send_batch",
+            REQUEST_TIMEOUT,
+            "request_timeout",
+            producer.send_batch(MessageBatch(self.topic, messages)),
+        )
         acknowledged: list[tuple[ProduceResult, bytes]] = []
         if isinstance(result, Success):
             acknowledged = list(zip(result.value.results, values, strict=True))
