@@ -135,11 +135,14 @@ class MemoryCluster:
         """Send one message (``send``) or a batch (``send_batch``); record what was acknowledged."""
         messages = [StreamingMessage(plan.value(), partition=partition) for plan in plans]
         if len(messages) == 1:
-            sent = self._on_control(self._timed_send(self._producer.send(topic, messages[0])))
+            sent = self._on_control(
+                self._timed_send(self._producer.send(topic, messages[0])), "send"
+            )
             record_produced(self.record, [sent], [messages[0].value or b""])
             return
         batch = self._on_control(
-            self._timed_send(self._producer.send_batch(MessageBatch(topic, tuple(messages))))
+            self._timed_send(self._producer.send_batch(MessageBatch(topic, tuple(messages)))),
+            "send_batch",
         )
         record_produced(self.record, batch.results, [message.value or b"" for message in messages])
 
@@ -376,7 +379,7 @@ class MemoryCluster:
 
         return self.loops.run(loop, wait(), bound + _HANG, what)
 
-    def _on_control(self, call: Awaitable[Result[T, QiError]], what: str = "send") -> T:
+    def _on_control(self, call: Awaitable[Result[T, QiError]], what: str) -> T:
         return _value(self._run(self.control, call, what, REQUEST_TIMEOUT))
 
     def _timed_send(self, call: Awaitable[Result[T, QiError]]) -> Awaitable[Result[T, QiError]]:
