@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install lint typecheck test demo quickstart bench clean
+.PHONY: install lint typecheck test test-long demo quickstart bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ typecheck: install
 
 test: lint typecheck
 	$(VENV)/bin/pytest
+
+# The invariant checker's long run: thousands of schedules on memory, tens of thousands
+# of messages through many faults on each real backend (tens of minutes).
+test-long: install
+	QI_LONG=1 $(VENV)/bin/pytest tests/invariants
 
 demo: install
 	$(VENV)/bin/qi-stream demo

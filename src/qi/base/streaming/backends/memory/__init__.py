@@ -14,7 +14,8 @@ and go or matching topics appear.
 :func:`broker_for` returns the broker of a ``brokers`` value: the hook for
 injecting faults in tests (``fail_next_produces``, ``fail_next_commits``,
 ``fail_next_fetches``, ``delay_deliveries``, ``set_unreachable``, ``reset``,
-``append_record``); :func:`crash` kills a consumer as SIGKILL would, and the
+``append_record``) and for watching its groups
+(``observe_groups``); :func:`crash` kills a consumer as SIGKILL would, and the
 group evicts it after its session timeout. ``get_native_client()`` of a memory
 producer, consumer or admin returns the same broker.
 """
@@ -30,9 +31,11 @@ from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for, 
 from qi.base.streaming.backends.memory._connector import MemoryConnector
 from qi.base.streaming.backends.memory._consumer import crash
 from qi.base.streaming.backends.memory._errors import BrokerError
+from qi.base.streaming.backends.memory._group import GroupEvent
 
 __all__ = [
     "BrokerError",
+    "GroupEvent",
     "MemoryBroker",
     "MemoryConnector",
     "broker_for",

@@ -19,6 +19,11 @@ Fault injection, for tests (franz-go's kfake control hooks play the same role)::
     broker.set_unreachable(True)                    # connects and requests fail
     broker.reset()                                  # all faults cleared, data kept
     broker.append_record("orders", 0, b"v", timestamp_ms=2**62)   # a foreign producer's record
+
+and, to record what consumer groups do (joins, assignments, revocations, commits)::
+
+    stop = broker.observe_groups(history.append)    # called with each GroupEvent
+    stop()                                          # no longer called
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from qi.base.streaming._config import TopicConfig
 from qi.base.streaming._types import ConsumedMessage, ProduceResult, StreamingMessage, TopicMetadata
 from qi.base.streaming.backends.memory._append import append_messages
 from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
-from qi.base.streaming.backends.memory._group import ConsumerGroup
+from qi.base.streaming.backends.memory._group import ConsumerGroup, GroupObserver
 from qi.base.streaming.backends.memory._log import Topic
 from qi.base.streaming.backends.memory._records import StickyPartitions
 from qi.base.streaming.backends.memory._topic_configs import topic_settings
@@ -71,7 +76,8 @@ class MemoryBroker:
 
     It is also the fault-injection hook for tests: ``fail_next_produces``,
     ``fail_next_commits``, ``fail_next_fetches``, ``delay_deliveries``,
-    ``set_unreachable``, ``reset`` and ``append_record``.
+    ``set_unreachable``, ``reset`` and ``append_record``; ``observe_groups`` tells a test
+    what its consumer groups do.
     """
 
     def __init__(self, brokers: tuple[str, ...]) -> None:
@@ -86,6 +92,7 @@ class MemoryBroker:
         self._produce_faults: dict[str, _ProduceFault] = {}
         self._commit_faults: dict[str, int] = {}
         self._fetch_faults: dict[str, int] = {}
+        self._group_observers: list[GroupObserver] = []
 
     def __repr__(self) -> str:
         return f"MemoryBroker(brokers={self.brokers!r}, topics={len(self._topics)})"
@@ -201,6 +208,21 @@ class MemoryBroker:
     def take_fetch_fault(self, group_id: str) -> bool:
         """Consume one pending fetch failure of ``group_id``; whether there was one."""
         return _take(self._fetch_faults, group_id)
+
+    def observe_groups(self, observer: GroupObserver) -> Callable[[], None]:
+        """Call ``observer`` with every GroupEvent of every group; returns the way to stop.
+
+        Events are told synchronously, in the order the coordinator acts: a member is
+        told ``revoking`` before its handler is waited for and ``assigned`` before it
+        can fetch, so a recorded history can be checked against them.
+        """
+        self._group_observers.append(observer)
+
+        def stop() -> None:
+            if observer in self._group_observers:
+                self._group_observers.remove(observer)
+
+        return stop
 
     # -- topics --------------------------------------------------------------------------------
 
@@ -363,7 +385,9 @@ class MemoryBroker:
         """The named consumer group, created empty on first use (as Kafka does)."""
         group = self._groups.get(group_id)
         if group is None:
-            group = self._groups[group_id] = ConsumerGroup(group_id, self._partition_counts)
+            group = self._groups[group_id] = ConsumerGroup(
+                group_id, self._partition_counts, self._group_observers
+            )
         return group
 
     def committed(self, group_id: str) -> dict[tuple[str, int], int]:

@@ -13,6 +13,10 @@ broker outlives the event loops of many tests: the rebalance task is created
 in whichever loop asks, and members whose loop has closed are evicted, as are
 members that crashed once their session has expired (until then they keep
 their partitions, as on Kafka).
+
+Observers (``MemoryBroker.observe_groups``) are told what the coordinator does, as
+:class:`GroupEvent` values, when it does it: tests record them in a history and
+check it (who held which partition when, and who committed what).
 """
 
 from __future__ import annotations
@@ -20,12 +24,47 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Final, Protocol
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Literal, Protocol
 
 from qi.base.streaming._source import TopicPartition
 from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
 
 _LOGGER: Final = logging.getLogger("qi.base.streaming.memory")
+
+_NO_OFFSETS: Final[Mapping[TopicPartition, int]] = MappingProxyType({})
+
+GroupEventKind = Literal[
+    "joined", "left", "evicted", "revoking", "revoked", "assigned", "committed"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEvent:
+    """One thing a group's coordinator did, as told to observers.
+
+    ``joined``/``left``: a member came or asked to go; ``evicted``: a member of a
+    closed event loop was dropped without revoking anything; ``revoking``: the
+    member was asked to give up ``partitions`` (its handler may still be running);
+    ``revoked``: it gave them up; ``assigned``: it received ``partitions``;
+    ``committed``: ``offsets`` of the member were stored (refused ones are not told).
+    """
+
+    kind: GroupEventKind
+    """What happened."""
+    group_id: str
+    """The group it happened in."""
+    member_id: str
+    """The member it happened to."""
+    partitions: frozenset[TopicPartition] = frozenset()
+    """The partitions revoked, assigned or committed; empty for the other kinds."""
+    offsets: Mapping[TopicPartition, int] = field(default_factory=lambda: _NO_OFFSETS)
+    """For ``committed``: the next offsets to read, as stored."""
+
+
+GroupObserver = Callable[[GroupEvent], None]
+"""Called synchronously with each :class:`GroupEvent`; what it raises is logged and ignored."""
 
 
 class GroupMember(Protocol):
@@ -60,8 +99,15 @@ class GroupMember(Protocol):
 class ConsumerGroup:
     """One consumer group: its members, its assignment and its committed offsets."""
 
-    def __init__(self, group_id: str, topics: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(
+        self,
+        group_id: str,
+        topics: Callable[[], Mapping[str, int]],
+        observers: Sequence[GroupObserver] = (),
+    ) -> None:
         self.group_id = group_id
+        self._observers = observers
+        """Told every GroupEvent; the broker's own list, so observers added later count."""
         self._topics = topics
         """Partition count of every existing topic, from the broker."""
         self.committed: dict[TopicPartition, int] = {}
@@ -89,6 +135,7 @@ class ConsumerGroup:
     def join(self, member: GroupMember) -> None:
         """Add a member; it receives its partitions from the rebalance this schedules."""
         self._members[member.member_id] = member
+        self._tell("joined", member.member_id)
         self.request_rebalance()
 
     async def leave(self, member: GroupMember) -> None:
@@ -96,8 +143,9 @@ class ConsumerGroup:
         if self._members.pop(member.member_id, None) is None:
             return
         self._leaving[member.member_id] = member
+        self._tell("left", member.member_id)
         try:
-            await member.revoke(member.owned())
+            await self._revoke(member, member.owned())
         finally:
             self._leaving.pop(member.member_id, None)
             self.request_rebalance()
@@ -107,9 +155,12 @@ class ConsumerGroup:
         owned = member.owned()
         existing = self._topics()
         refused = [key for key in offsets if key not in owned]
-        for key, offset in offsets.items():
-            if key in owned and key[0] in existing:
-                self.committed[key] = offset
+        stored = {
+            key: offset for key, offset in offsets.items() if key in owned and key[0] in existing
+        }
+        self.committed.update(stored)
+        if stored:
+            self._tell("committed", member.member_id, frozenset(stored), MappingProxyType(stored))
         if refused:
             raise MemoryBrokerError(
                 BrokerError.ILLEGAL_GENERATION,
@@ -152,10 +203,11 @@ class ConsumerGroup:
         for member_id in [key for key, member in self._members.items() if not member.alive()]:
             _LOGGER.debug("evicting member %s: its loop closed or its session expired", member_id)
             del self._members[member_id]
+            self._tell("evicted", member_id)
         members = list(self._members.values())
         target = sticky_assignment(members, self._topics())
         revocations = [
-            member.revoke(lost)
+            self._revoke(member, lost)
             for member in members
             if (lost := member.owned() - target[member.member_id])
         ]
@@ -172,6 +224,32 @@ class ConsumerGroup:
             )
             gained = target[member.member_id] - member.owned() - held_elsewhere
             await member.assign(gained)
+            if gained:
+                self._tell("assigned", member.member_id, gained)
+
+    async def _revoke(self, member: GroupMember, partitions: frozenset[TopicPartition]) -> None:
+        if not partitions:
+            await member.revoke(partitions)
+            return
+        self._tell("revoking", member.member_id, partitions)
+        await member.revoke(partitions)
+        self._tell("revoked", member.member_id, partitions)
+
+    def _tell(
+        self,
+        kind: GroupEventKind,
+        member_id: str,
+        partitions: frozenset[TopicPartition] = frozenset(),
+        offsets: Mapping[TopicPartition, int] = _NO_OFFSETS,
+    ) -> None:
+        if not self._observers:
+            return
+        event = GroupEvent(kind, self.group_id, member_id, partitions, offsets)
+        for observer in tuple(self._observers):
+            try:
+                observer(event)
+            except Exception:  # a test's observer must not break the group it watches
+                _LOGGER.exception("group observer %r failed on %s", observer, kind)
 
 
 def sticky_assignment(

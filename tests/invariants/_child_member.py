@@ -1,0 +1,157 @@
+"""One group member in a process of its own, recording its history to a file.
+
+    python -m invariants._child_member '<json settings>'      (with tests/ on sys.path)
+
+Settings: backend, brokers, topic, group, member (the history's name for it), outfile,
+each_batch, auto_commit, and the timeouts. Every event is one line appended to
+``outfile`` with a single ``os.write``, so a SIGKILL never leaves half a line. The
+member runs until SIGTERM, then disconnects and records what of the library is still
+alive; with ``auto_commit`` off it commits every ``commit_interval`` itself. Every
+``commit_interval`` it also records what its native client says it holds (for the
+explanations). ``QI_CHILD_DEBUG=1`` logs the library and the native client to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from qi.base import Failure, QiError, Success
+from qi.base.streaming import (
+    ConsumerConfig,
+    ErrorCode,
+    StreamingConfig,
+    StreamingConsumer,
+    SubscriptionConfig,
+    create_streaming_client,
+)
+
+from ._events import Event, Holding, to_line
+from ._recorder import PlannedHandler, library_leftovers, now, timed
+
+
+async def main(settings: dict[str, Any]) -> int:
+    if os.environ.get("QI_CHILD_DEBUG"):  # the library and its native client, to stderr
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    descriptor = os.open(settings["outfile"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def record(event: Event) -> None:
+        os.write(descriptor, to_line(event))
+
+    member = settings["member"]
+    request_timeout, session_timeout = settings["request_timeout"], settings["session_timeout"]
+    connection_timeout = settings["connection_timeout"]
+    config = StreamingConfig(
+        client_id=member.replace("#", "-"),
+        brokers=tuple(settings["brokers"]),
+        connection_timeout=connection_timeout,
+        request_timeout=request_timeout,
+    )
+    client = create_streaming_client(settings["backend"], config)
+    consumer_config = ConsumerConfig(
+        group_id=settings["group"],
+        session_timeout=session_timeout,
+        heartbeat_interval=session_timeout / 10,
+        auto_commit=settings["auto_commit"],
+        auto_commit_interval=settings["commit_interval"],
+        max_batch_size=settings["max_batch_size"],
+    )
+    got = await timed(
+        record,
+        member,
+        "connect",
+        connection_timeout,
+        "connection_timeout",
+        client.get_consumer(consumer_config),
+    )
+    if isinstance(got, Failure):
+        print(f"{member}: get_consumer failed: {got.error}", file=sys.stderr)
+        return 1
+    consumer = got.value
+    subscription = SubscriptionConfig(topics=(settings["topic"],), from_beginning=True)
+    (await consumer.subscribe(subscription)).unwrap()
+
+    def report(error: QiError) -> None:
+        if error.code != ErrorCode.HANDLER_FAILED:
+            print(f"{member}: {error}", file=sys.stderr)
+
+    handler = PlannedHandler(record, member, {})
+    run_config = handler.run_config(settings["each_batch"], settings["retry_backoff"], report)
+    # SIGTERM is the parent asking for a clean leave, even while run() is still joining:
+    # a service told to stop during its start-up disconnects at once.
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    join_bound = 2 * session_timeout + connection_timeout
+    running = asyncio.ensure_future(
+        timed(
+            record,
+            member,
+            "run",
+            join_bound,
+            "2 * session_timeout + connection_timeout",
+            consumer.run(run_config),
+        )
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        started = running.result()
+        if not isinstance(started, Success):
+            print(f"{member}: run failed: {started.error}", file=sys.stderr)
+            return 1
+        print(f"{member}: running", file=sys.stderr, flush=True)
+        await _serve(consumer, settings, record, stop)
+    stopping.cancel()
+    await timed(
+        record,
+        member,
+        "disconnect",
+        2 * request_timeout,
+        "2 * request_timeout",
+        consumer.disconnect(),
+    )
+    if not running.done():
+        print(f"{member}: stopped while joining: {await running}", file=sys.stderr)
+    record(library_leftovers(member))
+    await client.disconnect()
+    os.close(descriptor)
+    return 0
+
+
+async def _serve(
+    consumer: StreamingConsumer,
+    settings: dict[str, Any],
+    record: Callable[[Event], None],
+    stop: asyncio.Event,
+) -> None:
+    """Until SIGTERM: commit (without auto_commit) and note what the native client holds."""
+    member = settings["member"]
+    native: Any = consumer.get_native_client().unwrap()  # polled for explanations only
+    holding: tuple[tuple[str, int], ...] = ()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), settings["commit_interval"])
+        except TimeoutError:
+            now_holding = tuple(sorted((tp.topic, tp.partition) for tp in native.assignment()))
+            if now_holding != holding:
+                holding = now_holding
+                record(Holding(now(), member, holding))
+            if not settings["auto_commit"]:
+                await timed(
+                    record,
+                    member,
+                    "commit_offsets",
+                    settings["request_timeout"],
+                    "request_timeout",
+                    consumer.commit_offsets(),
+                )
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(json.loads(sys.argv[1]))))
