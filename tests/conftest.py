@@ -1,4 +1,8 @@
-"""Shared fixtures: brokers for tests that need a real Kafka-protocol server."""
+"""Shared fixtures: brokers for tests that need a real Kafka-protocol server.
+
+``$QI_DEV_BROKER`` ("tansu", the default, or "noida") picks the development broker
+the fixtures start; ``$QI_TEST_BROKERS`` points them at running brokers instead.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qi.base.streaming.devbroker import DevBroker
+from qi.base.streaming.devbroker import DevBroker, kind_from_environment
 
 
 @pytest.fixture(scope="session")
@@ -17,12 +21,12 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
-    with DevBroker() as broker:
+    with DevBroker(kind=kind_from_environment()) as broker:
         yield broker.bootstrap
 
 
 @pytest.fixture
 def dev_broker() -> Iterator[DevBroker]:
     """A private development broker for one test, free to be stopped or restarted."""
-    with DevBroker() as broker:
+    with DevBroker(kind=kind_from_environment()) as broker:
         yield broker

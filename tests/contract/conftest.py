@@ -1,9 +1,10 @@
 """Fixtures of the contract suite: every test runs once per backend.
 
 ``QI_TEST_BACKENDS`` (comma-separated) restricts the backends; the real ones
-(``confluent``, ``aiokafka``) talk to the session's development broker, or to
-``QI_TEST_BROKERS`` when set. ``memory`` tests each get a private in-process
-broker, so they never see each other's topics or groups.
+(``confluent``, ``aiokafka``) talk to the session's development broker (the kind
+``QI_DEV_BROKER`` names, Tansu by default), or to ``QI_TEST_BROKERS`` when set.
+``memory`` tests each get a private in-process broker, so they never see each
+other's topics or groups.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from qi.base.streaming.devbroker import kind_from_environment
 
 from ._support import ConsumerConfigFactory, TopicFactory, ok, unique
 
@@ -105,13 +107,17 @@ def _closed_port() -> int:
 @pytest.fixture
 def producer_config(backend: str) -> ProducerConfig:
     """The default producer config, except where the development broker cannot do it."""
-    if backend == "aiokafka" and not os.environ.get("QI_TEST_BROKERS"):
+    if backend == "aiokafka" and _session_broker_is_tansu():
         # Tansu 0.6 rejects aiokafka's InitProducerId request, so an idempotent aiokafka
-        # producer cannot start on the development broker: the contract suite runs the
-        # aiokafka backend with idempotent=False on Tansu. Against a real cluster
-        # (QI_TEST_BROKERS) it uses the defaults like every other backend.
+        # producer cannot start on it: the contract suite runs the aiokafka backend with
+        # idempotent=False on Tansu. On noida-db and on a real cluster (QI_TEST_BROKERS)
+        # it uses the defaults like every other backend.
         return ProducerConfig(idempotent=False)
     return ProducerConfig()
+
+
+def _session_broker_is_tansu() -> bool:
+    return not os.environ.get("QI_TEST_BROKERS") and kind_from_environment() == "tansu"
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming import ErrorCode, ProducerConfig, StreamingConfig
+from qi.base.streaming.devbroker import kind_from_environment
 
 T = TypeVar("T")
 
@@ -64,9 +65,14 @@ def memory_brokers() -> tuple[str, ...]:
     return (f"memory-{uuid.uuid4().hex}:9092",)
 
 
+def session_broker_is_tansu() -> bool:
+    """Whether the session's broker is Tansu (``QI_DEV_BROKER``, unless QI_TEST_BROKERS is set)."""
+    return not os.environ.get("QI_TEST_BROKERS") and kind_from_environment() == "tansu"
+
+
 def producer_config_for(backend: str, **changes: Any) -> ProducerConfig:
     """Defaults, except idempotence for aiokafka on Tansu (it rejects InitProducerId)."""
-    if backend == "aiokafka" and not os.environ.get("QI_TEST_BROKERS"):
+    if backend == "aiokafka" and session_broker_is_tansu():
         changes.setdefault("idempotent", False)
     return ProducerConfig(**changes)
 
