@@ -370,3 +370,44 @@ def test_the_broker_dies_with_the_process_that_started_it(kind: BrokerKind) -> N
     while _process_exists(broker_pid) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not _process_exists(broker_pid)
+
+
+@pytest.mark.broker
+def test_noida_deletes_records_older_than_its_retention_within_seconds() -> None:
+    # Why the contract tests stamp messages with recent times (README, "Development brokers").
+    confluent_kafka: Any = pytest.importorskip("confluent_kafka")
+    admin_module: Any = pytest.importorskip("confluent_kafka.admin")
+    swept, kept = _unique_topic(), _unique_topic()
+    eight_days_ago = int((time.time() - 8 * 24 * 3600) * 1000)
+    with DevBroker(kind="noida") as broker:
+        admin = admin_module.AdminClient({"bootstrap.servers": broker.bootstrap})
+        created = admin.create_topics(
+            [
+                admin_module.NewTopic(swept, 1, 1),
+                admin_module.NewTopic(kept, 1, 1, config={"retention.ms": "-1"}),
+            ]
+        )
+        for future in created.values():
+            future.result(10)
+        producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap})
+        for topic in (swept, kept):
+            producer.produce(topic, b"old", partition=0, timestamp=eight_days_ago)
+        assert producer.flush(10) == 0
+        consumer = confluent_kafka.Consumer(
+            {"bootstrap.servers": broker.bootstrap, "group.id": swept}
+        )
+        try:
+
+            def low_watermark(topic: str) -> int:
+                low, _ = consumer.get_watermark_offsets(
+                    confluent_kafka.TopicPartition(topic, 0), timeout=5
+                )
+                return int(low)
+
+            deadline = time.monotonic() + 10
+            while low_watermark(swept) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert low_watermark(swept) == 1  # the record is gone, unread
+            assert low_watermark(kept) == 0  # retention.ms=-1 keeps it
+        finally:
+            consumer.close()
