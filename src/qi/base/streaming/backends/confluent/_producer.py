@@ -33,7 +33,11 @@ from qi.base.streaming.backends.confluent._errors import (
     kafka_error,
     translate_exception,
 )
-from qi.base.streaming.backends.confluent._settings import producer_settings, redacted
+from qi.base.streaming.backends.confluent._settings import (
+    TOPIC_PROPAGATION_MS,
+    producer_settings,
+    redacted,
+)
 from qi.base.streaming.backends.confluent._worker import BlockingWorker
 
 # How long disconnect() waits for the metadata thread to finish what it is doing.
@@ -41,6 +45,8 @@ _WORKER_PATIENCE: Final = 1.0
 # Longest wait for librdkafka to make room in a full queue before trying again; the
 # poll thread normally wakes the waiter sooner.
 _SPACE_WAIT: Final = 0.05
+# Pause between metadata look-ups while librdkafka still refuses a topic the broker has.
+_TOPIC_RECHECK: Final = 0.1
 
 
 def _produce(
@@ -190,7 +196,7 @@ class ConfluentProducer(StreamingProducer):
         release = hub.release
         outcomes = sends.outcomes
         deadline: float | None = None
-        topic_checked = False
+        topic_deadline: float | None = None
         produced = 0
         index = 0
         count = len(messages)
@@ -222,9 +228,18 @@ class ConfluentProducer(StreamingProducer):
             except KafkaException as exc:
                 release(report)
                 error = exc.args[0]
-                if error.code() == KafkaError._UNKNOWN_TOPIC and not topic_checked:
+                if error.code() == KafkaError._UNKNOWN_TOPIC and (
+                    topic_deadline is None or time.monotonic() < topic_deadline
+                ):
                     # librdkafka remembers a topic it found missing; it may exist by now.
-                    topic_checked = True
+                    # If it does and librdkafka still refuses it, the broker gives topics no
+                    # id (noida-db): librdkafka then cannot tell the topic's return from a
+                    # stale answer and waits out topic.metadata.propagation.max.ms, after
+                    # which a fresh look-up lets it in.
+                    if topic_deadline is None:
+                        topic_deadline = time.monotonic() + self._topic_patience()
+                    else:
+                        await asyncio.sleep(_TOPIC_RECHECK)
                     try:
                         exists = await self._topic_exists(sends.topic)
                     except Exception as lookup:
@@ -242,6 +257,11 @@ class ConfluentProducer(StreamingProducer):
                 produced += 1
             index += 1
         return produced
+
+    def _topic_patience(self) -> float:
+        """How long a topic the broker has may still be refused (see producer_settings)."""
+        propagation = min(TOPIC_PROPAGATION_MS / 1000, self._config.request_timeout / 2)
+        return propagation + 2 * _TOPIC_RECHECK
 
     async def _topic_exists(self, topic: str) -> bool:
         """Refresh librdkafka's metadata of ``topic`` and say whether it exists."""
