@@ -61,3 +61,12 @@ def test_batch_builders_still_count_what_they_forward() -> None:
     append = inspect.getsource(BatchBuilder.append)
     assert "self._builder.append(" in append and "self._relative_offset += 1" in append
     assert "return self._relative_offset" in inspect.getsource(BatchBuilder.record_count)
+
+
+def test_a_refused_join_is_still_told_through_check_errors() -> None:
+    # The source calls the coordinator's check_errors() while it owns no partitions: a join
+    # the broker refused must still be pushed there (and raised by it).
+    assert _parameters(GroupCoordinator.check_errors) == ["self"]
+    assert "raise exc" in inspect.getsource(GroupCoordinator.check_errors)
+    assert "await self._push_error_to_user(exc)" in inspect.getsource(GroupCoordinator)
+    assert "self._coordinator = GroupCoordinator(" in inspect.getsource(AIOKafkaConsumer)

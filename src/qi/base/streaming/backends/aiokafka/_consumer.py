@@ -268,6 +268,9 @@ class _AiokafkaSource(PartitionSource):
     ) -> Mapping[PartitionKey, Sequence[ConsumedMessage]]:
         partitions = [TopicPartition(*key) for key in self._owned_by_engine]
         if not partitions:  # getmany() without partitions would mean "all of them"
+            # aiokafka tells a join the broker refused (a session timeout outside its
+            # bounds, say) only to getmany() and friends: raise it from here too.
+            self._consumer._coordinator.check_errors()
             await asyncio.sleep(max_wait)
             return {}
         self._sought_during_fetch.clear()

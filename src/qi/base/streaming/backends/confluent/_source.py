@@ -63,12 +63,15 @@ _REFRESH_INTERVAL: Final = 1.5
 _LISTENER_GRACE: Final = 5.0
 """Slack over request_timeout for the engine to answer a rebalance callback."""
 
-# Consumer errors worth stopping a fetch for; the others (a broker went away, a
-# subscribed topic is missing) librdkafka recovers from by itself.
+# Consumer errors worth stopping a fetch for: the broker will not let this member in
+# (credentials, rights, a group setting it refuses, such as a session timeout outside
+# its bounds). The others (a broker went away, a subscribed topic is missing) librdkafka
+# recovers from by itself.
 _SURFACED: Final = frozenset(
     name
     for name, code in ERROR_CODES.items()
-    if code in (ErrorCode.AUTHENTICATION_FAILED, ErrorCode.AUTHORIZATION_FAILED)
+    if code
+    in (ErrorCode.AUTHENTICATION_FAILED, ErrorCode.AUTHORIZATION_FAILED, ErrorCode.INVALID_CONFIG)
 )
 
 
