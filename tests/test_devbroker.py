@@ -357,9 +357,11 @@ time.sleep(60)
 
 @pytest.mark.broker
 @each_kind
-def test_the_broker_dies_with_the_process_that_started_it(kind: BrokerKind) -> None:
+def test_the_broker_dies_with_the_process_that_started_it(kind: BrokerKind, tmp_path: Path) -> None:
+    # A parent killed outright cannot remove noida-db's data directory: keep it in tmp_path.
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
     with subprocess.Popen(
-        [sys.executable, "-c", _PARENT, kind], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _PARENT, kind], stdout=subprocess.PIPE, text=True, env=env
     ) as parent:
         assert parent.stdout is not None
         broker_pid = int(parent.stdout.readline())
