@@ -21,8 +21,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The second pass runs the contract suite of the real backends again, against the
+# other development broker (noida-db): the library must behave the same on both.
 test: lint typecheck
 	$(VENV)/bin/pytest
+	QI_DEV_BROKER=noida QI_TEST_BACKENDS=confluent,aiokafka $(VENV)/bin/pytest tests/contract
 
 # The invariant checker's long run: thousands of schedules on memory, tens of thousands
 # of messages through many faults on each real backend (tens of minutes).

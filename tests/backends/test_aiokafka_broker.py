@@ -1,8 +1,9 @@
-"""aiokafka backend behaviour that only shows against a broker: Tansu quirks and clean-up.
+"""aiokafka backend behaviour that only shows against a broker: broker quirks and clean-up.
 
-Each test gets a private development broker (Tansu), because some of them depend
-on what Tansu does (it creates topics on request and refuses idempotent
-producers) or stop it.
+Each test gets a private development broker (the kind ``QI_DEV_BROKER`` names),
+because some of them stop it or depend on what it does with topics requested by
+name. The one about refused idempotence always runs against Tansu, the broker
+that refuses it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TypeVar
 
 import pytest
@@ -93,9 +94,16 @@ async def _tasks_settle(before: set[asyncio.Task[object]], within: float = 3.0) 
         await asyncio.sleep(0.05)
 
 
-async def test_idempotent_producer_on_tansu_fails_fast_and_clearly(dev_broker: DevBroker) -> None:
+@pytest.fixture
+def tansu() -> Iterator[DevBroker]:
+    """A private Tansu broker, whatever ``QI_DEV_BROKER`` says: it refuses InitProducerId."""
+    with DevBroker(kind="tansu") as broker:
+        yield broker
+
+
+async def test_idempotent_producer_on_tansu_fails_fast_and_clearly(tansu: DevBroker) -> None:
     before = asyncio.all_tasks()
-    client = create_streaming_client("aiokafka", _config(dev_broker))
+    client = create_streaming_client("aiokafka", _config(tansu))
     began = time.monotonic()
     outcome = await client.get_producer(ProducerConfig(idempotent=True))
     elapsed = time.monotonic() - began

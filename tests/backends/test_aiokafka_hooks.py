@@ -109,3 +109,12 @@ def test_queued_batches_can_still_be_taken_out_and_failed() -> None:
     # _sequences.give_back_refused_sequences: numbers are given out as a batch is popped.
     assert "increment_sequence_number(" in inspect.getsource(MessageAccumulator._pop_batch)
     assert "listener(self)" in inspect.getsource(ClusterMetadata.update_metadata)
+
+
+def test_a_refused_join_is_still_told_through_check_errors() -> None:
+    # The source calls the coordinator's check_errors() while it owns no partitions: a join
+    # the broker refused must still be pushed there (and raised by it).
+    assert _parameters(GroupCoordinator.check_errors) == ["self"]
+    assert "raise exc" in inspect.getsource(GroupCoordinator.check_errors)
+    assert "await self._push_error_to_user(exc)" in inspect.getsource(GroupCoordinator)
+    assert "self._coordinator = GroupCoordinator(" in inspect.getsource(AIOKafkaConsumer)

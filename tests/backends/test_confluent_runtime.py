@@ -165,6 +165,38 @@ async def test_waiting_in_librdkafka_never_blocks_the_loop(
     assert heartbeat.longest < 0.25, f"the loop stalled for {heartbeat.longest:.3f}s"
 
 
+async def test_pausing_and_resuming_a_full_partition_never_blocks_the_loop(
+    client: StreamingClient,
+) -> None:
+    # Far more than a partition's buffer holds, in one fetch: the run loop pauses the
+    # partition while its handler catches up and resumes it, again and again, while the
+    # consumer's thread waits in librdkafka for more.
+    topic = await _topic(client)
+    producer = (await client.get_producer()).unwrap()
+    values = tuple(StreamingMessage(b"%d" % i) for i in range(6_000))
+    assert isinstance(await producer.send_batch(MessageBatch(topic, values)), Success)
+    consumer = (
+        await client.get_consumer(
+            ConsumerConfig(_unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
+        )
+    ).unwrap()
+    await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True))
+    handled = 0
+    done = asyncio.Event()
+
+    async def handle(payload: EachMessagePayload) -> None:
+        nonlocal handled
+        await asyncio.sleep(0)  # a handler that lets the loop breathe
+        handled += 1
+        if handled == len(values):
+            done.set()
+
+    assert isinstance(await consumer.run(ConsumerRunConfig(each_message=handle)), Success)
+    with Heartbeat() as heartbeat:
+        await asyncio.wait_for(done.wait(), 60)
+    assert heartbeat.longest < 0.15, f"the loop stalled for {heartbeat.longest:.3f}s"
+
+
 async def test_an_awaited_send_does_not_wait_out_the_linger(client: StreamingClient) -> None:
     # Every call waits for its messages, so lingering for more of them only adds latency:
     # the producer flushes while a call waits.

@@ -210,11 +210,12 @@ def test_produce_to_a_missing_topic_is_one_line_and_status_1(cluster: dict[str, 
     assert stderr_lines(produced)[0].startswith("error: [STREAMING_TOPIC_NOT_FOUND]")
 
 
-def test_broker_command_runs_until_interrupted() -> None:
+@pytest.mark.parametrize("kind_args", [(), ("--kind", "noida")], ids=["tansu", "noida"])
+def test_broker_command_runs_until_interrupted(kind_args: tuple[str, ...]) -> None:
     from qi.base.streaming.devbroker import probe
 
     with subprocess.Popen(
-        [*CLI, "broker"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env()
+        [*CLI, "broker", *kind_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env()
     ) as broker:
         assert broker.stdout is not None
         first_line = broker.stdout.readline().decode()

@@ -1,11 +1,12 @@
 """Fixtures of the contract suite: every test runs once per backend.
 
 ``QI_TEST_BACKENDS`` (comma-separated) restricts the backends; the real ones
-(``confluent``, ``aiokafka``) talk to the session's development broker, or to
-``QI_TEST_BROKERS`` when set. Tests marked ``kafka_rules`` check what Kafka refuses,
-which the development broker lets through: their real backends talk to a noida-db
-broker instead (``QI_TEST_BROKERS`` still wins). ``memory`` tests each get a private
-in-process broker, so they never see each other's topics or groups.
+(``confluent``, ``aiokafka``) talk to the session's development broker (the kind
+``QI_DEV_BROKER`` names, Tansu by default), or to ``QI_TEST_BROKERS`` when set.
+Tests marked ``kafka_rules`` check what Kafka refuses, which Tansu lets through:
+their real backends talk to a noida-db broker instead (``QI_TEST_BROKERS`` still
+wins). ``memory`` tests each get a private in-process broker, so they never see
+each other's topics or groups.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from qi.base.streaming.devbroker import kind_from_environment
 
-from ._noida import NoidaBroker, noida_binary
 from ._support import ConsumerConfigFactory, TopicFactory, ok, unique
 
 ALL_BACKENDS: Final = ("memory", "confluent", "aiokafka")
@@ -44,20 +45,6 @@ def _selected_backends() -> list[Any]:
         pytest.param(name, id=name, marks=[pytest.mark.broker] if name in REAL_BACKENDS else [])
         for name in names
     ]
-
-
-@pytest.fixture(scope="session")
-def rules_bootstrap() -> Iterator[str]:
-    """Brokers that enforce Kafka's rules: ``$QI_TEST_BROKERS``, or a noida-db broker."""
-    external = os.environ.get("QI_TEST_BROKERS")
-    if external:
-        yield external
-        return
-    binary = noida_binary()
-    if binary is None:
-        pytest.fail("noida-db is not installed: pip install -e '.[dev]' brings it")
-    with NoidaBroker(binary) as broker:
-        yield broker.bootstrap
 
 
 @pytest.fixture(params=_selected_backends())
@@ -77,7 +64,7 @@ def brokers(backend: str, request: pytest.FixtureRequest) -> Iterator[tuple[str,
         return
     # Looked up lazily so that a memory-only run never starts a broker.
     bootstrap: str = request.getfixturevalue(
-        "rules_bootstrap" if _needs_kafka_rules(request) else "kafka_bootstrap"
+        "noida_bootstrap" if _needs_kafka_rules(request) else "kafka_bootstrap"
     )
     yield tuple(address.strip() for address in bootstrap.split(",") if address.strip())
 
@@ -130,15 +117,19 @@ def producer_config(backend: str, request: pytest.FixtureRequest) -> ProducerCon
     """The default producer config, except where the development broker cannot do it."""
     if (
         backend == "aiokafka"
-        and not os.environ.get("QI_TEST_BROKERS")
+        and _session_broker_is_tansu()
         and not _needs_kafka_rules(request)  # noida-db gives producer ids
     ):
         # Tansu 0.6 rejects aiokafka's InitProducerId request, so an idempotent aiokafka
-        # producer cannot start on the development broker: the contract suite runs the
-        # aiokafka backend with idempotent=False on Tansu. Against a real cluster
-        # (QI_TEST_BROKERS) it uses the defaults like every other backend.
+        # producer cannot start on it: the contract suite runs the aiokafka backend with
+        # idempotent=False on Tansu. On noida-db and on a real cluster (QI_TEST_BROKERS)
+        # it uses the defaults like every other backend.
         return ProducerConfig(idempotent=False)
     return ProducerConfig()
+
+
+def _session_broker_is_tansu() -> bool:
+    return not os.environ.get("QI_TEST_BROKERS") and kind_from_environment() == "tansu"
 
 
 @pytest.fixture

@@ -60,13 +60,13 @@ async def _observe(implementation: str, brokers: tuple[str, ...]) -> Mapping[str
 @pytest.mark.broker
 @pytest.mark.kafka_rules
 @pytest.mark.parametrize("backend", _real_backends())
-async def test_memory_answers_as_the_real_backends_do(backend: str, rules_bootstrap: str) -> None:
+async def test_memory_answers_as_the_real_backends_do(backend: str, noida_bootstrap: str) -> None:
     memory_brokers = (f"memory-{uuid.uuid4().hex}:9092",)
     try:
         expected = await _observe("memory", memory_brokers)
     finally:
         discard_broker(memory_brokers)
-    brokers = tuple(address.strip() for address in rules_bootstrap.split(","))
+    brokers = tuple(address.strip() for address in noida_bootstrap.split(","))
     observed = await _observe(backend, brokers)
 
     assert observed.keys() == expected.keys()

@@ -31,7 +31,7 @@ from qi.base.streaming import (
 )
 
 from ._proxy import ProxiedBroker
-from ._support import unique, wait_until
+from ._support import short_session_timeout, unique, wait_until
 
 # A call may outlive its configured timeout by this much (scheduling, the boundary's grace).
 MARGIN: Final = 2.0
@@ -188,7 +188,7 @@ class Collector:
 def consumer_config(group_id: str | None = None, **changes: Any) -> ConsumerConfig:
     """Short session (joins on Tansu take about half of it) and frequent commits."""
     settings: dict[str, Any] = {
-        "session_timeout": 3.0,
+        "session_timeout": short_session_timeout(),
         "heartbeat_interval": 0.3,
         "auto_commit_interval": 0.3,
     }

@@ -36,7 +36,16 @@ from qi.base.streaming import (
 
 from ._child_consumer import AUTO_COMMIT_INTERVAL
 from ._scenarios import Collector, consumer_config, numbered, ok, start_consumer, until_seen
-from ._support import REAL_BACKENDS, backend_params, producer_config_for, unique, wait_until
+from ._support import (
+    NOIDA_KEEPS_GONE_LEADERS,
+    REAL_BACKENDS,
+    backend_params,
+    producer_config_for,
+    session_broker_is_tansu,
+    skip_on_noida,
+    unique,
+    wait_until,
+)
 
 _CHILD: Final = Path(__file__).with_name("_child_consumer.py")
 
@@ -105,6 +114,10 @@ async def test_a_handler_failing_every_100th_message_redelivers_and_never_skips(
 async def test_a_rebalance_during_processing_skips_nothing_and_keeps_order(
     backend: str, brokers: tuple[str, ...]
 ) -> None:
+    if backend == "aiokafka":
+        # noida-db bumps the generation as the second member joins, so the first one's
+        # revocation commit is refused and aiokafka rejoins it under a new member id.
+        skip_on_noida(NOIDA_KEEPS_GONE_LEADERS)
     events: list[tuple[str, ConsumedMessage]] = []  # both members, in global handling order
     first = Collector("first", seen=events, delay=0.004)
     second = Collector("second", seen=events, delay=0.004)
@@ -148,6 +161,7 @@ async def test_a_rebalance_during_processing_skips_nothing_and_keeps_order(
 async def test_a_member_killed_mid_processing_loses_nothing(
     backend: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
+    skip_on_noida(NOIDA_KEEPS_GONE_LEADERS)
     brokers = tuple(kafka_bootstrap.split(","))
     group = unique("killed")
     async with create_streaming_client(backend, _config(brokers)) as client:
@@ -305,7 +319,9 @@ asyncio.run(main(*sys.argv[1:4]))
         xfail={
             "confluent": "librdkafka 2.16 dies with SIGSEGV (rd_kafka_metadata_cache_find, a "
             "NULL topic name) when Tansu answers a Fetch for a deleted topic"
-        },
+        }
+        if session_broker_is_tansu()
+        else None,
     ),
 )
 async def test_deleting_a_topic_under_a_running_consumer_does_not_kill_the_process(

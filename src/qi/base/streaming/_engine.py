@@ -83,6 +83,8 @@ class ConsumerEngine:
             report=self._report,
         )
         self._assigned = asyncio.Event()
+        # Set by the fetcher when the broker refuses to let this member in at all.
+        self._refused: asyncio.Future[QiError] | None = None
         self._stopping = False
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -92,7 +94,12 @@ class ConsumerEngine:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self, startup_timeout: float) -> Result[None, QiError]:
-        """Join the group and start the loops; wait for the first assignment."""
+        """Join the group and start the loops; wait for the first assignment.
+
+        A join the broker refuses for good (a session timeout outside its bounds, say)
+        fails at once with the broker's answer rather than waiting out the bound.
+        """
+        refused = self._refused = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(startup_timeout):
                 await self._source.start(self)
@@ -104,7 +111,13 @@ class ConsumerEngine:
                     self._tasks.append(
                         asyncio.create_task(self._auto_commit_loop(), name="qi-consumer-commit")
                     )
-                await self._assigned.wait()
+                assigned = asyncio.ensure_future(self._assigned.wait())
+                try:
+                    await asyncio.wait({assigned, refused}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    assigned.cancel()
+                if not self._assigned.is_set():
+                    return Failure(refused.result())
         except TimeoutError:
             return Failure(
                 self._error(
@@ -290,8 +303,14 @@ class ConsumerEngine:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                error = self._translate(exc, "fetch", ErrorCode.CONNECTION_FAILED)
+                refused = self._refused
+                if refused is not None and not self._assigned.is_set() and not refused.done():
+                    if error.context.get("retriable") is False:  # it will not let us in
+                        refused.set_result(self._translate(exc, "run", ErrorCode.CONNECTION_FAILED))
+                        return
                 await self._rewind()
-                await self._report(self._translate(exc, "fetch", ErrorCode.CONNECTION_FAILED))
+                await self._report(error)
                 await asyncio.sleep(_FETCH_ERROR_BACKOFF)
                 continue
             if not fetched:

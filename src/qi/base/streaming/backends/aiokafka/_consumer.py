@@ -268,6 +268,8 @@ class _AiokafkaSource(PartitionSource):
         self._owned_by_engine: set[PartitionKey] = set()
         # Where each owned partition started (assignment or last seek), for rewinds.
         self._starts: dict[PartitionKey, int] = {}
+        # Partitions sought since the running fetch began (the engine runs one fetch at a time).
+        self._sought_during_fetch: set[PartitionKey] = set()
 
     async def start(self, listener: RebalanceListener) -> None:
         self._listener = listener
@@ -287,16 +289,31 @@ class _AiokafkaSource(PartitionSource):
     ) -> Mapping[PartitionKey, Sequence[ConsumedMessage]]:
         partitions = [TopicPartition(*key) for key in self._owned_by_engine]
         if not partitions:  # getmany() without partitions would mean "all of them"
+            # aiokafka tells a join the broker refused (a session timeout outside its
+            # bounds, say) only to getmany() and friends: raise it from here too.
+            self._consumer._coordinator.check_errors()
             await asyncio.sleep(max_wait)
             return {}
+        self._sought_during_fetch.clear()
         batches = await self._consumer.getmany(
             *partitions, timeout_ms=max(1, round(max_wait * 1000)), max_records=max_messages
         )
-        return {
-            (tp.topic, tp.partition): consumed_messages(tp.topic, tp.partition, records)
-            for tp, records in batches.items()
-            if records
-        }
+        fetched: dict[PartitionKey, Sequence[ConsumedMessage]] = {}
+        for tp, records in batches.items():
+            if not records:
+                continue
+            key = (tp.topic, tp.partition)
+            if key in self._sought_during_fetch:
+                # aiokafka's seek drops what it had buffered for the partition and wakes its
+                # fetcher, and getmany() drains its buffer only when it returns: records of a
+                # partition sought while getmany() waited are already from the new position
+                # (a broker that answers fetches at once gets them back within the wait). The
+                # engine drops whatever a fetch under way during a seek returns, so give them
+                # back to aiokafka instead: rewind to the first one and return nothing.
+                self._consumer.seek(tp, records[0].offset)
+                continue
+            fetched[key] = consumed_messages(tp.topic, tp.partition, records)
+        return fetched
 
     async def commit(self, offsets: Mapping[PartitionKey, int]) -> None:
         # aiokafka retries UNKNOWN_TOPIC_OR_PARTITION until the caller's bound runs out, and a
@@ -318,6 +335,7 @@ class _AiokafkaSource(PartitionSource):
             raise _TopicsGone(tuple(sorted(gone)))
 
     async def seek(self, partition: PartitionKey, target: SeekTarget) -> None:
+        self._sought_during_fetch.add(partition)
         tp = TopicPartition(*partition)
         self._starts.pop(partition, None)
         if target == "earliest" or target == "latest":

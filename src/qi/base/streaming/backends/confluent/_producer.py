@@ -256,8 +256,9 @@ class ConfluentProducer(StreamingProducer):
                 error = exc.args[0]
                 if error.code() == KafkaError._UNKNOWN_TOPIC:
                     # librdkafka remembers a topic it found missing; it may exist by now. One
-                    # deleted and created again it believes back only after one more metadata
-                    # answer, topic.metadata.propagation.max.ms after it saw the topic again.
+                    # deleted and created again, or one a broker gives no topic id (noida-db),
+                    # it believes back only after one more metadata answer,
+                    # topic.metadata.propagation.max.ms after it saw the topic again.
                     now = time.monotonic()
                     if topic_deadline is None:
                         topic_deadline = now + self._config.request_timeout

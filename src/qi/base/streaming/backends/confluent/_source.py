@@ -68,12 +68,15 @@ _REFRESH_INTERVAL: Final = 1.5
 _LISTENER_GRACE: Final = 5.0
 """Slack over request_timeout for the engine to answer a rebalance callback."""
 
-# Consumer errors worth stopping a fetch for; the others (a broker went away, a
-# subscribed topic is missing) librdkafka recovers from by itself.
+# Consumer errors worth stopping a fetch for: the broker will not let this member in
+# (credentials, rights, a group setting it refuses, such as a session timeout outside
+# its bounds). The others (a broker went away, a subscribed topic is missing) librdkafka
+# recovers from by itself.
 _SURFACED: Final = frozenset(
     name
     for name, code in ERROR_CODES.items()
-    if code in (ErrorCode.AUTHENTICATION_FAILED, ErrorCode.AUTHORIZATION_FAILED)
+    if code
+    in (ErrorCode.AUTHENTICATION_FAILED, ErrorCode.AUTHORIZATION_FAILED, ErrorCode.INVALID_CONFIG)
 )
 
 
@@ -106,6 +109,10 @@ class ConfluentSource(PartitionSource):
         self._consumer: Consumer | None = None
         self._listener: RebalanceListener | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Pauses and resumes queued on the worker, kept until they ran.
+        self._toggles: set[asyncio.Task[None]] = set()
+        # Rebalance callbacks so far; written on the worker thread, read on the loop.
+        self._rebalances = 0
         # Worker-thread state: what is subscribed, assigned, and when to look for topics.
         self._subscribed: tuple[str, ...] | None = None
         self._assigned: set[TopicPartition] = set()
@@ -144,10 +151,34 @@ class ConfluentSource(PartitionSource):
         await self._worker.run(functools.partial(self._rewind, dict(positions)))
 
     def pause(self, partitions: Collection[TopicPartition]) -> None:
-        self._pause_or_resume(self._native().pause, partitions)
+        # A rebalance before it runs makes it stale: the engine starts every partition it
+        # is given afresh, unpaused.
+        self._on_worker(self._native().pause, partitions, self._rebalances)
 
     def resume(self, partitions: Collection[TopicPartition]) -> None:
-        self._pause_or_resume(self._native().resume, partitions)
+        self._on_worker(self._native().resume, partitions, None)
+
+    def _on_worker(
+        self,
+        action: Callable[[list[NativePartition]], None],
+        keys: Collection[TopicPartition],
+        unless_rebalanced_since: int | None,
+    ) -> None:
+        # confluent-kafka 2.16 lets one thread at a time into a Consumer: called here,
+        # pause() or resume() would block the loop until the worker's poll() returns (up
+        # to the engine's fetch wait). Queued on the worker, they run between two fetches,
+        # in order with seek and commit.
+        call = functools.partial(
+            self._pause_or_resume, action, tuple(keys), unless_rebalanced_since
+        )
+        task = asyncio.get_running_loop().create_task(self._worker.run(call))
+        self._toggles.add(task)
+        task.add_done_callback(self._toggled)
+
+    def _toggled(self, task: asyncio.Task[None]) -> None:
+        self._toggles.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # the worker was closed
+            self._logger.debug("pause/resume not applied: %s", task.exception())
 
     async def stop(self, patience: float) -> None:
         consumer = self._consumer
@@ -274,6 +305,7 @@ class ConfluentSource(PartitionSource):
     # -- rebalance callbacks (worker thread, inside consume/poll/close) -----------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[NativePartition]) -> None:
+        self._rebalances += 1
         keys = [(partition.topic, partition.partition) for partition in partitions]
         try:
             positioned = self._start_positions(consumer, partitions)
@@ -317,6 +349,7 @@ class ConfluentSource(PartitionSource):
         return positioned
 
     def _on_revoke(self, consumer: Consumer, partitions: list[NativePartition]) -> None:
+        self._rebalances += 1
         keys = [(partition.topic, partition.partition) for partition in partitions]
         self._logger.debug("revoking %s", keys)
         listener = self._listener_or_fail()
@@ -333,6 +366,7 @@ class ConfluentSource(PartitionSource):
 
     def _on_lost(self, consumer: Consumer, partitions: list[NativePartition]) -> None:
         # Lost, not revoked: another member may own them already, so nothing is committed.
+        self._rebalances += 1
         keys = [(partition.topic, partition.partition) for partition in partitions]
         self._logger.debug("lost %s", keys)
         self._forget(keys)
@@ -372,8 +406,14 @@ class ConfluentSource(PartitionSource):
         return self._listener
 
     def _pause_or_resume(
-        self, action: Callable[[list[NativePartition]], None], keys: Collection[TopicPartition]
+        self,
+        action: Callable[[list[NativePartition]], None],
+        keys: Collection[TopicPartition],
+        unless_rebalanced_since: int | None,
     ) -> None:
+        if unless_rebalanced_since not in (None, self._rebalances):
+            self._logger.debug("pause/resume of %s dropped: a rebalance came first", list(keys))
+            return
         try:
             action([NativePartition(topic, partition) for topic, partition in keys])
         except (KafkaException, RuntimeError) as exc:  # revoked meanwhile, or closed
