@@ -167,7 +167,11 @@ def library_leftovers(member: str, ignore_tasks: Sequence[str] = ()) -> Leftover
         for task in asyncio.all_tasks()
         if task is not current and task.get_name() not in ignore_tasks
     )
+    # The development broker's spawner thread lives for the whole test session (a broker
+    # of an earlier test started it): it is the test's infrastructure, not a client's.
     threads = sorted(
-        thread.name for thread in threading.enumerate() if thread.name.startswith("qi-")
+        thread.name
+        for thread in threading.enumerate()
+        if thread.name.startswith("qi-") and not thread.name.startswith("qi-devbroker")
     )
     return Leftovers(now(), member, tuple(tasks), tuple(threads))
