@@ -138,7 +138,13 @@ async def _serve(
         try:
             await asyncio.wait_for(stop.wait(), settings["commit_interval"])
         except TimeoutError:
-            now_holding = tuple(sorted((tp.topic, tp.partition) for tp in native.assignment()))
+            # Off the loop: confluent-kafka lets one thread at a time into a Consumer, and
+            # its worker thread may sit in a rebalance callback that waits for this loop.
+            try:
+                assigned = await asyncio.to_thread(native.assignment)
+            except RuntimeError:  # closed meanwhile: the member is going
+                break
+            now_holding = tuple(sorted((tp.topic, tp.partition) for tp in assigned))
             if now_holding != holding:
                 holding = now_holding
                 record(Holding(now(), member, holding))
