@@ -39,6 +39,11 @@ from ._recorder import PlannedHandler, library_leftovers, now, timed
 async def main(settings: dict[str, Any]) -> int:
     if os.environ.get("QI_CHILD_DEBUG"):  # the library and its native client, to stderr
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    # SIGTERM is the parent asking for a clean leave, even while connecting or joining:
+    # a service told to stop during its start-up disconnects at once. Installed before
+    # the history file exists, which is how the parent knows it may ask.
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     descriptor = os.open(settings["outfile"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def record(event: Event) -> None:
@@ -83,10 +88,6 @@ async def main(settings: dict[str, Any]) -> int:
 
     handler = PlannedHandler(record, member, {})
     run_config = handler.run_config(settings["each_batch"], settings["retry_backoff"], report)
-    # SIGTERM is the parent asking for a clean leave, even while run() is still joining:
-    # a service told to stop during its start-up disconnects at once.
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     join_bound = 2 * session_timeout + connection_timeout
     running = asyncio.ensure_future(
         timed(

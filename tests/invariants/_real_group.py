@@ -1,4 +1,4 @@
-"""A consumer group of child processes on a real broker behind the fault proxy, recorded.
+"""A consumer group of child processes on a real broker (behind the fault proxy), recorded.
 
 Each member is a child process (``_child_member``) writing its own history file; this
 process records what it produced, the kills, and the group's committed offsets, read
@@ -35,19 +35,22 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from reliability._proxy import ProxiedBroker
+from reliability._proxy import FaultProxy
 from reliability._support import producer_config_for
 
 from ._events import Call, CommitSnapshot, Crashed, Event, Produced, Quiet, read_lines
 from ._recorder import Plan, now, record_produced, timed
 
 SESSION_TIMEOUT: Final = 4.0
+"""Members' session timeout on Tansu; noida-db, like Kafka, refuses less than 6 s
+(``group.min.session.timeout.ms``)."""
+NOIDA_SESSION_TIMEOUT: Final = 6.0
 REQUEST_TIMEOUT: Final = 5.0
 CONNECTION_TIMEOUT: Final = 3.0
 COMMIT_INTERVAL: Final = 0.3
-STUCK: Final = 4 * SESSION_TIMEOUT
-"""Seconds without progress after which a settling group counts as stuck: a dead member's
-session expires and the rebalance that follows ends well within it."""
+STUCK_SESSIONS: Final = 4
+"""Session timeouts without progress after which a settling group counts as stuck: a dead
+member's session expires and the rebalance that follows ends well within them."""
 SLACK: Final = 2.0
 """Seconds a call may outlive its bound on a real broker (scheduling of three processes)."""
 UNREPRESENTABLE_MS: Final = 2**62
@@ -69,12 +72,28 @@ class Child:
         return f"--- {self.name} (exit {self.process.returncode}) ---\n{text[-1500:]}"
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """Where members connect, what the broker can take, and the fault proxy in front of it.
+
+    Tansu sits behind the proxy; noida-db always advertises its own listener, so on it
+    the schedules cut and stall nothing. noida-db 0.2.3 never evicts a member that died
+    without leaving (its session timeout is not enforced: the group's next rebalance
+    waits for it for ever), so on it members are added and stopped, never killed.
+    """
+
+    bootstrap: str
+    proxy: FaultProxy | None
+    session_timeout: float = SESSION_TIMEOUT
+    evicts_dead_members: bool = True
+
+
 @dataclass(eq=False)
 class RealGroup:
     """Three (or so) member processes sharing a topic, with a producer and fault switches."""
 
     backend: str
-    cluster: ProxiedBroker
+    cluster: Cluster
     workdir: Path
     seed: int
     partitions: int = 6
@@ -146,7 +165,7 @@ class RealGroup:
             "commit_interval": COMMIT_INTERVAL,
             "max_batch_size": 20,
             "retry_backoff": 0.05,
-            "session_timeout": SESSION_TIMEOUT,
+            "session_timeout": self.cluster.session_timeout,
             "request_timeout": REQUEST_TIMEOUT,
             "connection_timeout": CONNECTION_TIMEOUT,
         }
@@ -189,6 +208,12 @@ class RealGroup:
     async def stop(self, child: Child) -> None:
         """SIGTERM: the member disconnects (recording how long that took) and exits."""
         self._stopped_at.setdefault(child.name, now())
+        # A child still starting has no SIGTERM handler yet (its history file appears
+        # once it has one): the default action would kill it instead of asking it.
+        async with asyncio.timeout(2 * REQUEST_TIMEOUT + 15):
+            # Another process's file: there is nothing to await but its appearance.
+            while not child.history.exists() and child.process.returncode is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         with contextlib.suppress(ProcessLookupError):
             child.process.send_signal(signal.SIGTERM)
         try:
@@ -293,15 +318,17 @@ class RealGroup:
     async def settle(self, within: float) -> None:
         """Let the group finish the work, mark quiet, stop every member.
 
-        The group has until nothing is left, or until it made no progress for STUCK
-        seconds, or ``within`` seconds in all.
+        The group has until nothing is left, or until it made no progress for STUCK_SESSIONS
+        session timeouts, or ``within`` seconds in all.
         """
-        self.cluster.proxy.restore()
+        if self.cluster.proxy is not None:
+            self.cluster.proxy.restore()
         if not self.live():
             await self.start_member()
         deadline = time.monotonic() + within
         missing, since = -1, time.monotonic()
-        while time.monotonic() < deadline and time.monotonic() - since < STUCK:
+        stuck = STUCK_SESSIONS * self.cluster.session_timeout
+        while time.monotonic() < deadline and time.monotonic() - since < stuck:
             left = self.unhandled()
             if not left:
                 break

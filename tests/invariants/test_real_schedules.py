@@ -8,6 +8,11 @@ cuts every connection through the fault proxy, or stalls it briefly. Then the gr
 must handle everything, and the merged history must keep every invariant in its
 group-wide form (committed offsets are read by a raw client at snapshots).
 
+The schedules run on both development brokers: Tansu behind the fault proxy, and
+noida-db, which cannot sit behind one (it advertises its own listener) and never evicts
+a member that died without leaving, so there members join and leave while messages
+flow, and nothing is killed, cut or stalled (see ``Cluster``).
+
 ``make test`` runs a short schedule per backend; ``QI_LONG=1`` (``make test-long``)
 tens of thousands of messages through many more faults. ``QI_SEED`` picks the schedule.
 """
@@ -15,22 +20,25 @@ tens of thousands of messages through many more faults. ``QI_SEED`` picks the sc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Final
 
 import pytest
 
+from qi.base.streaming.devbroker import DevBroker
 from reliability._proxy import ProxiedBroker
 from reliability._support import backend_params
 
 from ._checker import Checker
 from ._real_group import (
     CONNECTION_TIMEOUT,
-    SESSION_TIMEOUT,
+    NOIDA_SESSION_TIMEOUT,
     SLACK,
     UNREPRESENTABLE_MS,
+    Cluster,
     RealGroup,
 )
 
@@ -43,6 +51,17 @@ PRODUCING: Final = 150.0 if LONG else 15.0
 SETTLE: Final = 120.0 if LONG else 45.0
 BATCH: Final = 100
 UNREPRESENTABLE: Final = 3
+BROKERS: Final = ("tansu", "noida")
+
+
+@contextlib.contextmanager
+def _cluster(kind: str) -> Iterator[Cluster]:
+    if kind == "tansu":
+        with ProxiedBroker() as proxied:
+            yield Cluster(proxied.bootstrap, proxied.proxy)
+    else:
+        with DevBroker(kind="noida") as broker:
+            yield Cluster(broker.bootstrap, None, NOIDA_SESSION_TIMEOUT, evicts_dead_members=False)
 
 
 async def _produce(group: RealGroup) -> None:
@@ -57,6 +76,7 @@ async def _produce(group: RealGroup) -> None:
 
 async def _fault(group: RealGroup, action: str) -> None:
     live = group.live()
+    proxy = group.cluster.proxy
     if action == "kill" and len(live) >= 2:
         await group.kill(group.random.choice(live))
         await group.start_member()
@@ -64,20 +84,25 @@ async def _fault(group: RealGroup, action: str) -> None:
         await group.start_member()
     elif action == "leave" and len(live) >= 3:
         await group.stop(group.random.choice(live))
-    elif action == "cut":
-        await asyncio.to_thread(group.cluster.proxy.cut)
-    elif action == "stall":
-        await asyncio.to_thread(group.cluster.proxy.stall)
+    elif action == "cut" and proxy is not None:
+        await asyncio.to_thread(proxy.cut)
+    elif action == "stall" and proxy is not None:
+        await asyncio.to_thread(proxy.stall)
         await asyncio.sleep(group.random.uniform(0.3, 1.0))
-        await asyncio.to_thread(group.cluster.proxy.restore)
+        await asyncio.to_thread(proxy.restore)
 
 
 async def _faults(group: RealGroup) -> list[str]:
     # Rounds of every kind of fault, each round in a seeded order: even the short
     # schedule kills, adds, stops, cuts and stalls.
     actions: list[str] = []
+    kinds = ["join", "leave"]
+    if group.cluster.evicts_dead_members:
+        kinds.append("kill")
+    if group.cluster.proxy is not None:
+        kinds += ["cut", "stall"]
     while len(actions) < FAULTS:
-        round_ = ["kill", "join", "leave", "cut", "stall"]
+        round_ = list(kinds)
         group.random.shuffle(round_)
         actions.extend(round_)
     for action in actions:
@@ -87,15 +112,20 @@ async def _faults(group: RealGroup) -> list[str]:
 
 
 async def _play(
-    backend: str, tmp_path: Path, seed: int, schedule: Callable[[RealGroup], Awaitable[str]]
+    backend: str,
+    broker: str,
+    tmp_path: Path,
+    seed: int,
+    schedule: Callable[[RealGroup], Awaitable[str]],
 ) -> None:
     """Three running members, then ``schedule``; settle and check the merged history."""
-    with ProxiedBroker() as cluster:
+    with _cluster(broker) as cluster:
         group = RealGroup(backend, cluster, tmp_path, seed)
         try:
             await group.open()
             first = [await group.start_member() for _ in range(3)]
-            await group.running(first, 2 * SESSION_TIMEOUT + CONNECTION_TIMEOUT + SLACK)
+            join_bound = 2 * cluster.session_timeout + CONNECTION_TIMEOUT
+            await group.running(first, join_bound + SLACK)
             described = await schedule(group)
             await group.settle(SETTLE)
         finally:
@@ -103,35 +133,39 @@ async def _play(
     checker = Checker(exact=False, slack=SLACK)
     checker.feed_all(group.merged())
     problems = [*group.run_failures, *([checker.report()] if checker.violations else [])]
-    assert not problems, f"{backend}, seed {seed}, {described}:\n" + "\n".join(problems)
+    assert not problems, f"{backend} on {broker}, seed {seed}, {described}:\n" + "\n".join(problems)
 
 
 @pytest.mark.timeout(3600 if LONG else 300)
+@pytest.mark.parametrize("broker", BROKERS)
 @pytest.mark.parametrize("backend", backend_params(("confluent", "aiokafka")))
 async def test_a_group_under_kills_joins_leaves_and_cuts_keeps_every_invariant(
-    backend: str, tmp_path: Path
+    backend: str, broker: str, tmp_path: Path
 ) -> None:
     async def schedule(group: RealGroup) -> str:
         _, actions = await asyncio.gather(_produce(group), _faults(group))
         return f"{MESSAGES} messages, faults {actions}"
 
-    await _play(backend, tmp_path, int(os.environ.get("QI_SEED", "11")), schedule)
+    await _play(backend, broker, tmp_path, int(os.environ.get("QI_SEED", "11")), schedule)
 
 
 # -- schedules the random ones found, kept as plain tests --------------------------------------
 
 
 @pytest.mark.timeout(300)
+# Tansu only: noida-db never evicts the killed member (see Cluster).
+@pytest.mark.parametrize("broker", ["tansu"])
 @pytest.mark.parametrize("backend", backend_params(("confluent", "aiokafka")))
 async def test_a_member_killed_and_replaced_at_once_lets_its_replacement_join(
-    backend: str, tmp_path: Path
+    backend: str, broker: str, tmp_path: Path
 ) -> None:
     """The dead member holds the group until its session expires; the new one must wait it out.
 
     Found by the schedule: the replacement's run() failed with STREAMING_TIMEOUT after
-    session_timeout + connection_timeout, and the group then stopped consuming (on the
-    development broker a killed leader stays the leader of the next generation, so the
-    others' SyncGroup fails until a live leader completes one).
+    session_timeout + connection_timeout. The members asked their native confluent
+    consumer for its assignment on the event loop while its worker thread sat in a
+    revoke callback waiting for that loop, so the revocation gave up after its bound
+    and the generation the replacement joined never completed in time.
     """
 
     async def schedule(group: RealGroup) -> str:
@@ -141,13 +175,14 @@ async def test_a_member_killed_and_replaced_at_once_lets_its_replacement_join(
         await group.produce(group.plans(300))
         return "600 messages, a kill and an immediate replacement"
 
-    await _play(backend, tmp_path, 1, schedule)
+    await _play(backend, broker, tmp_path, 1, schedule)
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("broker", BROKERS)
 @pytest.mark.parametrize("backend", backend_params(("confluent", "aiokafka")))
 async def test_records_whose_timestamp_python_cannot_hold_skip_nothing(
-    backend: str, tmp_path: Path
+    backend: str, broker: str, tmp_path: Path
 ) -> None:
     """Found by the schedule (I4, I2, I1): members jumped over whole fetches, across
     partitions, around three records stamped in the year 146 million, and committed past
@@ -164,4 +199,4 @@ async def test_records_whose_timestamp_python_cannot_hold_skip_nothing(
             f"timestamp {UNREPRESENTABLE_MS} ms"
         )
 
-    await _play(backend, tmp_path, 3, schedule)
+    await _play(backend, broker, tmp_path, 3, schedule)
