@@ -34,6 +34,7 @@ _MAX_LINGER: Final = 900.0
 _SASL_MECHANISMS: Final = frozenset({"plain", "scram-sha-256", "scram-sha-512"})
 _ACKS: Final = ("all", 1, 0)
 _COMPRESSIONS: Final = frozenset({"none", "gzip", "snappy", "lz4", "zstd"})
+_ISOLATION_LEVELS: Final = ("read_committed", "read_uncommitted")
 
 
 def _is_int(value: object) -> bool:
@@ -139,6 +140,19 @@ def producer_config_problem(config: object) -> str | None:
         return "idempotent=True allows at most 5 requests in flight (Kafka's rule)"
     if not _is_int(config.max_message_bytes) or config.max_message_bytes < 1:
         return "max_message_bytes must be an int >= 1"
+    return _transaction_problem(config)
+
+
+def _transaction_problem(config: ProducerConfig) -> str | None:
+    """A transactional id must be a non-empty str, on an idempotent producer (Kafka's rule)."""
+    transactional_id = config.transactional_id
+    if transactional_id is not None:
+        if not isinstance(transactional_id, str) or not transactional_id:
+            return "transactional_id must be a non-empty str or None"
+        if not config.idempotent or config.acks != "all":
+            return "transactional_id requires idempotent=True and acks='all' (Kafka's rule)"
+    if not _is_positive_number(config.transaction_timeout):
+        return "transaction_timeout must be a number of seconds > 0"
     return None
 
 
@@ -157,6 +171,11 @@ def consumer_config_problem(config: object) -> str | None:
         return "auto_commit must be a bool"
     if not _is_int(config.max_batch_size) or config.max_batch_size < 1:
         return "max_batch_size must be an int >= 1"
+    if config.isolation_level not in _ISOLATION_LEVELS:
+        return (
+            "isolation_level must be 'read_committed' or 'read_uncommitted', "
+            f"got {config.isolation_level!r}"
+        )
     return None
 
 
