@@ -358,3 +358,22 @@ def partition_problem(partition: object) -> str | None:
     if partition < 0:
         return f"partition must be >= 0, got {partition}"
     return None
+
+
+def transaction_offsets(offsets: object) -> dict[tuple[str, int], int] | str:
+    """Offsets for a transaction: {(topic, partition): next offset to read}, else the problem."""
+    if not isinstance(offsets, Mapping):
+        kind = type(offsets).__name__
+        return f"offsets must be a mapping of (topic, partition) to offset, got {kind}"
+    checked: dict[tuple[str, int], int] = {}
+    for key, offset in offsets.items():
+        if not isinstance(key, tuple) or len(key) != 2:
+            return f"offsets keys must be (topic, partition) pairs, got {key!r}"
+        topic, partition = key
+        problem = topic_problem(topic) or partition_problem(partition)
+        if problem is None and (not _is_int(offset) or offset < 0):
+            problem = f"offset must be an int >= 0, got {offset!r}"
+        if problem is not None:
+            return problem
+        checked[(topic, partition)] = offset
+    return checked
