@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
-from qi.base.streaming._endpoint import Endpoint, OperationFailed, State, operation
+from qi.base.streaming._endpoint import Endpoint, State, operation
 from qi.base.streaming._transaction import NativeTransactions, Transaction
 from qi.base.streaming._types import (
     BatchProduceResult,
@@ -274,15 +274,9 @@ class StreamingProducer(Endpoint):
         Within a partition the messages must be written in input order.
         """
 
+    @abstractmethod
     def _native_transactions(self) -> NativeTransactions:
-        """The transactional side of the native producer (one with a transactional_id)."""
-        raise OperationFailed(
-            self._error(
-                ErrorCode.INVALID_ARGUMENT,
-                f"the {self._implementation} backend does not offer transactions",
-                "transaction",
-            )
-        )
+        """The transactional side of the connected native producer (it has a transactional_id)."""
 
     # -- helpers -----------------------------------------------------------------------------
 
