@@ -382,3 +382,21 @@ async def test_invalid_isolation_level_is_reported(
 ) -> None:
     result = await client.get_consumer(consumer_config(isolation_level="serializable"))
     expect_failure(result, "STREAMING_INVALID_CONFIG", implementation=backend)
+
+
+async def test_disconnecting_aborts_the_open_transaction(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    txn = await begin(txn_producer)
+    ok(await txn.send(topic, StreamingMessage(b"left open")))
+    ok(await txn_producer.disconnect())
+    expect_failure(await txn.commit(), "STREAMING_INVALID_ARGUMENT")
+    # Without the abort, the open transaction would hold this back for transaction_timeout.
+    ok(await producer.send(topic, StreamingMessage(b"after")))
+    seen = await committed_values(client, consumer_config, topic, until=has(b"after"))
+    assert [message.value for message in seen] == [b"after"]

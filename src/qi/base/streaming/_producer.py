@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
-from qi.base.streaming._endpoint import Endpoint, State, operation
+from qi.base.streaming._endpoint import Endpoint, State, operation, without_arguments
 from qi.base.streaming._transaction import NativeTransactions, Transaction
 from qi.base.streaming._types import (
     BatchProduceResult,
@@ -231,6 +231,20 @@ class StreamingProducer(Endpoint):
             for index, outcome in zip(valid, sent, strict=True):
                 outcomes[index] = outcome
         return self._batch_outcome(topic, [outcome for outcome in outcomes if outcome is not None])
+
+    @without_arguments("disconnect")
+    async def disconnect(self) -> Result[None, QiError]:
+        """Flush and release everything; a transaction still open is aborted first.
+
+        Aborting it at once spares read_committed readers the wait for the broker to
+        abort it after ``transaction_timeout``. Disconnecting twice does nothing.
+        """
+        transaction = self._open_transaction
+        if transaction is not None:
+            aborted = await transaction.abort()  # ends it, whatever the broker answers
+            if isinstance(aborted, Failure):
+                self._logger.warning("aborting the open transaction failed: %s", aborted.error)
+        return await super().disconnect()
 
     async def _send_in_transaction(
         self, topic: str, message: StreamingMessage

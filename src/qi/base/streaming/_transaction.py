@@ -232,8 +232,6 @@ class Transaction:
 
     def _refusal(self, name: str) -> QiError | None:
         producer = self._producer
-        if not producer.is_connected():
-            return producer._not_connected(f"transaction.{name}")
         if self._state is not TransactionState.OPEN:
             return producer._error(
                 ErrorCode.INVALID_ARGUMENT,
@@ -241,6 +239,8 @@ class Transaction:
                 f"transaction.{name}",
                 delivery=NOT_WRITTEN,
             )
+        if not producer.is_connected():
+            return producer._not_connected(f"transaction.{name}")
         return None
 
     def _end(self, state: TransactionState) -> None:

@@ -104,10 +104,12 @@ class TransactionCoordinator:
             raise MemoryBrokerError(
                 BrokerError.INVALID_TXN_STATE, "a transaction of this producer is already open"
             )
-        state.started = time.monotonic()
+        started = state.started = time.monotonic()
         self._open.add(session.transactional_id)
         # Enforced by a timer while this loop runs, and on every later request in any case.
-        asyncio.get_running_loop().call_later(state.timeout, self.expire_overdue)
+        asyncio.get_running_loop().call_later(
+            state.timeout, self._expire, session.transactional_id, state, started
+        )
 
     def produce(
         self,
@@ -179,6 +181,12 @@ class TransactionCoordinator:
                 state.epoch += 1
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _expire(self, transactional_id: str, state: _TransactionalState, started: float) -> None:
+        """The timer of a transaction: abort it, if it is still the one open, and fence."""
+        if state.started == started:
+            self._end(transactional_id, state, commit=False)
+            state.epoch += 1
 
     def _current(self, session: ProducerSession) -> _TransactionalState:
         self.expire_overdue()
