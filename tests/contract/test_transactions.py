@@ -9,13 +9,14 @@ sent with it are the group's only if it commits; a second producer with the same
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
 
-from qi.base import QiError
+from qi.base import QiError, Success
 from qi.base.streaming import (
     ConsumedMessage,
     MessageBatch,
@@ -400,3 +401,14 @@ async def test_disconnecting_aborts_the_open_transaction(
     ok(await producer.send(topic, StreamingMessage(b"after")))
     seen = await committed_values(client, consumer_config, topic, until=has(b"after"))
     assert [message.value for message in seen] == [b"after"]
+
+
+async def test_concurrent_transactions_of_one_producer_are_refused(
+    txn_producer: StreamingProducer,
+) -> None:
+    first, second = await asyncio.gather(txn_producer.transaction(), txn_producer.transaction())
+    began = [outcome for outcome in (first, second) if isinstance(outcome, Success)]
+    assert len(began) == 1
+    refused = second if isinstance(first, Success) else first
+    expect_failure(refused, "STREAMING_INVALID_ARGUMENT")
+    ok(await began[0].value.abort())

@@ -178,8 +178,13 @@ class StreamingProducer(Endpoint):
                 )
             )
         native = self._native_transactions()
-        await native.begin()
+        # Taken before beginning, so a concurrent transaction() is refused here too.
         transaction = self._open_transaction = Transaction(self, native, self._transaction_ended)
+        try:
+            await native.begin()
+        except BaseException:
+            self._open_transaction = None
+            raise
         return Success(transaction)
 
     async def _send_batch_checked(
