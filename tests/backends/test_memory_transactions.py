@@ -18,7 +18,14 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from qi.base.streaming.backends.memory import MemoryBroker, broker_for, discard_broker
+from qi.base.streaming.backends.memory import (
+    BrokerError,
+    MemoryBroker,
+    broker_for,
+    discard_broker,
+)
+from qi.base.streaming.backends.memory._errors import MemoryBrokerError
+from qi.base.streaming.backends.memory._transactions import MemoryGroupMetadata
 
 from ._memory import config_for, failed, ok, private_brokers, wait_until
 
@@ -143,3 +150,38 @@ async def test_a_member_cannot_commit_partitions_it_lost_in_a_rebalance(
     failed(await txn.send_offsets(first, {lost: 1}), "STREAMING_TRANSACTION_FAILED")
     ok(await txn.abort())
     ok(await second.disconnect())
+
+
+async def test_offsets_of_a_generation_the_group_moved_past_are_refused(
+    client: StreamingClient, brokers: tuple[str, ...]
+) -> None:
+    async def handle(payload: EachMessagePayload) -> None:
+        return None
+
+    consumer = ok(
+        await client.get_consumer(
+            ConsumerConfig("g", session_timeout=1.0, heartbeat_interval=0.1, auto_commit=False)
+        )
+    )
+    ok(await consumer.subscribe(SubscriptionConfig(topics=("t",))))
+    ok(await consumer.run(ConsumerRunConfig(each_message=handle)))
+    memory = broker(brokers)
+    group = memory.group("g")
+    await wait_until(lambda: not group.rebalancing(), "the group to settle")
+    member = group.members[0].member_id
+    coordinator = memory.transactions
+    session = coordinator.init_producer("stale", 60.0)
+    coordinator.begin(session)
+    current = MemoryGroupMetadata("g", member, group.generation)
+    coordinator.add_offsets(session, current, {("t", 0): 1})
+    stale = MemoryGroupMetadata("g", member, group.generation - 1)
+    with pytest.raises(MemoryBrokerError) as refused:
+        coordinator.add_offsets(session, stale, {("t", 0): 2})
+    assert refused.value.error is BrokerError.ILLEGAL_GENERATION
+    gone = MemoryGroupMetadata("g", "nobody", group.generation)
+    with pytest.raises(MemoryBrokerError) as unknown:
+        coordinator.add_offsets(session, gone, {("t", 0): 2})
+    assert unknown.value.error is BrokerError.UNKNOWN_MEMBER_ID
+    coordinator.commit(session)
+    assert memory.committed("g") == {("t", 0): 1}
+    ok(await consumer.disconnect())

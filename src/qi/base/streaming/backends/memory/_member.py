@@ -69,6 +69,8 @@ class MemberSource(PartitionSource):
         # such messages from stale ones), so a fetch that sees a bump returns empty handed
         # and the engine's next fetch reads them instead: nothing is skipped.
         self._epoch = 0
+        # The group generation this member last took part in (see assign).
+        self._generation = 0
 
     # -- GroupMember ---------------------------------------------------------------------------
 
@@ -113,9 +115,12 @@ class MemberSource(PartitionSource):
 
     async def assign(self, partitions: frozenset[TopicPartition]) -> None:
         """Take ``partitions``, starting at the committed offset or per ``from_beginning``."""
-        if self._listener is None or (not partitions and self._assigned_once):
-            return
         if self._crashed:
+            return  # it answers nothing: its generation stays behind, and it is fenced
+        # Every live member is called in each rebalance round, which completes as the next
+        # generation: that is the generation this member's offsets are fenced by.
+        self._generation = self._group.generation + 1
+        if self._listener is None or (not partitions and self._assigned_once):
             return
         self._assigned_once = True
         await self._listener.partitions_assigned(partitions)
@@ -239,7 +244,7 @@ class MemberSource(PartitionSource):
         self.wake()
 
     async def group_metadata(self) -> object:
-        return MemoryGroupMetadata(self._group.group_id, self._member_id, self._group.generation)
+        return MemoryGroupMetadata(self._group.group_id, self._member_id, self._generation)
 
     async def stop(self, patience: float) -> None:
         if self._stopped:

@@ -12,7 +12,8 @@ last stable offset, where read_committed readers stop) and, on abort, which
 records to hide. Ending a transaction appends a control record (a commit or abort
 marker) to each partition it wrote: it takes an offset as in Kafka, so offsets seen
 by consumers skip it. Consumer offsets sent with a transaction are checked against
-the group (member still there, same generation, partitions still owned: KIP-447)
+the group (member still there, a generation the group has not moved past, partitions
+still owned: KIP-447)
 when sent and again when committed, and are stored only when it commits.
 """
 
@@ -225,7 +226,9 @@ class TransactionCoordinator:
                 f"member {group.member_id} is no longer in group {group.group_id!r}",
             )
         lost = sorted(key for key in offsets if key not in member.owned())
-        if (check_generation and group.generation != consumer_group.generation) or lost:
+        # A member sees the generation of a round as soon as the round calls it, before the
+        # round completes: only a generation the group has moved past is stale.
+        if (check_generation and group.generation < consumer_group.generation) or lost:
             raise MemoryBrokerError(
                 BrokerError.ILLEGAL_GENERATION,
                 f"member {group.member_id} of group {group.group_id!r} is fenced: "
