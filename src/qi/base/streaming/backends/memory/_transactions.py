@@ -13,8 +13,8 @@ records to hide. Ending a transaction appends a control record (a commit or abor
 marker) to each partition it wrote: it takes an offset as in Kafka, so offsets seen
 by consumers skip it. Consumer offsets sent with a transaction are checked against
 the group (member still there, a generation the group has not moved past, partitions
-still owned: KIP-447)
-when sent and again when committed, and are stored only when it commits.
+still owned: KIP-447) when sent, ownership again when committed, and are stored only
+when it commits.
 """
 
 from __future__ import annotations
