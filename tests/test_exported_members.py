@@ -80,6 +80,8 @@ STREAMING_API = {
     "StreamingAdmin",
     "create_streaming_client",
     "create_connector",
+    # Transactions (section 9)
+    "Transaction",
     # The error codes of section 6
     "ErrorCode",
 }

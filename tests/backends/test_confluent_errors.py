@@ -171,3 +171,46 @@ def test_exceptions_are_translated() -> None:
     other = translate_exception(ValueError("odd"), "send", ErrorCode.PRODUCE_FAILED)
     assert other.code == ErrorCode.PRODUCE_FAILED.value
     assert other.context["exception_type"] == "ValueError"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("PRODUCER_FENCED", ErrorCode.PRODUCER_FENCED),
+        ("_FENCED", ErrorCode.PRODUCER_FENCED),
+        ("TRANSACTION_COORDINATOR_FENCED", ErrorCode.PRODUCER_FENCED),
+        ("INVALID_TXN_STATE", ErrorCode.TRANSACTION_FAILED),
+        ("CONCURRENT_TRANSACTIONS", ErrorCode.TRANSACTION_FAILED),
+        ("TRANSACTION_ABORTABLE", ErrorCode.TRANSACTION_FAILED),
+    ],
+)
+def test_transactional_codes_by_name(name: str, expected: ErrorCode) -> None:
+    error = kafka_error(
+        KafkaError(getattr(KafkaError, name)), "transaction.commit", ErrorCode.TRANSACTION_FAILED
+    )
+    assert error.code == expected.value
+    assert error.category == ErrorCategory.CONCURRENCY
+    if expected is ErrorCode.PRODUCER_FENCED:
+        assert error.context["fatal"] is True
+    else:
+        assert error.context["abortable"] is True
+
+
+def test_an_error_that_requires_an_abort_is_a_failed_transaction_whatever_its_code() -> None:
+    native = KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, "bumped", txn_requires_abort=True)
+    error = translate_exception(
+        KafkaException(native), "transaction.send_offsets", ErrorCode.TRANSACTION_FAILED
+    )
+    assert error.code == ErrorCode.TRANSACTION_FAILED.value
+    assert error.context["abortable"] is True
+    assert error.context["kafka_error"] == "INVALID_PRODUCER_EPOCH"
+
+
+def test_a_fatal_error_of_a_transaction_fences_the_producer() -> None:
+    native = KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, "epoch gone", fatal=True)
+    error = kafka_error(native, "transaction.commit", ErrorCode.TRANSACTION_FAILED)
+    assert error.code == ErrorCode.PRODUCER_FENCED.value
+    assert error.context["fatal"] is True
+    # Outside a transaction the same error keeps its own code: the producer is idempotent.
+    plain = kafka_error(native, "send", ErrorCode.PRODUCE_FAILED)
+    assert plain.code == ErrorCode.PRODUCE_FAILED.value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qi.base.streaming import ErrorCode
-from qi.base.streaming._codes import CATEGORY_OF
+from qi.base.streaming._codes import CATEGORY_OF, TRANSACTION_CONTEXT
 from qi.base.streaming.backends.memory import BrokerError
 from qi.base.streaming.backends.memory._errors import ERROR_TABLE, MemoryBrokerError, translate
 
@@ -26,6 +26,7 @@ def test_broker_errors_translate_through_the_table(error: BrokerError) -> None:
         "implementation": "memory",
         "kafka_error": error.value,
         "retriable": retriable,
+        **TRANSACTION_CONTEXT.get(code, {}),
     }
 
 

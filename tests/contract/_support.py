@@ -51,6 +51,8 @@ CATEGORIES: Final[dict[str, ErrorCategory]] = {
     "STREAMING_AUTHORIZATION_FAILED": ErrorCategory.AUTHORIZATION,
     "STREAMING_ADMIN_FAILED": ErrorCategory.SYSTEM,
     "STREAMING_HANDLER_FAILED": ErrorCategory.BUSINESS,
+    "STREAMING_TRANSACTION_FAILED": ErrorCategory.CONCURRENCY,
+    "STREAMING_PRODUCER_FENCED": ErrorCategory.CONCURRENCY,
 }
 
 # Generous bounds: on success the waits end as soon as the condition holds, so only

@@ -25,6 +25,7 @@ from qi.base.streaming._connector import StreamingConnector
 from qi.base.streaming._consumer import StreamingConsumer
 from qi.base.streaming._factory import create_connector
 from qi.base.streaming._producer import StreamingProducer
+from qi.base.streaming._transaction import Transaction
 from qi.base.streaming._types import (
     BatchProduceResult,
     ConsumedMessage,
@@ -60,6 +61,7 @@ __all__ = [
     "SubscriptionConfig",
     "TopicConfig",
     "TopicMetadata",
+    "Transaction",
     "create_connector",
     "create_streaming_client",
 ]

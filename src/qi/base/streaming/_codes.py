@@ -37,6 +37,8 @@ class ErrorCode(StrEnum):
     AUTHORIZATION_FAILED = "STREAMING_AUTHORIZATION_FAILED"
     ADMIN_FAILED = "STREAMING_ADMIN_FAILED"
     HANDLER_FAILED = "STREAMING_HANDLER_FAILED"
+    TRANSACTION_FAILED = "STREAMING_TRANSACTION_FAILED"
+    PRODUCER_FENCED = "STREAMING_PRODUCER_FENCED"
 
     @property
     def category(self) -> ErrorCategory:
@@ -65,6 +67,15 @@ CATEGORY_OF: Final[dict[ErrorCode, ErrorCategory]] = {
     ErrorCode.AUTHORIZATION_FAILED: ErrorCategory.AUTHORIZATION,
     ErrorCode.ADMIN_FAILED: ErrorCategory.SYSTEM,
     ErrorCode.HANDLER_FAILED: ErrorCategory.BUSINESS,
+    ErrorCode.TRANSACTION_FAILED: ErrorCategory.CONCURRENCY,
+    ErrorCode.PRODUCER_FENCED: ErrorCategory.CONCURRENCY,
+}
+
+# What each transactional code promises in its context (contract section 9): a failed
+# transaction must be aborted and may be retried; a fenced producer is done for.
+TRANSACTION_CONTEXT: Final[dict[ErrorCode, dict[str, bool]]] = {
+    ErrorCode.TRANSACTION_FAILED: {"abortable": True},
+    ErrorCode.PRODUCER_FENCED: {"fatal": True},
 }
 
 # Values of context["delivery"] on produce failures: whether a resend could duplicate.
@@ -85,5 +96,10 @@ def streaming_error(
         code=code.value,
         message=message,
         category=CATEGORY_OF[code],
-        context={"operation": operation, "implementation": implementation, **context},
+        context={
+            "operation": operation,
+            "implementation": implementation,
+            **TRANSACTION_CONTEXT.get(code, {}),
+            **context,
+        },
     )

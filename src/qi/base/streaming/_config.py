@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 SaslMechanism = Literal["plain", "scram-sha-256", "scram-sha-512"]
 Acks = Literal["all", 1, 0]
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+IsolationLevel = Literal["read_committed", "read_uncommitted"]
 
 # Shared read-only empty mapping: a safe default that costs no allocation per instance.
 EMPTY_MAPPING: Mapping[str, str] = MappingProxyType({})
@@ -79,6 +80,11 @@ class ProducerConfig:
     """Unacknowledged requests allowed per connection."""
     max_message_bytes: int = 1_048_576
     """Largest accepted message (key, value and headers together)."""
+    transactional_id: str | None = None
+    """Makes the producer transactional (``transaction()``); the broker fences any older
+    producer with the same id. Requires ``idempotent=True`` and ``acks="all"``."""
+    transaction_timeout: float = 60.0
+    """Seconds a transaction may stay open before the broker aborts it and fences the producer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,8 @@ class ConsumerConfig:
     """Seconds between automatic commits."""
     max_batch_size: int = 500
     """Most messages handed to one ``each_batch`` call."""
+    isolation_level: IsolationLevel = "read_committed"
+    """``read_committed`` hides records of aborted and still open transactions."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,9 @@ from qi.base.streaming._config import (
     StreamingConfig,
     SubscriptionConfig,
 )
-from qi.base.streaming._endpoint import Endpoint, operation
+from qi.base.streaming._endpoint import Endpoint, State, operation
 from qi.base.streaming._engine import ConsumerEngine
-from qi.base.streaming._source import PartitionSource
+from qi.base.streaming._source import PartitionSource, TopicPartition
 from qi.base.streaming._validation import (
     parse_offset,
     partition_problem,
@@ -25,6 +25,7 @@ from qi.base.streaming._validation import (
     subscription_problem,
     subscription_topic_problem,
     topic_problem,
+    transaction_offsets,
 )
 
 # Seconds a run() that failed to start gives the commit and the leave before returning.
@@ -166,6 +167,45 @@ class StreamingConsumer(Endpoint):
                 )
             )
         return await self._engine.seek((topic, partition), target)
+
+    async def _offsets_for_transaction(
+        self, implementation: str, offsets: object
+    ) -> Result[tuple[object, dict[TopicPartition, int]], QiError]:
+        """The group metadata and the offsets a transaction commits for this consumer.
+
+        None means what the run loop has processed so far. From now on the run loop
+        commits nothing by itself: the transactions own this consumer's progress.
+        """
+        operation = "transaction.send_offsets"
+        if self.implementation != implementation:
+            return Failure(
+                self._error(
+                    ErrorCode.INVALID_ARGUMENT,
+                    f"a {implementation} transaction cannot carry the offsets of a "
+                    f"{self.implementation} consumer",
+                    operation,
+                )
+            )
+        if self._state is not State.CONNECTED:
+            return Failure(self._not_connected(operation))
+        engine = self._engine
+        if engine is None:
+            return Failure(
+                self._error(
+                    ErrorCode.INVALID_ARGUMENT,
+                    "the consumer is not running: only a group member's offsets can be sent",
+                    operation,
+                )
+            )
+        if offsets is None:
+            chosen = engine.processed_offsets()
+        else:
+            checked = transaction_offsets(offsets)
+            if isinstance(checked, str):
+                return Failure(self._error(ErrorCode.INVALID_ARGUMENT, checked, operation))
+            chosen = checked
+        group = await engine.hand_progress_to_transactions()
+        return Success((group, chosen))
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ class OperationFailed(Exception):
 M = TypeVar("M", bound=Callable[..., Any])
 
 
-def _without_arguments(name: str) -> Callable[[M], M]:
+def without_arguments(name: str) -> Callable[[M], M]:
     """Make a method that takes no arguments answer extra ones with a Failure, not a TypeError."""
 
     def decorate(method: M) -> M:
@@ -125,7 +125,7 @@ class Endpoint(ABC):
         """Whether the endpoint is connected and accepts operations."""
         return self._state is State.CONNECTED
 
-    @_without_arguments("connect")
+    @without_arguments("connect")
     async def connect(self) -> Result[None, QiError]:
         """Connect to the brokers; connecting a connected endpoint does nothing.
 
@@ -146,7 +146,7 @@ class Endpoint(ABC):
             await self._guard("disconnect", ErrorCode.CONNECTION_FAILED, self._close, bound)
             return Failure(outcome)
 
-    @_without_arguments("disconnect")
+    @without_arguments("disconnect")
     async def disconnect(self) -> Result[None, QiError]:
         """Flush and release everything; disconnecting twice does nothing."""
         async with self._lifecycle_lock:
@@ -159,7 +159,7 @@ class Endpoint(ABC):
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
             return Success(None) if outcome is None else Failure(outcome)
 
-    @_without_arguments("get_native_client")
+    @without_arguments("get_native_client")
     def get_native_client(self) -> Result[object, QiError]:
         """The backend's own client object, for what this API does not cover."""
         if self._state is not State.CONNECTED:

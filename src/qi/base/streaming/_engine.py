@@ -86,6 +86,9 @@ class ConsumerEngine:
         # Set by the fetcher when the broker refuses to let this member in at all.
         self._refused: asyncio.Future[QiError] | None = None
         self._stopping = False
+        # Set once offsets of this consumer went through a transaction: its progress is
+        # the transactions' to commit, so the loop commits nothing by itself any more.
+        self._progress_in_transactions = False
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         # Reports of failed rebalance commits, each forgotten once on_error has heard it.
@@ -188,6 +191,8 @@ class ConsumerEngine:
             )
 
     async def _commit(self, operation: str) -> Result[None, QiError]:
+        if self._progress_in_transactions:
+            return Success(None)
         async with self._commit_lock:
             pending = {
                 key: part.processed
@@ -248,6 +253,20 @@ class ConsumerEngine:
             self._source.resume([key])
         return Success(None)
 
+    def processed_offsets(self) -> dict[TopicPartition, int]:
+        """Next offset to read of every assigned partition the handler has made progress on."""
+        return {
+            key: part.processed
+            for key, part in self._partitions.items()
+            if part.processed is not None
+        }
+
+    async def hand_progress_to_transactions(self) -> object:
+        """From now on commit nothing by ourselves; return the group metadata to commit with."""
+        metadata = await self._source.group_metadata()
+        self._progress_in_transactions = True
+        return metadata
+
     def assignment(self) -> frozenset[TopicPartition]:
         """Partitions currently assigned to this consumer."""
         return frozenset(self._partitions)
@@ -281,7 +300,11 @@ class ConsumerEngine:
             if part is None:
                 continue
             part.generation += 1
-            if part.processed is not None and part.processed != part.committed:
+            if (
+                part.processed is not None
+                and part.processed != part.committed
+                and not self._progress_in_transactions
+            ):
                 to_commit[key] = part.processed
         self._dispatcher.forget(revoked)
         return to_commit

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
-from qi.base.streaming._endpoint import Endpoint, State, operation
+from qi.base.streaming._endpoint import Endpoint, State, operation, without_arguments
+from qi.base.streaming._transaction import NativeTransactions, Transaction
 from qi.base.streaming._types import (
     BatchProduceResult,
     MessageBatch,
@@ -59,6 +60,8 @@ async def _send_flexibly(
     # any arguments and checks them itself, with the same boundary as operation().
     if self._state is not State.CONNECTED:
         return Failure(self._not_connected("send"))
+    if self._transactional:
+        return Failure(self._outside_transaction("send"))
     if len(args) == 2 and not kwargs:
         topic, message = args
     else:
@@ -112,6 +115,8 @@ class StreamingProducer(Endpoint):
         # and the name check (a regular expression) cost more than the rest of send's
         # validation. Bounded, so a caller inventing names cannot grow it without end.
         self._valid_topics: set[str] = set()
+        self._transactional = producer_config.transactional_id is not None
+        self._open_transaction: Transaction | None = None
 
     def _topic_problem(self, topic: object) -> str | None:
         if type(topic) is str and topic in self._valid_topics:
@@ -143,26 +148,69 @@ class StreamingProducer(Endpoint):
         own Result, in input order. A batch that is wrong as a whole (not a
         MessageBatch, an invalid topic) fails whole with that code instead.
         """
+        if self._transactional:
+            return Failure(self._outside_transaction("send_batch"))
+        return await self._send_batch_checked(batch, "send_batch")
+
+    @operation("transaction", ErrorCode.TRANSACTION_FAILED)
+    async def transaction(self) -> Result[Transaction, QiError]:
+        """Begin a transaction; its sends and consumer offsets commit or abort together.
+
+        Failures: STREAMING_INVALID_ARGUMENT (no ``transactional_id``, or a transaction
+        of this producer is still open), STREAMING_PRODUCER_FENCED (another producer
+        with the same ``transactional_id`` took over: disconnect this one),
+        STREAMING_TRANSACTION_FAILED.
+        """
+        if not self._transactional:
+            return Failure(
+                self._error(
+                    ErrorCode.INVALID_ARGUMENT,
+                    "transaction() needs a producer whose ProducerConfig has a transactional_id",
+                    "transaction",
+                )
+            )
+        if self._open_transaction is not None:
+            return Failure(
+                self._error(
+                    ErrorCode.INVALID_ARGUMENT,
+                    "a transaction of this producer is still open: commit or abort it first",
+                    "transaction",
+                )
+            )
+        native = self._native_transactions()
+        # Taken before beginning, so a concurrent transaction() is refused here too.
+        transaction = self._open_transaction = Transaction(self, native, self._transaction_ended)
+        try:
+            await native.begin()
+        except BaseException:
+            self._open_transaction = None
+            raise
+        return Success(transaction)
+
+    async def _send_batch_checked(
+        self, batch: MessageBatch, operation: str
+    ) -> Result[BatchProduceResult, QiError]:
+        """send_batch's work, for the producer and for its transactions."""
         if not isinstance(batch, MessageBatch):
             return Failure(
                 self._error(
                     ErrorCode.INVALID_MESSAGE,
                     f"send_batch needs a MessageBatch, got {type(batch).__name__}",
-                    "send_batch",
+                    operation,
                     delivery=NOT_WRITTEN,
                 )
             )
         topic = batch.topic
         problem = self._topic_problem(topic)
         if problem is not None:
-            return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, "send_batch", topic))
+            return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, operation, topic))
         messages = batch.messages
         if not isinstance(messages, tuple | list):
             return Failure(
                 self._rejected(
                     ErrorCode.INVALID_MESSAGE,
                     "batch messages must be a tuple of StreamingMessage",
-                    "send_batch",
+                    operation,
                     topic,
                 )
             )
@@ -178,7 +226,7 @@ class StreamingProducer(Endpoint):
         outcomes: list[ProduceResult | QiError | None] = [None] * len(messages)
         valid: list[int] = []
         for index, message in enumerate(messages):
-            rejection = self._message_rejection(message, "send_batch", topic)
+            rejection = self._message_rejection(message, operation, topic)
             if rejection is None:
                 valid.append(index)
             else:
@@ -188,6 +236,41 @@ class StreamingProducer(Endpoint):
             for index, outcome in zip(valid, sent, strict=True):
                 outcomes[index] = outcome
         return self._batch_outcome(topic, [outcome for outcome in outcomes if outcome is not None])
+
+    @without_arguments("disconnect")
+    async def disconnect(self) -> Result[None, QiError]:
+        """Flush and release everything; a transaction still open is aborted first.
+
+        Aborting it at once spares read_committed readers the wait for the broker to
+        abort it after ``transaction_timeout``. Disconnecting twice does nothing.
+        """
+        transaction = self._open_transaction
+        if transaction is not None:
+            aborted = await transaction.abort()  # ends it, whatever the broker answers
+            if isinstance(aborted, Failure):
+                self._logger.warning("aborting the open transaction failed: %s", aborted.error)
+        return await super().disconnect()
+
+    async def _send_in_transaction(
+        self, topic: str, message: StreamingMessage
+    ) -> Result[ProduceResult, QiError]:
+        """send's work within a transaction (which has checked the call and the state)."""
+        problem = self._topic_problem(topic)
+        if problem is not None:
+            return Failure(
+                self._rejected(ErrorCode.INVALID_TOPIC, problem, "transaction.send", topic)
+            )
+        rejection = self._message_rejection(message, "transaction.send", topic)
+        if rejection is not None:
+            return Failure(rejection)
+        outcome = await self._send(topic, message)
+        if type(outcome) is Failure:
+            return Failure(with_verdict(outcome.error))
+        return outcome
+
+    def _transaction_ended(self, transaction: Transaction) -> None:
+        if self._open_transaction is transaction:
+            self._open_transaction = None
 
     # -- what a backend provides -------------------------------------------------------------
 
@@ -210,7 +293,25 @@ class StreamingProducer(Endpoint):
         Within a partition the messages must be written in input order.
         """
 
+    @abstractmethod
+    def _native_transactions(self) -> NativeTransactions:
+        """The transactional side of the connected native producer (it has a transactional_id)."""
+
     # -- helpers -----------------------------------------------------------------------------
+
+    def _outside_transaction(self, operation: str) -> QiError:
+        """Why a transactional producer refuses a send of its own."""
+        open_now = (
+            "a transaction is open: send with it"
+            if self._open_transaction
+            else ("send within a transaction: begin one with transaction()")
+        )
+        return self._error(
+            ErrorCode.INVALID_ARGUMENT,
+            f"a producer with a transactional_id sends only within transactions; {open_now}",
+            operation,
+            delivery=NOT_WRITTEN,
+        )
 
     def _not_connected(self, operation: str) -> QiError:
         error = super()._not_connected(operation)

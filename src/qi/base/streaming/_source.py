@@ -88,6 +88,11 @@ class PartitionSource(ABC):
         """Fetch these partitions again."""
 
     @abstractmethod
+    async def group_metadata(self) -> object:
+        """This member's group metadata, in the form the same backend's transactional
+        producer takes it (group id, generation and member id: KIP-447)."""
+
+    @abstractmethod
     async def stop(self, patience: float) -> None:
         """Leave the group within about ``patience`` seconds; what is left of leaving then
         goes on in the background. The engine has already committed what was processed."""

@@ -34,6 +34,7 @@ _MAX_LINGER: Final = 900.0
 _SASL_MECHANISMS: Final = frozenset({"plain", "scram-sha-256", "scram-sha-512"})
 _ACKS: Final = ("all", 1, 0)
 _COMPRESSIONS: Final = frozenset({"none", "gzip", "snappy", "lz4", "zstd"})
+_ISOLATION_LEVELS: Final = ("read_committed", "read_uncommitted")
 
 
 def _is_int(value: object) -> bool:
@@ -139,6 +140,19 @@ def producer_config_problem(config: object) -> str | None:
         return "idempotent=True allows at most 5 requests in flight (Kafka's rule)"
     if not _is_int(config.max_message_bytes) or config.max_message_bytes < 1:
         return "max_message_bytes must be an int >= 1"
+    return _transaction_problem(config)
+
+
+def _transaction_problem(config: ProducerConfig) -> str | None:
+    """A transactional id must be a non-empty str, on an idempotent producer (Kafka's rule)."""
+    transactional_id = config.transactional_id
+    if transactional_id is not None:
+        if not isinstance(transactional_id, str) or not transactional_id:
+            return "transactional_id must be a non-empty str or None"
+        if not config.idempotent or config.acks != "all":
+            return "transactional_id requires idempotent=True and acks='all' (Kafka's rule)"
+    if not _is_positive_number(config.transaction_timeout):
+        return "transaction_timeout must be a number of seconds > 0"
     return None
 
 
@@ -157,6 +171,11 @@ def consumer_config_problem(config: object) -> str | None:
         return "auto_commit must be a bool"
     if not _is_int(config.max_batch_size) or config.max_batch_size < 1:
         return "max_batch_size must be an int >= 1"
+    if config.isolation_level not in _ISOLATION_LEVELS:
+        return (
+            "isolation_level must be 'read_committed' or 'read_uncommitted', "
+            f"got {config.isolation_level!r}"
+        )
     return None
 
 
@@ -339,3 +358,22 @@ def partition_problem(partition: object) -> str | None:
     if partition < 0:
         return f"partition must be >= 0, got {partition}"
     return None
+
+
+def transaction_offsets(offsets: object) -> dict[tuple[str, int], int] | str:
+    """Offsets for a transaction: {(topic, partition): next offset to read}, else the problem."""
+    if not isinstance(offsets, Mapping):
+        kind = type(offsets).__name__
+        return f"offsets must be a mapping of (topic, partition) to offset, got {kind}"
+    checked: dict[tuple[str, int], int] = {}
+    for key, offset in offsets.items():
+        if not isinstance(key, tuple) or len(key) != 2:
+            return f"offsets keys must be (topic, partition) pairs, got {key!r}"
+        topic, partition = key
+        problem = topic_problem(topic) or partition_problem(partition)
+        if problem is None and (not _is_int(offset) or offset < 0):
+            problem = f"offset must be an int >= 0, got {offset!r}"
+        if problem is not None:
+            return problem
+        checked[(topic, partition)] = offset
+    return checked

@@ -45,6 +45,7 @@ from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
 from qi.base.streaming.backends.aiokafka._settings import consumer_settings
+from qi.base.streaming.backends.aiokafka._transactions import AiokafkaGroupMetadata
 
 IMPLEMENTATION: Final = "aiokafka"
 _LOGGER: Final = logging.getLogger(__name__)
@@ -368,6 +369,12 @@ class _AiokafkaSource(PartitionSource):
         owned = self._owned(partitions)
         if owned:
             self._consumer.resume(*owned)
+
+    async def group_metadata(self) -> object:
+        coordinator = self._consumer._coordinator
+        return AiokafkaGroupMetadata(
+            self._consumer._group_id, coordinator.generation, coordinator.member_id
+        )
 
     async def stop(self, patience: float) -> None:
         await self._owner._native_stopped(patience)

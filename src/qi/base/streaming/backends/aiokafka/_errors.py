@@ -58,6 +58,8 @@ _AUTHENTICATION: Final = Entry(ErrorCode.AUTHENTICATION_FAILED, rejects=True)
 _AUTHORIZATION: Final = Entry(ErrorCode.AUTHORIZATION_FAILED, rejects=True)
 _PRODUCE: Final = Entry(ErrorCode.PRODUCE_FAILED)
 _TOO_LARGE: Final = Entry(ErrorCode.MESSAGE_TOO_LARGE, rejects=True)
+_TRANSACTION: Final = Entry(ErrorCode.TRANSACTION_FAILED)
+_FENCED: Final = Entry(ErrorCode.PRODUCER_FENCED)
 
 ERROR_TABLE: Final[dict[type[BaseException], Entry]] = {
     # -- aiokafka's own errors -------------------------------------------------------------
@@ -88,7 +90,7 @@ ERROR_TABLE: Final[dict[type[BaseException], Entry]] = {
     kafka.NoOffsetForPartitionError: _OPERATION,
     kafka.RecordTooLargeError: _TOO_LARGE,
     kafka.ProducerClosed: Entry(ErrorCode.NOT_CONNECTED, rejects=True),
-    kafka.ProducerFenced: _PRODUCE,
+    kafka.ProducerFenced: _FENCED,
     kafka.BrokerResponseError: _OPERATION,
     # -- numbered broker errors --------------------------------------------------------------
     kafka.NoError: _OPERATION,  # 0: never raised; listed so the table is complete
@@ -140,11 +142,11 @@ ERROR_TABLE: Final[dict[type[BaseException], Entry]] = {
     kafka.OutOfOrderSequenceNumber: _PRODUCE,  # 45
     kafka.DuplicateSequenceNumber: _PRODUCE,  # 46
     kafka.InvalidProducerEpoch: _PRODUCE,  # 47
-    kafka.InvalidTxnState: _PRODUCE,  # 48
+    kafka.InvalidTxnState: _TRANSACTION,  # 48
     kafka.InvalidProducerIdMapping: _PRODUCE,  # 49
     kafka.InvalidTransactionTimeout: _CONFIG,  # 50
-    kafka.ConcurrentTransactions: _PRODUCE,  # 51
-    kafka.TransactionCoordinatorFenced: _PRODUCE,  # 52
+    kafka.ConcurrentTransactions: _TRANSACTION,  # 51
+    kafka.TransactionCoordinatorFenced: _FENCED,  # 52
     kafka.TransactionalIdAuthorizationFailed: _AUTHORIZATION,  # 53
     kafka.SecurityDisabled: _CONFIG,  # 54
     kafka.OperationNotAttempted: _OPERATION,  # 55
@@ -218,11 +220,16 @@ def translate(
     fallback: ErrorCode,
     *,
     implementation: str,
+    code: ErrorCode | None = None,
     **context: Any,
 ) -> QiError:
-    """Turn an exception raised by aiokafka (or let through by it) into a QiError."""
+    """Turn an exception raised by aiokafka (or let through by it) into a QiError.
+
+    ``code`` overrides the table when the caller knows better (a transaction's state).
+    """
     entry = entry_for(exc)
-    code = fallback if entry is None or entry.code is None else entry.code
+    if code is None:
+        code = fallback if entry is None or entry.code is None else entry.code
     extra: dict[str, Any] = {"exception_type": type(exc).__name__}
     if entry is not None:
         extra["kafka_error"] = kafka_error_name(exc)

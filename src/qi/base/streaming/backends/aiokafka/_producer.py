@@ -29,6 +29,7 @@ from qi.base.streaming._codes import DELIVERY_UNKNOWN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._producer import StreamingProducer
+from qi.base.streaming._transaction import NativeTransactions
 from qi.base.streaming._types import ProduceResult, StreamingMessage
 from qi.base.streaming.backends.aiokafka import _errors
 from qi.base.streaming.backends.aiokafka._connect import start_within
@@ -36,6 +37,10 @@ from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_crea
 from qi.base.streaming.backends.aiokafka._send import Sender
 from qi.base.streaming.backends.aiokafka._sequences import give_back_refused_sequences
 from qi.base.streaming.backends.aiokafka._settings import producer_settings
+from qi.base.streaming.backends.aiokafka._transactions import (
+    AiokafkaTransactions,
+    fence_offset_commits,
+)
 from qi.base.streaming.backends.aiokafka._vanished import DeletedTopicWatch
 
 IMPLEMENTATION: Final = "aiokafka"
@@ -88,6 +93,8 @@ class AiokafkaProducer(StreamingProducer):
             await producer.start()
 
         await start_within(self._config, start, self._error)
+        if self._producer_config.transactional_id is not None:
+            fence_offset_commits(producer)
         give_back_refused_sequences(producer)
         self._watch = DeletedTopicWatch(producer, self._logger)
         self._watch.start()
@@ -158,6 +165,10 @@ class AiokafkaProducer(StreamingProducer):
 
     def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         return _errors.translate(exc, operation, fallback, implementation=IMPLEMENTATION)
+
+    def _native_transactions(self) -> NativeTransactions:
+        assert self._producer is not None
+        return AiokafkaTransactions(self._producer)
 
     # -- sending -------------------------------------------------------------------------------
 

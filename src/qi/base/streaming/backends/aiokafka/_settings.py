@@ -99,6 +99,14 @@ def producer_settings(config: StreamingConfig, producer: ProducerConfig) -> dict
         "linger_ms": round(producer.linger * 1000),
         "max_request_size": request_bytes,
         "max_batch_size": _BATCH_BYTES,
+        **(
+            {}
+            if producer.transactional_id is None
+            else {
+                "transactional_id": producer.transactional_id,
+                "transaction_timeout_ms": _ms(producer.transaction_timeout),
+            }
+        ),
     }
 
 
@@ -122,6 +130,7 @@ def consumer_settings(
         "rebalance_timeout_ms": session_ms,
         "metadata_max_age_ms": CONSUMER_METADATA_MAX_AGE_MS,
         "exclude_internal_topics": True,
+        "isolation_level": consumer.isolation_level,
     }
 
 

@@ -84,17 +84,26 @@ ERROR_CODES: Final[dict[str, ErrorCode]] = {
         "_WAIT_COORD _UNKNOWN_GROUP _NO_OFFSET _ASSIGNMENT_LOST _MAX_POLL_EXCEEDED "
         "_ASSIGN_PARTITIONS _REVOKE_PARTITIONS",
     ),
-    # Errors only a write can meet: leadership, replication, idempotence, transactions.
+    # Errors only a write can meet: leadership, replication, idempotence. The producer-id
+    # ones are a transaction's to report when librdkafka flags them (see kafka_error).
     **_codes(
         ErrorCode.PRODUCE_FAILED,
         "LEADER_NOT_AVAILABLE NOT_LEADER_FOR_PARTITION REPLICA_NOT_AVAILABLE "
         "NOT_ENOUGH_REPLICAS NOT_ENOUGH_REPLICAS_AFTER_APPEND _ISR_INSUFF "
         "OUT_OF_ORDER_SEQUENCE_NUMBER DUPLICATE_SEQUENCE_NUMBER INVALID_PRODUCER_EPOCH "
-        "INVALID_PRODUCER_ID_MAPPING UNKNOWN_PRODUCER_ID PRODUCER_FENCED _FENCED "
+        "INVALID_PRODUCER_ID_MAPPING UNKNOWN_PRODUCER_ID "
         "_GAPLESS_GUARANTEE _PURGE_QUEUE _PURGE_INFLIGHT _BAD_COMPRESSION "
-        "KAFKA_STORAGE_ERROR FENCED_LEADER_EPOCH UNKNOWN_LEADER_EPOCH "
-        "INVALID_TXN_STATE CONCURRENT_TRANSACTIONS TRANSACTION_COORDINATOR_FENCED "
-        "TRANSACTION_ABORTABLE",
+        "KAFKA_STORAGE_ERROR FENCED_LEADER_EPOCH UNKNOWN_LEADER_EPOCH",
+    ),
+    # A transaction that must be aborted (and may be retried).
+    **_codes(
+        ErrorCode.TRANSACTION_FAILED,
+        "INVALID_TXN_STATE CONCURRENT_TRANSACTIONS TRANSACTION_ABORTABLE",
+    ),
+    # Another producer took the transactional id over, or the coordinator fenced this one.
+    **_codes(
+        ErrorCode.PRODUCER_FENCED,
+        "PRODUCER_FENCED _FENCED TRANSACTION_COORDINATOR_FENCED",
     ),
 }
 """Codes with a precise contract meaning, by ``KafkaError`` name."""
@@ -219,6 +228,13 @@ def kafka_error(
     code = contract_code(name, fallback)
     if operation == "connect" and code not in _CONNECT_KEEPS:
         code = ErrorCode.CONNECTION_FAILED
+    # librdkafka says per error instance what a transactional producer must do next,
+    # whatever the code: abort the transaction, or give up the producer (a fatal error of
+    # a transactional producer is its fencing, by another instance or by the broker).
+    if error.txn_requires_abort():
+        code = ErrorCode.TRANSACTION_FAILED
+    elif error.fatal() and operation.startswith("transaction"):
+        code = ErrorCode.PRODUCER_FENCED
     return streaming_error(
         code,
         f"{operation} failed: {error.str()}",
@@ -226,7 +242,7 @@ def kafka_error(
         implementation=IMPLEMENTATION,
         kafka_error=name,
         retriable=bool(error.retriable()) or name in RETRIABLE,
-        fatal=bool(error.fatal()),
+        fatal=bool(error.fatal()) or code is ErrorCode.PRODUCER_FENCED,
         **context,
     )
 

@@ -21,6 +21,7 @@ from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._producer import StreamingProducer
+from qi.base.streaming._transaction import NativeTransactions
 from qi.base.streaming._types import ProduceResult, StreamingMessage
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,
@@ -35,6 +36,7 @@ from qi.base.streaming.backends.confluent._errors import (
     translate_exception,
 )
 from qi.base.streaming.backends.confluent._settings import producer_settings, redacted
+from qi.base.streaming.backends.confluent._transactions import ConfluentTransactions
 from qi.base.streaming.backends.confluent._worker import BlockingWorker
 
 # How long disconnect() waits for the metadata thread to finish what it is doing.
@@ -119,6 +121,12 @@ class ConfluentProducer(StreamingProducer):
         await prove_broker(
             self._worker, producer.list_topics, self._config.connection_timeout, errors
         )
+        if self._producer_config.transactional_id is not None:
+            # Registers the transactional id with its coordinator, which fences any older
+            # producer with the same id and aborts the transaction it left open.
+            await self._worker.run(
+                functools.partial(producer.init_transactions, self._config.connection_timeout)
+            )
 
     async def _close(self) -> None:
         hub, self._hub = self._hub, None
@@ -138,6 +146,11 @@ class ConfluentProducer(StreamingProducer):
 
     def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         return translate_exception(exc, operation, fallback)
+
+    def _native_transactions(self) -> NativeTransactions:
+        producer, worker = self._producer, self._worker
+        assert producer is not None and worker is not None
+        return ConfluentTransactions(producer, worker, self._config.request_timeout)
 
     # -- sending -------------------------------------------------------------------------------
 

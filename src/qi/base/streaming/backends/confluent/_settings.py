@@ -111,6 +111,12 @@ def producer_settings(config: StreamingConfig, producer: ProducerConfig) -> Sett
             ),
         }
     )
+    if producer.transactional_id is not None:
+        transaction_ms = _ms(producer.transaction_timeout)
+        settings["transactional.id"] = producer.transactional_id
+        settings["transaction.timeout.ms"] = transaction_ms
+        # librdkafka refuses a message.timeout.ms above transaction.timeout.ms.
+        settings["message.timeout.ms"] = min(settings["message.timeout.ms"], transaction_ms)
     if not producer.idempotent:
         # The idempotent producer retries until message.timeout.ms (that is what keeps
         # it exactly-once and in order); a plain one retries retry_attempts times.
@@ -140,6 +146,7 @@ def consumer_settings(
             "session.timeout.ms": _ms(consumer.session_timeout, 1, 3_600_000),
             "heartbeat.interval.ms": _ms(consumer.heartbeat_interval, 1, 3_600_000),
             "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
+            "isolation.level": consumer.isolation_level,
         }
     )
     return settings

@@ -180,6 +180,12 @@ class ConfluentSource(PartitionSource):
         if not task.cancelled() and task.exception() is not None:  # the worker was closed
             self._logger.debug("pause/resume not applied: %s", task.exception())
 
+    async def group_metadata(self) -> object:
+        consumer = self._consumer
+        assert consumer is not None
+        # librdkafka's ConsumerGroupMetadata: group id, generation, member id (KIP-447).
+        return await self._worker.run(consumer.consumer_group_metadata)
+
     async def stop(self, patience: float) -> None:
         consumer = self._consumer
         if consumer is None:

@@ -43,6 +43,7 @@ from qi.base.streaming.backends.memory._group import ConsumerGroup, GroupObserve
 from qi.base.streaming.backends.memory._log import Topic
 from qi.base.streaming.backends.memory._records import StickyPartitions
 from qi.base.streaming.backends.memory._topic_configs import topic_settings
+from qi.base.streaming.backends.memory._transactions import TransactionCoordinator
 
 Delivery = Literal["not_written", "unknown"]
 
@@ -93,6 +94,8 @@ class MemoryBroker:
         self._commit_faults: dict[str, int] = {}
         self._fetch_faults: dict[str, int] = {}
         self._group_observers: list[GroupObserver] = []
+        self.transactions: Final = TransactionCoordinator(self)
+        """The transaction coordinator: producer ids, epochs, markers and timeouts."""
 
     def __repr__(self) -> str:
         return f"MemoryBroker(brokers={self.brokers!r}, topics={len(self._topics)})"
@@ -291,7 +294,8 @@ class MemoryBroker:
         return None if topic is None else tuple(len(log) for log in topic.logs)
 
     def messages(self, name: str, partition: int) -> Sequence[ConsumedMessage]:
-        """A partition's messages in offset order (a snapshot), for inspection by tests."""
+        """A partition's messages in offset order (a snapshot, transaction markers left out,
+        aborted records kept: read_uncommitted), for inspection by tests."""
         topic = self._topics.get(name)
         if topic is None or not 0 <= partition < len(topic.logs):
             return ()
@@ -403,6 +407,10 @@ class MemoryBroker:
         """Stop waking ``reader``."""
         if reader in self._readers:
             self._readers.remove(reader)
+
+    def wake_readers(self, topic: str) -> None:
+        """Wake the readers of ``topic``: it grew, or records of it became readable."""
+        self._wake_readers(topic)
 
     def _wake_readers(self, topic: str | None) -> None:
         dead = [

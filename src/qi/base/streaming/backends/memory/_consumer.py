@@ -62,6 +62,7 @@ class MemoryConsumer(StreamingConsumer):
             subscription,
             self._config.request_timeout,
             self._consumer_config.session_timeout,
+            read_committed=self._consumer_config.isolation_level == "read_committed",
         )
         return self._member
 

@@ -45,6 +45,13 @@ class BrokerError(StrEnum):
     """A record batch over the topic's ``max.message.bytes`` (or the broker's limit)."""
     INVALID_RECORD = "INVALID_RECORD"
     """A record the broker's validation refuses: no key on a compacted topic."""
+    PRODUCER_FENCED = "PRODUCER_FENCED"
+    """Another producer initialised the same transactional id, or the coordinator aborted
+    this producer's transaction after ``transaction_timeout`` and bumped its epoch."""
+    INVALID_TXN_STATE = "INVALID_TXN_STATE"
+    """A transactional request out of order (no transaction open, or one still open)."""
+    UNKNOWN_MEMBER_ID = "UNKNOWN_MEMBER_ID"
+    """Offsets sent in a transaction name a member that is no longer in its group."""
 
 
 # BrokerError -> (contract code, retriable). Every member must have an entry (a test checks).
@@ -61,6 +68,9 @@ ERROR_TABLE: Final[dict[BrokerError, tuple[ErrorCode, bool]]] = {
     BrokerError.INVALID_CONFIG: (ErrorCode.INVALID_CONFIG, False),
     BrokerError.MSG_SIZE_TOO_LARGE: (ErrorCode.MESSAGE_TOO_LARGE, False),
     BrokerError.INVALID_RECORD: (ErrorCode.INVALID_MESSAGE, False),
+    BrokerError.PRODUCER_FENCED: (ErrorCode.PRODUCER_FENCED, False),
+    BrokerError.INVALID_TXN_STATE: (ErrorCode.TRANSACTION_FAILED, False),
+    BrokerError.UNKNOWN_MEMBER_ID: (ErrorCode.TRANSACTION_FAILED, False),
 }
 
 

@@ -124,6 +124,10 @@ class ConsumerGroup:
         """Current members, in join order."""
         return tuple(self._members.values())
 
+    def member(self, member_id: str) -> GroupMember | None:
+        """The current member with this id, or None (it left or was evicted)."""
+        return self._members.get(member_id)
+
     def assignment(self) -> dict[str, frozenset[TopicPartition]]:
         """What each member holds now, by member id."""
         return {member_id: member.owned() for member_id, member in self._members.items()}

@@ -61,6 +61,8 @@ class Topic:
     config_entries: Mapping[str, str] = field(default_factory=lambda: EMPTY_MAPPING)
     settings: TopicSettings = field(default_factory=TopicSettings)
     """What of ``config_entries`` the broker acts on."""
+    marks: dict[int, TransactionMarks] = field(default_factory=dict)
+    """Per partition ever written by a transaction: what readers must skip or wait for."""
 
     @classmethod
     def create(
@@ -90,7 +92,46 @@ class Topic:
             ),
         )
 
-    def read(self, partition: int, start: int, stop: int) -> list[ConsumedMessage]:
-        """Messages ``start`` to ``stop`` (exclusive) of a partition, as consumers see them."""
+    def read(
+        self, partition: int, start: int, stop: int, committed_only: bool = False
+    ) -> list[ConsumedMessage]:
+        """Messages ``start`` to ``stop`` (exclusive) of a partition, as consumers see them.
+
+        Control records are never shown; with ``committed_only`` (read_committed) neither
+        are records of aborted transactions.
+        """
         records = self.logs[partition][start:stop]
-        return consumed_messages(self.name, partition, start, records, NO_CONSUMED_HEADERS)
+        messages = consumed_messages(self.name, partition, start, records, NO_CONSUMED_HEADERS)
+        marks = self.marks.get(partition)
+        if marks is None:
+            return messages
+        hidden = marks.control | marks.aborted if committed_only else marks.control
+        return [message for message in messages if message.offset not in hidden]
+
+    def readable_end(self, partition: int, committed_only: bool) -> int:
+        """Where reading must stop: the end of the log, or for read_committed its last stable
+        offset (the first record of a transaction still open)."""
+        end = len(self.logs[partition])
+        marks = self.marks.get(partition)
+        if not committed_only or marks is None or not marks.open_first:
+            return end
+        return min(end, *marks.open_first.values())
+
+    def transaction_marks(self, partition: int) -> TransactionMarks:
+        """The marks of a partition a transaction writes to, created on first use."""
+        marks = self.marks.get(partition)
+        if marks is None:
+            marks = self.marks[partition] = TransactionMarks()
+        return marks
+
+
+@dataclass(slots=True, eq=False)
+class TransactionMarks:
+    """What transactions left in one partition, as offsets: a record's offset is its index."""
+
+    control: set[int] = field(default_factory=set)
+    """Commit and abort markers: they take an offset, as in Kafka, but no reader sees them."""
+    aborted: set[int] = field(default_factory=set)
+    """Records of aborted transactions: hidden from read_committed readers."""
+    open_first: dict[int, int] = field(default_factory=dict)
+    """First offset written here by each producer id whose transaction is still open."""

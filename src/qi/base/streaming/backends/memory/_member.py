@@ -25,6 +25,7 @@ from qi.base.streaming._validation import is_internal_topic
 from qi.base.streaming.backends.memory._broker import MemoryBroker
 from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
 from qi.base.streaming.backends.memory._group import ConsumerGroup
+from qi.base.streaming.backends.memory._transactions import MemoryGroupMetadata
 
 
 class MemberSource(PartitionSource):
@@ -38,8 +39,10 @@ class MemberSource(PartitionSource):
         subscription: SubscriptionConfig,
         request_timeout: float,
         session_timeout: float,
+        read_committed: bool,
     ) -> None:
         self._broker = broker
+        self._read_committed = read_committed
         self._group: ConsumerGroup = broker.group(group_id)
         self._member_id: Final = member_id
         self._topics = frozenset(subscription.topics)
@@ -66,6 +69,8 @@ class MemberSource(PartitionSource):
         # such messages from stale ones), so a fetch that sees a bump returns empty handed
         # and the engine's next fetch reads them instead: nothing is skipped.
         self._epoch = 0
+        # The group generation this member last took part in (see assign).
+        self._generation = 0
 
     # -- GroupMember ---------------------------------------------------------------------------
 
@@ -110,9 +115,12 @@ class MemberSource(PartitionSource):
 
     async def assign(self, partitions: frozenset[TopicPartition]) -> None:
         """Take ``partitions``, starting at the committed offset or per ``from_beginning``."""
-        if self._listener is None or (not partitions and self._assigned_once):
-            return
         if self._crashed:
+            return  # it answers nothing: its generation stays behind, and it is fenced
+        # Every live member is called in each rebalance round, which completes as the next
+        # generation: that is the generation this member's offsets are fenced by.
+        self._generation = self._group.generation + 1
+        if self._listener is None or (not partitions and self._assigned_once):
             return
         self._assigned_once = True
         await self._listener.partitions_assigned(partitions)
@@ -171,6 +179,8 @@ class MemberSource(PartitionSource):
         self, max_messages: int, max_wait: float
     ) -> Mapping[TopicPartition, Sequence[ConsumedMessage]]:
         self._group.ensure_rebalanced()
+        # A transaction past its timeout holds read_committed readers back until aborted.
+        self._broker.transactions.expire_overdue()
         wakeup = self._wakeup
         assert wakeup is not None
         loop = asyncio.get_running_loop()
@@ -233,6 +243,9 @@ class MemberSource(PartitionSource):
         self._paused.difference_update(partitions)
         self.wake()
 
+    async def group_metadata(self) -> object:
+        return MemoryGroupMetadata(self._group.group_id, self._member_id, self._generation)
+
     async def stop(self, patience: float) -> None:
         if self._stopped:
             return
@@ -268,14 +281,17 @@ class MemberSource(PartitionSource):
             topic = self._broker.topic(key[0])
             if topic is None or key[1] >= len(topic.logs):
                 continue
-            log = topic.logs[key[1]]
             position = self._positions[key]
-            end = len(log)
-            if position > end:  # out of range (Kafka resets by auto.offset.reset)
-                position = self._positions[key] = 0 if self._from_beginning else end
+            if position > len(topic.logs[key[1]]):  # out of range: auto.offset.reset
+                position = self._positions[key] = self._reset_position(key)
+            end = topic.readable_end(key[1], self._read_committed)
             if position < end:
                 stop = min(end, position + budget)
-                fetched[key] = topic.read(key[1], position, stop)
+                # Transaction markers (and, read_committed, aborted records) are skipped,
+                # so a read may come back empty although the position moved.
+                messages = topic.read(key[1], position, stop, self._read_committed)
+                if messages:
+                    fetched[key] = messages
                 self._positions[key] = stop
                 budget -= stop - position
                 if budget <= 0:
@@ -286,5 +302,9 @@ class MemberSource(PartitionSource):
         return 0 if self._from_beginning else self._end(key)
 
     def _end(self, key: TopicPartition) -> int:
+        """The latest offset as this member's isolation level sees it (read_committed: the
+        last stable offset)."""
         topic = self._broker.topic(key[0])
-        return 0 if topic is None or key[1] >= len(topic.logs) else len(topic.logs[key[1]])
+        if topic is None or key[1] >= len(topic.logs):
+            return 0
+        return topic.readable_end(key[1], self._read_committed)

@@ -10,23 +10,62 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._producer import StreamingProducer
+from qi.base.streaming._source import TopicPartition
+from qi.base.streaming._transaction import NativeTransactions
 from qi.base.streaming._types import ProduceResult, StreamingMessage
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for
 from qi.base.streaming.backends.memory._errors import (
     IMPLEMENTATION,
     BrokerError,
+    MemoryBrokerError,
     broker_error,
     translate,
     unreachable,
 )
 from qi.base.streaming.backends.memory._records import StickyPartitions
+from qi.base.streaming.backends.memory._transactions import (
+    MemoryGroupMetadata,
+    ProducerSession,
+)
+
+
+class MemoryTransactions:
+    """A memory producer's transactions, run by its broker's coordinator."""
+
+    def __init__(
+        self, broker: MemoryBroker, session: ProducerSession, config: StreamingConfig
+    ) -> None:
+        self._broker = broker
+        self._session = session
+        self._config = config
+
+    async def begin(self) -> None:
+        await self._reachable("transaction")
+        self._broker.transactions.begin(self._session)
+
+    async def send_offsets(self, offsets: Mapping[TopicPartition, int], group: object) -> None:
+        assert isinstance(group, MemoryGroupMetadata)
+        await self._reachable("transaction.send_offsets")
+        self._broker.transactions.add_offsets(self._session, group, offsets)
+
+    async def commit(self) -> None:
+        await self._reachable("transaction.commit")
+        self._broker.transactions.commit(self._session)
+
+    async def abort(self) -> None:
+        await self._reachable("transaction.abort")
+        self._broker.transactions.abort(self._session)
+
+    async def _reachable(self, operation: str) -> None:
+        if not await self._broker.wait_reachable(self._config.request_timeout):
+            raise OperationFailed(unreachable(self._config, operation))
 
 
 class MemoryProducer(StreamingProducer):
@@ -46,11 +85,18 @@ class MemoryProducer(StreamingProducer):
         self._acks_none = producer_config.acks == 0
         self._waiting = 0
         self._drained: asyncio.Event | None = None
+        self._session: ProducerSession | None = None
 
     async def _open(self) -> None:
         broker = broker_for(self._config.brokers)
         if not await broker.wait_reachable(self._config.connection_timeout):
             raise OperationFailed(unreachable(self._config, "connect"))
+        transactional_id = self._producer_config.transactional_id
+        if transactional_id is not None:
+            # As a Kafka producer's init_transactions(): fences every older instance.
+            self._session = broker.transactions.init_producer(
+                transactional_id, self._producer_config.transaction_timeout
+            )
         self._broker = broker
         self._drained = asyncio.Event()
         self._drained.set()
@@ -65,6 +111,10 @@ class MemoryProducer(StreamingProducer):
 
     def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         return translate(exc, operation, fallback)
+
+    def _native_transactions(self) -> NativeTransactions:
+        assert self._broker is not None and self._session is not None
+        return MemoryTransactions(self._broker, self._session, self._config)
 
     async def _send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
         outcomes = await self._deliver(topic, (message,), "send")
@@ -85,8 +135,21 @@ class MemoryProducer(StreamingProducer):
         broker = self._broker
         assert broker is not None
         if broker.reachable and not broker.delivery_delay:
-            return broker.produce(topic, messages, self._sticky, self._acks_none, operation)
+            return self._append(broker, topic, messages, operation)
         return await self._deliver_slowly(broker, topic, messages, operation)
+
+    def _append(
+        self, broker: MemoryBroker, topic: str, messages: Sequence[StreamingMessage], operation: str
+    ) -> list[ProduceResult | QiError] | QiError:
+        session = self._session
+        if session is None:
+            return broker.produce(topic, messages, self._sticky, self._acks_none, operation)
+        try:
+            return broker.transactions.produce(session, topic, messages, self._sticky, operation)
+        except MemoryBrokerError as refused:  # fenced, or no transaction open: nothing written
+            return translate(refused, operation, ErrorCode.PRODUCE_FAILED).with_context(
+                topic=topic, delivery=NOT_WRITTEN
+            )
 
     async def _deliver_slowly(
         self, broker: MemoryBroker, topic: str, messages: Sequence[StreamingMessage], operation: str
@@ -101,7 +164,7 @@ class MemoryProducer(StreamingProducer):
             started = loop.time()
             if not await broker.wait_reachable(timeout):
                 return unreachable(self._config, operation, topic=topic, delivery=NOT_WRITTEN)
-            outcomes = broker.produce(topic, messages, self._sticky, self._acks_none, operation)
+            outcomes = self._append(broker, topic, messages, operation)
             delay = broker.delivery_delay
             if isinstance(outcomes, QiError) or self._acks_none or not delay:
                 return outcomes

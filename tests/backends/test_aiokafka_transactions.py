@@ -1,0 +1,188 @@
+"""The aiokafka backend's transactions: offsets fenced by the group's generation (KIP-447).
+
+aiokafka sends TxnOffsetCommit without the member's generation (aiokafka issue 844);
+the backend replaces its sender's offset commit with version 3, which carries it.
+These tests pin the internals it replaces and prove the broker now refuses a zombie.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import uuid
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition as NativePartition
+from aiokafka import errors as kafka
+from aiokafka.producer.producer import AIOKafkaProducer
+from aiokafka.producer.sender import Sender, TxnOffsetCommitHandler
+from aiokafka.producer.transaction_manager import TransactionState
+from aiokafka.structs import OffsetAndMetadata
+
+from qi.base.streaming import (
+    ConsumerConfig,
+    ConsumerRunConfig,
+    EachMessagePayload,
+    ProducerConfig,
+    StreamingConfig,
+    SubscriptionConfig,
+    TopicConfig,
+    create_streaming_client,
+)
+from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming.backends.aiokafka._errors import translate
+from qi.base.streaming.backends.aiokafka._transactions import (
+    AiokafkaGroupMetadata,
+    AiokafkaTransactions,
+    FencedGroupId,
+    _FencedTxnOffsetCommitHandler,
+    _TxnOffsetCommitResponseV3,
+)
+
+from ._memory import ok
+
+
+def test_the_sender_still_commits_offsets_in_one_replaceable_method() -> None:
+    assert list(inspect.signature(Sender._do_txn_offset_commit).parameters) == [
+        "self",
+        "offsets",
+        "group_id",
+    ]
+    assert "TxnOffsetCommitHandler(self, offsets, group_id)" in inspect.getsource(Sender)
+    assert "self._do_txn_offset_commit(offsets, group_id)" in inspect.getsource(Sender)
+    # The group id reaches the sender as given, so it can carry the generation.
+    source = inspect.getsource(AIOKafkaProducer.send_offsets_to_transaction)
+    assert "add_offsets_to_txn(formatted_offsets, group_id)" in source
+    assert "resp.errors" in inspect.getsource(TxnOffsetCommitHandler.handle_response)
+
+
+class _Manager:
+    transactional_id = "txn"
+    producer_id = 4
+    producer_epoch = 2
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    def error_transaction(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+
+
+class _Sender:
+    _retry_backoff = 0.1
+
+    def __init__(self) -> None:
+        self._txn_manager = _Manager()
+
+
+def _handler(sender: Any) -> Any:
+    group = FencedGroupId(AiokafkaGroupMetadata("group", 7, "member-1"))
+    offsets = {NativePartition("orders", 0): OffsetAndMetadata(5, "")}
+    return _FencedTxnOffsetCommitHandler(sender, offsets, group)
+
+
+def test_offsets_go_with_the_generation_and_the_member_id() -> None:
+    request = _handler(_Sender()).create_request()
+    struct = request.prepare({28: (0, 3)})
+    assert (struct.group_id, struct.generation_id, struct.member_id) == ("group", 7, "member-1")
+    assert (struct.producer_id, struct.producer_epoch) == (4, 2)
+    assert struct.topics[0][0] == "orders"
+    assert struct.topics[0][1][0][:2] == (0, 5)
+    assert struct.encode()  # the flexible version-3 schema encodes
+    with pytest.raises(kafka.IncompatibleBrokerVersion, match="KIP-447"):
+        request.prepare({28: (0, 2)})
+
+
+def test_a_fenced_member_makes_the_transaction_abortable() -> None:
+    sender = _Sender()
+    response = _TxnOffsetCommitResponseV3(0, [("orders", [(0, 22, {})], {})], {})
+    assert _handler(sender).handle_response(response) is None
+    (error,) = sender._txn_manager.errors
+    assert isinstance(error, kafka.IllegalGenerationError)
+
+
+@pytest.mark.broker
+@pytest.mark.skipif(
+    not os.environ.get("QI_TEST_BROKERS"),
+    reason="needs a Kafka cluster (QI_TEST_BROKERS): neither development broker checks "
+    "TxnOffsetCommit's generation and member id (noida-db 0.2.3 accepts any)",
+)
+async def test_the_broker_refuses_the_offsets_of_a_stale_generation(kafka_bootstrap: str) -> None:
+    config = StreamingConfig("txn-test", (kafka_bootstrap,), request_timeout=10.0)
+    client = create_streaming_client("aiokafka", config)
+    topic, group_id = f"txn-{uuid.uuid4().hex[:12]}", f"group-{uuid.uuid4().hex[:12]}"
+    try:
+        ok(await ok(await client.get_admin()).create_topics([TopicConfig(topic)]))
+        consumer = ok(
+            await client.get_consumer(
+                ConsumerConfig(group_id, session_timeout=6.0, heartbeat_interval=0.5)
+            )
+        )
+
+        async def handle(payload: EachMessagePayload) -> None:
+            return None
+
+        ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,))))
+        ok(await consumer.run(ConsumerRunConfig(each_message=handle)))
+        coordinator = ok(consumer.get_native_client())._coordinator  # type: ignore[attr-defined]
+        producer = ok(await client.get_producer(ProducerConfig(transactional_id=group_id)))
+        txn = ok(await producer.transaction())
+        native = AiokafkaTransactions(ok(producer.get_native_client()))
+        zombie = AiokafkaGroupMetadata(group_id, coordinator.generation - 1, coordinator.member_id)
+        with pytest.raises(OperationFailed) as refused:
+            await native.send_offsets({(topic, 0): 1}, zombie)
+        error = refused.value.error
+        assert error.code == "STREAMING_TRANSACTION_FAILED"
+        assert error.context["kafka_error"] == "ILLEGAL_GENERATION"
+        ok(await txn.abort())
+        # The live member's own offsets still go through.
+        txn = ok(await producer.transaction())
+        ok(await txn.send_offsets(consumer, {(topic, 0): 1}))
+        ok(await txn.commit())
+    finally:
+        await client.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("exception", "code", "flag"),
+    [
+        (kafka.ProducerFenced(), "STREAMING_PRODUCER_FENCED", "fatal"),
+        (kafka.TransactionCoordinatorFenced(), "STREAMING_PRODUCER_FENCED", "fatal"),
+        (kafka.InvalidTxnState(), "STREAMING_TRANSACTION_FAILED", "abortable"),
+        (kafka.ConcurrentTransactions(), "STREAMING_TRANSACTION_FAILED", "abortable"),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_transactional_errors_by_class(exception: Exception, code: str, flag: str) -> None:
+    error = translate(
+        exception, "transaction.commit", ErrorCode.TRANSACTION_FAILED, implementation="aiokafka"
+    )
+    assert error.code == code
+    assert error.context[flag] is True
+
+
+class _FailingProducer:
+    def __init__(self, state: TransactionState) -> None:
+        self._txn_manager = type("Manager", (), {"state": state})()
+
+    async def commit_transaction(self) -> None:
+        raise kafka.InvalidProducerEpoch()
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [
+        (TransactionState.FATAL_ERROR, "STREAMING_PRODUCER_FENCED"),
+        (TransactionState.ABORTABLE_ERROR, "STREAMING_TRANSACTION_FAILED"),
+        (TransactionState.COMMITTING_TRANSACTION, "STREAMING_PRODUCE_FAILED"),
+    ],
+)
+async def test_what_the_transaction_manager_is_left_in_decides_the_code(
+    state: TransactionState, code: str
+) -> None:
+    with pytest.raises(OperationFailed) as failed:
+        await AiokafkaTransactions(_FailingProducer(state)).commit()
+    assert failed.value.error.code == code
+    assert failed.value.error.context["kafka_error"] == "INVALID_PRODUCER_EPOCH"

@@ -1,0 +1,414 @@
+"""Contract section 9: transactions, on every backend.
+
+A transaction's records reach ``read_committed`` consumers when it commits and
+never when it aborts (``read_uncommitted`` consumers see them at once); offsets
+sent with it are the group's only if it commits; a second producer with the same
+``transactional_id`` fences the first. Real backends run against noida-db (the
+``kafka_rules`` marker): Tansu's ``read_committed`` shows aborted records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
+
+import pytest
+
+from qi.base import QiError, Success
+from qi.base.streaming import (
+    ConsumedMessage,
+    MessageBatch,
+    ProducerConfig,
+    StreamingClient,
+    StreamingConfig,
+    StreamingConsumer,
+    StreamingMessage,
+    StreamingProducer,
+    SubscriptionConfig,
+    Transaction,
+    create_streaming_client,
+)
+
+from ._support import (
+    Collector,
+    ConsumerConfigFactory,
+    TopicFactory,
+    expect_failure,
+    ok,
+    start_consumer,
+    unique,
+    wait_until,
+)
+
+pytestmark = pytest.mark.kafka_rules
+
+
+def transactional(transactional_id: str | None = None, **changes: Any) -> ProducerConfig:
+    """A transactional producer config with a fresh id (unless given)."""
+    config = ProducerConfig(transactional_id=transactional_id or unique("txn"))
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture
+async def txn_producer(client: StreamingClient) -> StreamingProducer:
+    """A connected transactional producer of ``client``."""
+    return ok(await client.get_producer(transactional()))
+
+
+@pytest.fixture
+async def second_client(
+    backend: str, streaming_config: StreamingConfig
+) -> AsyncIterator[StreamingClient]:
+    """Another client of the same brokers: its producers are other instances (clients cache)."""
+    other = create_streaming_client(backend, streaming_config)
+    yield other
+    await other.disconnect()
+
+
+async def begin(producer: StreamingProducer) -> Transaction:
+    return ok(await producer.transaction())
+
+
+async def committed_values(
+    client: StreamingClient,
+    consumer_config: ConsumerConfigFactory,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumedMessage]], bool],
+    isolation: str = "read_committed",
+) -> list[ConsumedMessage]:
+    """Read ``topic`` from the beginning with ``isolation`` until ``until`` holds."""
+    collector = Collector()
+    consumer = await start_consumer(
+        client,
+        consumer_config(isolation_level=isolation),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        collector.run_config(),
+    )
+    try:
+        await wait_until(lambda: until(collector.messages), what=f"messages of {topic}")
+        return list(collector.messages)
+    finally:
+        ok(await consumer.disconnect())
+
+
+def has(value: bytes) -> Callable[[list[ConsumedMessage]], bool]:
+    return lambda messages: any(message.value == value for message in messages)
+
+
+async def test_commit_makes_records_visible_to_read_committed(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    txn = await begin(txn_producer)
+    ok(await txn.send(topic, StreamingMessage(b"one")))
+    batch = MessageBatch(topic, (StreamingMessage(b"two"), StreamingMessage(b"three")))
+    sent = ok(await txn.send_batch(batch))
+    assert [result.offset for result in sent.results] == [1, 2]
+    ok(await txn.commit())
+    seen = await committed_values(client, consumer_config, topic, until=has(b"three"))
+    assert [message.value for message in seen] == [b"one", b"two", b"three"]
+
+
+async def test_abort_hides_records_from_read_committed_only(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    aborted = await begin(txn_producer)
+    ok(await aborted.send(topic, StreamingMessage(b"aborted-0")))
+    ok(await aborted.send(topic, StreamingMessage(b"aborted-1")))
+    ok(await aborted.abort())
+    kept = await begin(txn_producer)
+    ok(await kept.send(topic, StreamingMessage(b"kept")))
+    ok(await kept.commit())
+
+    committed = await committed_values(client, consumer_config, topic, until=has(b"kept"))
+    assert [message.value for message in committed] == [b"kept"]
+    # The abort marker took an offset, as in Kafka: records 0 and 1, marker 2, "kept" 3.
+    assert committed[0].offset == 3
+    everything = await committed_values(
+        client, consumer_config, topic, until=has(b"kept"), isolation="read_uncommitted"
+    )
+    assert [message.value for message in everything] == [b"aborted-0", b"aborted-1", b"kept"]
+
+
+async def test_open_transaction_is_hidden_until_it_commits(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic(2)
+    txn = await begin(txn_producer)
+    ok(await txn.send(topic, StreamingMessage(b"in-transaction", partition=0)))
+    # A plain record behind the open transaction waits for it too (the last stable offset).
+    ok(await producer.send(topic, StreamingMessage(b"behind", partition=0)))
+    ok(await producer.send(topic, StreamingMessage(b"elsewhere", partition=1)))
+
+    collector = Collector()
+    consumer = await start_consumer(
+        client,
+        consumer_config(isolation_level="read_committed"),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        collector.run_config(),
+    )
+    try:
+        await collector.wait_for(1)
+        assert collector.values() == [b"elsewhere"]
+        ok(await txn.commit())
+        await collector.wait_for(3)
+        assert collector.offsets(topic, 0) == [0, 1]
+    finally:
+        ok(await consumer.disconnect())
+
+
+async def test_leaving_the_block_without_commit_aborts(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    async with await begin(txn_producer) as txn:
+        ok(await txn.send(topic, StreamingMessage(b"forgotten")))
+    expect_failure(await txn.commit(), "STREAMING_INVALID_ARGUMENT")
+    with pytest.raises(RuntimeError, match="handler broke"):
+        async with await begin(txn_producer) as txn:
+            ok(await txn.send(topic, StreamingMessage(b"raised")))
+            raise RuntimeError("handler broke")
+    async with await begin(txn_producer) as txn:
+        ok(await txn.send(topic, StreamingMessage(b"committed")))
+        ok(await txn.commit())
+
+    seen = await committed_values(client, consumer_config, topic, until=has(b"committed"))
+    assert [message.value for message in seen] == [b"committed"]
+
+
+async def test_send_offsets_commits_the_group_offsets_with_the_transaction(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source, sink = await make_topic(), await make_topic()
+    for index in range(5):
+        ok(await producer.send(source, StreamingMessage(f"in-{index}".encode())))
+    group = consumer_config(auto_commit=False)
+    collector = Collector()
+    reader = await start_consumer(
+        client,
+        group,
+        SubscriptionConfig(topics=(source,), from_beginning=True),
+        collector.run_config(),
+    )
+    await collector.wait_for(5)
+
+    committed = await begin(txn_producer)
+    ok(await committed.send(sink, StreamingMessage(b"out")))
+    ok(await committed.send_offsets(reader, {(source, 0): 3}))
+    ok(await committed.commit())
+    aborted = await begin(txn_producer)
+    ok(await aborted.send_offsets(reader, {(source, 0): 4}))
+    ok(await aborted.abort())
+    # The reader processed all five, but its progress belongs to the transactions now:
+    # leaving the group commits nothing by itself.
+    ok(await reader.disconnect())
+
+    successor = Collector()
+    follower = await start_consumer(
+        client,
+        group,
+        SubscriptionConfig(topics=(source,), from_beginning=True),
+        successor.run_config(),
+    )
+    try:
+        await successor.wait_for(2)
+        assert successor.offsets(source, 0) == [3, 4]
+    finally:
+        ok(await follower.disconnect())
+
+
+async def test_send_offsets_without_offsets_sends_what_was_processed(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source = await make_topic()
+    for index in range(3):
+        ok(await producer.send(source, StreamingMessage(f"first-{index}".encode())))
+    group = consumer_config(auto_commit=False)
+    collector = Collector()
+    reader = await start_consumer(
+        client,
+        group,
+        SubscriptionConfig(topics=(source,), from_beginning=True),
+        collector.run_config(),
+    )
+    await collector.wait_for(3)
+    txn = await begin(txn_producer)
+    ok(await txn.send_offsets(reader))
+    ok(await txn.commit())
+    ok(await reader.disconnect())
+    ok(await producer.send(source, StreamingMessage(b"later")))
+
+    successor = Collector()
+    follower = await start_consumer(
+        client,
+        group,
+        SubscriptionConfig(topics=(source,), from_beginning=True),
+        successor.run_config(),
+    )
+    try:
+        await successor.wait_for(1)
+        assert successor.values() == [b"later"]
+    finally:
+        ok(await follower.disconnect())
+
+
+async def test_a_second_producer_with_the_same_id_fences_the_first(
+    client: StreamingClient,
+    second_client: StreamingClient,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    config = transactional()
+    first = ok(await client.get_producer(config))
+    zombie = await begin(first)
+    ok(await zombie.send(topic, StreamingMessage(b"zombie")))
+    second = ok(await second_client.get_producer(config))
+    fenced = expect_failure(await zombie.commit(), "STREAMING_PRODUCER_FENCED")
+    assert fenced.context["fatal"] is True
+    txn = await begin(second)
+    ok(await txn.send(topic, StreamingMessage(b"successor")))
+    ok(await txn.commit())
+
+    seen = await committed_values(client, consumer_config, topic, until=has(b"successor"))
+    assert [message.value for message in seen] == [b"successor"]
+
+
+async def test_transaction_calls_out_of_turn_are_invalid_arguments(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    txn_producer: StreamingProducer,
+    make_topic: TopicFactory,
+) -> None:
+    topic = await make_topic()
+    expect_failure(await producer.transaction(), "STREAMING_INVALID_ARGUMENT")
+    txn = await begin(txn_producer)
+    expect_failure(await txn_producer.transaction(), "STREAMING_INVALID_ARGUMENT")
+    expect_failure(
+        await txn_producer.send(topic, StreamingMessage(b"outside")), "STREAMING_INVALID_ARGUMENT"
+    )
+    expect_failure(
+        await txn_producer.send_batch(MessageBatch(topic, (StreamingMessage(b"outside"),))),
+        "STREAMING_INVALID_ARGUMENT",
+    )
+    expect_failure(
+        await txn.send_offsets(cast(StreamingConsumer, producer)), "STREAMING_INVALID_ARGUMENT"
+    )
+    expect_failure(await cast(Any, txn).send(topic), "STREAMING_INVALID_ARGUMENT")
+    ok(await txn.send(topic, StreamingMessage(b"inside")))
+    ok(await txn.commit())
+    for ended in (
+        await txn.send(topic, StreamingMessage(b"late")),
+        await txn.send_batch(MessageBatch(topic, (StreamingMessage(b"late"),))),
+        await txn.commit(),
+        await txn.abort(),
+    ):
+        expect_failure(ended, "STREAMING_INVALID_ARGUMENT")
+    # The producer is free for the next transaction.
+    ok(await (await begin(txn_producer)).abort())
+
+
+async def test_send_offsets_needs_a_running_consumer_and_valid_offsets(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    idle = ok(await client.get_consumer(consumer_config(auto_commit=False)))
+    txn = await begin(txn_producer)
+    expect_failure(await txn.send_offsets(idle), "STREAMING_INVALID_ARGUMENT")
+    collector = Collector()
+    running = await start_consumer(
+        client,
+        consumer_config(auto_commit=False),
+        SubscriptionConfig(topics=(topic,)),
+        collector.run_config(),
+    )
+    for offsets in ({(topic, 0): -1}, {(topic, -1): 0}, {topic: 0}, [((topic, 0), 1)]):
+        error = expect_failure(
+            await txn.send_offsets(running, cast(Any, offsets)), "STREAMING_INVALID_ARGUMENT"
+        )
+        assert isinstance(error, QiError)
+    ok(await txn.abort())
+    ok(await running.disconnect())
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ProducerConfig(transactional_id="t", idempotent=False),
+        ProducerConfig(transactional_id="t", idempotent=False, acks=1),
+        ProducerConfig(transactional_id=""),
+        ProducerConfig(transactional_id=cast(Any, 7)),
+        ProducerConfig(transactional_id="t", transaction_timeout=0),
+    ],
+    ids=["not-idempotent", "acks-1", "empty-id", "int-id", "zero-timeout"],
+)
+async def test_invalid_transactional_config_is_reported(
+    client: StreamingClient, backend: str, config: ProducerConfig
+) -> None:
+    expect_failure(
+        await client.get_producer(config), "STREAMING_INVALID_CONFIG", implementation=backend
+    )
+
+
+async def test_invalid_isolation_level_is_reported(
+    client: StreamingClient, backend: str, consumer_config: ConsumerConfigFactory
+) -> None:
+    result = await client.get_consumer(consumer_config(isolation_level="serializable"))
+    expect_failure(result, "STREAMING_INVALID_CONFIG", implementation=backend)
+
+
+async def test_disconnecting_aborts_the_open_transaction(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    txn = await begin(txn_producer)
+    ok(await txn.send(topic, StreamingMessage(b"left open")))
+    ok(await txn_producer.disconnect())
+    expect_failure(await txn.commit(), "STREAMING_INVALID_ARGUMENT")
+    # Without the abort, the open transaction would hold this back for transaction_timeout.
+    ok(await producer.send(topic, StreamingMessage(b"after")))
+    seen = await committed_values(client, consumer_config, topic, until=has(b"after"))
+    assert [message.value for message in seen] == [b"after"]
+
+
+async def test_concurrent_transactions_of_one_producer_are_refused(
+    txn_producer: StreamingProducer,
+) -> None:
+    first, second = await asyncio.gather(txn_producer.transaction(), txn_producer.transaction())
+    began = [outcome for outcome in (first, second) if isinstance(outcome, Success)]
+    assert len(began) == 1
+    refused = second if isinstance(first, Success) else first
+    expect_failure(refused, "STREAMING_INVALID_ARGUMENT")
+    ok(await began[0].value.abort())
