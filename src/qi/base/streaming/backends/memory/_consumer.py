@@ -62,6 +62,7 @@ class MemoryConsumer(StreamingConsumer):
             subscription,
             self._config.request_timeout,
             self._consumer_config.session_timeout,
+            client_id=self._config.client_id,
         )
         return self._member
 
