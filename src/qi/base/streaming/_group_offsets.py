@@ -8,14 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
+from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._types import PartitionLag, PartitionOffsets
 
 ResetTarget: TypeAlias = Literal["earliest", "latest"] | int | datetime
 """Where ``reset_group_offsets`` moves a group: the log start, the end, an offset or a time."""
 
 TopicPartitionKey: TypeAlias = tuple[str, int]
+
+GROUP_ANSWER_CODES: Final[Mapping[str, ErrorCode]] = {
+    "NON_EMPTY_GROUP": ErrorCode.INVALID_ARGUMENT,
+    "GROUP_SUBSCRIBED_TO_TOPIC": ErrorCode.INVALID_ARGUMENT,
+    "UNKNOWN_MEMBER_ID": ErrorCode.INVALID_ARGUMENT,
+    "GROUP_ID_NOT_FOUND": ErrorCode.ADMIN_FAILED,
+}
+"""Broker answers (``kafka_error``) that mean the group changed under a group admin call,
+with the code the contract gives that case: a member joined after the call checked
+(refused like active members), or the group went away (an unknown group). The error
+tables give them commit codes, which is what they mean to a consumer."""
 
 
 def reset_target_problem(to: object) -> str | None:
