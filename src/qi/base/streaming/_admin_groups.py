@@ -127,7 +127,10 @@ class GroupAdmin(Endpoint):
                 return Failure(self._topic_not_found(operation_name, topic))
             targets: dict[TopicPartitionKey, int]
             if isinstance(to, datetime):
-                found = await self._offsets_at(topic, round(to.timestamp() * 1000))
+                # Kafka's ListOffsets reads -1 and -2 as "latest" and "earliest": a time
+                # before 1970 is asked as the epoch, which finds the same first message.
+                timestamp_ms = max(0, round(to.timestamp() * 1000))
+                found = await self._offsets_at(topic, timestamp_ms)
                 targets = time_targets(partitions, found)
             else:
                 targets = fixed_targets(partitions, to)
@@ -171,8 +174,8 @@ class GroupAdmin(Endpoint):
 
     @abstractmethod
     async def _offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
-        """Per partition, the first offset stamped at or after ``timestamp_ms``; None (or
-        absent) where no message is."""
+        """Per partition, the first offset stamped at or after ``timestamp_ms`` (>= 0); None
+        (or absent) where no message is."""
 
     @abstractmethod
     async def _alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:

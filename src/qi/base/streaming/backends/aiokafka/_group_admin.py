@@ -56,7 +56,7 @@ class AiokafkaGroupAdmin:
         self, topic: str, leaders: Mapping[int, int], timestamp_ms: int
     ) -> dict[int, int | None]:
         """The first offset stamped at or after ``timestamp_ms`` per partition (None: none)."""
-        found = await self._list_offsets(topic, leaders, max(0, timestamp_ms))
+        found = await self._list_offsets(topic, leaders, timestamp_ms)
         return {partition: offset if offset >= 0 else None for partition, offset in found.items()}
 
     async def list_groups(self) -> list[str]:
