@@ -118,7 +118,7 @@ class MemoryAdmin(StreamingAdmin):
             GroupMember(
                 member.member_id, member.client_id, _MEMBER_HOST, tuple(sorted(member.owned()))
             )
-            for member in group.members
+            for member in sorted(group.members, key=lambda member: member.member_id)
         )
         return GroupDescription(group_id, group.state(), members)
 
