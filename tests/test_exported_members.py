@@ -72,6 +72,11 @@ STREAMING_API = {
     "EachBatchPayload",
     "PartitionMetadata",
     "TopicMetadata",
+    # Consumer groups and offsets (section 10)
+    "PartitionOffsets",
+    "GroupMember",
+    "GroupDescription",
+    "PartitionLag",
     # Client, factory and contracts (sections 4 and 5)
     "StreamingClient",
     "StreamingConnector",

@@ -118,3 +118,27 @@ def test_a_refused_join_is_still_told_through_check_errors() -> None:
     assert "raise exc" in inspect.getsource(GroupCoordinator.check_errors)
     assert "await self._push_error_to_user(exc)" in inspect.getsource(GroupCoordinator)
     assert "self._coordinator = GroupCoordinator(" in inspect.getsource(AIOKafkaConsumer)
+
+
+def test_the_group_admin_requests_still_take_what_the_backend_sends() -> None:
+    # _group_admin builds these protocol requests itself: aiokafka's admin has no call for them.
+    from aiokafka.protocol.admin import DeleteGroupsRequest
+    from aiokafka.protocol.commit import OffsetCommitRequest
+    from aiokafka.protocol.offset import OffsetRequest
+
+    assert _parameters(OffsetCommitRequest.__init__) == [
+        "self",
+        "consumer_group",
+        "consumer_group_generation_id",
+        "consumer_id",
+        "retention_time",
+        "topics",
+    ]
+    assert OffsetCommitRequest.DEFAULT_GENERATION_ID == -1
+    assert _parameters(OffsetRequest.__init__) == [
+        "self",
+        "replica_id",
+        "isolation_level",
+        "topics",
+    ]
+    assert _parameters(DeleteGroupsRequest.__init__) == ["self", "group_names"]

@@ -35,6 +35,7 @@ class FakeMember:
 
     def __init__(self, member_id: str, topics: frozenset[str], alive: bool = True) -> None:
         self.member_id = member_id
+        self.client_id = "fake-client"
         self.topics = topics
         self.held: frozenset[TopicPartition] = frozenset()
         self.is_alive = alive

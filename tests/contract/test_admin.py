@@ -201,6 +201,12 @@ async def test_not_connected_after_disconnect_and_connect_again(
         await admin.delete_topics([topic]),
         await admin.list_topics(),
         await admin.get_topic_metadata([topic]),
+        await admin.get_topic_offsets(topic),
+        await admin.list_groups(),
+        await admin.describe_group("group"),
+        await admin.get_group_lag("group"),
+        await admin.reset_group_offsets("group", topic, "earliest"),
+        await admin.delete_group("group"),
         admin.get_native_client(),
     ):
         expect_failure(result, "STREAMING_NOT_CONNECTED", implementation=backend)

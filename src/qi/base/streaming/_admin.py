@@ -1,4 +1,5 @@
-"""The admin contract: topic management with per-topic outcomes, as Kafka does it."""
+"""The admin contract: topics with per-topic outcomes, as Kafka does it; consumer groups and
+offsets come from :class:`~qi.base.streaming._admin_groups.GroupAdmin`."""
 
 from __future__ import annotations
 
@@ -6,20 +7,23 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._admin_groups import GroupAdmin, is_sequence
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import TopicConfig
-from qi.base.streaming._endpoint import Endpoint, operation
+from qi.base.streaming._endpoint import operation
 from qi.base.streaming._types import TopicMetadata
 from qi.base.streaming._validation import is_internal_topic, topic_config_problem, topic_problem
 
 
-class StreamingAdmin(Endpoint):
-    """Creates, deletes, lists and describes topics.
+class StreamingAdmin(GroupAdmin):
+    """Creates, deletes, lists and describes topics; describes, measures, resets and
+    deletes consumer groups.
 
     Topics are handled one by one: the valid ones are still created or deleted
     when others fail, and the Failure's ``context["topics"]`` names the
     offending ones. Backends return a per-topic error map and never see an
-    invalid name.
+    invalid name. Group calls finish within ``request_timeout``
+    (STREAMING_TIMEOUT otherwise).
     """
 
     _kind = "admin"
@@ -28,7 +32,7 @@ class StreamingAdmin(Endpoint):
     async def create_topics(self, topics: Sequence[TopicConfig]) -> Result[None, QiError]:
         """Create topics; existing ones give STREAMING_TOPIC_ALREADY_EXISTS, bad ones
         STREAMING_INVALID_TOPIC or STREAMING_INVALID_CONFIG."""
-        if not _is_sequence(topics):
+        if not is_sequence(topics):
             return Failure(self._bad_argument("create_topics", "a sequence of TopicConfig", topics))
         problems: dict[str, QiError] = {}
         valid: list[TopicConfig] = []
@@ -114,56 +118,3 @@ class StreamingAdmin(Endpoint):
     @abstractmethod
     async def _describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
         """Metadata of the named topics that exist; missing ones are simply absent."""
-
-    # -- helpers -----------------------------------------------------------------------------
-
-    def _split_names(
-        self, operation: str, names: object
-    ) -> tuple[list[str] | QiError, dict[str, QiError]]:
-        if not _is_sequence(names):
-            return self._bad_argument(operation, "a sequence of topic names", names), {}
-        valid: list[str] = []
-        problems: dict[str, QiError] = {}
-        for name in names:  # type: ignore[attr-defined]
-            problem = topic_problem(name)
-            if problem is None:
-                valid.append(name)
-            else:
-                problems[repr(name)[:300]] = self._error(
-                    ErrorCode.INVALID_TOPIC, problem, operation
-                )
-        return valid, problems
-
-    def _bad_argument(self, operation: str, expected: str, given: object) -> QiError:
-        return self._error(
-            ErrorCode.INVALID_ARGUMENT,
-            f"{operation} needs {expected}, got {type(given).__name__}",
-            operation,
-        )
-
-    def _per_topic_error(self, operation: str, problems: Mapping[str, QiError]) -> QiError:
-        """One error for a call whose topics failed one by one: the shared code, or ADMIN_FAILED."""
-        codes = {error.code for error in problems.values()}
-        first = next(iter(problems.values()))
-        if len(codes) == 1:
-            code = ErrorCode(first.code)
-            message = (
-                first.message
-                if len(problems) == 1
-                else f"{len(problems)} topics failed: {', '.join(problems)}"
-            )
-        else:
-            code = ErrorCode.ADMIN_FAILED
-            message = f"{len(problems)} topics failed with different errors: {', '.join(problems)}"
-        context = {
-            key: value
-            for key, value in first.context.items()
-            if key not in ("operation", "implementation") and len(problems) == 1
-        }
-        return self._error(
-            code, message, operation, **context, topics=tuple(problems), errors=dict(problems)
-        )
-
-
-def _is_sequence(value: object) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str | bytes)

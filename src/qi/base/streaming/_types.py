@@ -131,3 +131,63 @@ class TopicMetadata:
     """Topic name."""
     partitions: tuple[PartitionMetadata, ...]
     """Its partitions, by partition number."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOffsets:
+    """Where a partition's log starts and ends."""
+
+    topic: str
+    """Topic of the partition."""
+    partition: int
+    """Partition number."""
+    start: int
+    """Log start: the oldest offset still stored."""
+    end: int
+    """High watermark: the offset the next message will get."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """One active member of a consumer group."""
+
+    member_id: str
+    """The id the group coordinator gave the member."""
+    client_id: str
+    """The ``client_id`` of the member's client."""
+    host: str
+    """Where the member connects from, as the coordinator sees it."""
+    assignment: tuple[tuple[str, int], ...]
+    """The ``(topic, partition)`` pairs it holds, sorted."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    """A consumer group's state and members."""
+
+    group_id: str
+    """The group's id."""
+    state: str
+    """Kafka's group state in snake case: ``"stable"``, ``"preparing_rebalance"``,
+    ``"completing_rebalance"``, ``"empty"`` (no members, offsets kept), ``"dead"`` (no such
+    group) or ``"unknown"``."""
+    members: tuple[GroupMember, ...]
+    """Its active members, by member id."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    """How far a consumer group is behind on one partition."""
+
+    topic: str
+    """Topic of the partition."""
+    partition: int
+    """Partition number."""
+    committed: int | None
+    """The group's committed offset (the next to read), or None when it has none."""
+    start: int
+    """Log start of the partition."""
+    end: int
+    """High watermark of the partition."""
+    lag: int
+    """Messages left to read: ``end - (committed if not None else start)``, never negative."""

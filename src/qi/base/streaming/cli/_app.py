@@ -20,6 +20,7 @@ from qi.base.streaming.cli._bench import bench
 from qi.base.streaming.cli._broker import broker
 from qi.base.streaming.cli._consume import consume
 from qi.base.streaming.cli._demo import demo
+from qi.base.streaming.cli._groups import groups
 from qi.base.streaming.cli._output import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -56,6 +57,7 @@ def cli() -> None:
 
 cli.add_command(broker)
 cli.add_command(topics)
+cli.add_command(groups)
 cli.add_command(produce)
 cli.add_command(consume)
 cli.add_command(bench)

@@ -93,6 +93,19 @@ class CommonOptions:
         raise CliError(NO_BROKERS_HINT, EXIT_USAGE)
 
 
+def format_option(command: F) -> F:
+    """``--format table|json``: a table for people (default), JSON on stdout for scripts."""
+    option = click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help="Output: a table, or JSON for scripts.",
+    )
+    return option(command)
+
+
 def _split_brokers(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ stderr is a file or a pipe (where rich would otherwise wrap at 80 columns).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -89,6 +90,11 @@ def print_note(message: str, style: str = "") -> None:
 def print_result(message: str, style: str = "") -> None:
     """Print a confirmation line on stdout."""
     stdout.print(Text(message, style=style), soft_wrap=True)
+
+
+def print_json(data: object) -> None:
+    """Print ``data`` as one line of JSON on stdout, for ``--format json``."""
+    print_result(json.dumps(data, ensure_ascii=False))
 
 
 def verbosity() -> int:

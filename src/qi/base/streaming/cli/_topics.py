@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from types import MappingProxyType
 
 import click
 from rich.table import Table
 
 from qi.base import Failure
-from qi.base.streaming import StreamingAdmin, TopicConfig, create_streaming_client
-from qi.base.streaming.cli._client import connected_admin, value_or_exit
-from qi.base.streaming.cli._options import CommonOptions, common_options
-from qi.base.streaming.cli._output import EXIT_OK, print_result, stdout
-from qi.base.streaming.cli._runner import Stop, exit_with, run_async
-
-
-def _run_admin(options: CommonOptions, action: Callable[[StreamingAdmin], Awaitable[None]]) -> None:
-    """Connect an admin with the shared options, run ``action``, disconnect."""
-    config = options.require_brokers()
-
-    async def main(_stop: Stop) -> int:
-        async with create_streaming_client(options.chosen_backend, config) as client:
-            await action(await connected_admin(client))
-        return EXIT_OK
-
-    exit_with(run_async(main))
+from qi.base.streaming import StreamingAdmin, TopicConfig
+from qi.base.streaming.cli._client import run_admin, value_or_exit
+from qi.base.streaming.cli._options import CommonOptions, common_options, format_option
+from qi.base.streaming.cli._output import print_json, print_result, stdout
 
 
 def _parse_config_entries(
@@ -60,7 +46,7 @@ def list_topics(options: CommonOptions) -> None:
         for name in sorted(names):
             print_result(name)
 
-    _run_admin(options, action)
+    run_admin(options, action)
 
 
 @topics.command("create")
@@ -109,7 +95,7 @@ def create_topic(
         plural = "s" if partitions != 1 else ""
         print_result(f"created topic {name} ({partitions} partition{plural})")
 
-    _run_admin(options, action)
+    run_admin(options, action)
 
 
 @topics.command("delete")
@@ -132,34 +118,62 @@ def delete_topics(options: CommonOptions, names: tuple[str, ...]) -> None:
                 print_result(f"deleted topic {name}")
         value_or_exit(deleted)
 
-    _run_admin(options, action)
+    run_admin(options, action)
 
 
 @topics.command("describe")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@format_option
 @common_options
-def describe_topics(options: CommonOptions, names: tuple[str, ...]) -> None:
-    """Show each partition of the named topics: leader, replicas and in-sync replicas.
+def describe_topics(options: CommonOptions, names: tuple[str, ...], output_format: str) -> None:
+    """Show each partition of the named topics: leader, replicas, in-sync replicas, and
+    where its log starts and ends.
 
     \b
     Example:
-      qi-stream topics describe events
+      qi-stream topics describe events --format json
     """
 
     async def action(admin: StreamingAdmin) -> None:
         metadata = value_or_exit(await admin.get_topic_metadata(list(names)))
+        rows = [
+            (topic.name, partition, offsets)
+            for topic in metadata
+            for partition, offsets in zip(
+                topic.partitions,
+                value_or_exit(await admin.get_topic_offsets(topic.name)),
+                strict=True,
+            )
+        ]
+        if output_format == "json":
+            print_json(
+                [
+                    {
+                        "topic": name,
+                        "partition": partition.partition_id,
+                        "leader": partition.leader,
+                        "replicas": list(partition.replicas),
+                        "isr": list(partition.isr),
+                        "start": offsets.start,
+                        "end": offsets.end,
+                    }
+                    for name, partition, offsets in rows
+                ]
+            )
+            return
         table = Table("topic")
-        for heading in ("partition", "leader", "replicas", "isr"):
+        for heading in ("partition", "leader", "replicas", "isr", "start", "end"):
             table.add_column(heading, justify="right")
-        for topic in metadata:
-            for partition in topic.partitions:
-                table.add_row(
-                    topic.name,
-                    str(partition.partition_id),
-                    str(partition.leader),
-                    ",".join(map(str, partition.replicas)),
-                    ",".join(map(str, partition.isr)),
-                )
+        for name, partition, offsets in rows:
+            table.add_row(
+                name,
+                str(partition.partition_id),
+                str(partition.leader),
+                ",".join(map(str, partition.replicas)),
+                ",".join(map(str, partition.isr)),
+                str(offsets.start),
+                str(offsets.end),
+            )
         stdout.print(table)
 
-    _run_admin(options, action)
+    run_admin(options, action)

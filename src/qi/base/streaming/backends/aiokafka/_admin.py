@@ -16,9 +16,16 @@ from qi.base.streaming._admin import StreamingAdmin
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import StreamingConfig, TopicConfig
 from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._types import PartitionMetadata, TopicMetadata
+from qi.base.streaming._group_offsets import TopicPartitionKey
+from qi.base.streaming._types import (
+    GroupDescription,
+    PartitionMetadata,
+    PartitionOffsets,
+    TopicMetadata,
+)
 from qi.base.streaming.backends.aiokafka import _errors
 from qi.base.streaming.backends.aiokafka._connect import start_within
+from qi.base.streaming.backends.aiokafka._group_admin import AiokafkaGroupAdmin
 from qi.base.streaming.backends.aiokafka._metadata import (
     forbid_topic_auto_creation,
     topic_metadata,
@@ -106,7 +113,41 @@ class AiokafkaAdmin(StreamingAdmin):
             found[entry["topic"]] = _topic_metadata(entry)
         return found
 
+    async def _topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
+        leaders = await self._leaders(topic)
+        if leaders is None:
+            return None
+        return await AiokafkaGroupAdmin(self._admin).topic_offsets(topic, leaders)
+
+    async def _list_groups(self) -> Sequence[str]:
+        return await AiokafkaGroupAdmin(self._admin).list_groups()
+
+    async def _describe_group(self, group_id: str) -> GroupDescription:
+        return await AiokafkaGroupAdmin(self._admin).describe_group(group_id)
+
+    async def _committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
+        return await AiokafkaGroupAdmin(self._admin).committed_offsets(group_id)
+
+    async def _offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
+        leaders = await self._leaders(topic)
+        if leaders is None:
+            return {}
+        return await AiokafkaGroupAdmin(self._admin).offsets_at(topic, leaders, timestamp_ms)
+
+    async def _alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
+        await AiokafkaGroupAdmin(self._admin).alter_offsets(group_id, offsets)
+
+    async def _delete_group(self, group_id: str) -> None:
+        await AiokafkaGroupAdmin(self._admin).delete_group(group_id)
+
     # -- helpers -------------------------------------------------------------------------------
+
+    async def _leaders(self, topic: str) -> dict[int, int] | None:
+        """Each partition's leader, or None when the topic does not exist."""
+        described = (await self._describe_topics([topic])).get(topic)
+        if described is None:
+            return None
+        return {partition.partition_id: partition.leader for partition in described.partitions}
 
     def _timeout_ms(self) -> int:
         return max(1, round(self._config.request_timeout * 1000))

@@ -25,7 +25,13 @@ from qi.base import QiError
 from qi.base.streaming._admin import StreamingAdmin
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import StreamingConfig, TopicConfig
-from qi.base.streaming._types import PartitionMetadata, TopicMetadata
+from qi.base.streaming._group_offsets import TopicPartitionKey
+from qi.base.streaming._types import (
+    GroupDescription,
+    PartitionMetadata,
+    PartitionOffsets,
+    TopicMetadata,
+)
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,
     client_settings,
@@ -36,6 +42,7 @@ from qi.base.streaming.backends.confluent._errors import (
     kafka_error,
     translate_exception,
 )
+from qi.base.streaming.backends.confluent._group_admin import ConfluentGroupAdmin
 from qi.base.streaming.backends.confluent._settings import admin_settings, redacted
 from qi.base.streaming.backends.confluent._worker import BlockingWorker
 
@@ -156,7 +163,44 @@ class ConfluentAdmin(StreamingAdmin):
             )
         return described
 
+    async def _topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
+        partitions = await self._partitions_of(topic)
+        if partitions is None:
+            return None
+        return await self._groups().topic_offsets(topic, partitions)
+
+    async def _list_groups(self) -> Sequence[str]:
+        return await self._groups().list_groups()
+
+    async def _describe_group(self, group_id: str) -> GroupDescription:
+        return await self._groups().describe_group(group_id)
+
+    async def _committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
+        return await self._groups().committed_offsets(group_id)
+
+    async def _offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
+        partitions = await self._partitions_of(topic)
+        if partitions is None:
+            return {}
+        return await self._groups().offsets_at(topic, partitions, timestamp_ms)
+
+    async def _alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
+        await self._groups().alter_offsets(group_id, offsets)
+
+    async def _delete_group(self, group_id: str) -> None:
+        await self._groups().delete_group(group_id)
+
     # -- helpers -------------------------------------------------------------------------------
+
+    def _groups(self) -> ConfluentGroupAdmin:
+        return ConfluentGroupAdmin(self._client(), self._config.request_timeout)
+
+    async def _partitions_of(self, topic: str) -> list[int] | None:
+        """The topic's partition numbers, or None when it does not exist."""
+        described = (await self._describe_topics([topic])).get(topic)
+        if described is None:
+            return None
+        return [partition.partition_id for partition in described.partitions]
 
     def _client(self) -> AdminClient:
         if self._admin is None:

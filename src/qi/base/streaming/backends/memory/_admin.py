@@ -1,31 +1,44 @@
-"""The memory admin: topic management on the in-process broker.
+"""The memory admin: topics and consumer groups of the in-process broker.
 
 Topics are created and deleted synchronously, so a created topic is visible
-to every client of the same broker as soon as the call returns.
+to every client of the same broker as soon as the call returns. Group admin
+reads and changes the broker's own group and log state.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 from qi.base import QiError
 from qi.base.streaming._admin import StreamingAdmin
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import StreamingConfig, TopicConfig
 from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._types import TopicMetadata
+from qi.base.streaming._group_offsets import TopicPartitionKey
+from qi.base.streaming._types import (
+    GroupDescription,
+    GroupMember,
+    PartitionOffsets,
+    TopicMetadata,
+)
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for
 from qi.base.streaming.backends.memory._errors import (
     IMPLEMENTATION,
+    BrokerError,
+    MemoryBrokerError,
     broker_error,
     translate,
     unreachable,
 )
 
+# Where memory members connect from, as describe_group reports it.
+_MEMBER_HOST: Final = "in-process"
+
 
 class MemoryAdmin(StreamingAdmin):
-    """Creates, deletes, lists and describes topics of the in-process broker."""
+    """Manages topics and consumer groups of the in-process broker."""
 
     def __init__(self, config: StreamingConfig, logger: logging.Logger | None = None) -> None:
         super().__init__(config, implementation=IMPLEMENTATION, logger=logger)
@@ -89,3 +102,40 @@ class MemoryAdmin(StreamingAdmin):
             if metadata is not None:
                 found[name] = metadata
         return found
+
+    async def _topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
+        found = (await self._reach("get_topic_offsets")).topic(topic)
+        return None if found is None else found.offsets()
+
+    async def _list_groups(self) -> Sequence[str]:
+        return (await self._reach("list_groups")).group_ids()
+
+    async def _describe_group(self, group_id: str) -> GroupDescription:
+        group = (await self._reach("describe_group")).known_group(group_id)
+        if group is None:
+            return GroupDescription(group_id, "dead", ())
+        members = tuple(
+            GroupMember(
+                member.member_id, member.client_id, _MEMBER_HOST, tuple(sorted(member.owned()))
+            )
+            for member in sorted(group.members, key=lambda member: member.member_id)
+        )
+        return GroupDescription(group_id, group.state(), members)
+
+    async def _committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
+        return (await self._reach("get_group_lag")).committed(group_id)
+
+    async def _offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
+        found = (await self._reach("reset_group_offsets")).topic(topic)
+        if found is None:
+            raise MemoryBrokerError(BrokerError.UNKNOWN_TOPIC_OR_PART, f"no topic {topic!r}")
+        return {
+            partition: found.first_offset_at(partition, timestamp_ms)
+            for partition in range(len(found.logs))
+        }
+
+    async def _alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
+        (await self._reach("reset_group_offsets")).group(group_id).reset_offsets(offsets)
+
+    async def _delete_group(self, group_id: str) -> None:
+        (await self._reach("delete_group")).delete_group(group_id)

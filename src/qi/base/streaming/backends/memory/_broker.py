@@ -394,6 +394,19 @@ class MemoryBroker:
             )
         return group
 
+    def known_group(self, group_id: str) -> ConsumerGroup | None:
+        """The named group if it has members or committed offsets (Kafka forgets the others)."""
+        group = self._groups.get(group_id)
+        return group if group is not None and group.state() != "dead" else None
+
+    def group_ids(self) -> list[str]:
+        """Ids of the groups Kafka would list: those with members or committed offsets."""
+        return [group_id for group_id in self._groups if self.known_group(group_id) is not None]
+
+    def delete_group(self, group_id: str) -> None:
+        """Forget a group and its committed offsets; its next member starts it anew."""
+        self._groups.pop(group_id, None)
+
     def committed(self, group_id: str) -> dict[tuple[str, int], int]:
         """A group's committed offsets (next offset to read), for inspection by tests."""
         group = self._groups.get(group_id)

@@ -63,6 +63,7 @@ class MemoryConsumer(StreamingConsumer):
             self._config.request_timeout,
             self._consumer_config.session_timeout,
             read_committed=self._consumer_config.isolation_level == "read_committed",
+            client_id=self._config.client_id,
         )
         return self._member
 

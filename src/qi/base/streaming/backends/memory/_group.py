@@ -75,6 +75,11 @@ class GroupMember(Protocol):
         """Unique id within the group."""
         ...
 
+    @property
+    def client_id(self) -> str:
+        """The ``client_id`` of the member's client."""
+        ...
+
     def wants(self, topic: str) -> bool:
         """Whether its subscription (names and pattern) covers ``topic``."""
         ...
@@ -171,6 +176,16 @@ class ConsumerGroup:
                 f"member {member.member_id} of group {self.group_id!r} does not own "
                 f"{sorted(refused)}: they were reassigned by a rebalance",
             )
+
+    def state(self) -> str:
+        """Kafka's name for where the group is, in snake case (see GroupDescription)."""
+        if self._members:
+            return "preparing_rebalance" if self.rebalancing() else "stable"
+        return "empty" if self.committed else "dead"
+
+    def reset_offsets(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Store committed offsets from an admin (the group has no members to own them)."""
+        self.committed.update(offsets)
 
     def forget_topic(self, topic: str) -> None:
         """Drop the committed offsets of a deleted topic."""

@@ -21,6 +21,7 @@ from qi.base.streaming._types import (
     NO_CONSUMED_HEADERS,
     ConsumedMessage,
     PartitionMetadata,
+    PartitionOffsets,
     TopicMetadata,
 )
 from qi.base.streaming.backends.memory._build import Record, consumed_messages
@@ -91,6 +92,19 @@ class Topic:
                 for index in range(len(self.logs))
             ),
         )
+
+    def offsets(self) -> tuple[PartitionOffsets, ...]:
+        """Start and end of each partition: nothing is ever removed, so every log starts at 0."""
+        return tuple(
+            PartitionOffsets(self.name, index, 0, len(log)) for index, log in enumerate(self.logs)
+        )
+
+    def first_offset_at(self, partition: int, timestamp_ms: int) -> int | None:
+        """The first offset of a partition stamped at or after ``timestamp_ms``, if any."""
+        for offset, record in enumerate(self.logs[partition]):
+            if record[2] >= timestamp_ms:
+                return offset
+        return None
 
     def read(
         self, partition: int, start: int, stop: int, committed_only: bool = False

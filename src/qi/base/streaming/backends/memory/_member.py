@@ -40,9 +40,13 @@ class MemberSource(PartitionSource):
         request_timeout: float,
         session_timeout: float,
         read_committed: bool,
+        *,
+        client_id: str,
     ) -> None:
         self._broker = broker
         self._read_committed = read_committed
+        self.client_id: Final = client_id
+        """The ``client_id`` of the consumer this member belongs to (for describe_group)."""
         self._group: ConsumerGroup = broker.group(group_id)
         self._member_id: Final = member_id
         self._topics = frozenset(subscription.topics)

@@ -1,0 +1,167 @@
+"""``qi-stream groups`` and ``topics describe`` offsets against a broker with full group admin.
+
+The broker is noida-db (``noida_bootstrap``): Tansu answers part of the group admin
+wrongly (see the README's broker quirks).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ._support import CLI, cli_env, kafka_backend, run_cli, stderr_lines, unique_topic
+
+FAST_GROUP = ("--session-timeout", "6")
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    name = kafka_backend()
+    if name is None:
+        pytest.skip("neither the confluent nor the aiokafka backend is installed and loads")
+    return name
+
+
+@pytest.fixture
+def cluster(noida_bootstrap: str, backend: str) -> dict[str, str]:
+    """Environment pointing the CLI at noida-db (QI_BROKERS) with a Kafka backend."""
+    return {"QI_BROKERS": noida_bootstrap, "QI_TEST_BACKEND": backend}
+
+
+def cli(
+    cluster: dict[str, str], *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return run_cli(*args, "--backend", cluster["QI_TEST_BACKEND"], stdin=stdin, env=cluster)
+
+
+def cli_json(cluster: dict[str, str], *args: str) -> Any:
+    completed = cli(cluster, *args, "--format", "json")
+    assert completed.returncode == 0, completed.stderr.decode()
+    return json.loads(completed.stdout)
+
+
+@pytest.fixture
+def topic(cluster: dict[str, str]) -> Iterator[str]:
+    name = unique_topic()
+    created = cli(cluster, "topics", "create", name, "--partitions", "2")
+    assert created.returncode == 0, created.stderr.decode()
+    yield name
+    cli(cluster, "topics", "delete", name)
+
+
+def _partitions(described: Any) -> list[tuple[int, int | None, int, int]]:
+    return [
+        (row["partition"], row["committed"], row["end"], row["lag"])
+        for row in described["partitions"]
+    ]
+
+
+@pytest.mark.broker
+def test_describe_reset_and_delete_a_stopped_group(cluster: dict[str, str], topic: str) -> None:
+    messages = b"".join(f"m{index}\n".encode() for index in range(5))
+    assert cli(cluster, "produce", topic, "--key", "k", stdin=messages).returncode == 0
+    group = unique_topic("group")
+    consumed = cli(
+        cluster, "consume", topic, "--group", group, "--from-beginning", "--max", "3", *FAST_GROUP
+    )
+    assert consumed.returncode == 0, consumed.stderr.decode()
+
+    offsets = cli_json(cluster, "topics", "describe", topic)
+    ends = {row["partition"]: row["end"] for row in offsets}
+    assert sorted(ends.values()) == [0, 5] and {row["start"] for row in offsets} == {0}
+    keyed = next(partition for partition, end in ends.items() if end == 5)
+    assert "start" in cli(cluster, "topics", "describe", topic).stdout.decode()
+
+    assert group in cli(cluster, "groups", "list").stdout.decode().splitlines()
+    assert group in cli_json(cluster, "groups", "list")
+    described = cli_json(cluster, "groups", "describe", group)
+    assert described["state"] == "empty" and described["members"] == []
+    assert (keyed, 3, 5, 2) in _partitions(described)
+    assert described["total_lag"] == 2
+    table = cli(cluster, "groups", "describe", group)
+    assert table.returncode == 0 and "total lag 2" in table.stdout.decode()
+
+    declined = cli(
+        cluster, "groups", "reset", group, "--topic", topic, "--to", "earliest", stdin=b"n\n"
+    )
+    assert declined.returncode == 1
+    assert "committed 3, log 0..5 -> 0" in declined.stderr.decode()
+    assert stderr_lines(declined)[-1].endswith("reset cancelled: nothing changed")
+    assert cli_json(cluster, "groups", "describe", group)["total_lag"] == 2
+
+    reset = cli_json(cluster, "groups", "reset", group, "--topic", topic, "--to", "1", "--yes")
+    assert {"partition": keyed, "from": 3, "to": 1} in reset["partitions"]
+    assert cli_json(cluster, "groups", "describe", group)["total_lag"] == 4
+    to_time = cli(
+        cluster, "groups", "reset", group, "--topic", topic, "--to", "2999-01-01T00:00", "--yes"
+    )
+    assert to_time.returncode == 0, to_time.stderr.decode()
+    assert f"{topic}[{keyed}]: 1 -> 5" in to_time.stdout.decode()
+
+    deleted = cli(cluster, "groups", "delete", group)
+    assert deleted.returncode == 0 and f"deleted group {group}" in deleted.stdout.decode()
+    assert group not in cli_json(cluster, "groups", "list")
+    gone = cli(cluster, "groups", "describe", group)
+    assert gone.returncode == 1 and "does not exist" in gone.stderr.decode()
+
+
+@pytest.mark.broker
+def test_a_group_with_an_active_member_is_shown_and_not_reset(
+    cluster: dict[str, str], topic: str
+) -> None:
+    group = unique_topic("group")
+    args = [*CLI, "consume", topic, "--group", group, *FAST_GROUP]
+    with subprocess.Popen(
+        [*args, "--backend", cluster["QI_TEST_BACKEND"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(cluster),
+    ) as consumer:
+        try:
+            described = _wait_for_member(cluster, group)
+            member = described["members"][0]
+            assert member["client_id"] == "qi-stream"
+            assert sorted((held["topic"], held["partition"]) for held in member["assignment"]) == [
+                (topic, 0),
+                (topic, 1),
+            ]
+            assert {row["member_id"] for row in described["partitions"]} == {member["member_id"]}
+            assert member["member_id"] in cli(cluster, "groups", "describe", group).stdout.decode()
+
+            refused = cli(
+                cluster, "groups", "reset", group, "--topic", topic, "--to", "latest", "--yes"
+            )
+            assert refused.returncode == 1
+            assert "active members" in refused.stderr.decode()
+            not_deleted = cli(cluster, "groups", "delete", group)
+            assert not_deleted.returncode == 1
+            assert "STREAMING_INVALID_ARGUMENT" in not_deleted.stderr.decode()
+        finally:
+            consumer.send_signal(signal.SIGINT)
+            consumer.communicate(timeout=40)
+
+
+def _wait_for_member(cluster: dict[str, str], group: str) -> Any:
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        completed = cli(cluster, "groups", "describe", group, "--format", "json")
+        if completed.returncode == 0:
+            described = json.loads(completed.stdout)
+            if described["state"] == "stable" and described["members"]:
+                return described
+        time.sleep(0.5)
+    raise AssertionError(f"group {group} never showed a stable member")
+
+
+def test_a_reset_target_that_is_no_time_is_a_usage_error() -> None:
+    completed = run_cli(
+        "groups", "reset", "g", "--topic", "t", "--to", "yesterday", "--backend", "memory"
+    )
+    assert completed.returncode == 2
+    assert "expected earliest, latest, an offset or an ISO time" in completed.stderr.decode()

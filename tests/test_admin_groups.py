@@ -1,0 +1,89 @@
+"""The group admin's contract layer: its time bound and how it names a group that changed.
+
+The contract suite (tests/contract/test_groups_admin.py) shows the behaviour on every
+backend; these tests reach the cases a healthy broker does not produce on demand: a
+backend that never answers, and a broker refusing because a member joined meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+
+from qi.base import Failure
+from qi.base.streaming import ErrorCode, GroupDescription, StreamingConfig
+from qi.base.streaming._codes import streaming_error
+from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming.backends.memory import discard_broker
+from qi.base.streaming.backends.memory._admin import MemoryAdmin
+
+
+def _config() -> StreamingConfig:
+    return StreamingConfig(
+        "group-admin-test", (f"memory-{uuid.uuid4().hex}:9092",), request_timeout=0.3
+    )
+
+
+class _SilentAdmin(MemoryAdmin):
+    """A backend whose group description never comes."""
+
+    async def _describe_group(self, group_id: str) -> GroupDescription:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+class _RacedAdmin(MemoryAdmin):
+    """A backend that finds the group idle, then meets the broker's refusal: a member joined."""
+
+    async def _describe_group(self, group_id: str) -> GroupDescription:
+        return GroupDescription(group_id, "empty", ())
+
+    async def _delete_group(self, group_id: str) -> None:
+        raise OperationFailed(
+            streaming_error(
+                ErrorCode.COMMIT_FAILED,
+                "the group is not empty",
+                operation="delete_group",
+                implementation="memory",
+                kafka_error="NON_EMPTY_GROUP",
+                retriable=False,
+            )
+        )
+
+    async def _alter_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        raise AssertionError("not reached")
+
+
+async def test_a_group_call_that_gets_no_answer_times_out_with_the_group_named() -> None:
+    config = _config()
+    admin = _SilentAdmin(config)
+    assert (await admin.connect()).is_success()
+    try:
+        for outcome in (
+            await admin.describe_group("quiet"),
+            await admin.delete_group("quiet"),
+            await admin.get_group_lag("quiet"),
+        ):
+            assert isinstance(outcome, Failure)
+            assert outcome.error.code == ErrorCode.TIMEOUT
+            assert outcome.error.context["group_id"] == "quiet"
+    finally:
+        await admin.disconnect()
+        discard_broker(config.brokers)
+
+
+async def test_a_broker_refusing_a_group_that_became_busy_is_an_invalid_argument() -> None:
+    config = _config()
+    admin = _RacedAdmin(config)
+    assert (await admin.connect()).is_success()
+    try:
+        outcome = await admin.delete_group("raced")
+        assert isinstance(outcome, Failure)
+        assert outcome.error.code == ErrorCode.INVALID_ARGUMENT
+        assert outcome.error.context["kafka_error"] == "NON_EMPTY_GROUP"
+        assert outcome.error.context["group_id"] == "raced"
+        assert outcome.error.context["operation"] == "delete_group"
+    finally:
+        await admin.disconnect()
+        discard_broker(config.brokers)
