@@ -10,8 +10,10 @@ group-wide form (committed offsets are read by a raw client at snapshots).
 
 The schedules run on both development brokers: Tansu behind the fault proxy, and
 noida-db, which cannot sit behind one (it advertises its own listener) and never evicts
-a member that died without leaving, so there members join and leave while messages
-flow, and nothing is killed, cut or stalled (see ``Cluster``).
+a member that died without leaving, so there confluent members join and leave while
+messages flow, aiokafka members handle them through slow and failing handlers and
+unrepresentable timestamps, and nothing is killed, cut or stalled (see
+``_fault_kinds``).
 
 ``make test`` runs a short schedule per backend; ``QI_LONG=1`` (``make test-long``)
 tens of thousands of messages through many more faults. ``QI_SEED`` picks the schedule.
@@ -92,16 +94,28 @@ async def _fault(group: RealGroup, action: str) -> None:
         await asyncio.to_thread(proxy.restore)
 
 
+def _fault_kinds(group: RealGroup) -> list[str]:
+    """What the schedule may do to this group on this broker (see ``Cluster``)."""
+    if group.cluster.evicts_dead_members:
+        kinds = ["kill", "join", "leave"]
+    elif group.backend == "confluent":
+        kinds = ["join", "leave"]  # a killed member would hold noida-db's group for ever
+    else:
+        # aiokafka drops its member id when a commit meets a newer generation and joins
+        # again as a new member; noida-db keeps the old one for ever, so the next
+        # rebalance never completes. On noida-db the aiokafka group keeps its members.
+        kinds = []
+    if group.cluster.proxy is not None:
+        kinds += ["cut", "stall"]
+    return kinds
+
+
 async def _faults(group: RealGroup) -> list[str]:
     # Rounds of every kind of fault, each round in a seeded order: even the short
     # schedule kills, adds, stops, cuts and stalls.
+    kinds = _fault_kinds(group)
     actions: list[str] = []
-    kinds = ["join", "leave"]
-    if group.cluster.evicts_dead_members:
-        kinds.append("kill")
-    if group.cluster.proxy is not None:
-        kinds += ["cut", "stall"]
-    while len(actions) < FAULTS:
+    while kinds and len(actions) < FAULTS:
         round_ = list(kinds)
         group.random.shuffle(round_)
         actions.extend(round_)
