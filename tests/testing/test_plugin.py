@@ -90,9 +90,17 @@ def test_assert_produced_matches_key_value_headers_partition_and_predicate(
             tagged = StreamingMessage(b"2", key="b", headers={"h": "x"})
             (await producer.send("orders", tagged)).unwrap()
             await assert_produced(qi_memory_client, "orders", key="c", within=0.3)
+
+        async def test_a_raising_predicate_fails_as_it_is(qi_memory_client):
+            admin = (await qi_memory_client.get_admin()).unwrap()
+            (await admin.create_topics([TopicConfig("orders")])).unwrap()
+            producer = (await qi_memory_client.get_producer()).unwrap()
+            (await producer.send("orders", StreamingMessage(b"not json"))).unwrap()
+            await assert_produced(qi_memory_client, "orders", where=lambda m: 1 / 0, within=5)
         """,
     )
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["E   ZeroDivisionError: division by zero"])
     result.stdout.fnmatch_lines(
         [
             "*AssertionError: no message with key=b'c' was produced to 'orders' within 0.3s;*"

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Final
 
+from qi.base import Success
 from qi.base.streaming import (
     ConsumedMessage,
     ConsumerConfig,
@@ -19,7 +20,6 @@ from qi.base.streaming import (
 from qi.base.streaming.testing._expect import expect_success
 
 _READER_GROUP_PREFIX: Final = "qi-testing-reader-"
-_POLL_INTERVAL: Final = 0.05
 _LISTED_AT_MOST: Final = 50
 # A reader is alone in its group; a short session keeps its join fast on the
 # development brokers, which take a part of the session to settle a join.
@@ -41,8 +41,7 @@ async def read_topic(
 
     Raises AssertionError when the library reports a failure (a missing topic, say).
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    deadline = asyncio.get_running_loop().time() + within
     doing = f"reading topic {topic!r}"
     admin = expect_success(await client.get_admin(), doing)
     offsets = expect_success(await admin.get_topic_offsets(topic), doing)
@@ -50,18 +49,39 @@ async def read_topic(
     ends = {part.partition: part.end for part in offsets if part.end > part.start}
     if not ends:
         return ()
-    received: dict[int, dict[int, ConsumedMessage]] = {partition: {} for partition in ends}
-    caught_up = asyncio.Event()
+    unread = set(ends)
 
-    def every_partition_read() -> bool:
-        return all(end - 1 in received[partition] for partition, end in ends.items())
+    def last_before_end(message: ConsumedMessage) -> bool:
+        if message.offset == ends.get(message.partition, 0) - 1:
+            unread.discard(message.partition)
+        return not unread
+
+    messages = await _read_until(client, topic, last_before_end, deadline, doing)
+    return tuple(message for message in messages if message.offset < ends.get(message.partition, 0))
+
+
+async def _read_until(
+    client: StreamingClient,
+    topic: str,
+    finished: Callable[[ConsumedMessage], bool],
+    deadline: float,
+    doing: str,
+) -> tuple[ConsumedMessage, ...]:
+    """Read ``topic`` from its start with a group of its own until ``finished`` is true of a
+    message or the loop's clock reaches ``deadline``; what was read, by partition and offset."""
+    received: dict[tuple[int, int], ConsumedMessage] = {}
+    done = asyncio.Event()
+    raised: list[BaseException] = []
 
     async def keep(payload: EachBatchPayload) -> None:
         for message in payload.messages:
-            if message.offset < ends.get(message.partition, 0):
-                received[message.partition][message.offset] = message
-        if every_partition_read():
-            caught_up.set()
+            received[(message.partition, message.offset)] = message
+            try:
+                if finished(message):
+                    done.set()
+            except Exception as error:  # the caller's predicate: it fails the test, not the read
+                raised.append(error)
+                done.set()
 
     group_id = f"{_READER_GROUP_PREFIX}{uuid.uuid4().hex}"
     reader_config = ConsumerConfig(
@@ -77,15 +97,15 @@ async def read_topic(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(deadline):
                 expect_success(await reader.run(ConsumerRunConfig(each_batch=keep)), doing)
-                await caught_up.wait()
+                await done.wait()
     finally:
         await reader.disconnect()
-        await admin.delete_group(group_id)  # best effort: only tidies the broker up
-    return tuple(
-        message
-        for partition in sorted(received)
-        for _, message in sorted(received[partition].items())
-    )
+        admin = await client.get_admin()
+        if isinstance(admin, Success):
+            await admin.value.delete_group(group_id)  # best effort: only tidies the broker up
+    if raised:
+        raise raised[0]
+    return tuple(received[key] for key in sorted(received))
 
 
 def _as_bytes(value: str | bytes) -> bytes:
@@ -136,30 +156,34 @@ async def assert_produced(
     where: Callable[[ConsumedMessage], bool] | None = None,
     within: float = 10.0,
 ) -> ConsumedMessage:
-    """Return the first message of ``topic`` that matches; fail the test if none arrives.
+    """Return a message of ``topic`` that matches (the first to arrive); fail the test if none does.
 
     A message matches when it has ``key`` and ``value`` (a ``str`` is compared as its
     UTF-8 bytes), carries each of ``headers`` with that value (other headers may be
     there too), lies in ``partition``, and satisfies ``where``; an argument left None is
-    not checked (so ``where=lambda m: m.value is None`` asks for a tombstone). The
-    topic is read again until a message matches or ``within`` seconds have passed, so
-    a message another task is about to produce is waited for. The AssertionError lists
-    what the topic holds.
+    not checked (so ``where=lambda m: m.value is None`` asks for a tombstone). A reader
+    of its own reads the topic from the start and keeps reading until a message matches
+    or ``within`` seconds have passed, so a message another task is about to produce is
+    waited for. The AssertionError lists what the topic held; an exception ``where``
+    raises fails the test as it is.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    deadline = asyncio.get_running_loop().time() + within
+    doing = f"reading topic {topic!r}"
+    admin = expect_success(await client.get_admin(), doing)
+    expect_success(await admin.get_topic_offsets(topic), doing)  # a missing topic fails now
     wanted_key = None if key is None else _as_bytes(key)
     wanted_value = None if value is None else _as_bytes(value)
     wanted_headers = {name: _as_bytes(header) for name, header in (headers or {}).items()}
-    while True:
-        remaining = max(deadline - loop.time(), _POLL_INTERVAL)
-        messages = await read_topic(client, topic, within=remaining)
-        for message in messages:
-            if _matches(message, wanted_key, wanted_value, wanted_headers, partition, where):
-                return message
-        if loop.time() >= deadline:
-            break
-        await asyncio.sleep(_POLL_INTERVAL)  # the topic is polled until the deadline
+    matched: list[ConsumedMessage] = []
+
+    def matches(message: ConsumedMessage) -> bool:
+        if _matches(message, wanted_key, wanted_value, wanted_headers, partition, where):
+            matched.append(message)
+        return bool(matched)
+
+    messages = await _read_until(client, topic, matches, deadline, doing)
+    if matched:
+        return matched[0]
     expected = _describe_expectation(wanted_key, wanted_value, wanted_headers, partition, where)
     raise AssertionError(
         f"no message {expected} was produced to {topic!r} within {within}s; "
