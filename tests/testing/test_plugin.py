@@ -7,7 +7,9 @@ outcomes and failure messages. All but one run on the memory backend.
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -359,3 +361,16 @@ def test_dev_client_and_helpers_on_the_development_broker(pytester: pytest.Pytes
         """,
     )
     result.assert_outcomes(passed=1)
+
+
+def test_the_readme_example_passes_in_a_users_project(pytester: pytest.Pytester) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Testing your application\n", 1)[1]
+    example = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    assert example is not None, "the README's testing section has no python example"
+    pytester.makeini(USER_INI)
+    pytester.makepyfile(test_orders=example.group(1))
+
+    result = pytester.runpytest("-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=2)
