@@ -135,6 +135,26 @@ def test_assert_produced_waits_for_a_message_produced_later(pytester: pytest.Pyt
     result.assert_outcomes(passed=1)
 
 
+def test_fixtures_work_in_pytest_asyncio_strict_mode(pytester: pytest.Pytester) -> None:
+    pytester.makeini(USER_INI.replace("auto", "strict"))
+    pytester.makepyfile(
+        test_user=USER_IMPORTS
+        + textwrap.dedent(
+            """
+            @pytest.mark.asyncio
+            async def test_memory(qi_memory_client):
+                assert (await qi_memory_client.is_healthy()).unwrap() is True
+
+            @pytest.mark.asyncio
+            async def test_per_backend(qi_client):
+                assert (await qi_client.is_healthy()).unwrap() is True
+            """
+        )
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
 def test_read_topic_returns_every_partition_in_offset_order(pytester: pytest.Pytester) -> None:
     result = run_user_tests(
         pytester,
@@ -159,9 +179,20 @@ def test_read_topic_returns_every_partition_in_offset_order(pytester: pytest.Pyt
 
         async def test_missing_topic_fails_the_test(qi_memory_client):
             await read_topic(qi_memory_client, "missing")
+
+        async def test_nothing_produced_to_an_empty_topic(qi_memory_client):
+            admin = (await qi_memory_client.get_admin()).unwrap()
+            (await admin.create_topics([TopicConfig("quiet")])).unwrap()
+            await assert_produced(qi_memory_client, "quiet", within=0.2)
         """,
     )
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*AssertionError: no message at all was produced to 'quiet' within 0.2s; "
+            "topic 'quiet' holds no messages"
+        ]
+    )
     result.stdout.fnmatch_lines(
         ["*AssertionError: reading topic 'missing' failed: *STREAMING_TOPIC_NOT_FOUND*"]
     )
@@ -198,7 +229,7 @@ def test_wait_for_group_returns_once_the_group_committed_everything(
                 handled.append(payload.message.offset)
 
             await start_group(qi_memory_client, "workers", handle)
-            lags = await wait_for_group(qi_memory_client, "workers", ["jobs"])
+            lags = await wait_for_group(qi_memory_client, "workers", "jobs")
             seen = [(lag.partition, lag.committed, lag.lag) for lag in lags]
             assert seen == [(0, 3, 0), (1, 3, 0)]
             assert len(handled) == 6

@@ -14,27 +14,29 @@ _POLL_INTERVAL: Final = 0.05
 
 
 async def wait_for_group(
-    client: StreamingClient, group_id: str, topics: Sequence[str], *, within: float = 10.0
+    client: StreamingClient, group_id: str, topics: str | Sequence[str], *, within: float = 10.0
 ) -> tuple[PartitionLag, ...]:
-    """Wait until ``group_id`` has committed the end offset of every partition of ``topics``.
+    """Wait until ``group_id`` has committed the end offset of every partition of ``topics``
+    (one topic's name, or several).
 
     Returns the group's lag (every ``lag`` 0) once its committed offsets reach the end
     offsets, which is when the group's handlers have returned for every message there
     and their offsets were committed (with ``auto_commit`` that takes up to
     ``auto_commit_interval``). A group not known yet (its consumers are still joining)
-    is waited for. After ``within`` seconds it raises AssertionError listing each
-    partition's committed and end offsets, or the last error of the admin.
+    is waited for. After ``within`` seconds it raises AssertionError listing the
+    committed and end offsets of each partition still behind, or the admin's last error.
     """
+    names = [topics] if isinstance(topics, str) else list(topics)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     admin = expect_success(await client.get_admin(), f"waiting for group {group_id!r}")
     while True:
-        measured = await admin.get_group_lag(group_id, list(topics))
+        measured = await admin.get_group_lag(group_id, names)
         last = measured.error if isinstance(measured, Failure) else measured.value
         if not isinstance(last, QiError) and all(part.lag == 0 for part in last):
             return last
         if loop.time() >= deadline:
-            raise AssertionError(_not_done(group_id, topics, within, last))
+            raise AssertionError(_not_done(group_id, names, within, last))
         await asyncio.sleep(_POLL_INTERVAL)  # the lag is polled until the deadline
 
 
