@@ -38,7 +38,7 @@ from qi.base.streaming.testing import assert_produced, crash, read_topic, wait_f
 def run_user_tests(pytester: pytest.Pytester, body: str, *args: str) -> pytest.RunResult:
     pytester.makeini(USER_INI)
     pytester.makepyfile(test_user=USER_IMPORTS + textwrap.dedent(body))
-    return pytester.runpytest("-p", "no:cacheprovider", *args)
+    return pytester.runpytest("-p", "no:cacheprovider", "--strict-markers", *args)
 
 
 def test_memory_client_gets_a_fresh_broker_per_test(pytester: pytest.Pytester) -> None:
@@ -328,7 +328,9 @@ def test_backends_come_from_marker_option_ini_or_parametrize(
     pytester.makeini(USER_INI + ini_line + "\n")
     pytester.makepyfile(test_user="import pytest\n" + BACKEND_PROBE)
 
-    result = pytester.runpytest("-p", "no:cacheprovider", "--collect-only", "-q", *args)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--strict-markers", "--collect-only", "-q", *args
+    )
 
     collected = [line for line in result.outlines if line.startswith("test_user.py::")]
     assert collected == [
