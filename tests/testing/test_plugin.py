@@ -180,13 +180,23 @@ def test_read_topic_returns_every_partition_in_offset_order(pytester: pytest.Pyt
         async def test_missing_topic_fails_the_test(qi_memory_client):
             await read_topic(qi_memory_client, "missing")
 
+        async def test_a_reader_that_never_joined_says_so(qi_memory_client):
+            admin = (await qi_memory_client.get_admin()).unwrap()
+            (await admin.create_topics([TopicConfig("busy")])).unwrap()
+            producer = (await qi_memory_client.get_producer()).unwrap()
+            (await producer.send("busy", StreamingMessage(b"unread"))).unwrap()
+            await read_topic(qi_memory_client, "busy", within=0)
+
         async def test_nothing_produced_to_an_empty_topic(qi_memory_client):
             admin = (await qi_memory_client.get_admin()).unwrap()
             (await admin.create_topics([TopicConfig("quiet")])).unwrap()
             await assert_produced(qi_memory_client, "quiet", within=0.2)
         """,
     )
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines(
+        ["*AssertionError: reading topic 'busy': its reader was given no partitions in time"]
+    )
     result.stdout.fnmatch_lines(
         [
             "*AssertionError: no message at all was produced to 'quiet' within 0.2s; "

@@ -39,7 +39,8 @@ async def read_topic(
     arrived is returned. On a topic written by transactions the end offset counts the
     commit markers, which are no messages: such a read lasts the whole ``within``.
 
-    Raises AssertionError when the library reports a failure (a missing topic, say).
+    Raises AssertionError when the library reports a failure (a missing topic, say) or
+    the reader was given no partitions within ``within`` seconds.
     """
     deadline = asyncio.get_running_loop().time() + within
     doing = f"reading topic {topic!r}"
@@ -91,12 +92,14 @@ async def _read_until(
         auto_commit=False,
     )
     reader = expect_success(await client.get_consumer(reader_config), doing)
+    joined = False
     try:
         subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
         expect_success(await reader.subscribe(subscription), doing)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(deadline):
                 expect_success(await reader.run(ConsumerRunConfig(each_batch=keep)), doing)
+                joined = True
                 await done.wait()
     finally:
         await reader.disconnect()
@@ -105,6 +108,9 @@ async def _read_until(
             await admin.value.delete_group(group_id)  # best effort: only tidies the broker up
     if raised:
         raise raised[0]
+    if not joined:
+        # Saying "the topic holds nothing" here would blame the application for a slow join.
+        raise AssertionError(f"{doing}: its reader was given no partitions in time")
     return tuple(received[key] for key in sorted(received))
 
 
