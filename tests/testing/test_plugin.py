@@ -385,13 +385,19 @@ def test_dev_client_and_helpers_on_the_development_broker(pytester: pytest.Pytes
     result = run_user_tests(
         pytester,
         """
+        import uuid
+
+        async def make_topic(client):
+            topic = f"plugin-{uuid.uuid4().hex}"
+            admin = (await client.get_admin()).unwrap()
+            (await admin.create_topics([TopicConfig(topic, num_partitions=2)])).unwrap()
+            return topic
+
         @pytest.mark.qi_dev_backend("confluent")
         async def test_roundtrip(qi_dev_client, qi_dev_broker):
             assert qi_dev_broker.kind in ("tansu", "noida", "external")
             assert qi_dev_client.implementation == "confluent"
-            topic = f"plugin-{id(qi_dev_client)}"
-            admin = (await qi_dev_client.get_admin()).unwrap()
-            (await admin.create_topics([TopicConfig(topic, num_partitions=2)])).unwrap()
+            topic = await make_topic(qi_dev_client)
             producer = (await qi_dev_client.get_producer()).unwrap()
             message = StreamingMessage(b"over the wire", key="k", headers={"trace": "t-1"})
             (await producer.send(topic, message)).unwrap()
@@ -400,10 +406,33 @@ def test_dev_client_and_helpers_on_the_development_broker(pytester: pytest.Pytes
                 qi_dev_client, topic, key="k", headers={"trace": "t-1"}, within=30
             )
             assert found.value == b"over the wire"
-            (await admin.delete_topics([topic])).unwrap()
+
+            group_id = f"group-{uuid.uuid4().hex}"
+            config = ConsumerConfig(
+                group_id, session_timeout=6.0, heartbeat_interval=0.5, auto_commit_interval=0.2
+            )
+            consumer = (await qi_dev_client.get_consumer(config)).unwrap()
+            (await consumer.subscribe(SubscriptionConfig((topic,), from_beginning=True))).unwrap()
+
+            async def handle(payload):
+                pass
+
+            (await consumer.run(ConsumerRunConfig(each_message=handle))).unwrap()
+            lags = await wait_for_group(qi_dev_client, group_id, topic, within=30)
+            assert sum(lag.end for lag in lags) == 1
+
+        @pytest.mark.qi_backends("memory", "confluent")
+        async def test_each_backend(qi_client):
+            topic = await make_topic(qi_client)
+            producer = (await qi_client.get_producer()).unwrap()
+            (await producer.send(topic, StreamingMessage(b"anywhere", partition=1))).unwrap()
+            messages = await read_topic(qi_client, topic, within=30)
+            assert [(m.partition, m.value) for m in messages] == [(1, b"anywhere")]
         """,
+        "-v",
     )
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*test_each_backend?confluent? PASSED*"])
 
 
 def test_the_readme_example_passes_in_a_users_project(pytester: pytest.Pytester) -> None:
