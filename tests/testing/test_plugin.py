@@ -8,6 +8,7 @@ outcomes and failure messages. All but one run on the memory backend.
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -446,3 +447,44 @@ def test_the_readme_example_passes_in_a_users_project(pytester: pytest.Pytester)
     result = pytester.runpytest("-p", "no:cacheprovider")
 
     result.assert_outcomes(passed=2)
+
+
+# Runs pytest with pytest_asyncio unimportable, as in a project without the testing extra.
+WITHOUT_PYTEST_ASYNCIO = """
+import sys
+from importlib.abc import MetaPathFinder
+
+class Missing(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "pytest_asyncio":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Missing())
+import pytest
+# pytest's assertion rewriter would find the module ahead of Missing: plain asserts.
+sys.exit(pytest.main(["-p", "no:asyncio", "-p", "no:cacheprovider", "--assert=plain"]))
+"""
+
+
+def test_without_pytest_asyncio_pytest_starts_and_the_client_fixtures_say_what_to_install(
+    pytester: pytest.Pytester,
+) -> None:
+    # The entry point comes with every install of qi-base, so the plugin loads in
+    # projects without the testing extra too.
+    pytester.makepyfile(
+        test_user="""
+        def test_the_broker_needs_nothing_more(qi_memory_broker):
+            assert qi_memory_broker.topic_names() == []
+
+        def test_a_client_needs_pytest_asyncio(qi_memory_client):
+            pass
+        """
+    )
+
+    result = pytester.run(sys.executable, "-c", WITHOUT_PYTEST_ASYNCIO, timeout=60)
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*the qi_memory_client fixture needs pytest-asyncio: pip install 'qi-base[[]testing[]]'*"]
+    )

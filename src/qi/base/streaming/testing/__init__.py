@@ -1,7 +1,9 @@
 """Testing applications built on qi-base: a pytest plugin and helpers (``qi-base[testing]``).
 
-``pip install 'qi-base[testing]'`` registers the plugin with pytest (entry point
-``pytest11``); its async fixtures need pytest-asyncio, which the extra brings. Fixtures:
+Installing qi-base registers the plugin with pytest (entry point ``pytest11``); its
+client fixtures are async and need pytest-asyncio, which ``pip install
+'qi-base[testing]'`` brings with the development brokers (without it they fail the
+test saying so, and pytest still starts). The helpers below need no pytest. Fixtures:
 
 - ``qi_memory_client``: a ``memory`` client on a broker of this test alone;
   ``qi_memory_brokers`` is its ``brokers`` value (for the application's own config)
@@ -23,20 +25,10 @@ Helpers (they fail the test with an AssertionError, as pytest helpers do):
 :func:`read_topic`, :func:`assert_produced` and :func:`wait_for_group`.
 """
 
-try:
-    import pytest as _pytest
-    import pytest_asyncio as _pytest_asyncio
-except ImportError as missing:
-    raise ImportError(
-        f"qi.base.streaming.testing needs {missing.name}: pip install 'qi-base[testing]'"
-    ) from missing
-
 from qi.base.streaming.backends.memory import crash
 from qi.base.streaming.testing._cluster import TEST_BROKERS_ENV, DevCluster, quick_config
 from qi.base.streaming.testing._groups import wait_for_group
 from qi.base.streaming.testing._topics import assert_produced, describe_messages, read_topic
-
-del _pytest, _pytest_asyncio
 
 __all__ = [
     "TEST_BROKERS_ENV",

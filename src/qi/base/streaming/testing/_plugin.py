@@ -6,13 +6,13 @@ described in :mod:`qi.base.streaming.testing`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
+from types import ModuleType
 from typing import Final
 
 import pytest
-import pytest_asyncio
 
-from qi.base.streaming import StreamingClient, StreamingConfig, create_streaming_client
+from qi.base.streaming import StreamingConfig
 from qi.base.streaming.backends.memory import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.testing._cluster import (
     DevCluster,
@@ -22,7 +22,8 @@ from qi.base.streaming.testing._cluster import (
 )
 
 _BACKENDS_MARKER: Final = "qi_backends"
-_DEV_BACKEND_MARKER: Final = "qi_dev_backend"
+DEV_BACKEND_MARKER: Final = "qi_dev_backend"
+"""The marker naming the backend of a test's qi_dev_client."""
 _BACKEND_FIXTURE: Final = "qi_backend"
 
 
@@ -59,8 +60,23 @@ def pytest_configure(config: pytest.Config) -> None:
         "qi_backend and qi_client fixtures (memory, confluent, aiokafka)",
     )
     config.addinivalue_line(
-        "markers", f"{_DEV_BACKEND_MARKER}(name): the backend of the test's qi_dev_client"
+        "markers", f"{DEV_BACKEND_MARKER}(name): the backend of the test's qi_dev_client"
     )
+    config.pluginmanager.register(_client_fixtures(), "qi-base-clients")
+
+
+def _client_fixtures() -> ModuleType:
+    # Every project that installs qi-base loads this plugin, with or without the testing
+    # extra: without pytest-asyncio it must still let pytest start.
+    try:
+        from qi.base.streaming.testing import _clients
+    except ImportError as missing:
+        if missing.name != "pytest_asyncio":
+            raise
+        from qi.base.streaming.testing import _clients_missing
+
+        return _clients_missing
+    return _clients
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -112,36 +128,12 @@ def qi_memory_broker(qi_memory_brokers: tuple[str, ...]) -> MemoryBroker:
     return broker_for(qi_memory_brokers)
 
 
-@pytest_asyncio.fixture
-async def qi_memory_client(qi_memory_brokers: tuple[str, ...]) -> AsyncIterator[StreamingClient]:
-    """A memory client on the test's fresh broker, disconnected after the test."""
-    async with create_streaming_client("memory", quick_config(qi_memory_brokers)) as client:
-        yield client
-
-
 @pytest.fixture(scope="session")
 def qi_dev_broker() -> Iterator[DevCluster]:
     """The run's shared cluster: ``$QI_TEST_BROKERS``, or a development broker of the kind
     ``$QI_DEV_BROKER`` names (Tansu by default, "noida" for noida-db), started once."""
     with dev_cluster() as cluster:
         yield cluster
-
-
-@pytest_asyncio.fixture
-async def qi_dev_client(
-    qi_dev_broker: DevCluster, request: pytest.FixtureRequest
-) -> AsyncIterator[StreamingClient]:
-    """A client on the shared cluster; its backend is the test's ``qi_dev_backend`` marker,
-    else the ``--qi-dev-backend`` option, else the ``qi_dev_backend`` ini option (confluent)."""
-    marker = request.node.get_closest_marker(_DEV_BACKEND_MARKER)
-    option = request.config.getoption("--qi-dev-backend")
-    backend = str(
-        marker.args[0]
-        if marker is not None and marker.args
-        else option or request.config.getini("qi_dev_backend")
-    )
-    async with create_streaming_client(backend, quick_config(qi_dev_broker.brokers)) as client:
-        yield client
 
 
 @pytest.fixture
@@ -154,10 +146,3 @@ def qi_config(qi_backend: str, request: pytest.FixtureRequest) -> StreamingConfi
         cluster: DevCluster = request.getfixturevalue("qi_dev_broker")
         brokers = cluster.brokers
     return quick_config(brokers)
-
-
-@pytest_asyncio.fixture
-async def qi_client(qi_backend: str, qi_config: StreamingConfig) -> AsyncIterator[StreamingClient]:
-    """A client of ``qi_backend`` on ``qi_config``, disconnected after the test."""
-    async with create_streaming_client(qi_backend, qi_config) as client:
-        yield client
