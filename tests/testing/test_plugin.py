@@ -306,9 +306,15 @@ def test_fault_hooks_reach_the_tests_memory_broker(pytester: pytest.Pytester) ->
             assert not consumer.is_connected()
             members = (await admin.describe_group("crew")).unwrap().members
             assert len(members) == 1, "a killed member stays until its session expires"
+
+        async def test_qi_client_on_memory_shares_the_faulty_broker(qi_client, qi_memory_broker):
+            admin = (await qi_client.get_admin()).unwrap()
+            (await admin.create_topics([TopicConfig("shared")])).unwrap()
+            qi_memory_broker.set_unreachable()
+            assert (await qi_client.is_healthy()).unwrap() is False
         """,
     )
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
 
 
 BACKEND_PROBE = """
