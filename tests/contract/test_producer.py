@@ -252,6 +252,7 @@ async def test_invalid_topic_names_are_rejected(
         StreamingMessage(b"x", headers=cast(Any, {1: b"v"})),
         StreamingMessage(b"x", headers=cast(Any, [("h", b"v")])),
         StreamingMessage(b"x", partition=-1),
+        StreamingMessage(b"x", partition=2**31),  # beyond Kafka's int32
         StreamingMessage(b"x", partition=cast(Any, "0")),
         StreamingMessage(b"x", timestamp=cast(Any, "2024-01-01")),
     ],

@@ -267,8 +267,11 @@ def message_problem(message: object) -> str | None:
     if isinstance(key, str) and not _is_encodable(key):
         return "message key is a str that cannot be encoded as UTF-8"
     partition = message.partition
-    if partition is not None and (not _is_int(partition) or partition < 0):
-        return f"message partition must be an int >= 0 or None, got {partition!r}"
+    if partition is not None and (not _is_int(partition) or not 0 <= partition <= _MAX_PARTITIONS):
+        return (
+            f"message partition must be an int from 0 to {_MAX_PARTITIONS} (Kafka's int32) "
+            f"or None, got {partition!r}"
+        )
     timestamp = message.timestamp
     if timestamp is not None:
         if not isinstance(timestamp, datetime):
@@ -305,7 +308,10 @@ def checked_message_size(message: object) -> int | str:
         type(value) is not bytes
         or message.timestamp is not None
         or message.headers is not NO_HEADERS
-        or (partition is not None and (type(partition) is not int or partition < 0))
+        or (
+            partition is not None
+            and (type(partition) is not int or not 0 <= partition <= _MAX_PARTITIONS)
+        )
     ):
         return _thorough_size(message)
     if key is None:
@@ -351,12 +357,12 @@ def parse_offset(offset: object) -> SeekTarget | None:
 
 
 def partition_problem(partition: object) -> str | None:
-    """A partition number argument: an int >= 0."""
+    """A partition number argument: an int from 0 to Kafka's int32 maximum."""
     if not _is_int(partition):
         return f"partition must be an int, got {type(partition).__name__}"
     assert isinstance(partition, int)
-    if partition < 0:
-        return f"partition must be >= 0, got {partition}"
+    if not 0 <= partition <= _MAX_PARTITIONS:
+        return f"partition must be from 0 to {_MAX_PARTITIONS}, got {partition}"
     return None
 
 
