@@ -36,6 +36,7 @@ from qi.base.streaming.backends.memory._records import StickyPartitions
 
 if TYPE_CHECKING:
     from qi.base.streaming.backends.memory._broker import MemoryBroker
+    from qi.base.streaming.backends.memory._log import Topic
 
 _PRODUCER_IDS: Final = itertools.count(1000)
 """Producer ids, unique in the process (so across memory brokers too)."""
@@ -70,6 +71,9 @@ class _TransactionalState:
     """``time.monotonic()`` when the open transaction began; None when none is open."""
     written: dict[TopicPartition, list[int]] = field(default_factory=dict)
     """Offsets the open transaction wrote, per partition."""
+    topics: dict[str, Topic] = field(default_factory=dict)
+    """The topics it wrote to: a topic deleted and created again under the same name is
+    another topic, whose records its markers must not touch."""
     offsets: dict[str, tuple[MemoryGroupMetadata, dict[TopicPartition, int]]] = field(
         default_factory=dict
     )
@@ -127,6 +131,12 @@ class TransactionCoordinator:
             return outcomes
         stored = self._broker.topic(topic)
         assert stored is not None
+        if state.topics.get(topic) is not stored:
+            # A topic created anew under a name this transaction wrote to: the offsets
+            # written to the deleted one mean nothing in it.
+            for key in [key for key in state.written if key[0] == topic]:
+                del state.written[key]
+            state.topics[topic] = stored
         for outcome in outcomes:
             if isinstance(outcome, ProduceResult):
                 key = (topic, outcome.partition)
@@ -246,9 +256,9 @@ class TransactionCoordinator:
             return
         millis = time.time_ns() // 1_000_000
         for (topic_name, partition), offsets in state.written.items():
-            topic = self._broker.topic(topic_name)
-            if topic is None:
-                continue  # deleted meanwhile: nothing left to mark
+            topic = state.topics[topic_name]
+            if self._broker.topic(topic_name) is not topic:
+                continue  # deleted meanwhile (perhaps created anew): nothing left to mark
             marks = topic.transaction_marks(partition)
             marks.open_first.pop(state.producer_id, None)
             if not commit:
@@ -259,6 +269,7 @@ class TransactionCoordinator:
         touched = {topic for topic, _ in state.written}
         state.started = None
         state.written = {}
+        state.topics = {}
         state.offsets = {}
         self._open.discard(transactional_id)
         for topic_name in touched:
