@@ -207,3 +207,22 @@ async def test_ending_a_transaction_leaves_a_topic_created_anew_under_its_name_a
     assert len(topic.logs[0]) == 1  # no marker in the new topic
     assert [m.value for m in topic.read(0, 0, 1, committed_only=True)] == [b"new"]
     ok(await (await producer.transaction()).unwrap().abort())
+
+
+async def test_an_abort_that_could_not_reach_the_broker_is_finished_by_the_next_transaction(
+    client: StreamingClient, brokers: tuple[str, ...]
+) -> None:
+    producer = ok(await client.get_producer(ProducerConfig(transactional_id="cut-off")))
+    txn = ok(await producer.transaction())
+    ok(await txn.send("t", StreamingMessage(b"never", partition=0)))
+    memory = broker(brokers)
+    memory.set_unreachable()
+    failed(await txn.abort(), "STREAMING_CONNECTION_FAILED")
+    memory.set_unreachable(False)
+    topic = memory.topic("t")
+    assert topic is not None
+    assert topic.readable_end(0, committed_only=True) == 0  # the broker was not told
+    # Not "a transaction is still open" until transaction_timeout fences the producer.
+    ok(await (await producer.transaction()).unwrap().commit())
+    assert topic.read(0, 0, len(topic.logs[0]), committed_only=True) == []
+    assert topic.readable_end(0, committed_only=True) == len(topic.logs[0])
