@@ -193,6 +193,37 @@ async def test_leaving_the_block_without_commit_aborts(
     assert [message.value for message in seen] == [b"committed"]
 
 
+async def test_a_transaction_with_a_message_the_broker_refused_cannot_commit(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # As in Kafka: what it holds is not what the caller sent, so it can only abort. (Each
+    # phase has its own producer: confluent purges the first send of the transaction that
+    # follows such an abort, a librdkafka quirk this test is not about.)
+    topic = await make_topic(config={"max.message.bytes": "1000"})
+    txn = await begin(txn_producer)
+    ok(await txn.send(topic, StreamingMessage(b"sent")))
+    expect_failure(
+        await txn.send(topic, StreamingMessage(b"x" * 5_000)), "STREAMING_MESSAGE_TOO_LARGE"
+    )
+    error = expect_failure(await txn.commit(), "STREAMING_TRANSACTION_FAILED")
+    assert error.context["abortable"] is True
+    ok(await txn.abort())
+    batched = await begin(ok(await client.get_producer(transactional())))
+    big = MessageBatch(topic, (StreamingMessage(b"batched"), StreamingMessage(b"y" * 5_000)))
+    expect_failure(await batched.send_batch(big), "STREAMING_BATCH_PARTIAL_FAILURE")
+    expect_failure(await batched.commit(), "STREAMING_TRANSACTION_FAILED")
+    ok(await batched.abort())
+    async with await begin(ok(await client.get_producer(transactional()))) as whole:
+        ok(await whole.send(topic, StreamingMessage(b"whole")))
+        ok(await whole.commit())
+
+    seen = await committed_values(client, consumer_config, topic, until=has(b"whole"))
+    assert [message.value for message in seen] == [b"whole"]
+
+
 async def test_send_offsets_commits_the_group_offsets_with_the_transaction(
     client: StreamingClient,
     txn_producer: StreamingProducer,
