@@ -7,6 +7,7 @@ These tests pin the internals it replaces and prove the broker now refuses a zom
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import uuid
@@ -129,7 +130,7 @@ async def test_the_broker_refuses_the_offsets_of_a_stale_generation(kafka_bootst
         coordinator = ok(consumer.get_native_client())._coordinator  # type: ignore[attr-defined]
         producer = ok(await client.get_producer(ProducerConfig(transactional_id=group_id)))
         txn = ok(await producer.transaction())
-        native = AiokafkaTransactions(ok(producer.get_native_client()))
+        native = AiokafkaTransactions(ok(producer.get_native_client()), 5.0)
         zombie = AiokafkaGroupMetadata(group_id, coordinator.generation - 1, coordinator.member_id)
         with pytest.raises(OperationFailed) as refused:
             await native.send_offsets({(topic, 0): 1}, zombie)
@@ -183,6 +184,35 @@ async def test_what_the_transaction_manager_is_left_in_decides_the_code(
     state: TransactionState, code: str
 ) -> None:
     with pytest.raises(OperationFailed) as failed:
-        await AiokafkaTransactions(_FailingProducer(state)).commit()
+        await AiokafkaTransactions(_FailingProducer(state), 1.0).commit()
     assert failed.value.error.code == code
     assert failed.value.error.context["kafka_error"] == "INVALID_PRODUCER_EPOCH"
+
+
+class _SilentCoordinator:
+    """A producer whose transaction coordinator never answers: aiokafka waits forever."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._txn_manager = self
+        self.state = TransactionState.IN_TRANSACTION
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit_transaction")
+        self.state = TransactionState.COMMITTING_TRANSACTION
+        await asyncio.Event().wait()
+
+    async def wait_for_transaction_end(self) -> None:
+        self.calls.append("wait_for_transaction_end")
+        await asyncio.Event().wait()
+
+
+async def test_a_commit_without_an_answer_times_out_and_can_be_called_again() -> None:
+    producer = _SilentCoordinator()
+    transactions = AiokafkaTransactions(producer, 0.1)
+    for _ in range(2):
+        with pytest.raises(OperationFailed) as failed:
+            await asyncio.wait_for(transactions.commit(), 5)
+        assert failed.value.error.code == "STREAMING_TIMEOUT"
+    # The second call waits for the commit aiokafka still runs rather than start another.
+    assert producer.calls == ["commit_transaction", "wait_for_transaction_end"]

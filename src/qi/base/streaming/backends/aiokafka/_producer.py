@@ -168,7 +168,7 @@ class AiokafkaProducer(StreamingProducer):
 
     def _native_transactions(self) -> NativeTransactions:
         assert self._producer is not None
-        return AiokafkaTransactions(self._producer)
+        return AiokafkaTransactions(self._producer, self._config.request_timeout)
 
     # -- sending -------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ what this replaces.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._source import TopicPartition
 from qi.base.streaming.backends.aiokafka import _errors
@@ -233,8 +234,11 @@ class AiokafkaTransactions:
     fenced by another instance or by the coordinator); its state decides the code.
     """
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, producer: Any, timeout: float) -> None:
         self._producer = producer
+        self._timeout = timeout
+        # The end (committing or aborting) whose call timed out: aiokafka still runs it.
+        self._unfinished: TransactionState | None = None
 
     async def begin(self) -> None:
         await self._call("transaction", self._producer.begin_transaction)
@@ -250,10 +254,45 @@ class AiokafkaTransactions:
         await self._call("transaction.send_offsets", send)
 
     async def commit(self) -> None:
-        await self._call("transaction.commit", self._producer.commit_transaction)
+        await self._ending(
+            "transaction.commit",
+            self._producer.commit_transaction,
+            TransactionState.COMMITTING_TRANSACTION,
+        )
 
     async def abort(self) -> None:
-        await self._call("transaction.abort", self._producer.abort_transaction)
+        await self._ending(
+            "transaction.abort",
+            self._producer.abort_transaction,
+            TransactionState.ABORTING_TRANSACTION,
+        )
+
+    async def _ending(
+        self, operation: str, call: Callable[[], Awaitable[None]], ending: TransactionState
+    ) -> None:
+        """Commit or abort within the timeout: aiokafka waits for the coordinator forever.
+
+        What aiokafka started goes on after a timeout (it shields the wait), so the same
+        call made again while that end still runs waits for it instead of asking aiokafka
+        for a transition it refuses.
+        """
+        manager = self._producer._txn_manager
+        if self._unfinished is ending and manager.state is ending:
+            call = manager.wait_for_transaction_end
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._call(operation, call)
+        except TimeoutError as exc:
+            self._unfinished = ending
+            raise OperationFailed(
+                streaming_error(
+                    ErrorCode.TIMEOUT,
+                    f"{operation} got no answer from the transaction coordinator within "
+                    f"{self._timeout:.1f}s: its outcome is unknown",
+                    operation=operation,
+                    implementation="aiokafka",
+                )
+            ) from exc
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[None]]) -> None:
         try:
