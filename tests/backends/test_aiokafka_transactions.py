@@ -206,6 +206,10 @@ class _SilentCoordinator:
         self.calls.append("wait_for_transaction_end")
         await asyncio.Event().wait()
 
+    async def send_offsets_to_transaction(self, offsets: object, group_id: str) -> None:
+        self.calls.append("send_offsets_to_transaction")
+        await asyncio.Event().wait()
+
 
 async def test_a_commit_without_an_answer_times_out_and_can_be_called_again() -> None:
     producer = _SilentCoordinator()
@@ -216,3 +220,11 @@ async def test_a_commit_without_an_answer_times_out_and_can_be_called_again() ->
         assert failed.value.error.code == "STREAMING_TIMEOUT"
     # The second call waits for the commit aiokafka still runs rather than start another.
     assert producer.calls == ["commit_transaction", "wait_for_transaction_end"]
+
+
+async def test_offsets_without_an_answer_time_out() -> None:
+    transactions = AiokafkaTransactions(_SilentCoordinator(), 0.1)
+    group = AiokafkaGroupMetadata("g", 1, "member")
+    with pytest.raises(OperationFailed) as failed:
+        await asyncio.wait_for(transactions.send_offsets({("t", 0): 1}, group), 5)
+    assert failed.value.error.code == "STREAMING_TIMEOUT"

@@ -251,7 +251,7 @@ class AiokafkaTransactions:
             fenced_group = FencedGroupId(group)
             return self._producer.send_offsets_to_transaction(native, fenced_group)  # type: ignore[no-any-return]
 
-        await self._call("transaction.send_offsets", send)
+        await self._bounded("transaction.send_offsets", send)
 
     async def commit(self) -> None:
         await self._ending(
@@ -270,7 +270,7 @@ class AiokafkaTransactions:
     async def _ending(
         self, operation: str, call: Callable[[], Awaitable[None]], ending: TransactionState
     ) -> None:
-        """Commit or abort within the timeout: aiokafka waits for the coordinator forever.
+        """Commit or abort, bounded.
 
         What aiokafka started goes on after a timeout (it shields the wait), so the same
         call made again while that end still runs waits for it instead of asking aiokafka
@@ -280,10 +280,18 @@ class AiokafkaTransactions:
         if self._unfinished is ending and manager.state is ending:
             call = manager.wait_for_transaction_end
         try:
+            await self._bounded(operation, call)
+        except OperationFailed as failed:
+            if failed.error.code == ErrorCode.TIMEOUT:
+                self._unfinished = ending
+            raise
+
+    async def _bounded(self, operation: str, call: Callable[[], Awaitable[None]]) -> None:
+        """``_call`` within the timeout: aiokafka waits for the coordinator forever."""
+        try:
             async with asyncio.timeout(self._timeout):
                 await self._call(operation, call)
         except TimeoutError as exc:
-            self._unfinished = ending
             raise OperationFailed(
                 streaming_error(
                     ErrorCode.TIMEOUT,
