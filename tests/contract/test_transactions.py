@@ -381,7 +381,14 @@ async def test_send_offsets_needs_a_running_consumer_and_valid_offsets(
         SubscriptionConfig(topics=(topic,)),
         collector.run_config(),
     )
-    for offsets in ({(topic, 0): -1}, {(topic, -1): 0}, {topic: 0}, [((topic, 0), 1)]):
+    beyond_kafka = ({(topic, 0): 2**63}, {(topic, 2**31): 0})  # int64 offsets, int32 partitions
+    for offsets in (
+        {(topic, 0): -1},
+        {(topic, -1): 0},
+        {topic: 0},
+        [((topic, 0), 1)],
+        *beyond_kafka,
+    ):
         error = expect_failure(
             await txn.send_offsets(running, cast(Any, offsets)), "STREAMING_INVALID_ARGUMENT"
         )
