@@ -308,6 +308,36 @@ async def test_send_offsets_without_offsets_sends_what_was_processed(
         ok(await follower.disconnect())
 
 
+async def test_a_consumer_run_again_after_its_offsets_went_through_a_transaction_commits_nothing(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source = await make_topic()
+    for index in range(3):
+        ok(await producer.send(source, StreamingMessage(f"m-{index}".encode())))
+    group = consumer_config(auto_commit=False)
+    collector = Collector()
+    subscription = SubscriptionConfig(topics=(source,), from_beginning=True)
+    reader = await start_consumer(client, group, subscription, collector.run_config())
+    await collector.wait_for(3)
+    txn = await begin(txn_producer)
+    ok(await txn.send_offsets(reader, {(source, 0): 1}))
+    ok(await txn.commit())
+    ok(await reader.disconnect())
+    # The same consumer again: its progress still belongs to the transactions.
+    ok(await reader.connect())
+    ok(await reader.subscribe(subscription))
+    ok(await reader.run(collector.run_config()))
+    await collector.wait_for(5)
+    ok(await reader.disconnect())
+    admin = ok(await client.get_admin())
+    lag = ok(await admin.get_group_lag(group.group_id, [source]))
+    assert [partition.committed for partition in lag] == [1]
+
+
 async def test_a_second_producer_with_the_same_id_fences_the_first(
     client: StreamingClient,
     second_client: StreamingClient,
