@@ -435,8 +435,10 @@ async def test_send_offsets_needs_a_running_consumer_and_valid_offsets(
         ProducerConfig(transactional_id=""),
         ProducerConfig(transactional_id=cast(Any, 7)),
         ProducerConfig(transactional_id="t", transaction_timeout=0),
+        # Above Kafka's default transaction.max.timeout.ms (15 min): the broker refuses it.
+        ProducerConfig(transactional_id=unique("txn"), transaction_timeout=3_600),
     ],
-    ids=["not-idempotent", "acks-1", "empty-id", "int-id", "zero-timeout"],
+    ids=["not-idempotent", "acks-1", "empty-id", "int-id", "zero-timeout", "over-broker-max"],
 )
 async def test_invalid_transactional_config_is_reported(
     client: StreamingClient, backend: str, config: ProducerConfig

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from qi.base.streaming.backends.memory._broker import MemoryBroker
     from qi.base.streaming.backends.memory._log import Topic
 
+MAX_TRANSACTION_TIMEOUT: Final = 900.0
+"""Kafka's default ``transaction.max.timeout.ms`` (15 minutes), in seconds: a producer
+asking for more is refused when it initialises, as Kafka refuses it."""
 _PRODUCER_IDS: Final = itertools.count(1000)
 """Producer ids, unique in the process (so across memory brokers too)."""
 
@@ -90,6 +93,12 @@ class TransactionCoordinator:
 
     def init_producer(self, transactional_id: str, timeout: float) -> ProducerSession:
         """Register a producer for ``transactional_id``, fencing any older one."""
+        if timeout > MAX_TRANSACTION_TIMEOUT:
+            raise MemoryBrokerError(
+                BrokerError.INVALID_TRANSACTION_TIMEOUT,
+                f"transaction_timeout={timeout:g}s is larger than the maximum the broker "
+                f"allows (transaction.max.timeout.ms, {MAX_TRANSACTION_TIMEOUT:g}s)",
+            )
         self.expire_overdue()
         state = self._states.get(transactional_id)
         if state is None:
