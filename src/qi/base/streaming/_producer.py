@@ -188,10 +188,9 @@ class StreamingProducer(Endpoint):
         return Success(transaction)
 
     async def _send_batch_checked(
-        self, batch: MessageBatch, operation: str, transaction: Transaction | None = None
+        self, batch: MessageBatch, operation: str
     ) -> Result[BatchProduceResult, QiError]:
-        """send_batch's work, for the producer and for its transactions (told of what the
-        backend failed to write)."""
+        """send_batch's work, for the producer and for its transactions."""
         if not isinstance(batch, MessageBatch):
             return Failure(
                 self._error(
@@ -223,9 +222,7 @@ class StreamingProducer(Endpoint):
             if type(size) is not int or size > limit:
                 break
         else:
-            return self._batch_outcome(
-                topic, self._told(transaction, await self._send_batch(topic, messages))
-            )
+            return self._batch_outcome(topic, await self._send_batch(topic, messages))
         outcomes: list[ProduceResult | QiError | None] = [None] * len(messages)
         valid: list[int] = []
         for index, message in enumerate(messages):
@@ -235,9 +232,7 @@ class StreamingProducer(Endpoint):
             else:
                 outcomes[index] = rejection
         if valid:
-            sent = self._told(
-                transaction, await self._send_batch(topic, [messages[index] for index in valid])
-            )
+            sent = await self._send_batch(topic, [messages[index] for index in valid])
             for index, outcome in zip(valid, sent, strict=True):
                 outcomes[index] = outcome
         return self._batch_outcome(topic, [outcome for outcome in outcomes if outcome is not None])
@@ -257,10 +252,9 @@ class StreamingProducer(Endpoint):
         return await super().disconnect()
 
     async def _send_in_transaction(
-        self, topic: str, message: StreamingMessage, transaction: Transaction
+        self, topic: str, message: StreamingMessage
     ) -> Result[ProduceResult, QiError]:
-        """send's work within ``transaction`` (which has checked the call and the state and
-        is told when the backend fails to write the message)."""
+        """send's work within a transaction (which has checked the call and the state)."""
         problem = self._topic_problem(topic)
         if problem is not None:
             return Failure(
@@ -271,20 +265,8 @@ class StreamingProducer(Endpoint):
             return Failure(rejection)
         outcome = await self._send(topic, message)
         if type(outcome) is Failure:
-            transaction._send_failed(outcome.error)
             return Failure(with_verdict(outcome.error))
         return outcome
-
-    @staticmethod
-    def _told(
-        transaction: Transaction | None, outcomes: Sequence[ProduceResult | QiError]
-    ) -> Sequence[ProduceResult | QiError]:
-        """Tell ``transaction`` of the first message the backend failed to write."""
-        if transaction is not None:
-            failed = next((outcome for outcome in outcomes if isinstance(outcome, QiError)), None)
-            if failed is not None:
-                transaction._send_failed(failed)
-        return outcomes
 
     def _transaction_ended(self, transaction: Transaction) -> None:
         if self._open_transaction is transaction:

@@ -129,9 +129,6 @@ class Transaction:
         self._native = native
         self._on_end = on_end
         self._state = TransactionState.OPEN
-        # The first message of it the backend failed to write: as in Kafka, such a
-        # transaction cannot commit (what it holds is not what the caller sent), only abort.
-        self._lost: QiError | None = None
 
     def __repr__(self) -> str:
         return f"Transaction(state={self._state.value!r})"
@@ -143,12 +140,12 @@ class Transaction:
         Failures: those of ``StreamingProducer.send``, STREAMING_TRANSACTION_FAILED
         (abort and retry), STREAMING_PRODUCER_FENCED, STREAMING_INVALID_ARGUMENT (ended).
         """
-        return await self._producer._send_in_transaction(topic, message, self)
+        return await self._producer._send_in_transaction(topic, message)
 
     @_total("send_batch", ErrorCode.PRODUCE_FAILED)
     async def send_batch(self, batch: MessageBatch) -> Result[BatchProduceResult, QiError]:
         """Send a batch within the transaction, with ``StreamingProducer.send_batch``'s outcomes."""
-        return await self._producer._send_batch_checked(batch, "transaction.send_batch", self)
+        return await self._producer._send_batch_checked(batch, "transaction.send_batch")
 
     @_total("send_offsets", ErrorCode.TRANSACTION_FAILED)
     async def send_offsets(
@@ -186,22 +183,10 @@ class Transaction:
     async def commit(self) -> Result[None, QiError]:
         """Commit: the transaction's records and offsets become visible together.
 
-        Failures: STREAMING_TRANSACTION_FAILED (call ``abort()``, then retry the work; also
-        when a message of the transaction failed to be written), STREAMING_PRODUCER_FENCED
-        (the transaction is over: disconnect the producer), STREAMING_TIMEOUT (the outcome
-        is unknown: commit again).
+        Failures: STREAMING_TRANSACTION_FAILED (call ``abort()``, then retry the work),
+        STREAMING_PRODUCER_FENCED (the transaction is over: disconnect the producer),
+        STREAMING_TIMEOUT (the outcome is unknown: commit again).
         """
-        lost = self._lost
-        if lost is not None:
-            return Failure(
-                self._producer._error(
-                    ErrorCode.TRANSACTION_FAILED,
-                    f"a message of this transaction was not written ({lost.code}: "
-                    f"{lost.message}): abort it and retry the work",
-                    "transaction.commit",
-                    cause=lost,
-                )
-            )
         try:
             await self._native.commit()
         except asyncio.CancelledError:
@@ -257,10 +242,6 @@ class Transaction:
         if not producer.is_connected():
             return producer._not_connected(f"transaction.{name}")
         return None
-
-    def _send_failed(self, error: QiError) -> None:
-        if self._lost is None:
-            self._lost = error
 
     def _end(self, state: TransactionState) -> None:
         self._state = state

@@ -81,6 +81,9 @@ class _TransactionalState:
         default_factory=dict
     )
     """Consumer offsets to commit with the open transaction, per group."""
+    lost: QiError | None = None
+    """The first message of the open transaction that was not written: as in Kafka's
+    clients, the transaction can then only abort (what it holds is not what was sent)."""
 
 
 class TransactionCoordinator:
@@ -136,6 +139,9 @@ class TransactionCoordinator:
         """Append messages within the open transaction, hidden from read_committed readers."""
         state = self._open_state(session)
         outcomes = self._broker.produce(topic, messages, sticky, False, operation)
+        if state.lost is None:
+            failures = [outcomes] if isinstance(outcomes, QiError) else outcomes
+            state.lost = next((item for item in failures if isinstance(item, QiError)), None)
         if isinstance(outcomes, QiError):
             return outcomes
         stored = self._broker.topic(topic)
@@ -173,6 +179,12 @@ class TransactionCoordinator:
     def commit(self, session: ProducerSession) -> None:
         """Commit: markers to every partition written, offsets to their groups."""
         state = self._open_state(session)
+        if state.lost is not None:
+            raise MemoryBrokerError(
+                BrokerError.TRANSACTION_ABORTABLE,
+                f"a message of this transaction was not written ({state.lost.code}: "
+                f"{state.lost.message}): abort it and retry the work",
+            )
         # A member that lost partitions since it sent their offsets must not commit them:
         # checked before anything is written, so the transaction stays whole (and abortable).
         for group, offsets in state.offsets.values():
@@ -280,6 +292,7 @@ class TransactionCoordinator:
         state.written = {}
         state.topics = {}
         state.offsets = {}
+        state.lost = None
         self._open.discard(transactional_id)
         for topic_name in touched:
             self._broker.wake_readers(topic_name)
