@@ -228,3 +228,10 @@ async def test_offsets_without_an_answer_time_out() -> None:
     with pytest.raises(OperationFailed) as failed:
         await asyncio.wait_for(transactions.send_offsets({("t", 0): 1}, group), 5)
     assert failed.value.error.code == "STREAMING_TIMEOUT"
+
+
+async def test_a_fenced_producer_cannot_begin_and_is_told_so() -> None:
+    with pytest.raises(OperationFailed) as failed:
+        await AiokafkaTransactions(_FailingProducer(TransactionState.FATAL_ERROR), 1.0).begin()
+    assert failed.value.error.code == "STREAMING_PRODUCER_FENCED"
+    assert failed.value.error.context["fatal"] is True

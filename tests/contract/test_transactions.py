@@ -356,6 +356,8 @@ async def test_a_second_producer_with_the_same_id_fences_the_first(
     assert not isinstance(await zombie.send(topic, StreamingMessage(b"late")), Success)
     fenced = expect_failure(await zombie.commit(), "STREAMING_PRODUCER_FENCED")
     assert fenced.context["fatal"] is True
+    again = expect_failure(await first.transaction(), "STREAMING_PRODUCER_FENCED")
+    assert again.context["fatal"] is True
     txn = await begin(second)
     ok(await txn.send(topic, StreamingMessage(b"successor")))
     ok(await txn.commit())

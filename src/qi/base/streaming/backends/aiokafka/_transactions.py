@@ -241,6 +241,18 @@ class AiokafkaTransactions:
         self._unfinished: TransactionState | None = None
 
     async def begin(self) -> None:
+        if self._producer._txn_manager.state is TransactionState.FATAL_ERROR:
+            # aiokafka would refuse the transition with an AssertionError, which says nothing
+            # of the producer being done for.
+            raise OperationFailed(
+                streaming_error(
+                    ErrorCode.PRODUCER_FENCED,
+                    "the producer was fenced (another producer took its transactional_id "
+                    "over, or a transaction outlived transaction_timeout): create a new one",
+                    operation="transaction",
+                    implementation="aiokafka",
+                )
+            )
         await self._call("transaction", self._producer.begin_transaction)
 
     async def send_offsets(self, offsets: Mapping[TopicPartition, int], group: object) -> None:
