@@ -235,3 +235,26 @@ async def test_a_fenced_producer_cannot_begin_and_is_told_so() -> None:
         await AiokafkaTransactions(_FailingProducer(TransactionState.FATAL_ERROR), 1.0).begin()
     assert failed.value.error.code == "STREAMING_PRODUCER_FENCED"
     assert failed.value.error.context["fatal"] is True
+
+
+class _EndingProducer:
+    """A producer whose abort timed out: aiokafka still runs it, then is ready again."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._txn_manager = self
+        self.state = TransactionState.ABORTING_TRANSACTION
+
+    async def wait_for_transaction_end(self) -> None:
+        self.calls.append("wait_for_transaction_end")
+        self.state = TransactionState.READY
+
+    async def begin_transaction(self) -> None:
+        assert self.state is TransactionState.READY, "aiokafka's AssertionError"
+        self.calls.append("begin_transaction")
+
+
+async def test_a_transaction_begun_while_an_abort_still_runs_waits_for_it() -> None:
+    producer = _EndingProducer()
+    await AiokafkaTransactions(producer, 1.0).begin()
+    assert producer.calls == ["wait_for_transaction_end", "begin_transaction"]

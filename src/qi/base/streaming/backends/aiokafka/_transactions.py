@@ -49,6 +49,7 @@ _TXN_OFFSET_COMMIT: Final = 28
 _FENCED_VERSION: Final = 3
 """The first TxnOffsetCommit version with the generation and member id (KIP-447)."""
 _NO_LEADER_EPOCH: Final = -1
+_ENDING: Final = (TransactionState.COMMITTING_TRANSACTION, TransactionState.ABORTING_TRANSACTION)
 # The group coordinator's answers that mean: this member no longer owns what it commits.
 _MEMBER_FENCED: Final = (kafka.IllegalGenerationError, kafka.UnknownMemberIdError)
 
@@ -253,6 +254,11 @@ class AiokafkaTransactions:
                     implementation="aiokafka",
                 )
             )
+        manager = self._producer._txn_manager
+        if manager.state in _ENDING:
+            # An end whose call timed out still runs in aiokafka (it shields it), and aiokafka
+            # refuses to begin meanwhile with an AssertionError: wait for that end first.
+            await self._bounded("transaction", manager.wait_for_transaction_end)
         await self._call("transaction", self._producer.begin_transaction)
 
     async def send_offsets(self, offsets: Mapping[TopicPartition, int], group: object) -> None:
