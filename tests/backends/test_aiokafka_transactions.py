@@ -7,6 +7,7 @@ These tests pin the internals it replaces and prove the broker now refuses a zom
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import uuid
@@ -129,7 +130,7 @@ async def test_the_broker_refuses_the_offsets_of_a_stale_generation(kafka_bootst
         coordinator = ok(consumer.get_native_client())._coordinator  # type: ignore[attr-defined]
         producer = ok(await client.get_producer(ProducerConfig(transactional_id=group_id)))
         txn = ok(await producer.transaction())
-        native = AiokafkaTransactions(ok(producer.get_native_client()))
+        native = AiokafkaTransactions(ok(producer.get_native_client()), 5.0)
         zombie = AiokafkaGroupMetadata(group_id, coordinator.generation - 1, coordinator.member_id)
         with pytest.raises(OperationFailed) as refused:
             await native.send_offsets({(topic, 0): 1}, zombie)
@@ -183,6 +184,77 @@ async def test_what_the_transaction_manager_is_left_in_decides_the_code(
     state: TransactionState, code: str
 ) -> None:
     with pytest.raises(OperationFailed) as failed:
-        await AiokafkaTransactions(_FailingProducer(state)).commit()
+        await AiokafkaTransactions(_FailingProducer(state), 1.0).commit()
     assert failed.value.error.code == code
     assert failed.value.error.context["kafka_error"] == "INVALID_PRODUCER_EPOCH"
+
+
+class _SilentCoordinator:
+    """A producer whose transaction coordinator never answers: aiokafka waits forever."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._txn_manager = self
+        self.state = TransactionState.IN_TRANSACTION
+
+    async def commit_transaction(self) -> None:
+        self.calls.append("commit_transaction")
+        self.state = TransactionState.COMMITTING_TRANSACTION
+        await asyncio.Event().wait()
+
+    async def wait_for_transaction_end(self) -> None:
+        self.calls.append("wait_for_transaction_end")
+        await asyncio.Event().wait()
+
+    async def send_offsets_to_transaction(self, offsets: object, group_id: str) -> None:
+        self.calls.append("send_offsets_to_transaction")
+        await asyncio.Event().wait()
+
+
+async def test_a_commit_without_an_answer_times_out_and_can_be_called_again() -> None:
+    producer = _SilentCoordinator()
+    transactions = AiokafkaTransactions(producer, 0.1)
+    for _ in range(2):
+        with pytest.raises(OperationFailed) as failed:
+            await asyncio.wait_for(transactions.commit(), 5)
+        assert failed.value.error.code == "STREAMING_TIMEOUT"
+    # The second call waits for the commit aiokafka still runs rather than start another.
+    assert producer.calls == ["commit_transaction", "wait_for_transaction_end"]
+
+
+async def test_offsets_without_an_answer_time_out() -> None:
+    transactions = AiokafkaTransactions(_SilentCoordinator(), 0.1)
+    group = AiokafkaGroupMetadata("g", 1, "member")
+    with pytest.raises(OperationFailed) as failed:
+        await asyncio.wait_for(transactions.send_offsets({("t", 0): 1}, group), 5)
+    assert failed.value.error.code == "STREAMING_TIMEOUT"
+
+
+async def test_a_fenced_producer_cannot_begin_and_is_told_so() -> None:
+    with pytest.raises(OperationFailed) as failed:
+        await AiokafkaTransactions(_FailingProducer(TransactionState.FATAL_ERROR), 1.0).begin()
+    assert failed.value.error.code == "STREAMING_PRODUCER_FENCED"
+    assert failed.value.error.context["fatal"] is True
+
+
+class _EndingProducer:
+    """A producer whose abort timed out: aiokafka still runs it, then is ready again."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._txn_manager = self
+        self.state = TransactionState.ABORTING_TRANSACTION
+
+    async def wait_for_transaction_end(self) -> None:
+        self.calls.append("wait_for_transaction_end")
+        self.state = TransactionState.READY
+
+    async def begin_transaction(self) -> None:
+        assert self.state is TransactionState.READY, "aiokafka's AssertionError"
+        self.calls.append("begin_transaction")
+
+
+async def test_a_transaction_begun_while_an_abort_still_runs_waits_for_it() -> None:
+    producer = _EndingProducer()
+    await AiokafkaTransactions(producer, 1.0).begin()
+    assert producer.calls == ["wait_for_transaction_end", "begin_transaction"]

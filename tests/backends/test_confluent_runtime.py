@@ -304,3 +304,60 @@ async def test_disconnect_answers_every_send_still_in_flight(dev_broker: DevBrok
         assert isinstance(result, Failure)
         assert result.error.context["delivery"] in ("not_written", "unknown")
     assert not _our_threads()
+
+
+async def test_a_fenced_transactional_producer_keeps_its_delivery_reports(
+    noida_bootstrap: str,
+) -> None:
+    # confluent-kafka raises the fatal error from poll() once: the poll thread died of it,
+    # and the send then read "the producer was disconnected" instead of the broker's answer.
+    config = _config(noida_bootstrap)
+    topic = _unique("fenced")
+    first = create_streaming_client("confluent", config)
+    second = create_streaming_client("confluent", config)
+    try:
+        admin = (await first.get_admin()).unwrap()
+        assert isinstance(await admin.create_topics([TopicConfig(topic)]), Success)
+        producer_config = ProducerConfig(transactional_id=_unique("txn"))
+        zombie = (await first.get_producer(producer_config)).unwrap()
+        transaction = (await zombie.transaction()).unwrap()
+        assert isinstance(await transaction.send(topic, StreamingMessage(b"a")), Success)
+        (await second.get_producer(producer_config)).unwrap()
+        late = await transaction.send(topic, StreamingMessage(b"late"))
+        assert isinstance(late, Failure)
+        assert late.error.context["kafka_error"] == "INVALID_PRODUCER_EPOCH"
+        assert "qi-confluent-producer-poll" in {thread.name for thread in _our_threads()}
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+
+
+async def test_a_transaction_after_an_abort_that_timed_out_begins() -> None:
+    # librdkafka resumes a timed-out abort only when asked again, and refused every later
+    # begin ("Conflicting abort_transaction API call is already in progress") for good.
+    with DevBroker(kind="noida") as broker:
+        client = create_streaming_client(
+            "confluent", _config(broker.bootstrap, request_timeout=1.0, connection_timeout=3.0)
+        )
+        try:
+            admin = (await client.get_admin()).unwrap()
+            topic = _unique("cut")
+            assert isinstance(await admin.create_topics([TopicConfig(topic)]), Success)
+            config = ProducerConfig(transactional_id=_unique("txn"))
+            producer = (await client.get_producer(config)).unwrap()
+            transaction = (await producer.transaction()).unwrap()
+            assert isinstance(await transaction.send(topic, StreamingMessage(b"x")), Success)
+            broker.stop()
+            aborted = await transaction.abort()
+            assert isinstance(aborted, Failure)
+            assert aborted.error.code == "STREAMING_TIMEOUT"
+            broker.start()
+            deadline = time.monotonic() + 20
+            again = await producer.transaction()
+            while isinstance(again, Failure) and time.monotonic() < deadline:
+                assert again.error.code == "STREAMING_TIMEOUT", again  # reconnecting
+                again = await producer.transaction()
+            assert isinstance(again, Success), again
+            assert isinstance(await again.value.abort(), Success)
+        finally:
+            await client.disconnect()

@@ -149,7 +149,10 @@ def test_librdkafka_accepts_every_mapped_setting() -> None:
     config = _config(
         security=SecurityConfig(mechanism="scram-sha-512", username="u", password=PASSWORD)
     )
-    for producer in (ProducerConfig(), ProducerConfig(idempotent=False, acks=0, linger=0)):
+    # A transaction_timeout below request_timeout too: librdkafka bounds socket.timeout.ms
+    # and message.timeout.ms by it.
+    short = ProducerConfig(transactional_id="t", transaction_timeout=config.request_timeout / 4)
+    for producer in (ProducerConfig(), ProducerConfig(idempotent=False, acks=0, linger=0), short):
         Producer(producer_settings(config, producer))
     Consumer(consumer_settings(config, ConsumerConfig(group_id="g"), from_beginning=True)).close()
     AdminClient(admin_settings(config))

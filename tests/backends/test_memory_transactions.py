@@ -185,3 +185,44 @@ async def test_offsets_of_a_generation_the_group_moved_past_are_refused(
     coordinator.commit(session)
     assert memory.committed("g") == {("t", 0): 1}
     ok(await consumer.disconnect())
+
+
+@pytest.mark.parametrize(("partitions", "written"), [(2, 0), (1, 1)])
+async def test_ending_a_transaction_leaves_a_topic_created_anew_under_its_name_alone(
+    client: StreamingClient, brokers: tuple[str, ...], partitions: int, written: int
+) -> None:
+    producer = ok(await client.get_producer(ProducerConfig(transactional_id="recreated")))
+    txn = ok(await producer.transaction())
+    ok(await txn.send("t", StreamingMessage(b"old", partition=written)))
+    admin = ok(await client.get_admin())
+    ok(await admin.delete_topics(["t"]))
+    ok(await admin.create_topics([TopicConfig("t", partitions)]))
+    plain = ok(await client.get_producer())
+    ok(await plain.send("t", StreamingMessage(b"new", partition=0)))
+    # Its marker and hidden offset were for the deleted topic (whose partition 1 the new
+    # one lacks): the new topic's record stays readable, and nothing is left stuck.
+    ok(await txn.abort())
+    topic = broker(brokers).topic("t")
+    assert topic is not None
+    assert len(topic.logs[0]) == 1  # no marker in the new topic
+    assert [m.value for m in topic.read(0, 0, 1, committed_only=True)] == [b"new"]
+    ok(await (await producer.transaction()).unwrap().abort())
+
+
+async def test_an_abort_that_could_not_reach_the_broker_is_finished_by_the_next_transaction(
+    client: StreamingClient, brokers: tuple[str, ...]
+) -> None:
+    producer = ok(await client.get_producer(ProducerConfig(transactional_id="cut-off")))
+    txn = ok(await producer.transaction())
+    ok(await txn.send("t", StreamingMessage(b"never", partition=0)))
+    memory = broker(brokers)
+    memory.set_unreachable()
+    failed(await txn.abort(), "STREAMING_CONNECTION_FAILED")
+    memory.set_unreachable(False)
+    topic = memory.topic("t")
+    assert topic is not None
+    assert topic.readable_end(0, committed_only=True) == 0  # the broker was not told
+    # Not "a transaction is still open" until transaction_timeout fences the producer.
+    ok(await (await producer.transaction()).unwrap().commit())
+    assert topic.read(0, 0, len(topic.logs[0]), committed_only=True) == []
+    assert topic.readable_end(0, committed_only=True) == len(topic.logs[0])

@@ -165,3 +165,12 @@ def test_a_reset_target_that_is_no_time_is_a_usage_error() -> None:
     )
     assert completed.returncode == 2
     assert "expected earliest, latest, an offset or an ISO time" in completed.stderr.decode()
+
+
+def test_a_reset_to_the_first_day_of_datetimes_range_is_a_time() -> None:
+    # Its local time cannot be computed: that was an unexpected ValueError, not a reset.
+    completed = run_cli(
+        "groups", "reset", "g", "--topic", "t", "--to", "0001-01-01", "--yes", "--backend", "memory"
+    )
+    assert completed.returncode == 1
+    assert "consumer group 'g' does not exist" in completed.stderr.decode()

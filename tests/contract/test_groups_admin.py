@@ -230,6 +230,23 @@ async def test_reset_past_every_message_goes_to_the_end(
     assert ok(await admin.get_group_lag(config.group_id, [topic])) == at_the_end
 
 
+async def test_reset_to_a_naive_time_at_the_ends_of_datetimes_range_is_a_time(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # Local time cannot be computed for them (datetime.min.timestamp() raises ValueError).
+    admin = await _admin(client)
+    topic = await make_topic(1)
+    config = consumer_config()
+    await _committed_group(client, producer, config, topic, 2)
+    ok(await admin.reset_group_offsets(config.group_id, topic, datetime.min))
+    assert [lag.committed for lag in ok(await admin.get_group_lag(config.group_id))] == [0]
+    ok(await admin.reset_group_offsets(config.group_id, topic, datetime.max))
+    assert [lag.committed for lag in ok(await admin.get_group_lag(config.group_id))] == [2]
+
+
 async def test_reset_and_delete_refuse_a_group_with_active_members(
     client: StreamingClient,
     producer: StreamingProducer,

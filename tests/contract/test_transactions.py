@@ -193,6 +193,38 @@ async def test_leaving_the_block_without_commit_aborts(
     assert [message.value for message in seen] == [b"committed"]
 
 
+async def test_a_transaction_with_a_message_the_broker_refused_cannot_commit(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # As in Kafka: what it holds is not what the caller sent, so it can only abort. (Each
+    # phase has its own producer: on noida-db, librdkafka's next transaction after such an
+    # abort fails too (its first send purged; raw confluent-kafka: OUT_OF_ORDER_SEQUENCE_NUMBER
+    # at commit), which this test is not about.)
+    topic = await make_topic(config={"max.message.bytes": "1000"})
+    txn = await begin(txn_producer)
+    ok(await txn.send(topic, StreamingMessage(b"sent")))
+    expect_failure(
+        await txn.send(topic, StreamingMessage(b"x" * 5_000)), "STREAMING_MESSAGE_TOO_LARGE"
+    )
+    error = expect_failure(await txn.commit(), "STREAMING_TRANSACTION_FAILED")
+    assert error.context["abortable"] is True
+    ok(await txn.abort())
+    batched = await begin(ok(await client.get_producer(transactional())))
+    big = MessageBatch(topic, (StreamingMessage(b"batched"), StreamingMessage(b"y" * 5_000)))
+    expect_failure(await batched.send_batch(big), "STREAMING_BATCH_PARTIAL_FAILURE")
+    expect_failure(await batched.commit(), "STREAMING_TRANSACTION_FAILED")
+    ok(await batched.abort())
+    async with await begin(ok(await client.get_producer(transactional()))) as whole:
+        ok(await whole.send(topic, StreamingMessage(b"whole")))
+        ok(await whole.commit())
+
+    seen = await committed_values(client, consumer_config, topic, until=has(b"whole"))
+    assert [message.value for message in seen] == [b"whole"]
+
+
 async def test_send_offsets_commits_the_group_offsets_with_the_transaction(
     client: StreamingClient,
     txn_producer: StreamingProducer,
@@ -277,6 +309,36 @@ async def test_send_offsets_without_offsets_sends_what_was_processed(
         ok(await follower.disconnect())
 
 
+async def test_a_consumer_run_again_after_its_offsets_went_through_a_transaction_commits_nothing(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source = await make_topic()
+    for index in range(3):
+        ok(await producer.send(source, StreamingMessage(f"m-{index}".encode())))
+    group = consumer_config(auto_commit=False)
+    collector = Collector()
+    subscription = SubscriptionConfig(topics=(source,), from_beginning=True)
+    reader = await start_consumer(client, group, subscription, collector.run_config())
+    await collector.wait_for(3)
+    txn = await begin(txn_producer)
+    ok(await txn.send_offsets(reader, {(source, 0): 1}))
+    ok(await txn.commit())
+    ok(await reader.disconnect())
+    # The same consumer again: its progress still belongs to the transactions.
+    ok(await reader.connect())
+    ok(await reader.subscribe(subscription))
+    ok(await reader.run(collector.run_config()))
+    await collector.wait_for(5)
+    ok(await reader.disconnect())
+    admin = ok(await client.get_admin())
+    lag = ok(await admin.get_group_lag(group.group_id, [source]))
+    assert [partition.committed for partition in lag] == [1]
+
+
 async def test_a_second_producer_with_the_same_id_fences_the_first(
     client: StreamingClient,
     second_client: StreamingClient,
@@ -289,8 +351,13 @@ async def test_a_second_producer_with_the_same_id_fences_the_first(
     zombie = await begin(first)
     ok(await zombie.send(topic, StreamingMessage(b"zombie")))
     second = ok(await second_client.get_producer(config))
+    # A send of the fenced producer fails (how depends on the backend); its commit still
+    # says fenced, not merely that a message was lost.
+    assert not isinstance(await zombie.send(topic, StreamingMessage(b"late")), Success)
     fenced = expect_failure(await zombie.commit(), "STREAMING_PRODUCER_FENCED")
     assert fenced.context["fatal"] is True
+    again = expect_failure(await first.transaction(), "STREAMING_PRODUCER_FENCED")
+    assert again.context["fatal"] is True
     txn = await begin(second)
     ok(await txn.send(topic, StreamingMessage(b"successor")))
     ok(await txn.commit())
@@ -350,7 +417,14 @@ async def test_send_offsets_needs_a_running_consumer_and_valid_offsets(
         SubscriptionConfig(topics=(topic,)),
         collector.run_config(),
     )
-    for offsets in ({(topic, 0): -1}, {(topic, -1): 0}, {topic: 0}, [((topic, 0), 1)]):
+    beyond_kafka = ({(topic, 0): 2**63}, {(topic, 2**31): 0})  # int64 offsets, int32 partitions
+    for offsets in (
+        {(topic, 0): -1},
+        {(topic, -1): 0},
+        {topic: 0},
+        [((topic, 0), 1)],
+        *beyond_kafka,
+    ):
         error = expect_failure(
             await txn.send_offsets(running, cast(Any, offsets)), "STREAMING_INVALID_ARGUMENT"
         )
@@ -367,8 +441,10 @@ async def test_send_offsets_needs_a_running_consumer_and_valid_offsets(
         ProducerConfig(transactional_id=""),
         ProducerConfig(transactional_id=cast(Any, 7)),
         ProducerConfig(transactional_id="t", transaction_timeout=0),
+        # Above Kafka's default transaction.max.timeout.ms (15 min): the broker refuses it.
+        ProducerConfig(transactional_id=unique("txn"), transaction_timeout=3_600),
     ],
-    ids=["not-idempotent", "acks-1", "empty-id", "int-id", "zero-timeout"],
+    ids=["not-idempotent", "acks-1", "empty-id", "int-id", "zero-timeout", "over-broker-max"],
 )
 async def test_invalid_transactional_config_is_reported(
     client: StreamingClient, backend: str, config: ProducerConfig

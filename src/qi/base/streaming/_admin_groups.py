@@ -23,6 +23,7 @@ from qi.base.streaming._group_offsets import (
     partition_lag,
     reset_target_problem,
     time_targets,
+    timestamp_millis,
 )
 from qi.base.streaming._types import GroupDescription, PartitionLag, PartitionOffsets
 from qi.base.streaming._validation import topic_problem
@@ -127,10 +128,7 @@ class GroupAdmin(Endpoint):
                 return Failure(self._topic_not_found(operation_name, topic))
             targets: dict[TopicPartitionKey, int]
             if isinstance(to, datetime):
-                # Kafka's ListOffsets reads -1 and -2 as "latest" and "earliest": a time
-                # before 1970 is asked as the epoch, which finds the same first message.
-                timestamp_ms = max(0, round(to.timestamp() * 1000))
-                found = await self._offsets_at(topic, timestamp_ms)
+                found = await self._offsets_at(topic, timestamp_millis(to))
                 targets = time_targets(partitions, found)
             else:
                 targets = fixed_targets(partitions, to)

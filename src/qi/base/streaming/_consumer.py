@@ -53,6 +53,9 @@ class StreamingConsumer(Endpoint):
         self._consumer_config = consumer_config
         self._subscription: SubscriptionConfig | None = None
         self._engine: ConsumerEngine | None = None
+        # Once its offsets went through a transaction, no run of this consumer commits by
+        # itself again (contract section 9), even after disconnect() and connect().
+        self._progress_in_transactions = False
 
     @operation("subscribe", ErrorCode.CONNECTION_FAILED)
     async def subscribe(self, config: SubscriptionConfig) -> Result[None, QiError]:
@@ -109,6 +112,8 @@ class StreamingConsumer(Endpoint):
             translate=self._translate,
             logger=self._logger,
         )
+        if self._progress_in_transactions:
+            engine.leave_progress_to_transactions()
         self._engine = engine
         startup = 2 * self._consumer_config.session_timeout + self._config.connection_timeout
         started: Result[None, QiError] | None = None
@@ -205,6 +210,7 @@ class StreamingConsumer(Endpoint):
                 return Failure(self._error(ErrorCode.INVALID_ARGUMENT, checked, operation))
             chosen = checked
         group = await engine.hand_progress_to_transactions()
+        self._progress_in_transactions = True
         return Success((group, chosen))
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -264,8 +264,12 @@ class ConsumerEngine:
     async def hand_progress_to_transactions(self) -> object:
         """From now on commit nothing by ourselves; return the group metadata to commit with."""
         metadata = await self._source.group_metadata()
-        self._progress_in_transactions = True
+        self.leave_progress_to_transactions()
         return metadata
+
+    def leave_progress_to_transactions(self) -> None:
+        """Commit nothing by ourselves: the consumer's offsets went through a transaction."""
+        self._progress_in_transactions = True
 
     def assignment(self) -> frozenset[TopicPartition]:
         """Partitions currently assigned to this consumer."""

@@ -7,7 +7,7 @@ shares: the backends only fetch offsets, the arithmetic lives here once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, Literal, TypeAlias
 
 from qi.base.streaming._codes import ErrorCode
@@ -39,6 +39,21 @@ def reset_target_problem(to: object) -> str | None:
     if isinstance(to, int) and to < 0:
         return f"an offset must be >= 0, got {to}"
     return None
+
+
+def timestamp_millis(moment: datetime) -> int:
+    """The milliseconds since the epoch a reset to ``moment`` asks the broker for.
+
+    Never below 0: Kafka's ListOffsets reads -1 and -2 as "latest" and "earliest", and a
+    time before 1970 finds the same first message as the epoch. A naive time is local
+    time, except at the ends of datetime's range, where local time cannot be computed:
+    there it is taken as UTC (a few hours change nothing in year 1 or 9999).
+    """
+    try:
+        seconds = moment.timestamp()
+    except (OverflowError, ValueError, OSError):
+        seconds = moment.replace(tzinfo=UTC).timestamp()
+    return max(0, round(seconds * 1000))
 
 
 def fixed_targets(

@@ -366,6 +366,11 @@ def partition_problem(partition: object) -> str | None:
     return None
 
 
+# Offsets are int64 on the wire: a larger one cannot be sent (confluent raised
+# OverflowError; aiokafka's sender broke and fenced the producer).
+_MAX_OFFSET: Final = 2**63 - 1
+
+
 def transaction_offsets(offsets: object) -> dict[tuple[str, int], int] | str:
     """Offsets for a transaction: {(topic, partition): next offset to read}, else the problem."""
     if not isinstance(offsets, Mapping):
@@ -377,8 +382,12 @@ def transaction_offsets(offsets: object) -> dict[tuple[str, int], int] | str:
             return f"offsets keys must be (topic, partition) pairs, got {key!r}"
         topic, partition = key
         problem = topic_problem(topic) or partition_problem(partition)
-        if problem is None and (not _is_int(offset) or offset < 0):
-            problem = f"offset must be an int >= 0, got {offset!r}"
+        if problem is None and partition > _MAX_PARTITIONS:
+            problem = f"partition must be <= {_MAX_PARTITIONS} (Kafka's int32), got {partition}"
+        if problem is None and (not _is_int(offset) or not 0 <= offset <= _MAX_OFFSET):
+            problem = (
+                f"offset must be an int from 0 to {_MAX_OFFSET} (Kafka's int64), got {offset!r}"
+            )
         if problem is not None:
             return problem
         checked[(topic, partition)] = offset

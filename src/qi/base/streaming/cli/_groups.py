@@ -214,7 +214,14 @@ def _parse_target(text: str) -> ResetTo:
             f"expected earliest, latest, an offset or an ISO time, got {text!r}",
             param_hint="'--to'",
         ) from None
-    return moment if moment.tzinfo is not None else moment.astimezone()
+    if moment.tzinfo is not None:
+        return moment
+    try:
+        return moment.astimezone()
+    except (OverflowError, ValueError, OSError):
+        # Local time cannot be computed at datetime's ends (year 1): the library takes
+        # such a naive time as UTC.
+        return moment
 
 
 def _planned(lag: PartitionLag, to: ResetTo) -> str:

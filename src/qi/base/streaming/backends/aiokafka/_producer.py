@@ -19,9 +19,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     IncompatibleBrokerVersion,
     KafkaConnectionError,
+    KafkaError,
     UnsupportedVersionError,
     for_code,
 )
+from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from qi.base import Failure, QiError, Result, Success
@@ -168,7 +170,7 @@ class AiokafkaProducer(StreamingProducer):
 
     def _native_transactions(self) -> NativeTransactions:
         assert self._producer is not None
-        return AiokafkaTransactions(self._producer)
+        return AiokafkaTransactions(self._producer, self._config.request_timeout)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -218,6 +220,7 @@ class AiokafkaProducer(StreamingProducer):
                 if not waiter.done():
                     waiter.cancel()
             raise
+        self._spoil_transaction(outcomes)
         for waiter, outcome in zip(waiters, outcomes, strict=True):
             if not waiter.done():  # a caller that was cancelled no longer waits
                 waiter.set_result(
@@ -227,4 +230,33 @@ class AiokafkaProducer(StreamingProducer):
     async def _send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
     ) -> Sequence[ProduceResult | QiError]:
-        return await self._sender.deliver(topic, messages, "send_batch")
+        outcomes = await self._sender.deliver(topic, messages, "send_batch")
+        self._spoil_transaction(outcomes)
+        return outcomes
+
+    def _spoil_transaction(self, outcomes: Sequence[ProduceResult | QiError]) -> None:
+        """A message of the open transaction was not written: make the transaction abortable.
+
+        aiokafka would commit the rest; Kafka's Java client and librdkafka refuse to commit
+        a transaction with a failed send (what it holds is not what was sent), and so does
+        this backend, through aiokafka's own abortable state (commit then fails with it).
+        """
+        producer = self._producer
+        if producer is None or self._producer_config.transactional_id is None:
+            return
+        failed = next((outcome for outcome in outcomes if isinstance(outcome, QiError)), None)
+        manager = producer._txn_manager
+        # Only an open transaction: a fatal state (fenced) must stay fatal. Not through
+        # error_transaction(): it forgets the partitions written, so the abort would end
+        # the transaction locally and leave it open on the broker, holding read_committed
+        # readers back until transaction_timeout.
+        # A fenced send is aiokafka's to make fatal (commit then says fenced).
+        if (
+            failed is not None
+            and failed.code != ErrorCode.PRODUCER_FENCED
+            and manager.state is TransactionState.IN_TRANSACTION
+        ):
+            manager._transition_to(TransactionState.ABORTABLE_ERROR)
+            manager._transaction_waiter.set_exception(
+                KafkaError(f"a message of this transaction was not written: {failed.message}")
+            )

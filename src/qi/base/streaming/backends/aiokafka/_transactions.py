@@ -17,6 +17,7 @@ what this replaces.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._source import TopicPartition
 from qi.base.streaming.backends.aiokafka import _errors
@@ -48,6 +49,7 @@ _TXN_OFFSET_COMMIT: Final = 28
 _FENCED_VERSION: Final = 3
 """The first TxnOffsetCommit version with the generation and member id (KIP-447)."""
 _NO_LEADER_EPOCH: Final = -1
+_ENDING: Final = (TransactionState.COMMITTING_TRANSACTION, TransactionState.ABORTING_TRANSACTION)
 # The group coordinator's answers that mean: this member no longer owns what it commits.
 _MEMBER_FENCED: Final = (kafka.IllegalGenerationError, kafka.UnknownMemberIdError)
 
@@ -233,10 +235,30 @@ class AiokafkaTransactions:
     fenced by another instance or by the coordinator); its state decides the code.
     """
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, producer: Any, timeout: float) -> None:
         self._producer = producer
+        self._timeout = timeout
+        # The end (committing or aborting) whose call timed out: aiokafka still runs it.
+        self._unfinished: TransactionState | None = None
 
     async def begin(self) -> None:
+        if self._producer._txn_manager.state is TransactionState.FATAL_ERROR:
+            # aiokafka would refuse the transition with an AssertionError, which says nothing
+            # of the producer being done for.
+            raise OperationFailed(
+                streaming_error(
+                    ErrorCode.PRODUCER_FENCED,
+                    "the producer was fenced (another producer took its transactional_id "
+                    "over, or a transaction outlived transaction_timeout): create a new one",
+                    operation="transaction",
+                    implementation="aiokafka",
+                )
+            )
+        manager = self._producer._txn_manager
+        if manager.state in _ENDING:
+            # An end whose call timed out still runs in aiokafka (it shields it), and aiokafka
+            # refuses to begin meanwhile with an AssertionError: wait for that end first.
+            await self._bounded("transaction", manager.wait_for_transaction_end)
         await self._call("transaction", self._producer.begin_transaction)
 
     async def send_offsets(self, offsets: Mapping[TopicPartition, int], group: object) -> None:
@@ -247,13 +269,56 @@ class AiokafkaTransactions:
             fenced_group = FencedGroupId(group)
             return self._producer.send_offsets_to_transaction(native, fenced_group)  # type: ignore[no-any-return]
 
-        await self._call("transaction.send_offsets", send)
+        await self._bounded("transaction.send_offsets", send)
 
     async def commit(self) -> None:
-        await self._call("transaction.commit", self._producer.commit_transaction)
+        await self._ending(
+            "transaction.commit",
+            self._producer.commit_transaction,
+            TransactionState.COMMITTING_TRANSACTION,
+        )
 
     async def abort(self) -> None:
-        await self._call("transaction.abort", self._producer.abort_transaction)
+        await self._ending(
+            "transaction.abort",
+            self._producer.abort_transaction,
+            TransactionState.ABORTING_TRANSACTION,
+        )
+
+    async def _ending(
+        self, operation: str, call: Callable[[], Awaitable[None]], ending: TransactionState
+    ) -> None:
+        """Commit or abort, bounded.
+
+        What aiokafka started goes on after a timeout (it shields the wait), so the same
+        call made again while that end still runs waits for it instead of asking aiokafka
+        for a transition it refuses.
+        """
+        manager = self._producer._txn_manager
+        if self._unfinished is ending and manager.state is ending:
+            call = manager.wait_for_transaction_end
+        try:
+            await self._bounded(operation, call)
+        except OperationFailed as failed:
+            if failed.error.code == ErrorCode.TIMEOUT:
+                self._unfinished = ending
+            raise
+
+    async def _bounded(self, operation: str, call: Callable[[], Awaitable[None]]) -> None:
+        """``_call`` within the timeout: aiokafka waits for the coordinator forever."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._call(operation, call)
+        except TimeoutError as exc:
+            raise OperationFailed(
+                streaming_error(
+                    ErrorCode.TIMEOUT,
+                    f"{operation} got no answer from the transaction coordinator within "
+                    f"{self._timeout:.1f}s: its outcome is unknown",
+                    operation=operation,
+                    implementation="aiokafka",
+                )
+            ) from exc
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[None]]) -> None:
         try:

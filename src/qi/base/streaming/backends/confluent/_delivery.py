@@ -47,7 +47,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from qi.base import QiError
 from qi.base.streaming._build import PRODUCE_RESULT_SETTERS as _PRODUCED
@@ -333,24 +333,35 @@ class DeliveryHub:
         waiting = self._waiting
         try:
             while self._stop_at is None:
-                # One batch's reports are all served by one poll() or flush() call.
-                self.unplaced.clear()
-                if (self.pending or self.space_wanted) and len(producer):
-                    # Someone waits for what librdkafka holds: send it now, no linger.
-                    producer.flush(_FLUSH_SECONDS)
-                    self._hand_back(True)
-                    continue
-                if self._lingers:
-                    waiting.wait(_IDLE_SECONDS)
-                    waiting.clear()
-                    self._hand_back(producer.poll(0) > 0)
-                else:
-                    self._hand_back(producer.poll(_IDLE_SECONDS) > 0)
+                try:
+                    self._serve(producer, waiting)
+                except KafkaException as exc:
+                    if not _fatal(exc):
+                        raise
+                    # confluent-kafka raises librdkafka's fatal error (a fenced transactional
+                    # producer, say) from poll() once; the reports still owed come with the
+                    # next polls, so this thread must go on serving them.
+                    self._logger.warning("confluent producer: %s", exc.args[0].str())
             self._finish(producer)
         except Exception:
             self._logger.exception("confluent producer poll thread failed")
         finally:
             self._signal_stopped()
+
+    def _serve(self, producer: Producer, waiting: threading.Event) -> None:
+        # One batch's reports are all served by one poll() or flush() call.
+        self.unplaced.clear()
+        if (self.pending or self.space_wanted) and len(producer):
+            # Someone waits for what librdkafka holds: send it now, no linger.
+            producer.flush(_FLUSH_SECONDS)
+            self._hand_back(True)
+            return
+        if self._lingers:
+            waiting.wait(_IDLE_SECONDS)
+            waiting.clear()
+            self._hand_back(producer.poll(0) > 0)
+        else:
+            self._hand_back(producer.poll(_IDLE_SECONDS) > 0)
 
     def _finish(self, producer: Producer) -> None:
         assert self._stop_at is not None
@@ -392,3 +403,8 @@ def _settle(future: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
         future.set_exception(exc)
     else:
         future.set_result(source.result())
+
+
+def _fatal(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and bool(error.fatal())

@@ -95,6 +95,7 @@ class ConfluentProducer(StreamingProducer):
         self._producer: Producer | None = None
         self._hub: DeliveryHub | None = None
         self._worker: BlockingWorker | None = None
+        self._transactions: ConfluentTransactions | None = None
         self._finish_one = self._finish_send  # bound once, not per send
         # Whether librdkafka may send a message more than once (the idempotent producer
         # retries until message.timeout.ms): then a failure says less about earlier attempts.
@@ -127,6 +128,9 @@ class ConfluentProducer(StreamingProducer):
             await self._worker.run(
                 functools.partial(producer.init_transactions, self._config.connection_timeout)
             )
+            self._transactions = ConfluentTransactions(
+                producer, self._worker, self._config.request_timeout
+            )
 
     async def _close(self) -> None:
         hub, self._hub = self._hub, None
@@ -140,6 +144,7 @@ class ConfluentProducer(StreamingProducer):
             if worker is not None and not await worker.close(_WORKER_PATIENCE):
                 self._logger.warning("a confluent producer metadata request is still running")
             self._producer = None
+            self._transactions = None
 
     def _native_client(self) -> object:
         return self._producer
@@ -148,9 +153,9 @@ class ConfluentProducer(StreamingProducer):
         return translate_exception(exc, operation, fallback)
 
     def _native_transactions(self) -> NativeTransactions:
-        producer, worker = self._producer, self._worker
-        assert producer is not None and worker is not None
-        return ConfluentTransactions(producer, worker, self._config.request_timeout)
+        # One per connection: it remembers an abort librdkafka must be asked to resume.
+        assert self._transactions is not None
+        return self._transactions
 
     # -- sending -------------------------------------------------------------------------------
 

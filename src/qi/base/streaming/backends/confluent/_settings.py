@@ -115,8 +115,10 @@ def producer_settings(config: StreamingConfig, producer: ProducerConfig) -> Sett
         transaction_ms = _ms(producer.transaction_timeout)
         settings["transactional.id"] = producer.transactional_id
         settings["transaction.timeout.ms"] = transaction_ms
-        # librdkafka refuses a message.timeout.ms above transaction.timeout.ms.
+        # librdkafka refuses a message.timeout.ms above transaction.timeout.ms, and a
+        # socket.timeout.ms above transaction.timeout.ms + 100.
         settings["message.timeout.ms"] = min(settings["message.timeout.ms"], transaction_ms)
+        settings["socket.timeout.ms"] = min(settings["socket.timeout.ms"], transaction_ms + 100)
     if not producer.idempotent:
         # The idempotent producer retries until message.timeout.ms (that is what keeps
         # it exactly-once and in order); a plain one retries retry_attempts times.

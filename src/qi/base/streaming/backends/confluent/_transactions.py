@@ -25,8 +25,17 @@ class ConfluentTransactions:
         self._producer = producer
         self._worker = worker
         self._timeout = timeout
+        # An abort that failed (timed out, say): librdkafka goes on with it only when asked
+        # again ("retry call to resume") and refuses to begin meanwhile, while the
+        # Transaction has ended. The next begin asks.
+        self._abort_owed = False
 
     async def begin(self) -> None:
+        if self._abort_owed:
+            await self._worker.run(
+                functools.partial(self._producer.abort_transaction, self._timeout)
+            )
+            self._abort_owed = False
         # Local to librdkafka: no request, so no need to leave the loop.
         self._producer.begin_transaction()
 
@@ -45,4 +54,6 @@ class ConfluentTransactions:
         await self._worker.run(functools.partial(self._producer.commit_transaction, self._timeout))
 
     async def abort(self) -> None:
+        self._abort_owed = True
         await self._worker.run(functools.partial(self._producer.abort_transaction, self._timeout))
+        self._abort_owed = False

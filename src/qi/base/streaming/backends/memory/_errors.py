@@ -52,6 +52,10 @@ class BrokerError(StrEnum):
     """A transactional request out of order (no transaction open, or one still open)."""
     UNKNOWN_MEMBER_ID = "UNKNOWN_MEMBER_ID"
     """Offsets sent in a transaction name a member that is no longer in its group."""
+    TRANSACTION_ABORTABLE = "TRANSACTION_ABORTABLE"
+    """The transaction cannot commit: a message of it was not written. Abort it."""
+    INVALID_TRANSACTION_TIMEOUT = "INVALID_TRANSACTION_TIMEOUT"
+    """A transaction_timeout above the broker's ``transaction.max.timeout.ms``."""
 
 
 # BrokerError -> (contract code, retriable). Every member must have an entry (a test checks).
@@ -71,6 +75,8 @@ ERROR_TABLE: Final[dict[BrokerError, tuple[ErrorCode, bool]]] = {
     BrokerError.PRODUCER_FENCED: (ErrorCode.PRODUCER_FENCED, False),
     BrokerError.INVALID_TXN_STATE: (ErrorCode.TRANSACTION_FAILED, False),
     BrokerError.UNKNOWN_MEMBER_ID: (ErrorCode.TRANSACTION_FAILED, False),
+    BrokerError.TRANSACTION_ABORTABLE: (ErrorCode.TRANSACTION_FAILED, False),
+    BrokerError.INVALID_TRANSACTION_TIMEOUT: (ErrorCode.INVALID_CONFIG, False),
 }
 
 

@@ -45,10 +45,18 @@ class MemoryTransactions:
         self._broker = broker
         self._session = session
         self._config = config
+        # An abort that could not reach the broker: the next begin finishes it first, as a
+        # Kafka client retries its abort, rather than leave the transaction open (holding
+        # read_committed readers back) until the timeout aborts it and fences the producer.
+        self._abort_owed = False
 
     async def begin(self) -> None:
         await self._reachable("transaction")
-        self._broker.transactions.begin(self._session)
+        coordinator = self._broker.transactions
+        if self._abort_owed:
+            coordinator.abort(self._session)
+            self._abort_owed = False
+        coordinator.begin(self._session)
 
     async def send_offsets(self, offsets: Mapping[TopicPartition, int], group: object) -> None:
         assert isinstance(group, MemoryGroupMetadata)
@@ -60,8 +68,10 @@ class MemoryTransactions:
         self._broker.transactions.commit(self._session)
 
     async def abort(self) -> None:
+        self._abort_owed = True
         await self._reachable("transaction.abort")
         self._broker.transactions.abort(self._session)
+        self._abort_owed = False
 
     async def _reachable(self, operation: str) -> None:
         if not await self._broker.wait_reachable(self._config.request_timeout):
@@ -86,6 +96,7 @@ class MemoryProducer(StreamingProducer):
         self._waiting = 0
         self._drained: asyncio.Event | None = None
         self._session: ProducerSession | None = None
+        self._transactions: MemoryTransactions | None = None
 
     async def _open(self) -> None:
         broker = broker_for(self._config.brokers)
@@ -94,9 +105,10 @@ class MemoryProducer(StreamingProducer):
         transactional_id = self._producer_config.transactional_id
         if transactional_id is not None:
             # As a Kafka producer's init_transactions(): fences every older instance.
-            self._session = broker.transactions.init_producer(
+            session = self._session = broker.transactions.init_producer(
                 transactional_id, self._producer_config.transaction_timeout
             )
+            self._transactions = MemoryTransactions(broker, session, self._config)
         self._broker = broker
         self._drained = asyncio.Event()
         self._drained.set()
@@ -113,8 +125,8 @@ class MemoryProducer(StreamingProducer):
         return translate(exc, operation, fallback)
 
     def _native_transactions(self) -> NativeTransactions:
-        assert self._broker is not None and self._session is not None
-        return MemoryTransactions(self._broker, self._session, self._config)
+        assert self._transactions is not None
+        return self._transactions
 
     async def _send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
         outcomes = await self._deliver(topic, (message,), "send")

@@ -36,7 +36,11 @@ from qi.base.streaming.backends.memory._records import StickyPartitions
 
 if TYPE_CHECKING:
     from qi.base.streaming.backends.memory._broker import MemoryBroker
+    from qi.base.streaming.backends.memory._log import Topic
 
+MAX_TRANSACTION_TIMEOUT: Final = 900.0
+"""Kafka's default ``transaction.max.timeout.ms`` (15 minutes), in seconds: a producer
+asking for more is refused when it initialises, as Kafka refuses it."""
 _PRODUCER_IDS: Final = itertools.count(1000)
 """Producer ids, unique in the process (so across memory brokers too)."""
 
@@ -70,10 +74,16 @@ class _TransactionalState:
     """``time.monotonic()`` when the open transaction began; None when none is open."""
     written: dict[TopicPartition, list[int]] = field(default_factory=dict)
     """Offsets the open transaction wrote, per partition."""
+    topics: dict[str, Topic] = field(default_factory=dict)
+    """The topics it wrote to: a topic deleted and created again under the same name is
+    another topic, whose records its markers must not touch."""
     offsets: dict[str, tuple[MemoryGroupMetadata, dict[TopicPartition, int]]] = field(
         default_factory=dict
     )
     """Consumer offsets to commit with the open transaction, per group."""
+    lost: QiError | None = None
+    """The first message of the open transaction that was not written: as in Kafka's
+    clients, the transaction can then only abort (what it holds is not what was sent)."""
 
 
 class TransactionCoordinator:
@@ -86,6 +96,12 @@ class TransactionCoordinator:
 
     def init_producer(self, transactional_id: str, timeout: float) -> ProducerSession:
         """Register a producer for ``transactional_id``, fencing any older one."""
+        if timeout > MAX_TRANSACTION_TIMEOUT:
+            raise MemoryBrokerError(
+                BrokerError.INVALID_TRANSACTION_TIMEOUT,
+                f"transaction_timeout={timeout:g}s is larger than the maximum the broker "
+                f"allows (transaction.max.timeout.ms, {MAX_TRANSACTION_TIMEOUT:g}s)",
+            )
         self.expire_overdue()
         state = self._states.get(transactional_id)
         if state is None:
@@ -123,10 +139,19 @@ class TransactionCoordinator:
         """Append messages within the open transaction, hidden from read_committed readers."""
         state = self._open_state(session)
         outcomes = self._broker.produce(topic, messages, sticky, False, operation)
+        if state.lost is None:
+            failures = [outcomes] if isinstance(outcomes, QiError) else outcomes
+            state.lost = next((item for item in failures if isinstance(item, QiError)), None)
         if isinstance(outcomes, QiError):
             return outcomes
         stored = self._broker.topic(topic)
         assert stored is not None
+        if state.topics.get(topic) is not stored:
+            # A topic created anew under a name this transaction wrote to: the offsets
+            # written to the deleted one mean nothing in it.
+            for key in [key for key in state.written if key[0] == topic]:
+                del state.written[key]
+            state.topics[topic] = stored
         for outcome in outcomes:
             if isinstance(outcome, ProduceResult):
                 key = (topic, outcome.partition)
@@ -154,6 +179,12 @@ class TransactionCoordinator:
     def commit(self, session: ProducerSession) -> None:
         """Commit: markers to every partition written, offsets to their groups."""
         state = self._open_state(session)
+        if state.lost is not None:
+            raise MemoryBrokerError(
+                BrokerError.TRANSACTION_ABORTABLE,
+                f"a message of this transaction was not written ({state.lost.code}: "
+                f"{state.lost.message}): abort it and retry the work",
+            )
         # A member that lost partitions since it sent their offsets must not commit them:
         # checked before anything is written, so the transaction stays whole (and abortable).
         for group, offsets in state.offsets.values():
@@ -246,9 +277,9 @@ class TransactionCoordinator:
             return
         millis = time.time_ns() // 1_000_000
         for (topic_name, partition), offsets in state.written.items():
-            topic = self._broker.topic(topic_name)
-            if topic is None:
-                continue  # deleted meanwhile: nothing left to mark
+            topic = state.topics[topic_name]
+            if self._broker.topic(topic_name) is not topic:
+                continue  # deleted meanwhile (perhaps created anew): nothing left to mark
             marks = topic.transaction_marks(partition)
             marks.open_first.pop(state.producer_id, None)
             if not commit:
@@ -259,7 +290,9 @@ class TransactionCoordinator:
         touched = {topic for topic, _ in state.written}
         state.started = None
         state.written = {}
+        state.topics = {}
         state.offsets = {}
+        state.lost = None
         self._open.discard(transactional_id)
         for topic_name in touched:
             self._broker.wake_readers(topic_name)
