@@ -7,6 +7,7 @@ These tests pin the internals it replaces and prove the broker now refuses a zom
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import uuid
@@ -33,6 +34,7 @@ from qi.base.streaming import (
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming.backends.aiokafka._errors import translate
+from qi.base.streaming.backends.aiokafka._producer import _forget_drain_failures
 from qi.base.streaming.backends.aiokafka._transactions import (
     AiokafkaGroupMetadata,
     AiokafkaTransactions,
@@ -186,3 +188,40 @@ async def test_what_the_transaction_manager_is_left_in_decides_the_code(
         await AiokafkaTransactions(_FailingProducer(state)).commit()
     assert failed.value.error.code == code
     assert failed.value.error.context["kafka_error"] == "INVALID_PRODUCER_EPOCH"
+
+
+class _FencedManagerProducer:
+    """A producer whose transaction manager was left fatal: aiokafka asserts on a begin."""
+
+    def __init__(self, state: TransactionState) -> None:
+        self._txn_manager = type("Manager", (), {"state": state})()
+
+    async def begin_transaction(self) -> None:
+        raise AssertionError(f"Invalid state transition {self._txn_manager.state} -> ...")
+
+
+async def test_a_transition_out_of_a_fatal_state_says_fenced() -> None:
+    fenced = AiokafkaTransactions(_FencedManagerProducer(TransactionState.FATAL_ERROR))
+    with pytest.raises(OperationFailed) as failed:
+        await fenced.begin()
+    assert failed.value.error.code == "STREAMING_PRODUCER_FENCED"
+    assert failed.value.error.context["fatal"] is True
+    # In any other state an assertion is a bug of ours or aiokafka's, not a fencing.
+    with pytest.raises(AssertionError):
+        await AiokafkaTransactions(_FencedManagerProducer(TransactionState.READY)).begin()
+
+
+async def test_stopping_retrieves_the_failures_of_batches_nobody_drains() -> None:
+    loop = asyncio.get_running_loop()
+    failed, pending = loop.create_future(), loop.create_future()
+    failed.set_exception(kafka.ProducerFenced())
+    batch = type("Batch", (), {"_drain_waiter": failed})()
+    waiting = type("Batch", (), {"_drain_waiter": pending})()
+    accumulator = type(
+        "Accumulator", (), {"_batches": {"tp": [batch]}, "_pending_batches": [waiting]}
+    )()
+    _forget_drain_failures(accumulator)
+    # Retrieved: asyncio will not log it as "Future exception was never retrieved".
+    assert failed._log_traceback is False
+    assert not pending.done()
+    pending.cancel()
