@@ -33,6 +33,7 @@ from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
 from qi.base.streaming._dispatch import Dispatcher, ErrorFactory, PartitionState
+from qi.base.streaming._exactly_once import TransactionalDispatcher
 from qi.base.streaming._source import PartitionSource, SeekTarget, TopicPartition
 
 # How long one fetch may block: short, so stop() and pauses take effect promptly.
@@ -73,22 +74,37 @@ class ConsumerEngine:
         # dispatcher rarely waits on the fetcher, and never unbounded behind a slow handler.
         self.buffer_limit = max(2 * consumer_config.max_batch_size, 1_000)
         self._partitions: dict[TopicPartition, PartitionState] = {}
-        self._dispatcher = Dispatcher(
-            self._partitions,
-            run_config,
-            source,
-            batch_size=consumer_config.max_batch_size,
-            buffer_limit=self.buffer_limit,
-            error=error,
-            report=self._report,
-        )
+        producer = run_config.transactional_producer
+        self._dispatcher: Dispatcher
+        if producer is None:
+            self._dispatcher = Dispatcher(
+                self._partitions,
+                run_config,
+                source,
+                batch_size=consumer_config.max_batch_size,
+                buffer_limit=self.buffer_limit,
+                error=error,
+                report=self._report,
+            )
+        else:
+            self._dispatcher = TransactionalDispatcher(
+                self._partitions,
+                run_config,
+                source,
+                producer=producer,
+                batch_size=consumer_config.max_batch_size,
+                buffer_limit=self.buffer_limit,
+                error=error,
+                report=self._report,
+                translate=translate,
+            )
         self._assigned = asyncio.Event()
         # Set by the fetcher when the broker refuses to let this member in at all.
         self._refused: asyncio.Future[QiError] | None = None
         self._stopping = False
         # Set once offsets of this consumer went through a transaction: its progress is
         # the transactions' to commit, so the loop commits nothing by itself any more.
-        self._progress_in_transactions = False
+        self._progress_in_transactions = producer is not None
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         # Reports of failed rebalance commits, each forgotten once on_error has heard it.
@@ -158,6 +174,11 @@ class ConsumerEngine:
                 )
                 dispatcher.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), _MIN_LEAVE)):
+                await self._dispatcher.after_stop()
+        except TimeoutError:
+            self._logger.warning("ending the run loop's open transaction did not finish in time")
         committed = await self.commit("disconnect", max(deadline - time.monotonic(), 0.0))
         reports = set(self._reports)
         if isinstance(committed, Failure):
@@ -288,7 +309,7 @@ class ConsumerEngine:
             part = self._partitions.get(key)
             if part is not None:
                 part.revoking = True
-        running = await self._dispatcher.wait_for_handler(revoked, self._request_timeout)
+        running = await self._dispatcher.before_revocation(revoked, self._request_timeout)
         if running is not None:
             self._logger.warning(
                 "handler on %s still running at revocation; its message stays uncommitted",
@@ -319,7 +340,8 @@ class ConsumerEngine:
     # -- loops -------------------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        while not self._stopping:
+        # The dispatcher stops by itself when a transactional producer was fenced.
+        while not self._stopping and not self._dispatcher.stopping:
             before = {key: (part, part.generation) for key, part in self._partitions.items()}
             try:
                 fetched = await self._source.fetch(_FETCH_MAX, _FETCH_WAIT)

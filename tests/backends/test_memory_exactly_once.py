@@ -1,0 +1,135 @@
+"""The exactly-once run loop on the memory broker: its time bound, and a handler that
+outlives a revocation (timings only an in-process broker makes exact)."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+
+import pytest
+
+from qi.base.streaming import (
+    ConsumerConfig,
+    ConsumerRunConfig,
+    EachMessagePayload,
+    ProducerConfig,
+    StreamingClient,
+    StreamingConsumer,
+    StreamingMessage,
+    SubscriptionConfig,
+    TopicConfig,
+    Transaction,
+    create_streaming_client,
+)
+from qi.base.streaming.backends.memory import broker_for, discard_broker
+
+from ._memory import config_for, ok, private_brokers, wait_until
+
+
+@pytest.fixture
+async def brokers() -> AsyncIterator[tuple[str, ...]]:
+    brokers = private_brokers()
+    yield brokers
+    discard_broker(brokers)
+
+
+@pytest.fixture
+async def client(brokers: tuple[str, ...]) -> AsyncIterator[StreamingClient]:
+    client = create_streaming_client("memory", config_for(brokers))
+    admin = ok(await client.get_admin())
+    ok(await admin.create_topics([TopicConfig("in", 2), TopicConfig("out")]))
+    yield client
+    await client.disconnect()
+
+
+def group_config() -> ConsumerConfig:
+    return ConsumerConfig("g", session_timeout=3.0, heartbeat_interval=0.1, auto_commit=False)
+
+
+async def start(client: StreamingClient, run_config: ConsumerRunConfig) -> StreamingConsumer:
+    consumer = ok(await client.get_consumer(group_config()))
+    ok(await consumer.subscribe(SubscriptionConfig(topics=("in",), from_beginning=True)))
+    ok(await consumer.run(run_config))
+    return consumer
+
+
+async def send_inputs(client: StreamingClient, values: list[tuple[bytes, int]]) -> None:
+    producer = ok(await client.get_producer())
+    for value, partition in values:
+        ok(await producer.send("in", StreamingMessage(value, partition=partition)))
+
+
+def committed_outputs(brokers: tuple[str, ...]) -> list[bytes | None]:
+    """What a read_committed reader of "out" sees: the records of committed transactions."""
+    topic = broker_for(brokers).topic("out")
+    assert topic is not None
+    end = topic.readable_end(0, committed_only=True)
+    return [message.value for message in topic.read(0, 0, end, committed_only=True)]
+
+
+async def test_a_transaction_ends_after_transaction_max_interval(
+    client: StreamingClient, brokers: tuple[str, ...]
+) -> None:
+    await send_inputs(client, [(f"in-{index}".encode(), 0) for index in range(8)])
+    given: list[Transaction] = []
+
+    async def slow(payload: EachMessagePayload) -> None:
+        assert payload.transaction is not None
+        given.append(payload.transaction)
+        await asyncio.sleep(0.03)
+        ok(await payload.transaction.send("out", StreamingMessage(payload.message.value)))
+
+    producer = ok(await client.get_producer(ProducerConfig(transactional_id="slow")))
+    await start(
+        client,
+        ConsumerRunConfig(
+            each_message=slow,
+            transactional_producer=producer,
+            transaction_max_messages=100,
+            transaction_max_interval=0.05,
+        ),
+    )
+    await wait_until(lambda: broker_for(brokers).committed("g") == {("in", 0): 8}, "all committed")
+    sizes = collections.Counter(map(id, given)).values()
+    # A message starts only while its transaction is younger than 0.05 s: two at most.
+    assert sum(sizes) == 8
+    assert max(sizes) <= 2
+
+
+async def test_a_handler_outliving_the_revocation_has_its_transaction_aborted(
+    client: StreamingClient, brokers: tuple[str, ...]
+) -> None:
+    await send_inputs(client, [(b"quick", 0), (b"stuck", 1)])
+    release = asyncio.Event()
+    stuck = asyncio.Event()
+
+    async def forward(payload: EachMessagePayload) -> None:
+        assert payload.transaction is not None
+        ok(await payload.transaction.send("out", StreamingMessage(payload.message.value)))
+        if payload.message.value == b"stuck" and not release.is_set():
+            stuck.set()
+            await release.wait()
+
+    first_producer = ok(await client.get_producer(ProducerConfig(transactional_id="first")))
+    await start(
+        client, ConsumerRunConfig(each_message=forward, transactional_producer=first_producer)
+    )
+    await wait_until(stuck.is_set, "the handler stuck on its message")
+
+    other = create_streaming_client("memory", config_for(brokers))
+    second_producer = ok(await other.get_producer(ProducerConfig(transactional_id="second")))
+    await start(
+        other, ConsumerRunConfig(each_message=forward, transactional_producer=second_producer)
+    )
+    group = broker_for(brokers).group("g")
+    # The revocation gave up waiting for the handler (request_timeout, 1 s): the
+    # partitions moved on while the first member's transaction held their outputs.
+    await wait_until(lambda: all(group.assignment().values()), "both members own a partition")
+    release.set()
+    await wait_until(
+        lambda: broker_for(brokers).committed("g") == {("in", 0): 1, ("in", 1): 1},
+        "both inputs committed",
+    )
+    assert sorted(value for value in committed_outputs(brokers) if value) == [b"quick", b"stuck"]
+    await other.disconnect()
