@@ -133,3 +133,57 @@ async def test_a_handler_outliving_the_revocation_has_its_transaction_aborted(
     )
     assert sorted(value for value in committed_outputs(brokers) if value) == [b"quick", b"stuck"]
     await other.disconnect()
+
+
+async def test_a_handler_cancelled_at_disconnect_leaves_no_transaction_open(
+    client: StreamingClient, brokers: tuple[str, ...]
+) -> None:
+    await send_inputs(client, [(b"never-finished", 0)])
+    started = asyncio.Event()
+
+    async def hang(payload: EachMessagePayload) -> None:
+        assert payload.transaction is not None
+        ok(await payload.transaction.send("out", StreamingMessage(payload.message.value)))
+        started.set()
+        await asyncio.Event().wait()
+
+    producer = ok(await client.get_producer(ProducerConfig(transactional_id="hang")))
+    consumer = await start(
+        client, ConsumerRunConfig(each_message=hang, transactional_producer=producer)
+    )
+    await wait_until(started.is_set, "the handler running")
+    # The handler outlives request_timeout (1 s): it is cancelled, its transaction aborted.
+    ok(await consumer.disconnect())
+    ok(await (ok(await producer.transaction())).abort())  # no transaction was left open
+    assert committed_outputs(brokers) == []
+    assert broker_for(brokers).committed("g") == {}
+
+
+async def test_a_transaction_that_cannot_begin_is_reported_and_tried_again(
+    client: StreamingClient, brokers: tuple[str, ...]
+) -> None:
+    errors: list[str] = []
+
+    async def forward(payload: EachMessagePayload) -> None:
+        assert payload.transaction is not None
+        ok(await payload.transaction.send("out", StreamingMessage(payload.message.value)))
+
+    async def on_error(error: object) -> None:
+        errors.append(getattr(error, "code", ""))
+
+    producer = ok(await client.get_producer(ProducerConfig(transactional_id="later")))
+    await start(
+        client,
+        ConsumerRunConfig(
+            each_message=forward,
+            on_error=on_error,
+            retry_backoff=0.01,
+            transactional_producer=producer,
+        ),
+    )
+    ok(await producer.disconnect())
+    await send_inputs(client, [(b"waits", 0)])
+    await wait_until(lambda: "STREAMING_NOT_CONNECTED" in errors, "the failed begin reported")
+    ok(await producer.connect())
+    await wait_until(lambda: broker_for(brokers).committed("g") == {("in", 0): 1}, "committed")
+    assert committed_outputs(brokers) == [b"waits"]
