@@ -12,7 +12,9 @@ import pytest
 from qi.base.streaming import (
     ConsumerConfig,
     ConsumerRunConfig,
+    EachBatchPayload,
     EachMessagePayload,
+    MessageBatch,
     ProducerConfig,
     StreamingClient,
     StreamingConsumer,
@@ -187,3 +189,40 @@ async def test_a_transaction_that_cannot_begin_is_reported_and_tried_again(
     ok(await producer.connect())
     await wait_until(lambda: broker_for(brokers).committed("g") == {("in", 0): 1}, "committed")
     assert committed_outputs(brokers) == [b"waits"]
+
+
+async def test_a_failed_batch_is_aborted_and_redelivered_whole(
+    client: StreamingClient, brokers: tuple[str, ...]
+) -> None:
+    await send_inputs(client, [(f"in-{index}".encode(), 0) for index in range(6)])
+    batches: list[tuple[int, ...]] = []
+    errors: list[str] = []
+
+    async def forward_then_fail_once(payload: EachBatchPayload) -> None:
+        assert payload.transaction is not None
+        batches.append(tuple(message.offset for message in payload.messages))
+        outputs = tuple(StreamingMessage(message.value) for message in payload.messages)
+        ok(await payload.transaction.send_batch(MessageBatch("out", outputs)))
+        if len(batches) == 2:
+            raise RuntimeError("second batch broke after sending")
+
+    async def on_error(error: object) -> None:
+        errors.append(getattr(error, "code", ""))
+
+    producer = ok(await client.get_producer(ProducerConfig(transactional_id="batches")))
+    await start(
+        client,
+        ConsumerRunConfig(
+            each_batch=forward_then_fail_once,
+            on_error=on_error,
+            retry_backoff=0.01,
+            transactional_producer=producer,
+            transaction_max_messages=4,
+            transaction_max_interval=30,
+        ),
+    )
+    await wait_until(lambda: broker_for(brokers).committed("g") == {("in", 0): 6}, "committed")
+    # First transaction: 0-3 (committed). Second: 4-5, failed and aborted, then again.
+    assert batches == [(0, 1, 2, 3), (4, 5), (4, 5)]
+    assert errors == ["STREAMING_HANDLER_FAILED"]
+    assert committed_outputs(brokers) == [f"in-{index}".encode() for index in range(6)]
