@@ -226,3 +226,69 @@ async def test_a_failed_batch_is_aborted_and_redelivered_whole(
     assert batches == [(0, 1, 2, 3), (4, 5), (4, 5)]
     assert errors == ["STREAMING_HANDLER_FAILED"]
     assert committed_outputs(brokers) == [f"in-{index}".encode() for index in range(6)]
+
+
+async def test_members_joining_and_leaving_mid_stream_give_each_output_once(
+    client: StreamingClient, brokers: tuple[str, ...]
+) -> None:
+    admin = ok(await client.get_admin())
+    ok(await admin.create_topics([TopicConfig("many", 4)]))
+    inputs = [f"in-{index}".encode() for index in range(3000)]
+
+    async def forward(payload: EachMessagePayload) -> None:
+        assert payload.transaction is not None
+        await asyncio.sleep(0.001)  # slow enough that rebalances find transactions open
+        ok(await payload.transaction.send("out", StreamingMessage(payload.message.value)))
+
+    clients = [create_streaming_client("memory", config_for(brokers)) for _ in range(3)]
+    errors: list[object] = []
+
+    async def on_error(error: object) -> None:
+        errors.append(error)
+
+    async def member(index: int) -> StreamingConsumer:
+        member_client = clients[index]
+        producer = ok(
+            await member_client.get_producer(ProducerConfig(transactional_id=f"member-{index}"))
+        )
+        consumer = ok(await member_client.get_consumer(group_config()))
+        ok(await consumer.subscribe(SubscriptionConfig(topics=("many",), from_beginning=True)))
+        run = ConsumerRunConfig(
+            each_message=forward,
+            on_error=on_error,
+            transactional_producer=producer,
+            transaction_max_messages=50,
+        )
+        ok(await consumer.run(run))
+        return consumer
+
+    sender = ok(await client.get_producer())
+
+    async def send(values: list[bytes]) -> None:
+        for index, value in enumerate(values):
+            ok(await sender.send("many", StreamingMessage(value, partition=index % 4)))
+
+    broker = broker_for(brokers)
+    first = await member(0)
+    await send(inputs[:1000])
+    await member(1)
+    await send(inputs[1000:2000])
+    ok(await first.disconnect())
+    await member(2)
+    await send(inputs[2000:])
+
+    def done() -> bool:
+        committed = broker.committed("g")
+        return sum(committed.values()) == len(inputs)
+
+    await wait_until(done, "every input committed", within=30)
+    assert sorted(value or b"" for value in committed_outputs(brokers)) == sorted(inputs)
+    # Every revocation let the open transaction commit first: nothing was refused, and
+    # no handled work was thrown away (no aborted record in the output).
+    assert errors == []
+    out = broker.topic("out")
+    assert out is not None
+    marks = out.marks.get(0)
+    assert marks is None or not marks.aborted
+    for member_client in clients:
+        await member_client.disconnect()
