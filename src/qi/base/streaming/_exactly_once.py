@@ -324,3 +324,39 @@ class TransactionalDispatcher(Dispatcher):
         waiter, self._settled = self._settled, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+def dispatcher_for(
+    partitions: dict[TopicPartition, PartitionState],
+    run_config: ConsumerRunConfig,
+    source: PartitionSource,
+    *,
+    batch_size: int,
+    buffer_limit: int,
+    error: ErrorFactory,
+    report: Report,
+    translate: Translate,
+) -> Dispatcher:
+    """The at-least-once dispatcher, or the transactional one when the run names a producer."""
+    producer = run_config.transactional_producer
+    if producer is None:
+        return Dispatcher(
+            partitions,
+            run_config,
+            source,
+            batch_size=batch_size,
+            buffer_limit=buffer_limit,
+            error=error,
+            report=report,
+        )
+    return TransactionalDispatcher(
+        partitions,
+        run_config,
+        source,
+        producer=producer,
+        batch_size=batch_size,
+        buffer_limit=buffer_limit,
+        error=error,
+        report=report,
+        translate=translate,
+    )
