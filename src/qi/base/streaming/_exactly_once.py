@@ -178,14 +178,7 @@ class TransactionalDispatcher(Dispatcher):
         buffer = part.buffer
         covered = self._cover(part)
         for _ in range(min(self._batch_size, self._max_messages - self._count)):
-            if (
-                not buffer
-                or self.stopping
-                or part.generation != generation
-                or part.revoking
-                or self._settled is not None
-                or time.monotonic() >= self._deadline
-            ):
+            if part.generation != generation or not self._may_deliver(part):
                 return
             message = buffer[0]
             payload = EachMessagePayload(topic, partition, message, transaction)
@@ -206,6 +199,8 @@ class TransactionalDispatcher(Dispatcher):
         handler = self._run.each_batch
         transaction = self._transaction
         assert handler is not None and transaction is not None
+        if not self._may_deliver(part):
+            return
         topic, partition = part.key
         generation = part.generation
         room = min(self._batch_size, self._max_messages - self._count)
@@ -225,6 +220,17 @@ class TransactionalDispatcher(Dispatcher):
         part.processed = messages[-1].offset + 1
         part.attempts = 0
         self._count += len(messages)
+
+    def _may_deliver(self, part: PartitionState) -> bool:
+        """Whether a handler call on ``part`` may start in the open transaction. Checked
+        again after every await: beginning the transaction, or the last handler call."""
+        return (
+            bool(part.buffer)
+            and not self.stopping
+            and not part.revoking
+            and self._settled is None
+            and time.monotonic() < self._deadline
+        )
 
     def _cover(self, part: PartitionState) -> _Covered:
         """Record, before its handler runs, that the open transaction handles ``part``."""
