@@ -240,8 +240,9 @@ def _forget_drain_failures(accumulator: Any) -> None:
     and Python 3.11 formats that log with the ast module, which breaks when it happens
     inside another parse.
     """
-    batches = [*itertools.chain.from_iterable(accumulator._batches.values())]
-    for batch in (*batches, *accumulator._pending_batches):
+    queued = getattr(accumulator, "_batches", {}).values()
+    pending = getattr(accumulator, "_pending_batches", ())
+    for batch in (*itertools.chain.from_iterable(queued), *pending):
         waiter = getattr(batch, "_drain_waiter", None)
         if waiter is not None and waiter.done() and not waiter.cancelled():
             waiter.exception()
