@@ -75,10 +75,10 @@ class Pipeline:
     def run_config(
         self, producer: StreamingProducer, handler: Handler | None = None, **changes: Any
     ) -> ConsumerRunConfig:
+        changes.setdefault("retry_backoff", 0.05)
         return ConsumerRunConfig(
             each_message=handler or self.forward,
             on_error=self.on_error,
-            retry_backoff=0.05,
             transactional_producer=producer,
             **changes,
         )
@@ -321,7 +321,7 @@ async def test_a_member_joining_mid_stream_loses_and_repeats_nothing(
     assert not [error for error in first.errors + second.errors if error.context.get("fatal")]
 
 
-async def test_a_fenced_producer_stops_the_loop_and_tells_on_error(
+async def test_a_fenced_producer_stops_the_loop_and_its_successor_takes_over(
     client: StreamingClient,
     second_client: StreamingClient,
     producer: StreamingProducer,
@@ -330,13 +330,14 @@ async def test_a_fenced_producer_stops_the_loop_and_tells_on_error(
 ) -> None:
     source, sink = await make_topic(), await make_topic()
     config = transactional()
-    pipeline = Pipeline(sink)
+    fenced_pipeline = Pipeline(sink)
     group_id = unique("group")
-    await start_pipeline(
+    fenced_consumer = await start_pipeline(
         client,
         consumer_config,
         source,
-        pipeline.run_config(ok(await client.get_producer(config))),
+        # No backoff: a loop that went on after the fencing would report it again and again.
+        fenced_pipeline.run_config(ok(await client.get_producer(config)), retry_backoff=0.0),
         group_id,
     )
     await produce(producer, source, [b"before"])
@@ -344,17 +345,24 @@ async def test_a_fenced_producer_stops_the_loop_and_tells_on_error(
     successor = ok(await second_client.get_producer(config))  # fences the loop's producer
     await produce(producer, source, [b"after"])
     await wait_until(
-        lambda: any(error.code == "STREAMING_PRODUCER_FENCED" for error in pipeline.errors),
+        lambda: any(e.code == "STREAMING_PRODUCER_FENCED" for e in fenced_pipeline.errors),
         what="PRODUCER_FENCED reported",
     )
-    fenced = next(e for e in pipeline.errors if e.code == "STREAMING_PRODUCER_FENCED")
-    assert fenced.context["fatal"] is True
-    txn = ok(await successor.transaction())
-    ok(await txn.send(sink, StreamingMessage(b"successor")))
-    ok(await txn.commit())
     # The fenced loop's output of "after" never becomes visible, nor its offset.
-    assert await read_committed(client, consumer_config, sink, 2) == [b"before", b"successor"]
     assert not await caught_up(client, group_id, source)
+    ok(await fenced_consumer.disconnect())
+    fenced = [e for e in fenced_pipeline.errors if e.code == "STREAMING_PRODUCER_FENCED"]
+    assert len(fenced) == 1, "the fenced loop went on"
+    assert fenced[0].context["fatal"] is True
+
+    # A successor with the same transactional_id (a restarted service) picks up the work.
+    successor_pipeline = Pipeline(sink)
+    await start_pipeline(
+        second_client, consumer_config, source, successor_pipeline.run_config(successor), group_id
+    )
+    await wait_until(lambda: caught_up(client, group_id, source), what="the successor committed")
+    assert await read_committed(client, consumer_config, sink, 2) == [b"before", b"after"]
+    assert successor_pipeline.errors == []
 
 
 async def test_at_least_once_payloads_have_no_transaction(
