@@ -34,6 +34,7 @@ from qi.base.streaming import (
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming.backends.aiokafka._errors import translate
+from qi.base.streaming.backends.aiokafka._producer import _forget_drain_failures
 from qi.base.streaming.backends.aiokafka._transactions import (
     AiokafkaGroupMetadata,
     AiokafkaTransactions,
@@ -258,3 +259,19 @@ async def test_a_transaction_begun_while_an_abort_still_runs_waits_for_it() -> N
     producer = _EndingProducer()
     await AiokafkaTransactions(producer, 1.0).begin()
     assert producer.calls == ["wait_for_transaction_end", "begin_transaction"]
+
+
+async def test_stopping_retrieves_the_failures_of_batches_nobody_drains() -> None:
+    loop = asyncio.get_running_loop()
+    failed, pending = loop.create_future(), loop.create_future()
+    failed.set_exception(kafka.ProducerFenced())
+    batch = type("Batch", (), {"_drain_waiter": failed})()
+    waiting = type("Batch", (), {"_drain_waiter": pending})()
+    accumulator = type(
+        "Accumulator", (), {"_batches": {"tp": [batch]}, "_pending_batches": [waiting]}
+    )()
+    _forget_drain_failures(accumulator)
+    # Retrieved: asyncio will not log it as "Future exception was never retrieved".
+    assert failed._log_traceback is False
+    assert not pending.done()
+    pending.cancel()

@@ -73,8 +73,11 @@ def datetime_from_millis(millis: int) -> datetime | None:
         return None
 
 
-EACH_MESSAGE_SETTERS: Final = slot_setters(EachMessagePayload, ("topic", "partition", "message"))
-"""For the run loop, which builds one EachMessagePayload per message inline."""
+EACH_MESSAGE_SETTERS: Final = slot_setters(
+    EachMessagePayload, ("topic", "partition", "message", "transaction")
+)
+"""For the run loop, which builds one EachMessagePayload per message inline. The
+at-least-once loop sets the first three only: an unset ``transaction`` reads as None."""
 
 
 def consumed_headers(headers: Iterable[tuple[str, str | bytes | None]]) -> dict[str, bytes]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from qi.base import QiError
 
 if TYPE_CHECKING:
+    from qi.base.streaming._producer import StreamingProducer
     from qi.base.streaming._types import EachBatchPayload, EachMessagePayload
 
 SaslMechanism = Literal["plain", "scram-sha-256", "scram-sha-512"]
@@ -131,6 +132,15 @@ class ConsumerRunConfig:
     """Told of handler failures (``STREAMING_HANDLER_FAILED``) and other run-loop errors."""
     retry_backoff: float = 0.2
     """Seconds to wait before redelivering a message whose handler failed."""
+    transactional_producer: StreamingProducer | None = None
+    """Exactly-once: handle messages in transactions of this producer (which needs a
+    ``transactional_id``; the consumer needs ``auto_commit=False``). The handler sends with
+    ``payload.transaction``; the consumed offsets commit with what it sent."""
+    transaction_max_messages: int = 500
+    """Most messages handled in one transaction of ``transactional_producer``."""
+    transaction_max_interval: float = 0.1
+    """Most seconds one transaction of ``transactional_producer`` stays open; it also
+    commits as soon as no message is waiting."""
 
 
 @dataclass(frozen=True, slots=True)

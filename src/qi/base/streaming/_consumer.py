@@ -86,13 +86,19 @@ class StreamingConsumer(Endpoint):
     async def run(self, config: ConsumerRunConfig) -> Result[None, QiError]:
         """Start handling messages in the background; return once the group assigned partitions.
 
-        Failures: STREAMING_INVALID_CONFIG (not exactly one handler),
-        STREAMING_NOT_SUBSCRIBED, STREAMING_INVALID_ARGUMENT (already running),
+        With ``config.transactional_producer`` it runs exactly-once: see ``ConsumerRunConfig``.
+
+        Failures: STREAMING_INVALID_CONFIG (not exactly one handler; a transactional
+        producer without a ``transactional_id``, of another backend, or with
+        ``auto_commit=True`` on this consumer), STREAMING_NOT_SUBSCRIBED,
+        STREAMING_INVALID_ARGUMENT (already running),
         STREAMING_TIMEOUT (no assignment within 2 * session_timeout + connection_timeout:
         a member that crashed holds its partitions until its session expires, and the
         rebalance that follows must finish too).
         """
         problem = run_config_problem(config)
+        if problem is None:
+            problem = self._transactional_problem(config)
         if problem is not None:
             return Failure(self._error(ErrorCode.INVALID_CONFIG, problem, "run"))
         if self._subscription is None:
@@ -172,6 +178,33 @@ class StreamingConsumer(Endpoint):
                 )
             )
         return await self._engine.seek((topic, partition), target)
+
+    def _transactional_problem(self, config: ConsumerRunConfig) -> str | None:
+        """Whether the run loop can commit this consumer's progress in the named producer's
+        transactions."""
+        producer = config.transactional_producer
+        if producer is None:
+            return None
+        # Imported here: the producer's module imports this one (through transactions).
+        from qi.base.streaming._producer import StreamingProducer
+
+        if not isinstance(producer, StreamingProducer):
+            return (
+                f"transactional_producer must be a StreamingProducer, got {type(producer).__name__}"
+            )
+        if not producer._transactional:
+            return "transactional_producer needs a ProducerConfig with a transactional_id"
+        if producer.implementation != self.implementation:
+            return (
+                f"a {producer.implementation} transactional_producer cannot commit the offsets "
+                f"of a {self.implementation} consumer"
+            )
+        if self._consumer_config.auto_commit:
+            return (
+                "a consumer run with a transactional_producer needs auto_commit=False: "
+                "its offsets are committed by the transactions"
+            )
+        return None
 
     async def _offsets_for_transaction(
         self, implementation: str, offsets: object

@@ -119,6 +119,15 @@ class Dispatcher:
             return self._busy
         return None
 
+    async def before_revocation(
+        self, keys: Collection[TopicPartition], patience: float
+    ) -> TopicPartition | None:
+        """Settle what the handler did on ``keys`` before they go; see wait_for_handler."""
+        return await self.wait_for_handler(keys, patience)
+
+    async def after_stop(self) -> None:
+        """run() ended or was cancelled: settle what is left (nothing, at least once)."""
+
     async def run(self) -> None:
         """Call the handler until ``stopping``."""
         while not self.stopping:
@@ -173,7 +182,7 @@ class Dispatcher:
             if setters is None:
                 payload = EachMessagePayload(topic, partition, message)
             else:
-                set_topic, set_partition, set_message = setters
+                set_topic, set_partition, set_message, _ = setters
                 payload = new(EachMessagePayload)
                 set_topic(payload, topic)
                 set_partition(payload, partition)

@@ -18,6 +18,10 @@ here: the next owner may start on it as soon as the revocation returns.
 A native client moves past what it fetched before the source builds the
 messages, so a fetch that fails has moved past messages nobody will handle:
 the engine then rewinds every partition to the first offset it was not given.
+
+With a transactional producer in the run config the dispatcher is the
+exactly-once one (``_exactly_once``): the engine then commits nothing itself,
+and a revocation waits for the open transaction instead of the running handler.
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
-from qi.base.streaming._dispatch import Dispatcher, ErrorFactory, PartitionState
+from qi.base.streaming._dispatch import ErrorFactory, PartitionState
+from qi.base.streaming._exactly_once import Translate, dispatcher_for
 from qi.base.streaming._source import PartitionSource, SeekTarget, TopicPartition
 
 # How long one fetch may block: short, so stop() and pauses take effect promptly.
@@ -43,9 +48,6 @@ _FETCH_MAX: Final = 10_000
 _FETCH_ERROR_BACKOFF: Final = 0.5
 # The least time stop() gives the source to leave the group, even when the rest used it all.
 _MIN_LEAVE: Final = 0.5
-
-
-_Translate = Callable[[BaseException, str, ErrorCode], QiError]
 
 
 class ConsumerEngine:
@@ -59,7 +61,7 @@ class ConsumerEngine:
         *,
         request_timeout: float,
         error: ErrorFactory,
-        translate: _Translate,
+        translate: Translate,
         logger: logging.Logger,
     ) -> None:
         self._source = source
@@ -73,7 +75,7 @@ class ConsumerEngine:
         # dispatcher rarely waits on the fetcher, and never unbounded behind a slow handler.
         self.buffer_limit = max(2 * consumer_config.max_batch_size, 1_000)
         self._partitions: dict[TopicPartition, PartitionState] = {}
-        self._dispatcher = Dispatcher(
+        self._dispatcher = dispatcher_for(
             self._partitions,
             run_config,
             source,
@@ -81,6 +83,7 @@ class ConsumerEngine:
             buffer_limit=self.buffer_limit,
             error=error,
             report=self._report,
+            translate=translate,
         )
         self._assigned = asyncio.Event()
         # Set by the fetcher when the broker refuses to let this member in at all.
@@ -88,7 +91,7 @@ class ConsumerEngine:
         self._stopping = False
         # Set once offsets of this consumer went through a transaction: its progress is
         # the transactions' to commit, so the loop commits nothing by itself any more.
-        self._progress_in_transactions = False
+        self._progress_in_transactions = run_config.transactional_producer is not None
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         # Reports of failed rebalance commits, each forgotten once on_error has heard it.
@@ -158,6 +161,11 @@ class ConsumerEngine:
                 )
                 dispatcher.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(max(deadline - time.monotonic(), _MIN_LEAVE)):
+                await self._dispatcher.after_stop()
+        except TimeoutError:
+            self._logger.warning("ending the run loop's open transaction did not finish in time")
         committed = await self.commit("disconnect", max(deadline - time.monotonic(), 0.0))
         reports = set(self._reports)
         if isinstance(committed, Failure):
@@ -292,7 +300,7 @@ class ConsumerEngine:
             part = self._partitions.get(key)
             if part is not None:
                 part.revoking = True
-        running = await self._dispatcher.wait_for_handler(revoked, self._request_timeout)
+        running = await self._dispatcher.before_revocation(revoked, self._request_timeout)
         if running is not None:
             self._logger.warning(
                 "handler on %s still running at revocation; its message stays uncommitted",
@@ -323,7 +331,8 @@ class ConsumerEngine:
     # -- loops -------------------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        while not self._stopping:
+        # The dispatcher stops by itself when a transactional producer was fenced.
+        while not self._stopping and not self._dispatcher.stopping:
             before = {key: (part, part.generation) for key, part in self._partitions.items()}
             try:
                 fetched = await self._source.fetch(_FETCH_MAX, _FETCH_WAIT)

@@ -179,6 +179,14 @@ class Transaction:
             await self._native.send_offsets(chosen, group)
         return Success(None)
 
+    @_total("send_offsets", ErrorCode.TRANSACTION_FAILED)
+    async def _send_group_offsets(
+        self, offsets: Mapping[TopicPartition, int], group: object
+    ) -> Result[None, QiError]:
+        """send_offsets for the run loop, which has the offsets and the group metadata."""
+        await self._native.send_offsets(offsets, group)
+        return Success(None)
+
     @_total("commit", ErrorCode.TRANSACTION_FAILED)
     async def commit(self) -> Result[None, QiError]:
         """Commit: the transaction's records and offsets become visible together.

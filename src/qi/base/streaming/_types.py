@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qi.base.streaming._transaction import Transaction
 
 # The shared default: producers recognise it by identity and skip checking headers.
 NO_HEADERS: Mapping[str, str | bytes] = MappingProxyType({})
@@ -95,6 +99,19 @@ class EachMessagePayload:
     """Partition of the message."""
     message: ConsumedMessage
     """The message itself."""
+    transaction: Transaction | None = None
+    """The run loop's open transaction when it runs exactly-once (send with it, so the
+    output commits with the message's offset), else None."""
+
+    if not TYPE_CHECKING:  # hidden from type checkers: it would accept any attribute name
+
+        def __getattr__(self, name: str) -> object:
+            # Called only for a slot never set: the at-least-once run loop builds millions of
+            # payloads a second through the slots (_build) and leaves ``transaction`` unset,
+            # which must read as its default.
+            if name == "transaction":
+                return None
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +124,9 @@ class EachBatchPayload:
     """Partition of the messages."""
     messages: tuple[ConsumedMessage, ...]
     """The messages, in offset order."""
+    transaction: Transaction | None = None
+    """The run loop's open transaction when it runs exactly-once (send with it, so the
+    output commits with the messages' offsets), else None."""
 
 
 @dataclass(frozen=True, slots=True)

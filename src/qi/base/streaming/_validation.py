@@ -221,6 +221,10 @@ def run_config_problem(config: object) -> str | None:
     backoff = config.retry_backoff
     if not _is_number(backoff) or backoff < 0:
         return "retry_backoff must be a number of seconds >= 0"
+    if not _is_int(config.transaction_max_messages) or config.transaction_max_messages < 1:
+        return "transaction_max_messages must be an int >= 1"
+    if not _is_positive_number(config.transaction_max_interval):
+        return "transaction_max_interval must be a number of seconds > 0"
     return None
 
 

@@ -11,6 +11,7 @@ this module is the lifecycle and the pooling of concurrent ``send()`` calls.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
@@ -151,6 +152,7 @@ class AiokafkaProducer(StreamingProducer):
         if accumulator is not None:
             # Not ProducerClosed: a batch already sent may have been written.
             accumulator.fail_all(KafkaConnectionError("the producer was disconnected"))
+            _forget_drain_failures(accumulator)
         stopping = asyncio.ensure_future(producer.stop())
         done, _ = await asyncio.wait({stopping}, timeout=_STOP_GRACE)
         if not done:
@@ -260,3 +262,19 @@ class AiokafkaProducer(StreamingProducer):
             manager._transaction_waiter.set_exception(
                 KafkaError(f"a message of this transaction was not written: {failed.message}")
             )
+
+
+def _forget_drain_failures(accumulator: Any) -> None:
+    """Retrieve the failure of every batch's drain waiter, which only a flush awaits.
+
+    After a fenced send, aiokafka's sender fails every batch, and nothing awaits their
+    drain waiters any more: asyncio would log them as never retrieved when collected,
+    and Python 3.11 formats that log with the ast module, which breaks when it happens
+    inside another parse.
+    """
+    queued = getattr(accumulator, "_batches", {}).values()
+    pending = getattr(accumulator, "_pending_batches", ())
+    for batch in (*itertools.chain.from_iterable(queued), *pending):
+        waiter = getattr(batch, "_drain_waiter", None)
+        if waiter is not None and waiter.done() and not waiter.cancelled():
+            waiter.exception()

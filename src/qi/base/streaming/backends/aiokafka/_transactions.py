@@ -227,6 +227,16 @@ def fence_offset_commits(producer: Any) -> None:
     sender._do_txn_offset_commit = MethodType(_fenced_offset_commit, sender)
 
 
+def _fatal_cause(manager: Any) -> BaseException | None:
+    """The error that left aiokafka's transaction manager fatal, if it holds one. Taking it
+    also keeps asyncio from logging it as never retrieved when nothing else awaits it."""
+    waiter = getattr(manager, "_transaction_waiter", None)
+    if waiter is None or not waiter.done() or waiter.cancelled():
+        return None
+    cause: BaseException | None = waiter.exception()
+    return cause
+
+
 class AiokafkaTransactions:
     """A transactional ``AIOKafkaProducer``'s begin, offsets, commit and abort.
 
@@ -323,6 +333,21 @@ class AiokafkaTransactions:
     async def _call(self, operation: str, call: Callable[[], Awaitable[None]]) -> None:
         try:
             await call()
+        except AssertionError as exc:
+            # aiokafka's state machine refuses any way out of FATAL_ERROR (begin, abort) by
+            # an assertion: the producer was fenced, and that is what the caller must hear.
+            manager = self._producer._txn_manager
+            if manager.state is not TransactionState.FATAL_ERROR:
+                raise
+            raise OperationFailed(
+                _errors.translate(
+                    _fatal_cause(manager) or exc,
+                    operation,
+                    ErrorCode.PRODUCER_FENCED,
+                    implementation="aiokafka",
+                    code=ErrorCode.PRODUCER_FENCED,
+                )
+            ) from exc
         except kafka.KafkaError as exc:
             state = self._producer._txn_manager.state
             if state is TransactionState.FATAL_ERROR:

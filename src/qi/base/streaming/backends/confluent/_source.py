@@ -184,7 +184,9 @@ class ConfluentSource(PartitionSource):
         consumer = self._consumer
         assert consumer is not None
         # librdkafka's ConsumerGroupMetadata: group id, generation, member id (KIP-447).
-        return await self._worker.run(consumer.consumer_group_metadata)
+        # Nestable: the exactly-once run loop commits its transaction, offsets and all,
+        # while a revocation callback waits for it on the worker thread.
+        return await self._worker.run(consumer.consumer_group_metadata, nestable=True)
 
     async def stop(self, patience: float) -> None:
         consumer = self._consumer

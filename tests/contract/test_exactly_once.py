@@ -1,0 +1,421 @@
+"""Exactly-once in the run loop: ``ConsumerRunConfig.transactional_producer``, on every backend.
+
+A pipeline reads an input topic and writes one output per input through the
+payload's transaction; a ``read_committed`` reader of the output must see each
+output exactly once whatever fails, and the group's committed offsets must
+match what was handled. Real backends run against noida-db (the ``kafka_rules``
+marker): Tansu's ``read_committed`` shows aborted records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from qi.base import QiError
+from qi.base.streaming import (
+    ConsumedMessage,
+    ConsumerRunConfig,
+    EachBatchPayload,
+    EachMessagePayload,
+    MessageBatch,
+    ProducerConfig,
+    StreamingClient,
+    StreamingConfig,
+    StreamingConsumer,
+    StreamingMessage,
+    StreamingProducer,
+    SubscriptionConfig,
+    Transaction,
+    create_streaming_client,
+)
+
+from ._support import (
+    Collector,
+    ConsumerConfigFactory,
+    TopicFactory,
+    expect_failure,
+    numbered,
+    ok,
+    produce,
+    start_consumer,
+    unique,
+    wait_until,
+)
+
+pytestmark = pytest.mark.kafka_rules
+
+Handler = Callable[[EachMessagePayload], Awaitable[None]]
+
+
+class Pipeline:
+    """Forwards every input message to ``sink`` within the run loop's transaction."""
+
+    def __init__(self, sink: str) -> None:
+        self.sink = sink
+        self.handled: list[ConsumedMessage] = []
+        self.transactions: list[Transaction] = []
+        """The transaction each handled message was given (kept alive: told apart by id)."""
+        self.errors: list[QiError] = []
+
+    async def forward(self, payload: EachMessagePayload) -> None:
+        transaction = payload.transaction
+        assert transaction is not None
+        self.handled.append(payload.message)
+        self.transactions.append(transaction)
+        ok(await transaction.send(self.sink, StreamingMessage(payload.message.value)))
+
+    async def on_error(self, error: QiError) -> None:
+        self.errors.append(error)
+
+    def run_config(
+        self, producer: StreamingProducer, handler: Handler | None = None, **changes: Any
+    ) -> ConsumerRunConfig:
+        changes.setdefault("retry_backoff", 0.05)
+        return ConsumerRunConfig(
+            each_message=handler or self.forward,
+            on_error=self.on_error,
+            transactional_producer=producer,
+            **changes,
+        )
+
+
+@pytest.fixture
+async def second_client(
+    backend: str, streaming_config: StreamingConfig
+) -> AsyncIterator[StreamingClient]:
+    """Another client of the same brokers: its producers are other instances (clients cache)."""
+    other = create_streaming_client(backend, streaming_config)
+    yield other
+    await other.disconnect()
+
+
+def transactional() -> ProducerConfig:
+    return ProducerConfig(transactional_id=unique("txn"))
+
+
+async def read_committed(
+    client: StreamingClient, consumer_config: ConsumerConfigFactory, topic: str, count: int
+) -> list[bytes]:
+    """The first ``count`` values a read_committed reader of ``topic`` sees."""
+    collector = Collector()
+    reader = await start_consumer(
+        client,
+        consumer_config(isolation_level="read_committed"),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        collector.run_config(),
+    )
+    try:
+        await collector.wait_for(count)
+        return [message.value or b"" for message in collector.messages]
+    finally:
+        ok(await reader.disconnect())
+
+
+async def caught_up(client: StreamingClient, group_id: str, topic: str) -> bool:
+    """Whether the group's committed offsets are the end of every partition of ``topic``."""
+    admin = ok(await client.get_admin())
+    lags = ok(await admin.get_group_lag(group_id, [topic]))
+    return bool(lags) and all(lag.lag == 0 for lag in lags)
+
+
+async def spread(
+    producer: StreamingProducer, topic: str, values: list[bytes], partitions: int
+) -> None:
+    """Send ``values`` round-robin over the partitions of ``topic``."""
+    for index, value in enumerate(values):
+        ok(await producer.send(topic, StreamingMessage(value, partition=index % partitions)))
+
+
+async def both_assigned(client: StreamingClient, group_id: str) -> bool:
+    admin = ok(await client.get_admin())
+    members = ok(await admin.describe_group(group_id)).members
+    return len(members) == 2 and all(member.assignment for member in members)
+
+
+async def start_pipeline(
+    client: StreamingClient,
+    consumer_config: ConsumerConfigFactory,
+    source: str,
+    run_config: ConsumerRunConfig,
+    group_id: str | None = None,
+) -> StreamingConsumer:
+    return await start_consumer(
+        client,
+        consumer_config(group_id, auto_commit=False),
+        SubscriptionConfig(topics=(source,), from_beginning=True),
+        run_config,
+    )
+
+
+async def test_every_input_gives_exactly_one_committed_output(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source, sink = await make_topic(2), await make_topic()
+    inputs = numbered("in", 40)
+    await produce(producer, source, inputs[:20])
+    pipeline = Pipeline(sink)
+    txn_producer = ok(await client.get_producer(transactional()))
+    group_id = unique("group")
+    consumer = await start_pipeline(
+        client, consumer_config, source, pipeline.run_config(txn_producer), group_id
+    )
+    await produce(producer, source, inputs[20:])
+    await wait_until(lambda: caught_up(client, group_id, source), what="committed offsets at end")
+    assert sorted(await read_committed(client, consumer_config, sink, 40)) == sorted(inputs)
+    assert pipeline.errors == []
+    ok(await consumer.disconnect())
+    # Disconnecting committed nothing of its own: the transactions already had.
+    assert await caught_up(client, group_id, source)
+
+
+async def test_a_failed_handler_aborts_and_its_transaction_is_redelivered(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source, sink = await make_topic(), await make_topic()
+    inputs = numbered("in", 10)
+    await produce(producer, source, inputs)
+    pipeline = Pipeline(sink)
+    failures = [b"in-5"]
+
+    async def fail_once(payload: EachMessagePayload) -> None:
+        await pipeline.forward(payload)  # its output joins the transaction, then it fails
+        if payload.message.value in failures:
+            failures.remove(payload.message.value)
+            raise RuntimeError("transform broke")
+
+    txn_producer = ok(await client.get_producer(transactional()))
+    group_id = unique("group")
+    await start_pipeline(
+        client,
+        consumer_config,
+        source,
+        pipeline.run_config(txn_producer, fail_once, transaction_max_messages=10),
+        group_id,
+    )
+    await wait_until(lambda: caught_up(client, group_id, source), what="committed offsets at end")
+    assert sorted(await read_committed(client, consumer_config, sink, 10)) == sorted(inputs)
+    assert [error.code for error in pipeline.errors] == ["STREAMING_HANDLER_FAILED"]
+    handled = [message.value for message in pipeline.handled]
+    # Handled up to the failure, then again from the start of the aborted transaction
+    # (the last committed offset, at or before in-5), in order, to the end.
+    again = handled[6:]
+    assert handled[:6] == inputs[:6]
+    assert len(again) >= 5 and again == inputs[len(inputs) - len(again) :]
+
+
+async def test_a_transaction_holds_at_most_transaction_max_messages(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source, sink = await make_topic(), await make_topic()
+    inputs = numbered("in", 12)
+    await produce(producer, source, inputs)
+    pipeline = Pipeline(sink)
+    txn_producer = ok(await client.get_producer(transactional()))
+    group_id = unique("group")
+    await start_pipeline(
+        client,
+        consumer_config,
+        source,
+        pipeline.run_config(txn_producer, transaction_max_messages=3, transaction_max_interval=30),
+        group_id,
+    )
+    await wait_until(lambda: caught_up(client, group_id, source), what="committed offsets at end")
+    sizes = list(collections.Counter(map(id, pipeline.transactions)).values())
+    assert sum(sizes) == 12
+    assert max(sizes) == 3
+    # Each commit marker takes an offset of the output: one per transaction that wrote.
+    admin = ok(await client.get_admin())
+    (sink_offsets,) = ok(await admin.get_topic_offsets(sink))
+    assert sink_offsets.end == 12 + len(sizes)
+
+
+async def test_each_batch_gets_the_transaction_and_its_bound(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source, sink = await make_topic(), await make_topic()
+    inputs = numbered("in", 10)
+    await produce(producer, source, inputs)
+    batches: list[tuple[int, ...]] = []
+
+    async def forward_batch(payload: EachBatchPayload) -> None:
+        assert payload.transaction is not None
+        batches.append(tuple(message.offset for message in payload.messages))
+        outputs = tuple(StreamingMessage(message.value) for message in payload.messages)
+        ok(await payload.transaction.send_batch(MessageBatch(sink, outputs)))
+
+    txn_producer = ok(await client.get_producer(transactional()))
+    group_id = unique("group")
+    await start_pipeline(
+        client,
+        consumer_config,
+        source,
+        ConsumerRunConfig(
+            each_batch=forward_batch,
+            transactional_producer=txn_producer,
+            transaction_max_messages=4,
+        ),
+        group_id,
+    )
+    await wait_until(lambda: caught_up(client, group_id, source), what="committed offsets at end")
+    assert all(1 <= len(batch) <= 4 for batch in batches)
+    assert [offset for batch in batches for offset in batch] == list(range(10))
+    assert sorted(await read_committed(client, consumer_config, sink, 10)) == sorted(inputs)
+
+
+async def test_a_member_joining_mid_stream_loses_and_repeats_nothing(
+    client: StreamingClient,
+    second_client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source, sink = await make_topic(4), await make_topic()
+    inputs = numbered("in", 200)
+    first, second = Pipeline(sink), Pipeline(sink)
+
+    async def slowly(payload: EachMessagePayload) -> None:
+        await asyncio.sleep(0.02)  # so the rebalance finds transactions open
+        await first.forward(payload)
+
+    group_id = unique("group")
+    await start_pipeline(
+        client,
+        consumer_config,
+        source,
+        first.run_config(ok(await client.get_producer(transactional())), slowly),
+        group_id,
+    )
+    await spread(producer, source, inputs[:100], 4)
+    await wait_until(lambda: len(first.handled) >= 20, what="the first member at work")
+    await start_pipeline(
+        second_client,
+        consumer_config,
+        source,
+        second.run_config(ok(await second_client.get_producer(transactional()))),
+        group_id,
+    )
+    await wait_until(lambda: both_assigned(client, group_id), what="both members assigned")
+    await spread(producer, source, inputs[100:], 4)
+    await wait_until(
+        lambda: caught_up(client, group_id, source), what="committed offsets at end", within=60
+    )
+    assert second.handled, "the second member never got a partition"
+    assert sorted(await read_committed(client, consumer_config, sink, 200)) == sorted(inputs)
+    assert not [error for error in first.errors + second.errors if error.context.get("fatal")]
+
+
+async def test_a_fenced_producer_stops_the_loop_and_its_successor_takes_over(
+    client: StreamingClient,
+    second_client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    source, sink = await make_topic(), await make_topic()
+    config = transactional()
+    fenced_pipeline = Pipeline(sink)
+    group_id = unique("group")
+    fenced_consumer = await start_pipeline(
+        client,
+        consumer_config,
+        source,
+        # No backoff: a loop that went on after the fencing would report it again and again.
+        fenced_pipeline.run_config(ok(await client.get_producer(config)), retry_backoff=0.0),
+        group_id,
+    )
+    await produce(producer, source, [b"before"])
+    await wait_until(lambda: caught_up(client, group_id, source), what="the first input committed")
+    successor = ok(await second_client.get_producer(config))  # fences the loop's producer
+    await produce(producer, source, [b"after"])
+    await wait_until(
+        lambda: any(e.code == "STREAMING_PRODUCER_FENCED" for e in fenced_pipeline.errors),
+        what="PRODUCER_FENCED reported",
+    )
+    # The fenced loop's output of "after" never becomes visible, nor its offset.
+    assert not await caught_up(client, group_id, source)
+    ok(await fenced_consumer.disconnect())
+    fenced = [e for e in fenced_pipeline.errors if e.code == "STREAMING_PRODUCER_FENCED"]
+    assert len(fenced) == 1, "the fenced loop went on"
+    assert fenced[0].context["fatal"] is True
+
+    # A successor with the same transactional_id (a restarted service) picks up the work.
+    successor_pipeline = Pipeline(sink)
+    await start_pipeline(
+        second_client, consumer_config, source, successor_pipeline.run_config(successor), group_id
+    )
+    await wait_until(lambda: caught_up(client, group_id, source), what="the successor committed")
+    assert await read_committed(client, consumer_config, sink, 2) == [b"before", b"after"]
+    assert successor_pipeline.errors == []
+
+
+async def test_at_least_once_payloads_have_no_transaction(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    await produce(producer, topic, [b"plain"])
+    seen: list[object] = []
+
+    async def remember(payload: EachMessagePayload) -> None:
+        seen.append(payload.transaction)
+
+    consumer = await start_consumer(
+        client,
+        consumer_config(),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        ConsumerRunConfig(each_message=remember),
+    )
+    await wait_until(lambda: bool(seen), what="the message")
+    assert seen == [None]
+    ok(await consumer.disconnect())
+
+
+@pytest.mark.parametrize(
+    "problem",
+    ["not-transactional", "auto-commit", "zero-messages", "zero-interval", "not-a-producer"],
+)
+async def test_an_unusable_transactional_run_is_an_invalid_config(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+    backend: str,
+    problem: str,
+) -> None:
+    topic = await make_topic()
+    txn_producer = ok(await client.get_producer(transactional()))
+    run: dict[str, Any] = {"transactional_producer": txn_producer}
+    auto_commit = False
+    if problem == "not-transactional":
+        run["transactional_producer"] = producer
+    elif problem == "auto-commit":
+        auto_commit = True
+    elif problem == "zero-messages":
+        run["transaction_max_messages"] = 0
+    elif problem == "zero-interval":
+        run["transaction_max_interval"] = 0.0
+    else:
+        run["transactional_producer"] = object()
+    consumer = ok(await client.get_consumer(consumer_config(auto_commit=auto_commit)))
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,))))
+    outcome = await consumer.run(ConsumerRunConfig(each_message=Collector().each_message, **run))
+    expect_failure(outcome, "STREAMING_INVALID_CONFIG", implementation=backend)
