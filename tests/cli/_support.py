@@ -16,8 +16,13 @@ CLI = [sys.executable, "-m", "qi.base.streaming.cli"]
 
 
 def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a CLI run: no inherited QI_* settings, no colour."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("QI_")}
+    """The environment for a CLI run: no inherited QI_* settings, no colour, and the width
+    of output written to a pipe (a ``COLUMNS`` set by the test runner would narrow it)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("QI_") and key not in ("COLUMNS", "LINES")
+    }
     env["NO_COLOR"] = "1"
     env.update(extra or {})
     return env

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 import click
-from rich.table import Table
+from rich.table import Column, Table
 
 from qi.base.streaming import (
     GroupDescription,
@@ -301,7 +301,8 @@ def _print_description(described: GroupDescription, lags: tuple[PartitionLag, ..
         f"group {described.group_id}: {described.state}, {len(described.members)} member(s)"
     )
     if described.members:
-        members = Table("member", "client id", "host", "partitions")
+        # Member ids are what users copy into other commands: folded, never cut short.
+        members = Table(Column("member", overflow="fold"), "client id", "host", "partitions")
         for member in described.members:
             assignment = ", ".join(
                 f"{topic}[{partition}]" for topic, partition in member.assignment
@@ -312,7 +313,7 @@ def _print_description(described: GroupDescription, lags: tuple[PartitionLag, ..
     partitions = Table("topic")
     for heading in ("partition", "committed", "log end", "lag"):
         partitions.add_column(heading, justify="right")
-    partitions.add_column("member")
+    partitions.add_column("member", overflow="fold")
     for lag in lags:
         partitions.add_row(
             lag.topic,
