@@ -8,9 +8,9 @@ change to the engine on the event loop and waits for its answer: on revocation
 the engine finishes the running handler and says which offsets to commit, and
 the commit happens before librdkafka lets the partitions go. While a callback
 waits, commits run inside it: the handler the revocation waits for may be
-committing. (A seek need not: every partition is revoked at once by the eager
-assignors used here, and the engine does not pass on seeks of partitions being
-revoked.)
+committing. So do seeks: the engine passes on no seek of a partition being revoked,
+but one it passed on just before may still be queued when the revocation begins, and
+the handler that called it is what the revocation waits for.
 
 Subscriptions are resolved here, in Python: librdkafka's regex dialect is not
 Python's, so the source lists the cluster's topics, keeps those named or
@@ -145,7 +145,7 @@ class ConfluentSource(PartitionSource):
             offset = OFFSET_END
         else:
             offset = target
-        await self._worker.run(functools.partial(self._seek, partition, offset))
+        await self._worker.run(functools.partial(self._seek, partition, offset), nestable=True)
 
     async def rewind(self, positions: Mapping[TopicPartition, int | None]) -> None:
         await self._worker.run(functools.partial(self._rewind, dict(positions)))
@@ -217,6 +217,10 @@ class ConfluentSource(PartitionSource):
         return self._group(messages)
 
     def _seek(self, key: TopicPartition, offset: int) -> None:
+        if key not in self._assigned:
+            # Revoked while the seek was queued: its next owner starts from the committed
+            # offset, as after a seek the engine passes on during a revocation.
+            return
         self._native().seek(NativePartition(key[0], key[1], offset))
         self._starts[key] = offset
 
