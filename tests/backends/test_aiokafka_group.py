@@ -1,9 +1,12 @@
-"""adapt_group_coordinator: closing abandons a group join instead of waiting for the broker."""
+"""adapt_group_coordinator: closing abandons a group join instead of waiting for the broker,
+and leaves the group whenever the broker gave the member an id."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+from aiokafka.protocol.group import LeaveGroupRequest
 
 from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
 
@@ -18,6 +21,9 @@ class _Coordinator:
         self.joins: list[object] = []
         self.join_sent = asyncio.Event()
         self.cancelled = False
+        self.generation = -1
+        self.member_id = ""
+        self.sent: list[Any] = []
 
     async def _do_rejoin_group(self, subscription: object) -> bool:
         self.joins.append(subscription)
@@ -31,6 +37,16 @@ class _Coordinator:
 
     async def _maybe_leave_group(self) -> None:
         return None
+
+    # What the adapted _maybe_leave_group uses.
+    group_id = "group"
+    _group_instance_id = None
+
+    async def _send_req(self, request: Any) -> None:
+        self.sent.append(request)
+
+    def reset_generation(self) -> None:
+        self.generation, self.member_id = -1, ""
 
 
 class _Consumer:
@@ -72,3 +88,21 @@ async def test_no_join_starts_once_closing() -> None:
     coordinator._closing.set_result(None)
     assert await rejoin("subscription") is False
     assert coordinator.joins == []
+
+
+async def test_a_member_leaves_whenever_the_broker_gave_it_an_id() -> None:
+    # Tansu numbers generations from 0; a join stop() abandoned has an id and generation -1.
+    for generation in (-1, 0, 3):
+        coordinator, _ = _adapted(True)
+        coordinator.generation, coordinator.member_id = generation, "member-1"
+        await coordinator._maybe_leave_group()
+        (leave,) = coordinator.sent
+        assert isinstance(leave, LeaveGroupRequest)
+        assert vars(leave) == {"_group": "group", "_member_id": "member-1"}
+        assert (coordinator.generation, coordinator.member_id) == (-1, "")
+
+
+async def test_a_member_without_an_id_sends_nothing() -> None:
+    coordinator, _ = _adapted(True)
+    await coordinator._maybe_leave_group()
+    assert coordinator.sent == []
