@@ -1,13 +1,17 @@
 """adapt_group_coordinator: closing abandons a group join instead of waiting for the broker,
-and leaves the group whenever the broker gave the member an id."""
+leaves the group whenever the broker gave the member an id, and a member that owns nothing
+stays in it."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
+from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.protocol.group import LeaveGroupRequest
 
+from qi.base.streaming import SubscriptionConfig
+from qi.base.streaming.backends.aiokafka._consumer import _AiokafkaSource
 from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
 
 
@@ -106,3 +110,27 @@ async def test_a_member_without_an_id_sends_nothing() -> None:
     coordinator, _ = _adapted(True)
     await coordinator._maybe_leave_group()
     assert coordinator.sent == []
+
+
+class _IdleConsumer:
+    """The parts of AIOKafkaConsumer a fetch of a member that owns nothing touches."""
+
+    def __init__(self) -> None:
+        self._subscription = SubscriptionState()
+        self._coordinator = self
+
+    def check_errors(self) -> None:
+        return None
+
+
+async def test_a_member_that_owns_nothing_still_counts_as_polling() -> None:
+    # aiokafka's heartbeat leaves the group (and does not rejoin) once its fetcher has been
+    # idle for max_poll_interval_ms: waiting for partitions must not count as idle.
+    consumer = _IdleConsumer()
+    source = _AiokafkaSource(cast(Any, None), SubscriptionConfig(topics=("t",)))
+    source._consumer = consumer
+    fetching = asyncio.ensure_future(source.fetch(10, 0.3))
+    await asyncio.sleep(0.1)
+    assert consumer._subscription.fetcher_idle_time == 0, "idle while waiting for partitions"
+    assert await fetching == {}
+    assert consumer._subscription.fetcher_idle_time < 0.1, "the wait did not count as a poll"
