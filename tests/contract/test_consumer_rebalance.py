@@ -280,3 +280,62 @@ async def test_a_seek_queued_just_before_its_partition_is_revoked_never_times_ou
         if not isinstance(outcome, Success):
             expect_failure(outcome, "STREAMING_INVALID_ARGUMENT")
         assert seconds < bound / 4, f"seek took {seconds:.1f}s (bound {bound:.1f}s): {outcome!r}"
+
+
+async def test_a_handler_outlasting_its_revocation_is_cancelled_before_the_next_owner_starts(
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic(2)
+    # As above: partition 1 goes to the second member, so the first one's is revoked.
+    await produce(producer, topic, numbered("m", 2), partition=1)
+    prefix = unique("outlast")
+    # A revocation waits request_timeout for the running handler: a short one keeps this fast.
+    config = replace(streaming_config, request_timeout=3.0)
+    spans: list[tuple[str, int, float, float, bool]] = []  # member, offset, start, end, cancelled
+    started = asyncio.Event()
+
+    def handler(member: str, seconds: float) -> Callable[[EachMessagePayload], Awaitable[None]]:
+        async def handle(payload: EachMessagePayload) -> None:
+            if payload.partition != 1:
+                return
+            begin = time.monotonic()
+            started.set()
+            cancelled = False
+            try:
+                await asyncio.sleep(seconds)
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
+            finally:
+                spans.append((member, payload.message.offset, begin, time.monotonic(), cancelled))
+
+        return handle
+
+    group = consumer_config()
+    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
+    first = create_streaming_client(backend, replace(config, client_id=f"{prefix}-a"))
+    second = create_streaming_client(backend, replace(config, client_id=f"{prefix}-b"))
+    try:
+        # Far longer than request_timeout: the revocation gives up waiting for it.
+        await start_consumer(
+            first, group, subscription, ConsumerRunConfig(each_message=handler("first", 60.0))
+        )
+        await asyncio.wait_for(started.wait(), 30.0)
+        await start_consumer(
+            second, group, subscription, ConsumerRunConfig(each_message=handler("second", 0.0))
+        )
+        await wait_until(
+            lambda: {o for m, o, *_ in spans if m == "second"} >= {0, 1},
+            what="the second member to handle the partition",
+        )
+    finally:
+        await second.disconnect()
+        await first.disconnect()
+    (cut,) = [span for span in spans if span[0] == "first"]
+    assert cut[4], f"the first member's handler was not cancelled: {spans}"
+    next_start = min(begin for member, _, begin, _, _ in spans if member == "second")
+    assert cut[3] <= next_start, f"the next owner started while the handler still ran: {spans}"
