@@ -1,10 +1,17 @@
-"""adapt_group_coordinator: closing abandons a group join instead of waiting for the broker."""
+"""adapt_group_coordinator: closing abandons a group join instead of waiting for the broker,
+leaves the group whenever the broker gave the member an id, and a member that owns nothing
+stays in it."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
+from aiokafka.consumer.subscription_state import SubscriptionState
+from aiokafka.protocol.group import LeaveGroupRequest
+
+from qi.base.streaming import SubscriptionConfig
+from qi.base.streaming.backends.aiokafka._consumer import _AiokafkaSource
 from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
 
 
@@ -18,6 +25,9 @@ class _Coordinator:
         self.joins: list[object] = []
         self.join_sent = asyncio.Event()
         self.cancelled = False
+        self.generation = -1
+        self.member_id = ""
+        self.sent: list[Any] = []
 
     async def _do_rejoin_group(self, subscription: object) -> bool:
         self.joins.append(subscription)
@@ -31,6 +41,16 @@ class _Coordinator:
 
     async def _maybe_leave_group(self) -> None:
         return None
+
+    # What the adapted _maybe_leave_group uses.
+    group_id = "group"
+    _group_instance_id = None
+
+    async def _send_req(self, request: Any) -> None:
+        self.sent.append(request)
+
+    def reset_generation(self) -> None:
+        self.generation, self.member_id = -1, ""
 
 
 class _Consumer:
@@ -72,3 +92,45 @@ async def test_no_join_starts_once_closing() -> None:
     coordinator._closing.set_result(None)
     assert await rejoin("subscription") is False
     assert coordinator.joins == []
+
+
+async def test_a_member_leaves_whenever_the_broker_gave_it_an_id() -> None:
+    # Tansu numbers generations from 0; a join stop() abandoned has an id and generation -1.
+    for generation in (-1, 0, 3):
+        coordinator, _ = _adapted(True)
+        coordinator.generation, coordinator.member_id = generation, "member-1"
+        await coordinator._maybe_leave_group()
+        (leave,) = coordinator.sent
+        assert isinstance(leave, LeaveGroupRequest)
+        assert vars(leave) == {"_group": "group", "_member_id": "member-1"}
+        assert (coordinator.generation, coordinator.member_id) == (-1, "")
+
+
+async def test_a_member_without_an_id_sends_nothing() -> None:
+    coordinator, _ = _adapted(True)
+    await coordinator._maybe_leave_group()
+    assert coordinator.sent == []
+
+
+class _IdleConsumer:
+    """The parts of AIOKafkaConsumer a fetch of a member that owns nothing touches."""
+
+    def __init__(self) -> None:
+        self._subscription = SubscriptionState()
+        self._coordinator = self
+
+    def check_errors(self) -> None:
+        return None
+
+
+async def test_a_member_that_owns_nothing_still_counts_as_polling() -> None:
+    # aiokafka's heartbeat leaves the group (and does not rejoin) once its fetcher has been
+    # idle for max_poll_interval_ms: waiting for partitions must not count as idle.
+    consumer = _IdleConsumer()
+    source = _AiokafkaSource(cast(Any, None), SubscriptionConfig(topics=("t",)))
+    source._consumer = consumer
+    fetching = asyncio.ensure_future(source.fetch(10, 0.3))
+    await asyncio.sleep(0.1)
+    assert consumer._subscription.fetcher_idle_time == 0, "idle while waiting for partitions"
+    assert await fetching == {}
+    assert consumer._subscription.fetcher_idle_time < 0.1, "the wait did not count as a poll"

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.producer.message_accumulator import MessageAccumulator, MessageBatch
 from aiokafka.protocol.metadata import MetadataRequest
 
@@ -142,3 +143,10 @@ def test_the_group_admin_requests_still_take_what_the_backend_sends() -> None:
         "topics",
     ]
     assert _parameters(DeleteGroupsRequest.__init__) == ["self", "group_names"]
+
+
+def test_fetching_still_marks_the_consumer_active_through_its_fetch_context() -> None:
+    # _AiokafkaSource.fetch waits in the same context when the engine owns no partition.
+    assert _parameters(SubscriptionState.fetch_context) == ["self"]
+    assert "with self._subscription.fetch_context():" in inspect.getsource(AIOKafkaConsumer.getmany)
+    assert "fetcher_idle_time" in inspect.getsource(GroupCoordinator._heartbeat_routine)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
+import time
+from dataclasses import replace
 
+import pytest
+
+from qi.base import Success
 from qi.base.streaming import (
     ConsumerRunConfig,
     EachMessagePayload,
@@ -306,3 +312,54 @@ async def test_not_connected_after_disconnect_and_connect_again(
     assert consumer.is_connected()
     ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,))))
     assert ok(consumer.get_native_client()) is not None
+
+
+# Tansu answers a LeaveGroup sent while the member's JoinGroup is pending only when the
+# join round ends (half a session) and keeps the member in the group (README, quirks).
+@pytest.mark.kafka_rules
+async def test_disconnect_while_run_is_joining_leaves_nothing_behind(
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic(2)
+    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
+    # A long session: a member left behind would hold its partitions for all of it.
+    config = consumer_config(session_timeout=30.0)
+    leftovers = {thread for thread in threading.enumerate() if thread.name.startswith("qi-")}
+    # At once (from_beginning makes the run replace the native consumer connect() made),
+    # and a little later (subscribing, joining).
+    for delay in (0.0, 0.01, 0.1):
+        first = create_streaming_client(backend, replace(streaming_config, client_id=unique("a")))
+        try:
+            consumer = ok(await first.get_consumer(config))
+            ok(await consumer.subscribe(subscription))
+            running = asyncio.ensure_future(consumer.run(ConsumerRunConfig(each_message=_noop)))
+            await asyncio.sleep(delay)
+            ok(await consumer.disconnect())
+            # run() ends with the join: it either got going first or was cut short.
+            outcome = await asyncio.wait_for(running, streaming_config.request_timeout)
+            if not isinstance(outcome, Success):
+                expect_failure(outcome, "STREAMING_NOT_CONNECTED", implementation=backend)
+            threads = {t for t in threading.enumerate() if t.name.startswith("qi-")} - leftovers
+            assert not threads, f"after a disconnect {delay}s into run(): {threads}"
+        finally:
+            await first.disconnect()
+
+    # The group is empty: a new member gets every partition long before a session expires.
+    collector = Collector()
+    second = create_streaming_client(backend, replace(streaming_config, client_id=unique("b")))
+    try:
+        began = time.monotonic()
+        await start_consumer(
+            second, consumer_config(group_id=config.group_id), subscription, collector.run_config()
+        )
+        for partition in (0, 1):
+            await produce(producer, topic, [b"after"], partition=partition)
+        await collector.wait_for(2, within=config.session_timeout / 2)
+        assert {m.partition for m in collector.messages} == {0, 1}
+        assert time.monotonic() - began < config.session_timeout / 2
+    finally:
+        await second.disconnect()

@@ -29,6 +29,7 @@ from ._support import (
     Collector,
     ConsumerConfigFactory,
     TopicFactory,
+    expect_failure,
     numbered,
     ok,
     produce,
@@ -229,3 +230,119 @@ async def test_a_handler_commits_and_seeks_at_once_while_its_partition_is_revoke
         assert isinstance(outcome, Success), f"{name} returned {outcome!r}"
         # Its bound is request_timeout; waiting on the revocation would take all of it.
         assert seconds < bound / 4, f"{name} took {seconds:.1f}s (bound {bound:.1f}s)"
+
+
+async def test_a_seek_queued_just_before_its_partition_is_revoked_never_times_out(
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic(2)
+    # As above: partition 1 goes to the second member, so the first one's is revoked.
+    await produce(producer, topic, numbered("m", 3), partition=1)
+    prefix = unique("seekrace")
+    bound = streaming_config.request_timeout
+    in_handler = asyncio.Event()
+    joining = asyncio.Event()
+    seeks: list[tuple[object, float]] = []
+    consumers: list[StreamingConsumer] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        if payload.partition != 1 or in_handler.is_set():
+            return
+        in_handler.set()
+        await joining.wait()
+        (consumer,) = consumers
+        # Seek again and again while the second member joins, so that one of the seeks is
+        # queued just before the revocation begins (a revocation waits for this handler).
+        until = time.monotonic() + 4.0
+        while time.monotonic() < until:
+            began = time.monotonic()
+            outcome = await consumer.seek(topic, 1, payload.message.offset)
+            seeks.append((outcome, time.monotonic() - began))
+            await asyncio.sleep(0.005)
+
+    group = consumer_config(auto_commit=False)
+    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
+    first = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-a"))
+    second = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-b"))
+    try:
+        consumers.append(
+            await start_consumer(first, group, subscription, ConsumerRunConfig(each_message=handle))
+        )
+        await asyncio.wait_for(in_handler.wait(), 30.0)
+        joining.set()
+        collector = Collector()
+        await start_consumer(second, group, subscription, collector.run_config())
+        await collector.wait_for(1)
+    finally:
+        await second.disconnect()
+        await first.disconnect()
+    assert seeks, "the handler never sought"
+    for outcome, seconds in seeks:
+        # Success, or INVALID_ARGUMENT once the partition is no longer assigned here; a
+        # healthy broker never makes it wait out its bound.
+        if not isinstance(outcome, Success):
+            expect_failure(outcome, "STREAMING_INVALID_ARGUMENT")
+        assert seconds < bound / 4, f"seek took {seconds:.1f}s (bound {bound:.1f}s): {outcome!r}"
+
+
+async def test_a_handler_outlasting_its_revocation_is_cancelled_before_the_next_owner_starts(
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic(2)
+    # As above: partition 1 goes to the second member, so the first one's is revoked.
+    await produce(producer, topic, numbered("m", 2), partition=1)
+    prefix = unique("outlast")
+    # A revocation waits request_timeout for the running handler: a short one keeps this fast.
+    config = replace(streaming_config, request_timeout=3.0)
+    spans: list[tuple[str, int, float, float, bool]] = []  # member, offset, start, end, cancelled
+    started = asyncio.Event()
+
+    def handler(member: str, seconds: float) -> Callable[[EachMessagePayload], Awaitable[None]]:
+        async def handle(payload: EachMessagePayload) -> None:
+            if payload.partition != 1:
+                return
+            begin = time.monotonic()
+            started.set()
+            cancelled = False
+            try:
+                await asyncio.sleep(seconds)
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
+            finally:
+                spans.append((member, payload.message.offset, begin, time.monotonic(), cancelled))
+
+        return handle
+
+    group = consumer_config()
+    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
+    first = create_streaming_client(backend, replace(config, client_id=f"{prefix}-a"))
+    second = create_streaming_client(backend, replace(config, client_id=f"{prefix}-b"))
+    try:
+        # Far longer than request_timeout: the revocation gives up waiting for it.
+        await start_consumer(
+            first, group, subscription, ConsumerRunConfig(each_message=handler("first", 60.0))
+        )
+        await asyncio.wait_for(started.wait(), 30.0)
+        await start_consumer(
+            second, group, subscription, ConsumerRunConfig(each_message=handler("second", 0.0))
+        )
+        await wait_until(
+            lambda: {o for m, o, *_ in spans if m == "second"} >= {0, 1},
+            what="the second member to handle the partition",
+        )
+    finally:
+        await second.disconnect()
+        await first.disconnect()
+    (cut,) = [span for span in spans if span[0] == "first"]
+    assert cut[4], f"the first member's handler was not cancelled: {spans}"
+    next_start = min(begin for member, _, begin, _, _ in spans if member == "second")
+    assert cut[3] <= next_start, f"the next owner started while the handler still ran: {spans}"

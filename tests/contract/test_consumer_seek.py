@@ -141,3 +141,32 @@ async def test_seek_without_a_running_consumer_is_invalid_argument(
     expect_failure(
         await consumer.seek(topic, 0, offset), "STREAMING_INVALID_ARGUMENT", implementation=backend
     )
+
+
+async def test_seek_to_latest_hands_over_a_message_produced_right_after_it(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    await produce(producer, topic, numbered("old", 5))
+    collector = Collector()
+    consumer = await start_consumer(
+        client,
+        consumer_config(auto_commit=False),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        collector.run_config(),
+    )
+    await collector.wait_for(5)
+    for round_ in range(3):
+        before = len(collector.messages)
+        ok(await consumer.seek(topic, 0, "latest"))
+        # "latest" is where the partition ended when seek returned: a message produced
+        # right after it is the next one handled, and nothing older comes again.
+        (sent,) = await produce(producer, topic, [f"new-{round_}".encode()])
+        await collector.wait_for(before + 1)
+        assert collector.messages[before].offset == sent.offset, collector.messages[before:]
+        assert collector.messages[before].value == f"new-{round_}".encode()
+    assert not collector.errors, collector.errors
+    ok(await consumer.disconnect())

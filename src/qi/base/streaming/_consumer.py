@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from abc import abstractmethod
@@ -56,6 +57,8 @@ class StreamingConsumer(Endpoint):
         # Once its offsets went through a transaction, no run of this consumer commits by
         # itself again (contract section 9), even after disconnect() and connect().
         self._progress_in_transactions = False
+        # run()'s join of the group, while it is under way: disconnect() cancels it.
+        self._starting: asyncio.Task[Result[None, QiError]] | None = None
 
     @operation("subscribe", ErrorCode.CONNECTION_FAILED)
     async def subscribe(self, config: SubscriptionConfig) -> Result[None, QiError]:
@@ -94,7 +97,8 @@ class StreamingConsumer(Endpoint):
         STREAMING_INVALID_ARGUMENT (already running),
         STREAMING_TIMEOUT (no assignment within 2 * session_timeout + connection_timeout:
         a member that crashed holds its partitions until its session expires, and the
-        rebalance that follows must finish too).
+        rebalance that follows must finish too), STREAMING_NOT_CONNECTED (disconnect() was
+        called meanwhile: the join ends and the member leaves the group).
         """
         problem = run_config_problem(config)
         if problem is None:
@@ -122,15 +126,28 @@ class StreamingConsumer(Endpoint):
             engine.leave_progress_to_transactions()
         self._engine = engine
         startup = 2 * self._consumer_config.session_timeout + self._config.connection_timeout
+        starting = self._starting = asyncio.ensure_future(engine.start(startup))
         started: Result[None, QiError] | None = None
         try:
-            started = await engine.start(startup)
+            started = await starting
+        except asyncio.CancelledError:
+            if self._engine is engine:  # run() itself was cancelled
+                raise
+            return Failure(
+                self._error(
+                    ErrorCode.NOT_CONNECTED,
+                    "disconnect() was called while run() was joining the group",
+                    "run",
+                )
+            )
         finally:
+            self._starting = None
             # Whatever went wrong (a Failure, or an exception the boundary translates),
             # a consumer that did not start must not look like it is running. Its handler
             # gets no grace and leaving the group no more than a moment: run() has used its
-            # time; what is left of leaving goes on in the background.
-            if started is None or started.is_failure():
+            # time; what is left of leaving goes on in the background. An engine that
+            # disconnect() took over is disconnect()'s to stop.
+            if self._engine is engine and (started is None or started.is_failure()):
                 self._engine = None
                 await engine.stop(0.0, _FAILED_RUN_PATIENCE)
         return started
@@ -253,6 +270,12 @@ class StreamingConsumer(Endpoint):
         timeout = self._config.request_timeout
         deadline = time.monotonic() + timeout
         try:
+            starting = self._starting
+            if starting is not None and not starting.done():
+                # A join under way would otherwise go on after disconnect() returned (and
+                # leave a member behind in the group): end it, then stop what it started.
+                starting.cancel()
+                await asyncio.wait({starting})
             if engine is not None:
                 deadline = await engine.stop(timeout, timeout)
         finally:

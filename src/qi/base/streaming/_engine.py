@@ -13,7 +13,9 @@ a fetch that was under way when the partition was sought are dropped (the
 source already moved to the new position). A partition assigned during a
 fetch is new state: what the fetch returns for it is current and is kept.
 Once a revocation of a partition has begun, no handler call for it starts
-here: the next owner may start on it as soon as the revocation returns.
+here: the next owner may start on it as soon as the revocation returns. So a
+handler call on it still running ``request_timeout`` into the revocation is
+cancelled then, as ``disconnect()`` cancels one.
 
 A native client moves past what it fetched before the source builds the
 messages, so a fetch that fails has moved past messages nobody will handle:
@@ -48,6 +50,8 @@ _FETCH_MAX: Final = 10_000
 _FETCH_ERROR_BACKOFF: Final = 0.5
 # The least time stop() gives the source to leave the group, even when the rest used it all.
 _MIN_LEAVE: Final = 0.5
+# How long a revocation waits for a handler it cancelled to end.
+_CANCEL_GRACE: Final = 1.0
 
 
 class ConsumerEngine:
@@ -303,9 +307,12 @@ class ConsumerEngine:
         running = await self._dispatcher.before_revocation(revoked, self._request_timeout)
         if running is not None:
             self._logger.warning(
-                "handler on %s still running at revocation; its message stays uncommitted",
+                "handler on %s still running %.1fs into its revocation: cancelled, its message "
+                "stays uncommitted",
                 running,
+                self._request_timeout,
             )
+            await self._cancel_handler()
         to_commit: dict[TopicPartition, int] = {}
         for key in revoked:
             part = self._partitions.pop(key, None)
@@ -320,6 +327,24 @@ class ConsumerEngine:
                 to_commit[key] = part.processed
         self._dispatcher.forget(revoked)
         return to_commit
+
+    async def _cancel_handler(self) -> None:
+        """End the running handler call, as disconnect() does, and dispatch on without it.
+
+        Its partition goes to another member as soon as the revocation returns: left
+        running, the call would overlap with the next owner's.
+        """
+        if self._stopping or len(self._tasks) < 2:
+            return
+        dispatcher = self._tasks[1]
+        dispatcher.cancel()
+        await asyncio.wait({dispatcher}, timeout=_CANCEL_GRACE)
+        if not dispatcher.done():  # the handler ignored its cancellation: it goes on
+            return
+        if not self._stopping:
+            self._tasks[1] = asyncio.create_task(
+                self._dispatcher.run(), name="qi-consumer-dispatch"
+            )
 
     def report_commit_failure(self, exc: BaseException) -> None:
         """Backends call this when committing revoked partitions failed."""

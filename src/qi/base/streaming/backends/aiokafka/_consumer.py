@@ -293,7 +293,11 @@ class _AiokafkaSource(PartitionSource):
             # aiokafka tells a join the broker refused (a session timeout outside its
             # bounds, say) only to getmany() and friends: raise it from here too.
             self._consumer._coordinator.check_errors()
-            await asyncio.sleep(max_wait)
+            # Waiting here rather than in getmany() must still count as polling: aiokafka
+            # leaves the group, and will not rejoin, once no fetch ran for max_poll_interval_ms,
+            # and a member with nothing assigned must stay until a rebalance gives it some.
+            with self._consumer._subscription.fetch_context():
+                await asyncio.sleep(max_wait)
             return {}
         self._sought_during_fetch.clear()
         batches = await self._consumer.getmany(

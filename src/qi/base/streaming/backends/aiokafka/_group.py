@@ -18,14 +18,12 @@ _LOGGER: Final = logging.getLogger(__name__)
 
 
 async def _leave_group(coordinator: Any) -> None:
-    # aiokafka 0.14's GroupCoordinator._maybe_leave_group, but "> 0" became ">= 0": Kafka numbers
-    # generations from 1, Tansu from 0, and a member that never says goodbye holds its partitions
-    # for a whole session timeout before the next member of the group gets them.
-    if (
-        coordinator.generation >= 0
-        and coordinator.member_id
-        and coordinator._group_instance_id is None
-    ):
+    # aiokafka 0.14's GroupCoordinator._maybe_leave_group, but it leaves whenever the broker gave
+    # this member an id, as the Java client does, not only once a join finished with generation
+    # > 0: Kafka numbers generations from 1, Tansu from 0, and a join abandoned by stop() has an
+    # id but no generation yet. A member that never says goodbye holds its partitions for a
+    # whole session timeout before the next member of the group gets them.
+    if coordinator.member_id and coordinator._group_instance_id is None:
         try:
             await coordinator._send_req(
                 LeaveGroupRequest(coordinator.group_id, coordinator.member_id)

@@ -8,9 +8,9 @@ change to the engine on the event loop and waits for its answer: on revocation
 the engine finishes the running handler and says which offsets to commit, and
 the commit happens before librdkafka lets the partitions go. While a callback
 waits, commits run inside it: the handler the revocation waits for may be
-committing. (A seek need not: every partition is revoked at once by the eager
-assignors used here, and the engine does not pass on seeks of partitions being
-revoked.)
+committing. So do seeks: the engine passes on no seek of a partition being revoked,
+but one it passed on just before may still be queued when the revocation begins, and
+the handler that called it is what the revocation waits for.
 
 Subscriptions are resolved here, in Python: librdkafka's regex dialect is not
 Python's, so the source lists the cluster's topics, keeps those named or
@@ -31,8 +31,6 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping,
 from typing import Any, Final, TypeVar
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
     OFFSET_STORED,
     Consumer,
     KafkaError,
@@ -139,13 +137,7 @@ class ConfluentSource(PartitionSource):
         await self._worker.run(functools.partial(self._commit, dict(offsets)), nestable=True)
 
     async def seek(self, partition: TopicPartition, target: SeekTarget) -> None:
-        if target == "earliest":
-            offset = OFFSET_BEGINNING
-        elif target == "latest":
-            offset = OFFSET_END
-        else:
-            offset = target
-        await self._worker.run(functools.partial(self._seek, partition, offset))
+        await self._worker.run(functools.partial(self._seek, partition, target), nestable=True)
 
     async def rewind(self, positions: Mapping[TopicPartition, int | None]) -> None:
         await self._worker.run(functools.partial(self._rewind, dict(positions)))
@@ -224,8 +216,24 @@ class ConfluentSource(PartitionSource):
                 messages.extend(consumer.consume(max_messages - 1, 0))
         return self._group(messages)
 
-    def _seek(self, key: TopicPartition, offset: int) -> None:
-        self._native().seek(NativePartition(key[0], key[1], offset))
+    def _seek(self, key: TopicPartition, target: SeekTarget) -> None:
+        if key not in self._assigned:
+            # Revoked while the seek was queued: its next owner starts from the committed
+            # offset, as after a seek the engine passes on during a revocation.
+            return
+        consumer = self._native()
+        if isinstance(target, int):
+            offset = target
+        else:
+            # librdkafka's symbolic OFFSET_END is looked up by the fetcher later on, so a
+            # message produced right after seek() returned could fall before it, and a
+            # rewind to it would skip what came since. A real offset pins "latest" to
+            # where the partition ended when seek returns, as the other backends do.
+            low, high = consumer.get_watermark_offsets(
+                NativePartition(key[0], key[1]), timeout=self._request_timeout
+            )
+            offset = low if target == "earliest" else high
+        consumer.seek(NativePartition(key[0], key[1], offset))
         self._starts[key] = offset
 
     def _rewind(self, positions: dict[TopicPartition, int | None]) -> None:
