@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class MemoryCluster:
         self.group = f"{self.prefix}-group"
         self.topics: dict[str, int] = {}
         self.broker = broker_for(self.brokers)
+        self._threads_before = frozenset(threading.enumerate())
         self._stop_observing = self.broker.observe_groups(self._observe)
         self._names: dict[str, str] = {}
         self._observer_errors: list[str] = []
@@ -208,7 +210,13 @@ class MemoryCluster:
         )
 
         async def leftovers() -> None:
-            self.record(library_leftovers(member.name, ignore_tasks=("qi-memory-rebalance",)))
+            self.record(
+                library_leftovers(
+                    member.name,
+                    ignore_tasks=("qi-memory-rebalance",),
+                    ignore_threads=self._threads_before,
+                )
+            )
 
         self._run(member.loop, leftovers(), "leftovers", REQUEST_TIMEOUT)
         member.state = "stopped"

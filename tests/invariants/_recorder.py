@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -159,8 +159,16 @@ async def timed(
     return result
 
 
-def library_leftovers(member: str, ignore_tasks: Sequence[str] = ()) -> Leftovers:
-    """The library's tasks on the running loop (but the caller's) and its threads, now."""
+def library_leftovers(
+    member: str,
+    ignore_tasks: Sequence[str] = (),
+    ignore_threads: Collection[threading.Thread] = (),
+) -> Leftovers:
+    """The library's tasks on the running loop (but the caller's) and its threads, now.
+
+    ``ignore_threads`` are threads that ran before the schedule began: in a shared test
+    process another test's client may still be winding down.
+    """
     current = asyncio.current_task()
     tasks = sorted(
         task.get_name()
@@ -172,6 +180,8 @@ def library_leftovers(member: str, ignore_tasks: Sequence[str] = ()) -> Leftover
     threads = sorted(
         thread.name
         for thread in threading.enumerate()
-        if thread.name.startswith("qi-") and not thread.name.startswith("qi-devbroker")
+        if thread.name.startswith("qi-")
+        and not thread.name.startswith("qi-devbroker")
+        and thread not in ignore_threads
     )
     return Leftovers(now(), member, tuple(tasks), tuple(threads))
