@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qi.base.streaming.devbroker import BrokerKind
+
 Kind = Literal["throughput", "latency", "bounded"]
 
 LARGE_SIZE = 10 * 1024
@@ -51,6 +53,9 @@ class Scenario:
     """Needs the harness's own broker (it stops it)."""
     single_round: bool = False
     """Run once, not ``--rounds`` times (bounded-memory checks)."""
+    broker_kind: BrokerKind | None = None
+    """The kind of development broker the scenario needs when the harness starts its own
+    (noida-db for transactions: Tansu does not implement them correctly); None: the run's."""
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +114,34 @@ def _consume(name: str, title: str, messages: int, size: int) -> Scenario:
     )
 
 
+TRANSACTION_SIZES = (100, 1_000, 10_000)
+"""Messages per transaction of the transactions-* scenarios."""
+
+
+def _transactions(size: int, messages: int, value_size: int) -> Scenario:
+    """Transactions of ``size`` messages, repeated; ``messages`` rounded up to whole ones."""
+    total = max(messages // size, 1) * size
+    short = f"{size // 1000}k" if size >= 1000 else str(size)
+    return Scenario(
+        name=f"transactions-{short}",
+        title=f"(f) transactions of {size:,}: send_batch then commit, {total:,} x {value_size} B "
+        "(noida-db)",
+        operation="transactions",
+        kind="throughput",
+        baseline="raw-confluent",
+        messages=total,
+        size=value_size,
+        broker_kind="noida",
+        options={"transaction_size": size},
+        subjects=(
+            Subject("raw-confluent", "raw confluent begin, produce loop, commit", _CONFLUENT),
+            _qi("confluent", "transaction send_batch + commit"),
+            _qi("aiokafka", "transaction send_batch + commit"),
+            _qi("memory", "transaction send_batch + commit"),
+        ),
+    )
+
+
 MAIN_SCENARIOS = ("produce-batch", "produce-concurrent", "send-latency", "consume")
 """Scenarios (a) to (d), the ones ``qi-stream bench`` runs unless told otherwise."""
 
@@ -118,6 +151,7 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
     concurrent = max(messages // 10, 100)
     latency = max(min(2_000, messages // 10), 100)
     large = max(messages // 10, 100)
+    transactional = max(messages // 4, 100)
     return [
         _produce_batch(
             "produce-batch",
@@ -204,4 +238,5 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
                 _qi("memory", "each_message, 5 ms each"),
             ),
         ),
+        *(_transactions(count, transactional, size) for count in TRANSACTION_SIZES),
     ]
