@@ -93,7 +93,7 @@ def test_bench_measures_transactions_on_noida_db_next_to_raw_confluent(tmp_path:
 
     report = json.loads(report_path.read_text())
     hundreds, thousands = report["scenarios"]
-    # A quarter of --messages, rounded up to whole transactions.
+    # A quarter of --messages (1,100), rounded down to whole transactions.
     assert (hundreds["messages"], thousands["messages"]) == (1100, 1000)
     for scenario in (hundreds, thousands):
         assert scenario["broker"] == "DevBroker (noida)"

@@ -119,13 +119,13 @@ TRANSACTION_SIZES = (100, 1_000, 10_000)
 
 
 def _transactions(size: int, messages: int, value_size: int) -> Scenario:
-    """Transactions of ``size`` messages, repeated; ``messages`` rounded up to whole ones."""
+    """Transactions of ``size`` messages, repeated: ``messages`` rounded down to whole
+    transactions, at least one."""
     total = max(messages // size, 1) * size
     short = f"{size // 1000}k" if size >= 1000 else str(size)
     return Scenario(
         name=f"transactions-{short}",
-        title=f"(f) transactions of {size:,}: send_batch then commit, {total:,} x {value_size} B "
-        "(noida-db)",
+        title=f"(f) transactions of {size:,}: send_batch then commit, {total:,} x {value_size} B",
         operation="transactions",
         kind="throughput",
         baseline="raw-confluent",
