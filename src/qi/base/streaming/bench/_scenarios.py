@@ -151,7 +151,6 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
     concurrent = max(messages // 10, 100)
     latency = max(min(2_000, messages // 10), 100)
     large = max(messages // 10, 100)
-    transactional = max(messages // 4, 100)
     return [
         _produce_batch(
             "produce-batch",
@@ -238,5 +237,5 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
                 _qi("memory", "each_message, 5 ms each"),
             ),
         ),
-        *(_transactions(count, transactional, size) for count in TRANSACTION_SIZES),
+        *(_transactions(count, messages, size) for count in TRANSACTION_SIZES),
     ]
