@@ -72,6 +72,41 @@ def test_bench_runs_the_harness_and_saves_its_report(tmp_path: Path) -> None:
     assert "qi memory send_batch" in shown.stdout.decode()
 
 
+@pytest.mark.broker
+def test_bench_measures_transactions_on_noida_db_next_to_raw_confluent(tmp_path: Path) -> None:
+    report_path = tmp_path / "transactions.json"
+    completed = run_cli(
+        "bench",
+        "--messages",
+        "2200",
+        "--rounds",
+        "1",
+        "--scenarios",
+        "transactions-100,transactions-1k",
+        "--json",
+        str(report_path),
+        timeout=300,
+    )
+    output = completed.stdout.decode()
+    assert completed.returncode == 0, output + completed.stderr.decode()
+    assert "development broker (noida) on 127.0.0.1:" in completed.stderr.decode()
+
+    report = json.loads(report_path.read_text())
+    hundreds, thousands = report["scenarios"]
+    # --messages, rounded down to whole transactions.
+    assert (hundreds["messages"], thousands["messages"]) == (2200, 2000)
+    for scenario in (hundreds, thousands):
+        assert scenario["broker"] == "DevBroker (noida)"
+        subjects = {entry["id"]: entry for entry in scenario["subjects"]}
+        assert subjects["qi-memory"]["status"] == "ok", subjects["qi-memory"]
+        for name in ("qi-confluent", "qi-aiokafka"):
+            if backend_installed(name.removeprefix("qi-")):
+                assert subjects[name]["status"] == "ok", subjects[name]
+        if backend_installed("confluent"):
+            assert subjects["raw-confluent"]["status"] == "ok", subjects["raw-confluent"]
+            assert subjects["qi-confluent"]["ratio"]["rate"] > 0, subjects["qi-confluent"]
+
+
 def test_bench_rejects_an_unknown_scenario() -> None:
     completed = run_cli("bench", "--scenarios", "produce-batch,warp-speed")
     assert completed.returncode == 2

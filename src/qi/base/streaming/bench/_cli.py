@@ -62,8 +62,9 @@ def _run_parser(prog: str, results_dir: Path | None) -> argparse.ArgumentParser:
         "--messages",
         type=_positive,
         default=200_000,
-        help="messages for (a) "
-        "and (d); (b), (e) use a tenth, (c) min(2000, a tenth) (default 200000)",
+        help="messages for (a), "
+        "(d) and (f) (in whole transactions, at least one); (b), (e) use a tenth, "
+        "(c) min(2000, a tenth) (default 200000)",
     )
     parser.add_argument("--size", type=_positive, default=100, help="value bytes (default 100)")
     parser.add_argument("--partitions", type=_positive, default=3, help="per topic (default 3)")

@@ -140,6 +140,37 @@ async def produce_batch(job: Job, backend: str) -> Measurement:
     return watch.measurement(job.messages, job.size)
 
 
+async def produce_transactions(job: Job, backend: str) -> Measurement:
+    """Per transaction: ``transaction()``, one send_batch of its messages, ``commit()``."""
+    per_transaction = int(job.options["transaction_size"])
+    async with qi_client(job, backend) as client:
+        config = ProducerConfig(transactional_id=f"qi-bench-{uuid.uuid4().hex}")
+        producer = ok(await client.get_producer(config), "get_producer")
+        # Outside the clock: the producer id, the coordinator, the topic's metadata.
+        await _commit_transaction(producer, MessageBatch(job.topic, (_WARM_UP,)))
+        messages = _messages(job)
+        batches = [
+            MessageBatch(job.topic, tuple(messages[start : start + per_transaction]))
+            for start in range(0, len(messages), per_transaction)
+        ]
+        watch = Stopwatch()
+        watch.start()
+        for batch in batches:
+            await _commit_transaction(producer, batch)
+        watch.stop()
+    return watch.measurement(job.messages, job.size)
+
+
+async def _commit_transaction(producer: StreamingProducer, batch: MessageBatch) -> None:
+    transaction = ok(await producer.transaction(), "transaction")
+    sent = await transaction.send_batch(batch)
+    if isinstance(sent, Failure):
+        await transaction.abort()
+        failed, first = count_failures(sent, len(batch.messages))
+        _raise_on_failures(failed, first, len(batch.messages))
+    ok(await transaction.commit(), "commit")
+
+
 async def produce_concurrent(job: Job, backend: str) -> Measurement:
     """Every message through its own ``send`` call, all at once with asyncio.gather."""
     async with qi_client(job, backend) as client:

@@ -123,6 +123,42 @@ def _confluent_produce_loop(
     return watch.measurement(job.messages, job.size)
 
 
+def confluent_transactions(job: Job) -> Measurement:
+    """init_transactions once; per transaction begin, produce() + poll(0) each, commit.
+
+    commit_transaction flushes and fails when any message of the transaction failed, so
+    no delivery callback is needed to know that every message arrived.
+    """
+    from confluent_kafka import Producer
+
+    per_transaction = int(job.options["transaction_size"])
+    config = _confluent_producer_config(job)
+    config["transactional.id"] = f"qi-bench-raw-{uuid.uuid4().hex}"
+    producer = Producer(config)
+    # Outside the clock: the producer id, the coordinator, the topic's metadata.
+    producer.init_transactions(job.timeout)
+    producer.begin_transaction()
+    producer.produce(job.topic, _WARM_UP)
+    producer.commit_transaction(job.timeout)
+    value, topic = payload(job.size), job.topic
+    produce, poll = producer.produce, producer.poll
+    watch = Stopwatch()
+    watch.start()
+    for _ in range(job.messages // per_transaction):
+        producer.begin_transaction()
+        for _ in range(per_transaction):
+            while True:
+                try:
+                    produce(topic, value)
+                    break
+                except BufferError:  # librdkafka's queue is full: serve deliveries, then retry
+                    poll(0.005)
+            poll(0)
+        producer.commit_transaction(job.timeout)
+    watch.stop()
+    return watch.measurement(job.messages, job.size)
+
+
 class _OneAtATime:
     """A warmed-up raw confluent producer that sends one message and flushes, per call."""
 
@@ -504,6 +540,7 @@ RAW: dict[tuple[str, str], RawRunner] = {
     ("produce", "raw-confluent"): confluent_produce,
     ("produce", "raw-confluent-reports"): confluent_produce_reports,
     ("produce", "raw-aiokafka-batch"): aiokafka_send_batch,
+    ("transactions", "raw-confluent"): confluent_transactions,
     ("produce-concurrent", "raw-confluent"): confluent_produce,
     ("produce-concurrent", "raw-aioproducer"): aioproducer_concurrent,
     ("produce-concurrent", "raw-asyncio"): asyncio_gather,

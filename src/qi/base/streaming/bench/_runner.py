@@ -206,6 +206,10 @@ class Runner:
         self._options = options
         self._log = log
         self._broker: Any = None  # DevBroker, when the harness owns the broker
+        # Brokers of other kinds that scenarios asked for (``Scenario.broker_kind``), started
+        # on first use: kind -> the DevBroker, or why it could not start.
+        self._other_brokers: dict[str, Any] = {}
+        self._other_problems: dict[str, str] = {}
         self._problems: dict[str, str | None] = {}
 
     def scenarios(self) -> list[Scenario]:
@@ -249,6 +253,8 @@ class Runner:
         finally:
             if self._broker is not None:
                 await asyncio.to_thread(self._broker.stop)
+            for other in self._other_brokers.values():
+                await asyncio.to_thread(other.stop)
         return {
             "started": started.isoformat(timespec="seconds"),
             "seconds": round((dt.datetime.now(dt.UTC) - started).total_seconds(), 1),
@@ -273,11 +279,40 @@ class Runner:
             self._problems[key] = subject_problem(subject)
         return self._problems[key]
 
+    async def _broker_for(self, scenario: Scenario, bootstrap: str) -> tuple[str, str | None]:
+        """The bootstrap a scenario runs on, and why it cannot run (None when it can).
+
+        An external cluster (``--brokers``) serves every scenario; otherwise a scenario
+        that names a broker kind gets a development broker of that kind, one per kind.
+        """
+        kind = scenario.broker_kind
+        if kind is None or self._options.brokers is not None or kind == "tansu":
+            return bootstrap, None
+        if kind not in self._other_brokers and kind not in self._other_problems:
+            from qi.base.streaming.devbroker import DevBroker, DevBrokerError
+
+            broker = DevBroker(kind=kind)
+            try:
+                await asyncio.to_thread(broker.start)
+            except DevBrokerError as exc:
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self._other_problems[kind] = f"not available: no {kind} broker: {first_line}"
+            else:
+                self._other_brokers[kind] = broker
+                self._log(f"development broker ({kind}) on {broker.bootstrap}")
+        if kind in self._other_problems:
+            return bootstrap, self._other_problems[kind]
+        return str(self._other_brokers[kind].bootstrap), None
+
     async def _scenario(self, scenario: Scenario, bootstrap: str) -> ScenarioResult:
         self._log(f"== {scenario.name}: {scenario.title}")
+        run_bootstrap = bootstrap
+        bootstrap, broker_problem = await self._broker_for(scenario, bootstrap)
         entries: list[dict[str, Any]] = []
         for subject in self._subjects(scenario):
             problem = self._problem(subject)
+            if problem is None and subject.backend != "memory":
+                problem = broker_problem
             if problem is None and scenario.own_broker and self._broker is None:
                 problem = "not available: needs the harness's own broker (run without --brokers)"
             entries.append(
@@ -299,6 +334,8 @@ class Runner:
             "options": dict(scenario.options),
             "subjects": entries,
         }
+        if bootstrap != run_bootstrap:
+            result["broker"] = f"DevBroker ({scenario.broker_kind})"
         subjects = {subject.id: subject for subject in scenario.subjects}
         active = [entry for entry in entries if entry["status"] == "pending"]
         topics = Topics(bootstrap)

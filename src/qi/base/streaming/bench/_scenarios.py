@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from qi.base.streaming.devbroker import BrokerKind
+
 Kind = Literal["throughput", "latency", "bounded"]
 
 LARGE_SIZE = 10 * 1024
@@ -51,6 +53,9 @@ class Scenario:
     """Needs the harness's own broker (it stops it)."""
     single_round: bool = False
     """Run once, not ``--rounds`` times (bounded-memory checks)."""
+    broker_kind: BrokerKind | None = None
+    """The kind of development broker the scenario needs when the harness starts its own
+    (noida-db for transactions: Tansu does not implement them correctly); None: the run's."""
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,6 +110,34 @@ def _consume(name: str, title: str, messages: int, size: int) -> Scenario:
             _qi("aiokafka", "each_message", "each_message"),
             _qi("memory", "each_batch", "each_batch"),
             _qi("memory", "each_message", "each_message"),
+        ),
+    )
+
+
+TRANSACTION_SIZES = (100, 1_000, 10_000)
+"""Messages per transaction of the transactions-* scenarios."""
+
+
+def _transactions(size: int, messages: int, value_size: int) -> Scenario:
+    """Transactions of ``size`` messages, repeated: ``messages`` rounded down to whole
+    transactions, at least one."""
+    total = max(messages // size, 1) * size
+    short = f"{size // 1000}k" if size >= 1000 else str(size)
+    return Scenario(
+        name=f"transactions-{short}",
+        title=f"(f) transactions of {size:,}: send_batch then commit, {total:,} x {value_size} B",
+        operation="transactions",
+        kind="throughput",
+        baseline="raw-confluent",
+        messages=total,
+        size=value_size,
+        broker_kind="noida",
+        options={"transaction_size": size},
+        subjects=(
+            Subject("raw-confluent", "raw confluent begin, produce loop, commit", _CONFLUENT),
+            _qi("confluent", "transaction send_batch + commit"),
+            _qi("aiokafka", "transaction send_batch + commit"),
+            _qi("memory", "transaction send_batch + commit"),
         ),
     )
 
@@ -204,4 +237,5 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
                 _qi("memory", "each_message, 5 ms each"),
             ),
         ),
+        *(_transactions(count, messages, size) for count in TRANSACTION_SIZES),
     ]

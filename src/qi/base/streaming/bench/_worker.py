@@ -51,6 +51,8 @@ async def _run_qi(job: Job) -> Measurement:
         return await _qi.send_latency(job, backend, variant)
     if job.operation == "consume":
         return await _qi.consume(job, backend, variant)
+    if job.operation == "transactions":
+        return await _qi.produce_transactions(job, backend)
     if job.operation == "outage":
         return await _bounded.outage(job, backend, _ready)
     if job.operation == "slow-consumer":

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import click
 
@@ -39,6 +39,8 @@ _HOLD: Final = create_error(
     "QI_STREAM_HOLD", "message not printed: --max reached", ErrorCategory.BUSINESS
 )
 _WARNINGS_SHOWN: Final = 5
+Isolation = Literal["read_committed", "read_uncommitted"]
+"""The values of ``--isolation``, as ``ConsumerConfig.isolation_level`` takes them."""
 
 
 def text(data: bytes | None) -> str | None:
@@ -159,6 +161,14 @@ async def _wait_until_done(printer: _Printer, stop: Stop, idle_timeout: float | 
     metavar="SECONDS",
     help="Group session timeout; joining takes about half of it on some brokers.",
 )
+@click.option(
+    "--isolation",
+    type=click.Choice(["read_committed", "read_uncommitted"]),
+    default="read_committed",
+    show_default=True,
+    help="read_committed: only records of committed transactions (and non-transactional "
+    "ones); read_uncommitted: also records of open and aborted transactions.",
+)
 @common_options
 def consume(
     options: CommonOptions,
@@ -169,6 +179,7 @@ def consume(
     idle_timeout: float | None,
     output_format: str,
     session_timeout: float,
+    isolation: Isolation,
 ) -> None:
     """Print messages of TOPIC... on stdout until --max, --timeout or Ctrl-C.
 
@@ -180,6 +191,7 @@ def consume(
     Examples:
       qi-stream consume events --from-beginning --max 10
       qi-stream consume events orders --group audit --format json --timeout 5
+      qi-stream consume payments --isolation read_uncommitted --from-beginning
     """
     config = options.require_brokers()
     group_id = group if group is not None else f"qi-stream-{uuid.uuid4().hex[:12]}"
@@ -187,6 +199,7 @@ def consume(
         group_id=group_id,
         session_timeout=session_timeout,
         heartbeat_interval=min(3.0, session_timeout / 3),
+        isolation_level=isolation,
     )
     printer = _Printer(output_format == "json", max_messages)
 
