@@ -8,7 +8,7 @@ part of the group admin (see the README's broker quirks).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -62,6 +62,36 @@ async def _committed_group(
     """Produce ``count`` messages to partition 0, consume them all and leave (which commits)."""
     await produce(producer, topic, numbered("m", count), partition=0)
     await consume(client, config, [topic], count)
+
+
+class _Group(NamedTuple):
+    """A group that read its topic's first messages and left, and the admin to inspect it."""
+
+    admin: StreamingAdmin
+    topic: str
+    config: ConsumerConfig
+
+
+async def _group_that_read(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+    *,
+    partitions: int,
+    count: int,
+) -> _Group:
+    """A new topic, ``count`` messages on its partition 0 and a group that read them."""
+    admin = await _admin(client)
+    topic = await make_topic(partitions)
+    config = consumer_config()
+    await _committed_group(client, producer, config, topic, count)
+    return _Group(admin, topic, config)
+
+
+async def _committed(admin: StreamingAdmin, group_id: str) -> list[int | None]:
+    """The group's committed offset of each partition it has committed to."""
+    return [lag.committed for lag in ok(await admin.get_group_lag(group_id))]
 
 
 async def _running_member(
@@ -144,10 +174,9 @@ async def test_describe_shows_an_active_member_and_its_assignment(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    admin = await _admin(client)
-    topic = await make_topic(2)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 1)
+    admin, topic, config = await _group_that_read(
+        client, producer, make_topic, consumer_config, partitions=2, count=1
+    )
     consumer = await _running_member(client, config, topic)
 
     async def one_stable_member() -> bool:
@@ -212,10 +241,9 @@ async def test_reset_past_every_message_goes_to_the_end(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    admin = await _admin(client)
-    topic = await make_topic(2)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 2)
+    admin, topic, config = await _group_that_read(
+        client, producer, make_topic, consumer_config, partitions=2, count=2
+    )
     await produce(producer, topic, numbered("more", 3), partition=1)
 
     at_the_end = (PartitionLag(topic, 0, 2, 0, 2, 0), PartitionLag(topic, 1, 3, 0, 3, 0))
@@ -225,7 +253,7 @@ async def test_reset_past_every_message_goes_to_the_end(
 
     # An offset beyond a partition's log is kept within it, as kafka-consumer-groups does.
     ok(await admin.reset_group_offsets(config.group_id, topic, "earliest"))
-    assert [lag.committed for lag in ok(await admin.get_group_lag(config.group_id))] == [0, 0]
+    assert await _committed(admin, config.group_id) == [0, 0]
     ok(await admin.reset_group_offsets(config.group_id, topic, 1_000))
     assert ok(await admin.get_group_lag(config.group_id, [topic])) == at_the_end
 
@@ -237,14 +265,13 @@ async def test_reset_to_a_naive_time_at_the_ends_of_datetimes_range_is_a_time(
     consumer_config: ConsumerConfigFactory,
 ) -> None:
     # Local time cannot be computed for them (datetime.min.timestamp() raises ValueError).
-    admin = await _admin(client)
-    topic = await make_topic(1)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 2)
+    admin, topic, config = await _group_that_read(
+        client, producer, make_topic, consumer_config, partitions=1, count=2
+    )
     ok(await admin.reset_group_offsets(config.group_id, topic, datetime.min))
-    assert [lag.committed for lag in ok(await admin.get_group_lag(config.group_id))] == [0]
+    assert await _committed(admin, config.group_id) == [0]
     ok(await admin.reset_group_offsets(config.group_id, topic, datetime.max))
-    assert [lag.committed for lag in ok(await admin.get_group_lag(config.group_id))] == [2]
+    assert await _committed(admin, config.group_id) == [2]
 
 
 async def test_reset_and_delete_refuse_a_group_with_active_members(
@@ -253,10 +280,9 @@ async def test_reset_and_delete_refuse_a_group_with_active_members(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    admin = await _admin(client)
-    topic = await make_topic(1)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 2)
+    admin, topic, config = await _group_that_read(
+        client, producer, make_topic, consumer_config, partitions=1, count=2
+    )
     consumer = await _running_member(client, config, topic)
     await wait_until(
         lambda: _has_members(admin, config.group_id), what="the member to show in the group"
@@ -304,10 +330,9 @@ async def test_a_deleted_group_is_no_longer_listed(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    admin = await _admin(client)
-    topic = await make_topic(1)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 1)
+    admin, topic, config = await _group_that_read(
+        client, producer, make_topic, consumer_config, partitions=1, count=1
+    )
     await wait_until(lambda: _listed(admin, config.group_id), what="the group to be listed")
 
     ok(await admin.delete_group(config.group_id))
