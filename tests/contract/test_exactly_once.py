@@ -133,6 +133,16 @@ async def expect_each_input_once(
     assert sorted(outputs) == sorted(inputs)
 
 
+async def _topics_with_inputs(
+    producer: StreamingProducer, make_topic: TopicFactory, count: int
+) -> tuple[str, str, list[bytes]]:
+    """A source topic holding ``count`` inputs, an empty sink topic, and the inputs."""
+    source, sink = await make_topic(), await make_topic()
+    inputs = numbered("in", count)
+    await produce(producer, source, inputs)
+    return source, sink, inputs
+
+
 async def test_every_input_gives_exactly_one_committed_output(
     client: StreamingClient,
     producer: StreamingProducer,
@@ -163,9 +173,7 @@ async def test_a_failed_handler_aborts_and_its_transaction_is_redelivered(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    source, sink = await make_topic(), await make_topic()
-    inputs = numbered("in", 10)
-    await produce(producer, source, inputs)
+    source, sink, inputs = await _topics_with_inputs(producer, make_topic, 10)
     pipeline = Pipeline(sink)
     failures = [b"in-5"]
 
@@ -194,9 +202,7 @@ async def test_a_transaction_holds_at_most_transaction_max_messages(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    source, sink = await make_topic(), await make_topic()
-    inputs = numbered("in", 12)
-    await produce(producer, source, inputs)
+    source, sink, inputs = await _topics_with_inputs(producer, make_topic, 12)
     pipeline = Pipeline(sink)
     txn_producer = await transactional_producer(client)
     run_config = pipeline.run_config(
@@ -218,9 +224,7 @@ async def test_each_batch_gets_the_transaction_and_its_bound(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    source, sink = await make_topic(), await make_topic()
-    inputs = numbered("in", 10)
-    await produce(producer, source, inputs)
+    source, sink, inputs = await _topics_with_inputs(producer, make_topic, 10)
     batches: list[tuple[int, ...]] = []
 
     async def forward_batch(payload: EachBatchPayload) -> None:
