@@ -10,7 +10,8 @@ sent with it are the group's only if it commits; a second producer with the same
 from __future__ import annotations
 
 import asyncio
-from typing import Any, NamedTuple, cast
+from collections.abc import Awaitable
+from typing import Any, NamedTuple, Protocol, cast
 
 import pytest
 
@@ -58,39 +59,54 @@ async def txn_producer(client: StreamingClient) -> StreamingProducer:
     return await transactional_producer(client)
 
 
+@pytest.fixture
+async def topic(make_topic: TopicFactory) -> str:
+    """A new topic of one partition."""
+    return await make_topic()
+
+
 class _Reader(NamedTuple):
     """A manually committing consumer that has processed everything sent to its topic."""
 
+    source: str
     consumer: StreamingConsumer
     config: ConsumerConfig
     collector: Collector
     subscription: SubscriptionConfig
 
 
-async def _reader_that_processed(
+class _ReaderFactory(Protocol):
+    """Sends ``values`` to a new topic, then runs a reader without auto-commit until it has them."""
+
+    def __call__(self, values: list[bytes]) -> Awaitable[_Reader]: ...
+
+
+@pytest.fixture
+def reader_that_processed(
     client: StreamingClient,
     producer: StreamingProducer,
+    make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
-    source: str,
-    values: list[bytes],
-) -> _Reader:
-    """Send ``values`` to ``source``, then run a reader without auto-commit until it has them."""
-    await produce(producer, source, values)
-    config = consumer_config(auto_commit=False)
-    collector = Collector()
-    subscription = SubscriptionConfig(topics=(source,), from_beginning=True)
-    consumer = await start_consumer(client, config, subscription, collector.run_config())
-    await collector.wait_for(len(values))
-    return _Reader(consumer, config, collector, subscription)
+) -> _ReaderFactory:
+    async def make(values: list[bytes]) -> _Reader:
+        source = await make_topic()
+        await produce(producer, source, values)
+        config = consumer_config(auto_commit=False)
+        collector = Collector()
+        subscription = SubscriptionConfig(topics=(source,), from_beginning=True)
+        consumer = await start_consumer(client, config, subscription, collector.run_config())
+        await collector.wait_for(len(values))
+        return _Reader(source, consumer, config, collector, subscription)
+
+    return make
 
 
 async def test_commit_makes_records_visible_to_read_committed(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     txn = await begin(txn_producer)
     ok(await txn.send(topic, StreamingMessage(b"one")))
     batch = MessageBatch(topic, (StreamingMessage(b"two"), StreamingMessage(b"three")))
@@ -104,10 +120,9 @@ async def test_commit_makes_records_visible_to_read_committed(
 async def test_abort_hides_records_from_read_committed_only(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     aborted = await begin(txn_producer)
     ok(await aborted.send(topic, StreamingMessage(b"aborted-0")))
     ok(await aborted.send(topic, StreamingMessage(b"aborted-1")))
@@ -154,10 +169,9 @@ async def test_open_transaction_is_hidden_until_it_commits(
 async def test_leaving_the_block_without_commit_aborts(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     async with await begin(txn_producer) as txn:
         ok(await txn.send(topic, StreamingMessage(b"forgotten")))
     expect_failure(await txn.commit(), "STREAMING_INVALID_ARGUMENT")
@@ -204,14 +218,11 @@ async def test_a_transaction_with_a_message_the_broker_refused_cannot_commit(
 async def test_send_offsets_commits_the_group_offsets_with_the_transaction(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    producer: StreamingProducer,
     make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    reader_that_processed: _ReaderFactory,
 ) -> None:
-    source, sink = await make_topic(), await make_topic()
-    reader, group, _, _ = await _reader_that_processed(
-        client, producer, consumer_config, source, numbered("in", 5)
-    )
+    source, reader, group, _, _ = await reader_that_processed(numbered("in", 5))
+    sink = await make_topic()
 
     committed = await begin(txn_producer)
     ok(await committed.send(sink, StreamingMessage(b"out")))
@@ -232,13 +243,9 @@ async def test_send_offsets_without_offsets_sends_what_was_processed(
     client: StreamingClient,
     txn_producer: StreamingProducer,
     producer: StreamingProducer,
-    make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    reader_that_processed: _ReaderFactory,
 ) -> None:
-    source = await make_topic()
-    reader, group, _, _ = await _reader_that_processed(
-        client, producer, consumer_config, source, numbered("first", 3)
-    )
+    source, reader, group, _, _ = await reader_that_processed(numbered("first", 3))
     txn = await begin(txn_producer)
     ok(await txn.send_offsets(reader))
     ok(await txn.commit())
@@ -252,14 +259,9 @@ async def test_send_offsets_without_offsets_sends_what_was_processed(
 async def test_a_consumer_run_again_after_its_offsets_went_through_a_transaction_commits_nothing(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    producer: StreamingProducer,
-    make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    reader_that_processed: _ReaderFactory,
 ) -> None:
-    source = await make_topic()
-    reader, group, collector, subscription = await _reader_that_processed(
-        client, producer, consumer_config, source, numbered("m", 3)
-    )
+    source, reader, group, collector, subscription = await reader_that_processed(numbered("m", 3))
     txn = await begin(txn_producer)
     ok(await txn.send_offsets(reader, {(source, 0): 1}))
     ok(await txn.commit())
@@ -278,10 +280,9 @@ async def test_a_consumer_run_again_after_its_offsets_went_through_a_transaction
 async def test_a_second_producer_with_the_same_id_fences_the_first(
     client: StreamingClient,
     second_client: StreamingClient,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     config = transactional()
     first = ok(await client.get_producer(config))
     zombie = await begin(first)
@@ -303,9 +304,8 @@ async def test_transaction_calls_out_of_turn_are_invalid_arguments(
     client: StreamingClient,
     producer: StreamingProducer,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
 ) -> None:
-    topic = await make_topic()
     expect_failure(await producer.transaction(), "STREAMING_INVALID_ARGUMENT")
     txn = await begin(txn_producer)
     expect_failure(await txn_producer.transaction(), "STREAMING_INVALID_ARGUMENT")
@@ -336,10 +336,9 @@ async def test_transaction_calls_out_of_turn_are_invalid_arguments(
 async def test_send_offsets_needs_a_running_consumer_and_valid_offsets(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     idle = ok(await client.get_consumer(consumer_config(auto_commit=False)))
     txn = await begin(txn_producer)
     expect_failure(await txn.send_offsets(idle), "STREAMING_INVALID_ARGUMENT")
@@ -398,10 +397,9 @@ async def test_disconnecting_aborts_the_open_transaction(
     client: StreamingClient,
     txn_producer: StreamingProducer,
     producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     txn = await begin(txn_producer)
     ok(await txn.send(topic, StreamingMessage(b"left open")))
     ok(await txn_producer.disconnect())
