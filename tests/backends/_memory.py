@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming import StreamingConfig
+from qi.base.streaming import (
+    StreamingClient,
+    StreamingConfig,
+    TopicConfig,
+    create_streaming_client,
+)
 
 T = TypeVar("T")
 
@@ -52,3 +58,14 @@ async def wait_until(predicate: Callable[[], bool], what: str, within: float = 1
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
         await asyncio.sleep(0.005)
+
+
+@contextlib.asynccontextmanager
+async def client_with_topics(
+    brokers: tuple[str, ...], *topics: TopicConfig
+) -> AsyncIterator[StreamingClient]:
+    """A memory client of ``brokers`` that created ``topics``; disconnected on leaving."""
+    client = create_streaming_client("memory", config_for(brokers))
+    ok(await ok(await client.get_admin()).create_topics(list(topics)))
+    yield client
+    await client.disconnect()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -19,30 +20,21 @@ from qi.base.streaming import (
     StreamingClient,
     StreamingConsumer,
     StreamingMessage,
+    StreamingProducer,
     SubscriptionConfig,
     TopicConfig,
     Transaction,
     create_streaming_client,
 )
-from qi.base.streaming.backends.memory import broker_for, discard_broker
+from qi.base.streaming.backends.memory import broker_for
 
-from ._memory import config_for, ok, private_brokers, wait_until
-
-
-@pytest.fixture
-async def brokers() -> AsyncIterator[tuple[str, ...]]:
-    brokers = private_brokers()
-    yield brokers
-    discard_broker(brokers)
+from ._memory import client_with_topics, config_for, ok, wait_until
 
 
 @pytest.fixture
 async def client(brokers: tuple[str, ...]) -> AsyncIterator[StreamingClient]:
-    client = create_streaming_client("memory", config_for(brokers))
-    admin = ok(await client.get_admin())
-    ok(await admin.create_topics([TopicConfig("in", 2), TopicConfig("out")]))
-    yield client
-    await client.disconnect()
+    async with client_with_topics(brokers, TopicConfig("in", 2), TopicConfig("out")) as client:
+        yield client
 
 
 def group_config() -> ConsumerConfig:
@@ -54,6 +46,22 @@ async def start(client: StreamingClient, run_config: ConsumerRunConfig) -> Strea
     ok(await consumer.subscribe(SubscriptionConfig(topics=("in",), from_beginning=True)))
     ok(await consumer.run(run_config))
     return consumer
+
+
+async def start_transactional(
+    client: StreamingClient, transactional_id: str, **run: Any
+) -> tuple[StreamingConsumer, StreamingProducer]:
+    """Run the group's consumer of "in" exactly-once, through a new producer of that id."""
+    producer = ok(await client.get_producer(ProducerConfig(transactional_id=transactional_id)))
+    consumer = await start(client, ConsumerRunConfig(transactional_producer=producer, **run))
+    return consumer, producer
+
+
+async def wait_committed(
+    brokers: tuple[str, ...], offsets: dict[tuple[str, int], int], what: str
+) -> None:
+    """Wait until the group's committed offsets are ``offsets``."""
+    await wait_until(lambda: broker_for(brokers).committed("g") == offsets, what)
 
 
 async def send_inputs(client: StreamingClient, values: list[tuple[bytes, int]]) -> None:
@@ -82,17 +90,14 @@ async def test_a_transaction_ends_after_transaction_max_interval(
         await asyncio.sleep(0.03)
         ok(await payload.transaction.send("out", StreamingMessage(payload.message.value)))
 
-    producer = ok(await client.get_producer(ProducerConfig(transactional_id="slow")))
-    await start(
+    await start_transactional(
         client,
-        ConsumerRunConfig(
-            each_message=slow,
-            transactional_producer=producer,
-            transaction_max_messages=100,
-            transaction_max_interval=0.05,
-        ),
+        "slow",
+        each_message=slow,
+        transaction_max_messages=100,
+        transaction_max_interval=0.05,
     )
-    await wait_until(lambda: broker_for(brokers).committed("g") == {("in", 0): 8}, "all committed")
+    await wait_committed(brokers, {("in", 0): 8}, "all committed")
     sizes = collections.Counter(map(id, given)).values()
     # A message starts only while its transaction is younger than 0.05 s: two at most.
     assert sum(sizes) == 8
@@ -113,26 +118,17 @@ async def test_a_handler_outliving_the_revocation_has_its_transaction_aborted(
             stuck.set()
             await release.wait()
 
-    first_producer = ok(await client.get_producer(ProducerConfig(transactional_id="first")))
-    await start(
-        client, ConsumerRunConfig(each_message=forward, transactional_producer=first_producer)
-    )
+    await start_transactional(client, "first", each_message=forward)
     await wait_until(stuck.is_set, "the handler stuck on its message")
 
     other = create_streaming_client("memory", config_for(brokers))
-    second_producer = ok(await other.get_producer(ProducerConfig(transactional_id="second")))
-    await start(
-        other, ConsumerRunConfig(each_message=forward, transactional_producer=second_producer)
-    )
+    await start_transactional(other, "second", each_message=forward)
     group = broker_for(brokers).group("g")
     # The revocation gave up waiting for the handler (request_timeout, 1 s): the
     # partitions moved on while the first member's transaction held their outputs.
     await wait_until(lambda: all(group.assignment().values()), "both members own a partition")
     release.set()
-    await wait_until(
-        lambda: broker_for(brokers).committed("g") == {("in", 0): 1, ("in", 1): 1},
-        "both inputs committed",
-    )
+    await wait_committed(brokers, {("in", 0): 1, ("in", 1): 1}, "both inputs committed")
     assert sorted(value for value in committed_outputs(brokers) if value) == [b"quick", b"stuck"]
     await other.disconnect()
 
@@ -149,10 +145,7 @@ async def test_a_handler_cancelled_at_disconnect_leaves_no_transaction_open(
         started.set()
         await asyncio.Event().wait()
 
-    producer = ok(await client.get_producer(ProducerConfig(transactional_id="hang")))
-    consumer = await start(
-        client, ConsumerRunConfig(each_message=hang, transactional_producer=producer)
-    )
+    consumer, producer = await start_transactional(client, "hang", each_message=hang)
     await wait_until(started.is_set, "the handler running")
     # The handler outlives request_timeout (1 s): it is cancelled, its transaction aborted.
     ok(await consumer.disconnect())
@@ -173,21 +166,14 @@ async def test_a_transaction_that_cannot_begin_is_reported_and_tried_again(
     async def on_error(error: object) -> None:
         errors.append(getattr(error, "code", ""))
 
-    producer = ok(await client.get_producer(ProducerConfig(transactional_id="later")))
-    await start(
-        client,
-        ConsumerRunConfig(
-            each_message=forward,
-            on_error=on_error,
-            retry_backoff=0.01,
-            transactional_producer=producer,
-        ),
+    _, producer = await start_transactional(
+        client, "later", each_message=forward, on_error=on_error, retry_backoff=0.01
     )
     ok(await producer.disconnect())
     await send_inputs(client, [(b"waits", 0)])
     await wait_until(lambda: "STREAMING_NOT_CONNECTED" in errors, "the failed begin reported")
     ok(await producer.connect())
-    await wait_until(lambda: broker_for(brokers).committed("g") == {("in", 0): 1}, "committed")
+    await wait_committed(brokers, {("in", 0): 1}, "committed")
     assert committed_outputs(brokers) == [b"waits"]
 
 
@@ -209,19 +195,16 @@ async def test_a_failed_batch_is_aborted_and_redelivered_whole(
     async def on_error(error: object) -> None:
         errors.append(getattr(error, "code", ""))
 
-    producer = ok(await client.get_producer(ProducerConfig(transactional_id="batches")))
-    await start(
+    await start_transactional(
         client,
-        ConsumerRunConfig(
-            each_batch=forward_then_fail_once,
-            on_error=on_error,
-            retry_backoff=0.01,
-            transactional_producer=producer,
-            transaction_max_messages=4,
-            transaction_max_interval=30,
-        ),
+        "batches",
+        each_batch=forward_then_fail_once,
+        on_error=on_error,
+        retry_backoff=0.01,
+        transaction_max_messages=4,
+        transaction_max_interval=30,
     )
-    await wait_until(lambda: broker_for(brokers).committed("g") == {("in", 0): 6}, "committed")
+    await wait_committed(brokers, {("in", 0): 6}, "committed")
     # First transaction: 0-3 (committed). Second: 4-5, failed and aborted, then again.
     assert batches == [(0, 1, 2, 3), (4, 5), (4, 5)]
     assert errors == ["STREAMING_HANDLER_FAILED"]

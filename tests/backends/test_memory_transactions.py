@@ -22,27 +22,17 @@ from qi.base.streaming.backends.memory import (
     BrokerError,
     MemoryBroker,
     broker_for,
-    discard_broker,
 )
 from qi.base.streaming.backends.memory._errors import MemoryBrokerError
 from qi.base.streaming.backends.memory._transactions import MemoryGroupMetadata
 
-from ._memory import config_for, failed, ok, private_brokers, wait_until
-
-
-@pytest.fixture
-async def brokers() -> AsyncIterator[tuple[str, ...]]:
-    brokers = private_brokers()
-    yield brokers
-    discard_broker(brokers)
+from ._memory import client_with_topics, config_for, failed, ok, wait_until
 
 
 @pytest.fixture
 async def client(brokers: tuple[str, ...]) -> AsyncIterator[StreamingClient]:
-    client = create_streaming_client("memory", config_for(brokers))
-    ok(await (await client.get_admin()).unwrap().create_topics([TopicConfig("t", 2)]))
-    yield client
-    await client.disconnect()
+    async with client_with_topics(brokers, TopicConfig("t", 2)) as client:
+        yield client
 
 
 def broker(brokers: tuple[str, ...]) -> MemoryBroker:

@@ -45,6 +45,16 @@ def run_cli(
     )
 
 
+def start_cli(cluster: Mapping[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """Start ``qi-stream ARGS`` with the cluster's Kafka backend, its output piped back."""
+    return subprocess.Popen(
+        [*CLI, *args, "--backend", cluster["QI_TEST_BACKEND"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(cluster),
+    )
+
+
 def stderr_lines(completed: subprocess.CompletedProcess[bytes]) -> list[str]:
     """The non-empty lines the command wrote on stderr."""
     return [line for line in completed.stderr.decode().splitlines() if line.strip()]

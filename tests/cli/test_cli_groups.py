@@ -15,17 +15,9 @@ from typing import Any
 
 import pytest
 
-from ._support import CLI, cli_env, kafka_backend, run_cli, stderr_lines, unique_topic
+from ._support import run_cli, start_cli, stderr_lines, unique_topic
 
 FAST_GROUP = ("--session-timeout", "6")
-
-
-@pytest.fixture(scope="module")
-def backend() -> str:
-    name = kafka_backend()
-    if name is None:
-        pytest.skip("neither the confluent nor the aiokafka backend is installed and loads")
-    return name
 
 
 @pytest.fixture
@@ -116,13 +108,7 @@ def test_a_group_with_an_active_member_is_shown_and_not_reset(
     cluster: dict[str, str], topic: str
 ) -> None:
     group = unique_topic("group")
-    args = [*CLI, "consume", topic, "--group", group, *FAST_GROUP]
-    with subprocess.Popen(
-        [*args, "--backend", cluster["QI_TEST_BACKEND"]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(cluster),
-    ) as consumer:
+    with start_cli(cluster, "consume", topic, "--group", group, *FAST_GROUP) as consumer:
         try:
             described = _wait_for_member(cluster, group)
             member = described["members"][0]

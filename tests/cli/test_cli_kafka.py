@@ -16,19 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from ._support import CLI, cli_env, kafka_backend, run_cli, stderr_lines, unique_topic
+from ._support import CLI, cli_env, run_cli, start_cli, stderr_lines, unique_topic
 
 pytestmark = pytest.mark.broker
 
 FAST_GROUP = ("--session-timeout", "6")
-
-
-@pytest.fixture(scope="module")
-def backend() -> str:
-    name = kafka_backend()
-    if name is None:
-        pytest.skip("neither the confluent nor the aiokafka backend is installed and loads")
-    return name
 
 
 @pytest.fixture
@@ -182,13 +174,8 @@ def test_produce_json_lines(cluster: dict[str, str], tmp_path: Path) -> None:
 def test_ctrl_c_stops_consume_cleanly_and_commits(cluster: dict[str, str], topic: str) -> None:
     assert cli(cluster, "produce", topic, stdin=b"one\ntwo\nthree\n").returncode == 0
     group = unique_topic("group")
-    args = [*CLI, "consume", topic, "--group", group, "--from-beginning", *FAST_GROUP]
-    with subprocess.Popen(
-        [*args, "--backend", cluster["QI_TEST_BACKEND"]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(cluster),
-    ) as consumer:
+    args = ["consume", topic, "--group", group, "--from-beginning", *FAST_GROUP]
+    with start_cli(cluster, *args) as consumer:
         assert consumer.stdout is not None
         received = [consumer.stdout.readline() for _ in range(3)]
         consumer.send_signal(signal.SIGINT)

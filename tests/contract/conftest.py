@@ -158,6 +158,16 @@ async def client(backend: str, streaming_config: StreamingConfig) -> AsyncIterat
 
 
 @pytest.fixture
+async def second_client(
+    backend: str, streaming_config: StreamingConfig
+) -> AsyncIterator[StreamingClient]:
+    """Another client of the same brokers: its producers are other instances (clients cache)."""
+    other = create_streaming_client(backend, streaming_config)
+    yield other
+    await other.disconnect()
+
+
+@pytest.fixture
 async def producer(client: StreamingClient, producer_config: ProducerConfig) -> StreamingProducer:
     """A connected producer of ``client``."""
     return ok(await client.get_producer(producer_config))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -23,15 +23,12 @@ from qi.base.streaming import (
     EachBatchPayload,
     EachMessagePayload,
     MessageBatch,
-    ProducerConfig,
     StreamingClient,
-    StreamingConfig,
     StreamingConsumer,
     StreamingMessage,
     StreamingProducer,
     SubscriptionConfig,
     Transaction,
-    create_streaming_client,
 )
 
 from ._support import (
@@ -42,9 +39,16 @@ from ._support import (
     numbered,
     ok,
     produce,
-    start_consumer,
     unique,
     wait_until,
+)
+from ._transactions import (
+    caught_up,
+    read_committed,
+    start_from_beginning,
+    transactional,
+    transactional_producer,
+    wait_caught_up,
 )
 
 pytestmark = pytest.mark.kafka_rules
@@ -84,45 +88,6 @@ class Pipeline:
         )
 
 
-@pytest.fixture
-async def second_client(
-    backend: str, streaming_config: StreamingConfig
-) -> AsyncIterator[StreamingClient]:
-    """Another client of the same brokers: its producers are other instances (clients cache)."""
-    other = create_streaming_client(backend, streaming_config)
-    yield other
-    await other.disconnect()
-
-
-def transactional() -> ProducerConfig:
-    return ProducerConfig(transactional_id=unique("txn"))
-
-
-async def read_committed(
-    client: StreamingClient, consumer_config: ConsumerConfigFactory, topic: str, count: int
-) -> list[bytes]:
-    """The first ``count`` values a read_committed reader of ``topic`` sees."""
-    collector = Collector()
-    reader = await start_consumer(
-        client,
-        consumer_config(isolation_level="read_committed"),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
-    try:
-        await collector.wait_for(count)
-        return [message.value or b"" for message in collector.messages]
-    finally:
-        ok(await reader.disconnect())
-
-
-async def caught_up(client: StreamingClient, group_id: str, topic: str) -> bool:
-    """Whether the group's committed offsets are the end of every partition of ``topic``."""
-    admin = ok(await client.get_admin())
-    lags = ok(await admin.get_group_lag(group_id, [topic]))
-    return bool(lags) and all(lag.lag == 0 for lag in lags)
-
-
 async def spread(
     producer: StreamingProducer, topic: str, values: list[bytes], partitions: int
 ) -> None:
@@ -144,12 +109,38 @@ async def start_pipeline(
     run_config: ConsumerRunConfig,
     group_id: str | None = None,
 ) -> StreamingConsumer:
-    return await start_consumer(
-        client,
-        consumer_config(group_id, auto_commit=False),
-        SubscriptionConfig(topics=(source,), from_beginning=True),
-        run_config,
-    )
+    config = consumer_config(group_id, auto_commit=False)
+    return await start_from_beginning(client, config, source, run_config)
+
+
+async def run_to_the_end(
+    client: StreamingClient,
+    consumer_config: ConsumerConfigFactory,
+    source: str,
+    run_config: ConsumerRunConfig,
+) -> None:
+    """Run a pipeline of a new group until it has committed all of ``source``."""
+    group_id = unique("group")
+    await start_pipeline(client, consumer_config, source, run_config, group_id)
+    await wait_caught_up(client, group_id, source)
+
+
+async def expect_each_input_once(
+    client: StreamingClient, consumer_config: ConsumerConfigFactory, sink: str, inputs: list[bytes]
+) -> None:
+    """A read_committed reader of ``sink`` sees every input exactly once (in any order)."""
+    outputs = await read_committed(client, consumer_config, sink, len(inputs))
+    assert sorted(outputs) == sorted(inputs)
+
+
+async def _topics_with_inputs(
+    producer: StreamingProducer, make_topic: TopicFactory, count: int
+) -> tuple[str, str, list[bytes]]:
+    """A source topic holding ``count`` inputs, an empty sink topic, and the inputs."""
+    source, sink = await make_topic(), await make_topic()
+    inputs = numbered("in", count)
+    await produce(producer, source, inputs)
+    return source, sink, inputs
 
 
 async def test_every_input_gives_exactly_one_committed_output(
@@ -162,14 +153,14 @@ async def test_every_input_gives_exactly_one_committed_output(
     inputs = numbered("in", 40)
     await produce(producer, source, inputs[:20])
     pipeline = Pipeline(sink)
-    txn_producer = ok(await client.get_producer(transactional()))
+    txn_producer = await transactional_producer(client)
     group_id = unique("group")
     consumer = await start_pipeline(
         client, consumer_config, source, pipeline.run_config(txn_producer), group_id
     )
     await produce(producer, source, inputs[20:])
-    await wait_until(lambda: caught_up(client, group_id, source), what="committed offsets at end")
-    assert sorted(await read_committed(client, consumer_config, sink, 40)) == sorted(inputs)
+    await wait_caught_up(client, group_id, source)
+    await expect_each_input_once(client, consumer_config, sink, inputs)
     assert pipeline.errors == []
     ok(await consumer.disconnect())
     # Disconnecting committed nothing of its own: the transactions already had.
@@ -182,9 +173,7 @@ async def test_a_failed_handler_aborts_and_its_transaction_is_redelivered(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    source, sink = await make_topic(), await make_topic()
-    inputs = numbered("in", 10)
-    await produce(producer, source, inputs)
+    source, sink, inputs = await _topics_with_inputs(producer, make_topic, 10)
     pipeline = Pipeline(sink)
     failures = [b"in-5"]
 
@@ -194,17 +183,10 @@ async def test_a_failed_handler_aborts_and_its_transaction_is_redelivered(
             failures.remove(payload.message.value)
             raise RuntimeError("transform broke")
 
-    txn_producer = ok(await client.get_producer(transactional()))
-    group_id = unique("group")
-    await start_pipeline(
-        client,
-        consumer_config,
-        source,
-        pipeline.run_config(txn_producer, fail_once, transaction_max_messages=10),
-        group_id,
-    )
-    await wait_until(lambda: caught_up(client, group_id, source), what="committed offsets at end")
-    assert sorted(await read_committed(client, consumer_config, sink, 10)) == sorted(inputs)
+    txn_producer = await transactional_producer(client)
+    run_config = pipeline.run_config(txn_producer, fail_once, transaction_max_messages=10)
+    await run_to_the_end(client, consumer_config, source, run_config)
+    await expect_each_input_once(client, consumer_config, sink, inputs)
     assert [error.code for error in pipeline.errors] == ["STREAMING_HANDLER_FAILED"]
     handled = [message.value for message in pipeline.handled]
     # Handled up to the failure, then again from the start of the aborted transaction
@@ -220,20 +202,13 @@ async def test_a_transaction_holds_at_most_transaction_max_messages(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    source, sink = await make_topic(), await make_topic()
-    inputs = numbered("in", 12)
-    await produce(producer, source, inputs)
+    source, sink, inputs = await _topics_with_inputs(producer, make_topic, 12)
     pipeline = Pipeline(sink)
-    txn_producer = ok(await client.get_producer(transactional()))
-    group_id = unique("group")
-    await start_pipeline(
-        client,
-        consumer_config,
-        source,
-        pipeline.run_config(txn_producer, transaction_max_messages=3, transaction_max_interval=30),
-        group_id,
+    txn_producer = await transactional_producer(client)
+    run_config = pipeline.run_config(
+        txn_producer, transaction_max_messages=3, transaction_max_interval=30
     )
-    await wait_until(lambda: caught_up(client, group_id, source), what="committed offsets at end")
+    await run_to_the_end(client, consumer_config, source, run_config)
     sizes = list(collections.Counter(map(id, pipeline.transactions)).values())
     assert sum(sizes) == 12
     assert max(sizes) == 3
@@ -249,9 +224,7 @@ async def test_each_batch_gets_the_transaction_and_its_bound(
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    source, sink = await make_topic(), await make_topic()
-    inputs = numbered("in", 10)
-    await produce(producer, source, inputs)
+    source, sink, inputs = await _topics_with_inputs(producer, make_topic, 10)
     batches: list[tuple[int, ...]] = []
 
     async def forward_batch(payload: EachBatchPayload) -> None:
@@ -260,23 +233,15 @@ async def test_each_batch_gets_the_transaction_and_its_bound(
         outputs = tuple(StreamingMessage(message.value) for message in payload.messages)
         ok(await payload.transaction.send_batch(MessageBatch(sink, outputs)))
 
-    txn_producer = ok(await client.get_producer(transactional()))
-    group_id = unique("group")
-    await start_pipeline(
-        client,
-        consumer_config,
-        source,
-        ConsumerRunConfig(
-            each_batch=forward_batch,
-            transactional_producer=txn_producer,
-            transaction_max_messages=4,
-        ),
-        group_id,
+    run_config = ConsumerRunConfig(
+        each_batch=forward_batch,
+        transactional_producer=await transactional_producer(client),
+        transaction_max_messages=4,
     )
-    await wait_until(lambda: caught_up(client, group_id, source), what="committed offsets at end")
+    await run_to_the_end(client, consumer_config, source, run_config)
     assert all(1 <= len(batch) <= 4 for batch in batches)
     assert [offset for batch in batches for offset in batch] == list(range(10))
-    assert sorted(await read_committed(client, consumer_config, sink, 10)) == sorted(inputs)
+    await expect_each_input_once(client, consumer_config, sink, inputs)
 
 
 async def test_a_member_joining_mid_stream_loses_and_repeats_nothing(
@@ -299,7 +264,7 @@ async def test_a_member_joining_mid_stream_loses_and_repeats_nothing(
         client,
         consumer_config,
         source,
-        first.run_config(ok(await client.get_producer(transactional())), slowly),
+        first.run_config(await transactional_producer(client), slowly),
         group_id,
     )
     await spread(producer, source, inputs[:100], 4)
@@ -308,16 +273,14 @@ async def test_a_member_joining_mid_stream_loses_and_repeats_nothing(
         second_client,
         consumer_config,
         source,
-        second.run_config(ok(await second_client.get_producer(transactional()))),
+        second.run_config(await transactional_producer(second_client)),
         group_id,
     )
     await wait_until(lambda: both_assigned(client, group_id), what="both members assigned")
     await spread(producer, source, inputs[100:], 4)
-    await wait_until(
-        lambda: caught_up(client, group_id, source), what="committed offsets at end", within=60
-    )
+    await wait_caught_up(client, group_id, source, within=60)
     assert second.handled, "the second member never got a partition"
-    assert sorted(await read_committed(client, consumer_config, sink, 200)) == sorted(inputs)
+    await expect_each_input_once(client, consumer_config, sink, inputs)
     assert not [error for error in first.errors + second.errors if error.context.get("fatal")]
 
 
@@ -341,7 +304,7 @@ async def test_a_fenced_producer_stops_the_loop_and_its_successor_takes_over(
         group_id,
     )
     await produce(producer, source, [b"before"])
-    await wait_until(lambda: caught_up(client, group_id, source), what="the first input committed")
+    await wait_caught_up(client, group_id, source, what="the first input committed")
     successor = ok(await second_client.get_producer(config))  # fences the loop's producer
     await produce(producer, source, [b"after"])
     await wait_until(
@@ -360,7 +323,7 @@ async def test_a_fenced_producer_stops_the_loop_and_its_successor_takes_over(
     await start_pipeline(
         second_client, consumer_config, source, successor_pipeline.run_config(successor), group_id
     )
-    await wait_until(lambda: caught_up(client, group_id, source), what="the successor committed")
+    await wait_caught_up(client, group_id, source, what="the successor committed")
     assert await read_committed(client, consumer_config, sink, 2) == [b"before", b"after"]
     assert successor_pipeline.errors == []
 
@@ -378,12 +341,8 @@ async def test_at_least_once_payloads_have_no_transaction(
     async def remember(payload: EachMessagePayload) -> None:
         seen.append(payload.transaction)
 
-    consumer = await start_consumer(
-        client,
-        consumer_config(),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        ConsumerRunConfig(each_message=remember),
-    )
+    run_config = ConsumerRunConfig(each_message=remember)
+    consumer = await start_from_beginning(client, consumer_config(), topic, run_config)
     await wait_until(lambda: bool(seen), what="the message")
     assert seen == [None]
     ok(await consumer.disconnect())
@@ -402,7 +361,7 @@ async def test_an_unusable_transactional_run_is_an_invalid_config(
     problem: str,
 ) -> None:
     topic = await make_topic()
-    txn_producer = ok(await client.get_producer(transactional()))
+    txn_producer = await transactional_producer(client)
     run: dict[str, Any] = {"transactional_producer": txn_producer}
     auto_commit = False
     if problem == "not-transactional":

@@ -7,8 +7,9 @@ part of the group admin (see the README's broker quirks).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import pytest
 
@@ -62,6 +63,42 @@ async def _committed_group(
     """Produce ``count`` messages to partition 0, consume them all and leave (which commits)."""
     await produce(producer, topic, numbered("m", count), partition=0)
     await consume(client, config, [topic], count)
+
+
+class _Group(NamedTuple):
+    """A group that read its topic's first messages and left, and the admin to inspect it."""
+
+    admin: StreamingAdmin
+    topic: str
+    config: ConsumerConfig
+
+
+class _GroupFactory(Protocol):
+    """A new topic, ``count`` messages on its partition 0 and a group that read them."""
+
+    def __call__(self, *, partitions: int, count: int) -> Awaitable[_Group]: ...
+
+
+@pytest.fixture
+def group_that_read(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> _GroupFactory:
+    async def make(*, partitions: int, count: int) -> _Group:
+        admin = await _admin(client)
+        topic = await make_topic(partitions)
+        config = consumer_config()
+        await _committed_group(client, producer, config, topic, count)
+        return _Group(admin, topic, config)
+
+    return make
+
+
+async def _committed(admin: StreamingAdmin, group_id: str) -> list[int | None]:
+    """The group's committed offset of each partition it has committed to."""
+    return [lag.committed for lag in ok(await admin.get_group_lag(group_id))]
 
 
 async def _running_member(
@@ -140,14 +177,9 @@ async def test_lag_of_every_committed_topic_when_none_are_named(
 async def test_describe_shows_an_active_member_and_its_assignment(
     client: StreamingClient,
     streaming_config: StreamingConfig,
-    producer: StreamingProducer,
-    make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    group_that_read: _GroupFactory,
 ) -> None:
-    admin = await _admin(client)
-    topic = await make_topic(2)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 1)
+    admin, topic, config = await group_that_read(partitions=2, count=1)
     consumer = await _running_member(client, config, topic)
 
     async def one_stable_member() -> bool:
@@ -207,15 +239,9 @@ async def test_reset_moves_where_the_next_consumer_starts(
 
 
 async def test_reset_past_every_message_goes_to_the_end(
-    client: StreamingClient,
-    producer: StreamingProducer,
-    make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    producer: StreamingProducer, group_that_read: _GroupFactory
 ) -> None:
-    admin = await _admin(client)
-    topic = await make_topic(2)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 2)
+    admin, topic, config = await group_that_read(partitions=2, count=2)
     await produce(producer, topic, numbered("more", 3), partition=1)
 
     at_the_end = (PartitionLag(topic, 0, 2, 0, 2, 0), PartitionLag(topic, 1, 3, 0, 3, 0))
@@ -225,38 +251,26 @@ async def test_reset_past_every_message_goes_to_the_end(
 
     # An offset beyond a partition's log is kept within it, as kafka-consumer-groups does.
     ok(await admin.reset_group_offsets(config.group_id, topic, "earliest"))
-    assert [lag.committed for lag in ok(await admin.get_group_lag(config.group_id))] == [0, 0]
+    assert await _committed(admin, config.group_id) == [0, 0]
     ok(await admin.reset_group_offsets(config.group_id, topic, 1_000))
     assert ok(await admin.get_group_lag(config.group_id, [topic])) == at_the_end
 
 
 async def test_reset_to_a_naive_time_at_the_ends_of_datetimes_range_is_a_time(
-    client: StreamingClient,
-    producer: StreamingProducer,
-    make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    group_that_read: _GroupFactory,
 ) -> None:
     # Local time cannot be computed for them (datetime.min.timestamp() raises ValueError).
-    admin = await _admin(client)
-    topic = await make_topic(1)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 2)
+    admin, topic, config = await group_that_read(partitions=1, count=2)
     ok(await admin.reset_group_offsets(config.group_id, topic, datetime.min))
-    assert [lag.committed for lag in ok(await admin.get_group_lag(config.group_id))] == [0]
+    assert await _committed(admin, config.group_id) == [0]
     ok(await admin.reset_group_offsets(config.group_id, topic, datetime.max))
-    assert [lag.committed for lag in ok(await admin.get_group_lag(config.group_id))] == [2]
+    assert await _committed(admin, config.group_id) == [2]
 
 
 async def test_reset_and_delete_refuse_a_group_with_active_members(
-    client: StreamingClient,
-    producer: StreamingProducer,
-    make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    client: StreamingClient, group_that_read: _GroupFactory
 ) -> None:
-    admin = await _admin(client)
-    topic = await make_topic(1)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 2)
+    admin, topic, config = await group_that_read(partitions=1, count=2)
     consumer = await _running_member(client, config, topic)
     await wait_until(
         lambda: _has_members(admin, config.group_id), what="the member to show in the group"
@@ -299,15 +313,9 @@ async def test_an_unknown_group_is_dead_and_cannot_be_measured_reset_or_deleted(
 
 
 async def test_a_deleted_group_is_no_longer_listed(
-    client: StreamingClient,
-    producer: StreamingProducer,
-    make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    group_that_read: _GroupFactory,
 ) -> None:
-    admin = await _admin(client)
-    topic = await make_topic(1)
-    config = consumer_config()
-    await _committed_group(client, producer, config, topic, 1)
+    admin, topic, config = await group_that_read(partitions=1, count=1)
     await wait_until(lambda: _listed(admin, config.group_id), what="the group to be listed")
 
     ok(await admin.delete_group(config.group_id))

@@ -10,101 +10,103 @@ sent with it are the group's only if it commits; a second producer with the same
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import AsyncIterator, Callable
-from typing import Any, cast
+from collections.abc import Awaitable
+from typing import Any, NamedTuple, Protocol, cast
 
 import pytest
 
 from qi.base import QiError, Success
 from qi.base.streaming import (
-    ConsumedMessage,
+    ConsumerConfig,
     MessageBatch,
     ProducerConfig,
     StreamingClient,
-    StreamingConfig,
     StreamingConsumer,
     StreamingMessage,
     StreamingProducer,
     SubscriptionConfig,
-    Transaction,
-    create_streaming_client,
 )
 
 from ._support import (
     Collector,
     ConsumerConfigFactory,
     TopicFactory,
+    consume,
     expect_failure,
+    numbered,
     ok,
+    produce,
     start_consumer,
     unique,
-    wait_until,
+)
+from ._transactions import (
+    begin,
+    commit_values,
+    committed_values,
+    expect_only_committed,
+    has,
+    start_from_beginning,
+    transactional,
+    transactional_producer,
 )
 
 pytestmark = pytest.mark.kafka_rules
 
 
-def transactional(transactional_id: str | None = None, **changes: Any) -> ProducerConfig:
-    """A transactional producer config with a fresh id (unless given)."""
-    config = ProducerConfig(transactional_id=transactional_id or unique("txn"))
-    return dataclasses.replace(config, **changes)
-
-
 @pytest.fixture
 async def txn_producer(client: StreamingClient) -> StreamingProducer:
     """A connected transactional producer of ``client``."""
-    return ok(await client.get_producer(transactional()))
+    return await transactional_producer(client)
 
 
 @pytest.fixture
-async def second_client(
-    backend: str, streaming_config: StreamingConfig
-) -> AsyncIterator[StreamingClient]:
-    """Another client of the same brokers: its producers are other instances (clients cache)."""
-    other = create_streaming_client(backend, streaming_config)
-    yield other
-    await other.disconnect()
+async def topic(make_topic: TopicFactory) -> str:
+    """A new topic of one partition."""
+    return await make_topic()
 
 
-async def begin(producer: StreamingProducer) -> Transaction:
-    return ok(await producer.transaction())
+class _Reader(NamedTuple):
+    """A manually committing consumer that has processed everything sent to its topic."""
+
+    source: str
+    consumer: StreamingConsumer
+    config: ConsumerConfig
+    collector: Collector
+    subscription: SubscriptionConfig
 
 
-async def committed_values(
+class _ReaderFactory(Protocol):
+    """Sends ``values`` to a new topic, then runs a reader without auto-commit until it has them."""
+
+    def __call__(self, values: list[bytes]) -> Awaitable[_Reader]: ...
+
+
+@pytest.fixture
+def reader_that_processed(
     client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
-    topic: str,
-    *,
-    until: Callable[[list[ConsumedMessage]], bool],
-    isolation: str = "read_committed",
-) -> list[ConsumedMessage]:
-    """Read ``topic`` from the beginning with ``isolation`` until ``until`` holds."""
-    collector = Collector()
-    consumer = await start_consumer(
-        client,
-        consumer_config(isolation_level=isolation),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
-    try:
-        await wait_until(lambda: until(collector.messages), what=f"messages of {topic}")
-        return list(collector.messages)
-    finally:
-        ok(await consumer.disconnect())
+) -> _ReaderFactory:
+    async def make(values: list[bytes]) -> _Reader:
+        source = await make_topic()
+        await produce(producer, source, values)
+        config = consumer_config(auto_commit=False)
+        collector = Collector()
+        subscription = SubscriptionConfig(topics=(source,), from_beginning=True)
+        consumer = await start_consumer(client, config, subscription, collector.run_config())
+        await collector.wait_for(len(values))
+        return _Reader(source, consumer, config, collector, subscription)
 
-
-def has(value: bytes) -> Callable[[list[ConsumedMessage]], bool]:
-    return lambda messages: any(message.value == value for message in messages)
+    return make
 
 
 async def test_commit_makes_records_visible_to_read_committed(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     txn = await begin(txn_producer)
     ok(await txn.send(topic, StreamingMessage(b"one")))
     batch = MessageBatch(topic, (StreamingMessage(b"two"), StreamingMessage(b"three")))
@@ -118,17 +120,14 @@ async def test_commit_makes_records_visible_to_read_committed(
 async def test_abort_hides_records_from_read_committed_only(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     aborted = await begin(txn_producer)
     ok(await aborted.send(topic, StreamingMessage(b"aborted-0")))
     ok(await aborted.send(topic, StreamingMessage(b"aborted-1")))
     ok(await aborted.abort())
-    kept = await begin(txn_producer)
-    ok(await kept.send(topic, StreamingMessage(b"kept")))
-    ok(await kept.commit())
+    await commit_values(txn_producer, topic, b"kept")
 
     committed = await committed_values(client, consumer_config, topic, until=has(b"kept"))
     assert [message.value for message in committed] == [b"kept"]
@@ -155,12 +154,8 @@ async def test_open_transaction_is_hidden_until_it_commits(
     ok(await producer.send(topic, StreamingMessage(b"elsewhere", partition=1)))
 
     collector = Collector()
-    consumer = await start_consumer(
-        client,
-        consumer_config(isolation_level="read_committed"),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
+    config = consumer_config(isolation_level="read_committed")
+    consumer = await start_from_beginning(client, config, topic, collector.run_config())
     try:
         await collector.wait_for(1)
         assert collector.values() == [b"elsewhere"]
@@ -174,10 +169,9 @@ async def test_open_transaction_is_hidden_until_it_commits(
 async def test_leaving_the_block_without_commit_aborts(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     async with await begin(txn_producer) as txn:
         ok(await txn.send(topic, StreamingMessage(b"forgotten")))
     expect_failure(await txn.commit(), "STREAMING_INVALID_ARGUMENT")
@@ -189,8 +183,7 @@ async def test_leaving_the_block_without_commit_aborts(
         ok(await txn.send(topic, StreamingMessage(b"committed")))
         ok(await txn.commit())
 
-    seen = await committed_values(client, consumer_config, topic, until=has(b"committed"))
-    assert [message.value for message in seen] == [b"committed"]
+    await expect_only_committed(client, consumer_config, topic, b"committed")
 
 
 async def test_a_transaction_with_a_message_the_broker_refused_cannot_commit(
@@ -212,38 +205,24 @@ async def test_a_transaction_with_a_message_the_broker_refused_cannot_commit(
     error = expect_failure(await txn.commit(), "STREAMING_TRANSACTION_FAILED")
     assert error.context["abortable"] is True
     ok(await txn.abort())
-    batched = await begin(ok(await client.get_producer(transactional())))
+    batched = await begin(await transactional_producer(client))
     big = MessageBatch(topic, (StreamingMessage(b"batched"), StreamingMessage(b"y" * 5_000)))
     expect_failure(await batched.send_batch(big), "STREAMING_BATCH_PARTIAL_FAILURE")
     expect_failure(await batched.commit(), "STREAMING_TRANSACTION_FAILED")
     ok(await batched.abort())
-    async with await begin(ok(await client.get_producer(transactional()))) as whole:
-        ok(await whole.send(topic, StreamingMessage(b"whole")))
-        ok(await whole.commit())
+    await commit_values(await transactional_producer(client), topic, b"whole")
 
-    seen = await committed_values(client, consumer_config, topic, until=has(b"whole"))
-    assert [message.value for message in seen] == [b"whole"]
+    await expect_only_committed(client, consumer_config, topic, b"whole")
 
 
 async def test_send_offsets_commits_the_group_offsets_with_the_transaction(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    producer: StreamingProducer,
     make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    reader_that_processed: _ReaderFactory,
 ) -> None:
-    source, sink = await make_topic(), await make_topic()
-    for index in range(5):
-        ok(await producer.send(source, StreamingMessage(f"in-{index}".encode())))
-    group = consumer_config(auto_commit=False)
-    collector = Collector()
-    reader = await start_consumer(
-        client,
-        group,
-        SubscriptionConfig(topics=(source,), from_beginning=True),
-        collector.run_config(),
-    )
-    await collector.wait_for(5)
+    source, reader, group, _, _ = await reader_that_processed(numbered("in", 5))
+    sink = await make_topic()
 
     committed = await begin(txn_producer)
     ok(await committed.send(sink, StreamingMessage(b"out")))
@@ -256,74 +235,33 @@ async def test_send_offsets_commits_the_group_offsets_with_the_transaction(
     # leaving the group commits nothing by itself.
     ok(await reader.disconnect())
 
-    successor = Collector()
-    follower = await start_consumer(
-        client,
-        group,
-        SubscriptionConfig(topics=(source,), from_beginning=True),
-        successor.run_config(),
-    )
-    try:
-        await successor.wait_for(2)
-        assert successor.offsets(source, 0) == [3, 4]
-    finally:
-        ok(await follower.disconnect())
+    resumed = await consume(client, group, [source], 2)
+    assert [message.offset for message in resumed] == [3, 4]
 
 
 async def test_send_offsets_without_offsets_sends_what_was_processed(
     client: StreamingClient,
     txn_producer: StreamingProducer,
     producer: StreamingProducer,
-    make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    reader_that_processed: _ReaderFactory,
 ) -> None:
-    source = await make_topic()
-    for index in range(3):
-        ok(await producer.send(source, StreamingMessage(f"first-{index}".encode())))
-    group = consumer_config(auto_commit=False)
-    collector = Collector()
-    reader = await start_consumer(
-        client,
-        group,
-        SubscriptionConfig(topics=(source,), from_beginning=True),
-        collector.run_config(),
-    )
-    await collector.wait_for(3)
+    source, reader, group, _, _ = await reader_that_processed(numbered("first", 3))
     txn = await begin(txn_producer)
     ok(await txn.send_offsets(reader))
     ok(await txn.commit())
     ok(await reader.disconnect())
     ok(await producer.send(source, StreamingMessage(b"later")))
 
-    successor = Collector()
-    follower = await start_consumer(
-        client,
-        group,
-        SubscriptionConfig(topics=(source,), from_beginning=True),
-        successor.run_config(),
-    )
-    try:
-        await successor.wait_for(1)
-        assert successor.values() == [b"later"]
-    finally:
-        ok(await follower.disconnect())
+    resumed = await consume(client, group, [source], 1)
+    assert [message.value for message in resumed] == [b"later"]
 
 
 async def test_a_consumer_run_again_after_its_offsets_went_through_a_transaction_commits_nothing(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    producer: StreamingProducer,
-    make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    reader_that_processed: _ReaderFactory,
 ) -> None:
-    source = await make_topic()
-    for index in range(3):
-        ok(await producer.send(source, StreamingMessage(f"m-{index}".encode())))
-    group = consumer_config(auto_commit=False)
-    collector = Collector()
-    subscription = SubscriptionConfig(topics=(source,), from_beginning=True)
-    reader = await start_consumer(client, group, subscription, collector.run_config())
-    await collector.wait_for(3)
+    source, reader, group, collector, subscription = await reader_that_processed(numbered("m", 3))
     txn = await begin(txn_producer)
     ok(await txn.send_offsets(reader, {(source, 0): 1}))
     ok(await txn.commit())
@@ -342,10 +280,9 @@ async def test_a_consumer_run_again_after_its_offsets_went_through_a_transaction
 async def test_a_second_producer_with_the_same_id_fences_the_first(
     client: StreamingClient,
     second_client: StreamingClient,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     config = transactional()
     first = ok(await client.get_producer(config))
     zombie = await begin(first)
@@ -358,21 +295,17 @@ async def test_a_second_producer_with_the_same_id_fences_the_first(
     assert fenced.context["fatal"] is True
     again = expect_failure(await first.transaction(), "STREAMING_PRODUCER_FENCED")
     assert again.context["fatal"] is True
-    txn = await begin(second)
-    ok(await txn.send(topic, StreamingMessage(b"successor")))
-    ok(await txn.commit())
+    await commit_values(second, topic, b"successor")
 
-    seen = await committed_values(client, consumer_config, topic, until=has(b"successor"))
-    assert [message.value for message in seen] == [b"successor"]
+    await expect_only_committed(client, consumer_config, topic, b"successor")
 
 
 async def test_transaction_calls_out_of_turn_are_invalid_arguments(
     client: StreamingClient,
     producer: StreamingProducer,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
 ) -> None:
-    topic = await make_topic()
     expect_failure(await producer.transaction(), "STREAMING_INVALID_ARGUMENT")
     txn = await begin(txn_producer)
     expect_failure(await txn_producer.transaction(), "STREAMING_INVALID_ARGUMENT")
@@ -403,10 +336,9 @@ async def test_transaction_calls_out_of_turn_are_invalid_arguments(
 async def test_send_offsets_needs_a_running_consumer_and_valid_offsets(
     client: StreamingClient,
     txn_producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     idle = ok(await client.get_consumer(consumer_config(auto_commit=False)))
     txn = await begin(txn_producer)
     expect_failure(await txn.send_offsets(idle), "STREAMING_INVALID_ARGUMENT")
@@ -465,18 +397,16 @@ async def test_disconnecting_aborts_the_open_transaction(
     client: StreamingClient,
     txn_producer: StreamingProducer,
     producer: StreamingProducer,
-    make_topic: TopicFactory,
+    topic: str,
     consumer_config: ConsumerConfigFactory,
 ) -> None:
-    topic = await make_topic()
     txn = await begin(txn_producer)
     ok(await txn.send(topic, StreamingMessage(b"left open")))
     ok(await txn_producer.disconnect())
     expect_failure(await txn.commit(), "STREAMING_INVALID_ARGUMENT")
     # Without the abort, the open transaction would hold this back for transaction_timeout.
     ok(await producer.send(topic, StreamingMessage(b"after")))
-    seen = await committed_values(client, consumer_config, topic, until=has(b"after"))
-    assert [message.value for message in seen] == [b"after"]
+    await expect_only_committed(client, consumer_config, topic, b"after")
 
 
 async def test_concurrent_transactions_of_one_producer_are_refused(
