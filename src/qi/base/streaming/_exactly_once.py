@@ -264,11 +264,12 @@ class TransactionalDispatcher(Dispatcher):
             # would publish outputs that the partition's next owner produces again.
             await self._abort(transaction, covered)
             return
-        offsets = {
-            key: entry.part.processed
-            for key, entry in covered.items()
-            if entry.messages and entry.part.processed is not None
-        }
+        # Past the markers the source moved over too, once a partition's buffer drained.
+        offsets: dict[TopicPartition, int] = {}
+        for key, entry in covered.items():
+            progress = entry.part.progress()
+            if entry.messages and progress is not None:
+                offsets[key] = progress
         if offsets:
             sent = await self._send_offsets(transaction, offsets)
             if isinstance(sent, Failure):
