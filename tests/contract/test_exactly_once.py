@@ -378,3 +378,35 @@ async def test_an_unusable_transactional_run_is_an_invalid_config(
     ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,))))
     outcome = await consumer.run(ConsumerRunConfig(each_message=Collector().each_message, **run))
     expect_failure(outcome, "STREAMING_INVALID_CONFIG", implementation=backend)
+
+
+async def test_offsets_sent_in_transactions_pass_the_input_markers(
+    client: StreamingClient,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # The input is itself written by a transaction: its commit marker ends the partition.
+    source, sink = await make_topic(), await make_topic()
+    writer = ok(await client.get_producer(transactional()))
+    inputs = numbered("in", 3)
+    written = ok(await writer.transaction())
+    for value in inputs:
+        ok(await written.send(source, StreamingMessage(value)))
+    ok(await written.commit())
+    pipeline = Pipeline(sink)
+    txn_producer = ok(await client.get_producer(transactional()))
+    group_id = unique("group")
+    consumer = await start_pipeline(
+        client, consumer_config, source, pipeline.run_config(txn_producer), group_id
+    )
+    try:
+        await wait_until(lambda: caught_up(client, group_id, source), what="lag 0 past the marker")
+        # An aborted transaction later on shows the loop nothing, yet its offsets are passed.
+        aborted = ok(await writer.transaction())
+        ok(await aborted.send(source, StreamingMessage(b"never")))
+        ok(await aborted.abort())
+        await wait_until(lambda: caught_up(client, group_id, source), what="lag 0 past the abort")
+    finally:
+        ok(await consumer.disconnect())
+    assert [message.value for message in pipeline.handled] == inputs
+    assert pipeline.errors == []

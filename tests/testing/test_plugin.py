@@ -209,6 +209,45 @@ def test_read_topic_returns_every_partition_in_offset_order(pytester: pytest.Pyt
     )
 
 
+def test_wait_for_group_returns_on_a_topic_written_by_transactions(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run_user_tests(
+        pytester,
+        """
+        from qi.base.streaming import ProducerConfig
+
+        async def test_markers_do_not_hold_the_group_back(qi_memory_client):
+            admin = (await qi_memory_client.get_admin()).unwrap()
+            (await admin.create_topics([TopicConfig("jobs")])).unwrap()
+            config = ProducerConfig(transactional_id="jobs-writer")
+            producer = (await qi_memory_client.get_producer(config)).unwrap()
+            for outcome in ("commit", "abort", "commit"):
+                transaction = (await producer.transaction()).unwrap()
+                (await transaction.send("jobs", StreamingMessage(outcome.encode()))).unwrap()
+                (await getattr(transaction, outcome)()).unwrap()
+            handled = []
+
+            async def handle(payload: EachMessagePayload) -> None:
+                handled.append(payload.message.value)
+
+            consumer_config = ConsumerConfig(
+                group_id="workers", session_timeout=6.0, heartbeat_interval=0.5,
+                auto_commit_interval=0.1,
+            )
+            consumer = (await qi_memory_client.get_consumer(consumer_config)).unwrap()
+            subscription = SubscriptionConfig(("jobs",), from_beginning=True)
+            (await consumer.subscribe(subscription)).unwrap()
+            (await consumer.run(ConsumerRunConfig(each_message=handle))).unwrap()
+            lags = await wait_for_group(qi_memory_client, "workers", "jobs", within=5)
+            # Three records and three markers: the group committed past the last marker.
+            assert [(lag.committed, lag.end, lag.lag) for lag in lags] == [(6, 6, 0)]
+            assert handled == [b"commit", b"commit"]
+        """,
+    )
+    result.assert_outcomes(passed=1)
+
+
 def test_wait_for_group_returns_once_the_group_committed_everything(
     pytester: pytest.Pytester,
 ) -> None:

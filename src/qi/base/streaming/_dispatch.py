@@ -59,6 +59,20 @@ class PartitionState:
     None until it is known (the source knows where the partition started)."""
     revoking: bool = False
     """A revocation began: no handler call for it may start any more."""
+    fetched_to: int | None = None
+    """One past the last record the source moved over since the assignment or the last
+    seek, visible or not (transaction markers, aborted records); None until reported."""
+
+    def progress(self) -> int | None:
+        """The offset to commit: past the invisible records the source moved over too, once
+        everything handed over was handled (a handler's message stays buffered until it
+        returned), else one past the last handled message."""
+        fetched_to = self.fetched_to
+        if fetched_to is not None and not self.buffer:
+            processed = self.processed
+            if processed is None or fetched_to > processed:
+                return fetched_to
+        return self.processed
 
 
 class Dispatcher:

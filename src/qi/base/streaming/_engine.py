@@ -21,6 +21,12 @@ A native client moves past what it fetched before the source builds the
 messages, so a fetch that fails has moved past messages nobody will handle:
 the engine then rewinds every partition to the first offset it was not given.
 
+Transaction markers (and aborted records, read_committed) take offsets no message
+shows. The source reports with each fetch how far it moved, invisible records
+included; once everything handed over of a partition was handled, the engine
+commits that position, as Kafka's own clients commit theirs, so a group that
+handled everything of a transactional topic has no lag left.
+
 With a transactional producer in the run config the dispatcher is the
 exactly-once one (``_exactly_once``): the engine then commits nothing itself,
 and a revocation waits for the open transaction instead of the running handler.
@@ -206,11 +212,11 @@ class ConsumerEngine:
         if self._progress_in_transactions:
             return Success(None)
         async with self._commit_lock:
-            pending = {
-                key: part.processed
-                for key, part in self._partitions.items()
-                if part.processed is not None and part.processed != part.committed
-            }
+            pending: dict[TopicPartition, int] = {}
+            for key, state in self._partitions.items():
+                progress = state.progress()
+                if progress is not None and progress != state.committed:
+                    pending[key] = progress
             if not pending:
                 return Success(None)
             try:
@@ -239,6 +245,7 @@ class ConsumerEngine:
             )
         part.generation += 1
         part.buffer.clear()
+        part.fetched_to = None  # what was dropped was not handled: commit no further
         part.retry_at = 0.0
         part.attempts = 0
         if part.revoking:
@@ -266,12 +273,14 @@ class ConsumerEngine:
         return Success(None)
 
     def processed_offsets(self) -> dict[TopicPartition, int]:
-        """Next offset to read of every assigned partition the handler has made progress on."""
-        return {
-            key: part.processed
-            for key, part in self._partitions.items()
-            if part.processed is not None
-        }
+        """Next offset to read of every assigned partition the handler has made progress on,
+        or whose fetches moved past invisible records only (see ``PartitionState.progress``)."""
+        offsets: dict[TopicPartition, int] = {}
+        for key, part in self._partitions.items():
+            progress = part.progress()
+            if progress is not None:
+                offsets[key] = progress
+        return offsets
 
     async def hand_progress_to_transactions(self) -> object:
         """From now on commit nothing by ourselves; return the group metadata to commit with."""
@@ -319,12 +328,13 @@ class ConsumerEngine:
             if part is None:
                 continue
             part.generation += 1
+            progress = part.progress()
             if (
-                part.processed is not None
-                and part.processed != part.committed
+                progress is not None
+                and progress != part.committed
                 and not self._progress_in_transactions
             ):
-                to_commit[key] = part.processed
+                to_commit[key] = progress
         self._dispatcher.forget(revoked)
         return to_commit
 
@@ -374,7 +384,8 @@ class ConsumerEngine:
                 await self._report(error)
                 await asyncio.sleep(_FETCH_ERROR_BACKOFF)
                 continue
-            if not fetched:
+            positions = self._source.fetch_positions()
+            if not fetched and not positions:
                 continue
             full: list[TopicPartition] = []
             for key, messages in fetched.items():
@@ -389,6 +400,17 @@ class ConsumerEngine:
                 if not part.paused and len(part.buffer) >= self.buffer_limit:
                     part.paused = True
                     full.append(key)
+            for key, position in positions.items():
+                moved = self._partitions.get(key)
+                seen = before.get(key)
+                if moved is None or (
+                    seen is not None and seen[0] is moved and seen[1] != moved.generation
+                ):
+                    continue  # revoked or sought while the fetch ran, as above
+                if moved.fetched_to is None or position > moved.fetched_to:
+                    moved.fetched_to = position
+                if moved.next_offset is None or position > moved.next_offset:
+                    moved.next_offset = position  # a rewind need not fetch markers again
             if full:
                 self._source.pause(full)
             self._dispatcher.work.set()

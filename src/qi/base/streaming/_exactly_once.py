@@ -6,7 +6,10 @@ its sends join it), and ends it after ``transaction_max_messages`` messages,
 after ``transaction_max_interval`` seconds, or as soon as no message is
 waiting: it adds the consumed offsets (with this member's group metadata, so
 the broker fences a member that lost its partitions) and commits. Outputs and
-progress become visible together, or not at all.
+progress become visible together, or not at all. The offsets pass the invisible
+records (markers, aborted records) the source moved over once a partition's buffer
+drained; an idle partition whose fetches moved past such records only gets them
+committed in a transaction of offsets alone, so the group's lag reaches 0.
 
 - A handler failure aborts the open transaction. What it covered goes back to
   the front of its partitions' buffers, so every partition it touched resumes
@@ -140,6 +143,8 @@ class TransactionalDispatcher(Dispatcher):
                     if self._transaction is not None:
                         await self._end_transaction()  # nothing is waiting: no reason to wait
                         continue
+                    if await self._commit_skipped():
+                        continue
                     self.work.clear()
                     try:
                         async with asyncio.timeout(wait):
@@ -264,11 +269,12 @@ class TransactionalDispatcher(Dispatcher):
             # would publish outputs that the partition's next owner produces again.
             await self._abort(transaction, covered)
             return
-        offsets = {
-            key: entry.part.processed
-            for key, entry in covered.items()
-            if entry.messages and entry.part.processed is not None
-        }
+        # Past the markers the source moved over too, once a partition's buffer drained.
+        offsets: dict[TopicPartition, int] = {}
+        for key, entry in covered.items():
+            progress = entry.part.progress()
+            if progress is not None and (entry.messages or progress != entry.part.committed):
+                offsets[key] = progress
         if offsets:
             sent = await self._send_offsets(transaction, offsets)
             if isinstance(sent, Failure):
@@ -288,6 +294,28 @@ class TransactionalDispatcher(Dispatcher):
             return
         for key, offset in offsets.items():
             covered[key].part.committed = offset
+
+    async def _commit_skipped(self) -> bool:
+        """Send, in a transaction of their own, the offsets of idle partitions whose fetches
+        moved past invisible records only (a marker, an aborted transaction) since their
+        last commit; True when there were any. Without it a group would stay behind them
+        until its next message. A failure waits ``retry_backoff`` before the next try."""
+        skipped = [
+            part
+            for part in self._partitions.values()
+            if not part.buffer
+            and not part.revoking
+            and part.fetched_to is not None
+            and part.progress() != part.committed
+        ]
+        if not skipped or not await self._begin():
+            return False
+        for part in skipped:
+            self._cover(part)
+        await self._end_transaction()
+        if any(part.progress() != part.committed for part in skipped) and not self.stopping:
+            await asyncio.sleep(self._run.retry_backoff)
+        return True
 
     async def _send_offsets(
         self, transaction: Transaction, offsets: dict[TopicPartition, int]

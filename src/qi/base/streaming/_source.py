@@ -63,6 +63,19 @@ class PartitionSource(ABC):
         """
 
     @abstractmethod
+    def fetch_positions(self) -> Mapping[TopicPartition, int]:
+        """Where the last :meth:`fetch` left the partitions it moved over, read right after it.
+
+        For each partition the fetch read: one past the last record it moved over,
+        visible or not (transaction markers, and aborted records under read_committed,
+        take offsets no message shows), even when it returned no message of it. Never
+        beyond a record it did not hand over or skip as invisible. The engine commits
+        it once everything handed over of the partition was handled, as Kafka's own
+        clients commit their position, so a group can reach the end of a transactional
+        topic.
+        """
+
+    @abstractmethod
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit the next offsets to read for the given partitions, synchronously."""
 

@@ -271,6 +271,8 @@ class _AiokafkaSource(PartitionSource):
         self._starts: dict[PartitionKey, int] = {}
         # Partitions sought since the running fetch began (the engine runs one fetch at a time).
         self._sought_during_fetch: set[PartitionKey] = set()
+        # Where the last fetch moved the partitions it read, markers included.
+        self._fetched_to: dict[PartitionKey, int] = {}
 
     async def start(self, listener: RebalanceListener) -> None:
         self._listener = listener
@@ -289,6 +291,7 @@ class _AiokafkaSource(PartitionSource):
         self, max_messages: int, max_wait: float
     ) -> Mapping[PartitionKey, Sequence[ConsumedMessage]]:
         partitions = [TopicPartition(*key) for key in self._owned_by_engine]
+        self._fetched_to = {}
         if not partitions:  # getmany() without partitions would mean "all of them"
             # aiokafka tells a join the broker refused (a session timeout outside its
             # bounds, say) only to getmany() and friends: raise it from here too.
@@ -300,9 +303,18 @@ class _AiokafkaSource(PartitionSource):
                 await asyncio.sleep(max_wait)
             return {}
         self._sought_during_fetch.clear()
+        before = self._positions(partitions)
         batches = await self._consumer.getmany(
             *partitions, timeout_ms=max(1, round(max_wait * 1000)), max_records=max_messages
         )
+        # getmany() moves a partition's position past the last record it returns, and past
+        # the control batches and aborted batches behind it once it drained what was fetched
+        # (returning nothing when that was all): the position Kafka's own clients commit.
+        self._fetched_to = {
+            key: position
+            for key, position in self._positions(partitions).items()
+            if position != before.get(key) and key not in self._sought_during_fetch
+        }
         fetched: dict[PartitionKey, Sequence[ConsumedMessage]] = {}
         for tp, records in batches.items():
             if not records:
@@ -319,6 +331,22 @@ class _AiokafkaSource(PartitionSource):
                 continue
             fetched[key] = consumed_messages(tp.topic, tp.partition, records)
         return fetched
+
+    def fetch_positions(self) -> Mapping[PartitionKey, int]:
+        return self._fetched_to
+
+    def _positions(self, partitions: list[Any]) -> dict[PartitionKey, int]:
+        """The known positions of ``partitions`` in aiokafka's current assignment."""
+        subscription = self._consumer._subscription.subscription
+        assignment = None if subscription is None else subscription.assignment
+        if assignment is None:
+            return {}
+        positions: dict[PartitionKey, int] = {}
+        for tp in partitions:
+            state = assignment.state_value(tp)
+            if state is not None and state.has_valid_position:
+                positions[(tp.topic, tp.partition)] = state.position
+        return positions
 
     async def commit(self, offsets: Mapping[PartitionKey, int]) -> None:
         # aiokafka retries UNKNOWN_TOPIC_OR_PARTITION until the caller's bound runs out, and a

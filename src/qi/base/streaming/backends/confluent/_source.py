@@ -119,6 +119,9 @@ class ConfluentSource(PartitionSource):
         self._stamps = Stamps()
         # Where each assigned partition started (assignment or last seek), for rewinds.
         self._starts: dict[TopicPartition, int] = {}
+        # Where the last fetch moved the partitions it read, markers included; written on
+        # the worker thread by the fetch, read on the loop once the fetch returned.
+        self._fetched_to: dict[TopicPartition, int] = {}
 
     # -- PartitionSource -----------------------------------------------------------------------
 
@@ -132,6 +135,9 @@ class ConfluentSource(PartitionSource):
         self, max_messages: int, max_wait: float
     ) -> Mapping[TopicPartition, Sequence[ConsumedMessage]]:
         return await self._worker.run(functools.partial(self._fetch, max_messages, max_wait))
+
+    def fetch_positions(self) -> Mapping[TopicPartition, int]:
+        return self._fetched_to
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         await self._worker.run(functools.partial(self._commit, dict(offsets)), nestable=True)
@@ -199,22 +205,46 @@ class ConfluentSource(PartitionSource):
     def _fetch(
         self, max_messages: int, max_wait: float
     ) -> dict[TopicPartition, list[ConsumedMessage]]:
+        self._fetched_to = {}
         if self._deferred is not None:
             deferred, self._deferred = self._deferred, None
             raise deferred
         self._refresh(force=False)
         consumer = self._native()
+        before = self._positions(consumer)
         # consume() waits for a full batch or its timeout, so wait with poll(), which returns
         # on the first message, then take whatever else is already there.
         messages: list[Message] = consumer.consume(max_messages, 0)
         if not messages:
             first = consumer.poll(max_wait)
-            if first is None:
-                return {}
-            messages = [first]
-            if max_messages > 1:
-                messages.extend(consumer.consume(max_messages - 1, 0))
-        return self._group(messages)
+            if first is not None:
+                messages = [first]
+                if max_messages > 1:
+                    messages.extend(consumer.consume(max_messages - 1, 0))
+        # librdkafka's position moves past a message as it hands it over, and past the
+        # control messages (and aborted ones) it skips on the way: what Kafka's clients
+        # commit. A fetch that skipped only those returns no message, yet moved.
+        self._fetched_to = {
+            key: position
+            for key, position in self._positions(consumer).items()
+            if position != before.get(key)
+        }
+        return self._group(messages) if messages else {}
+
+    def _positions(self, consumer: Consumer) -> dict[TopicPartition, int]:
+        """The known positions of the assigned partitions (none before the first fetch)."""
+        if not self._assigned:
+            return {}
+        try:
+            positions = consumer.position([NativePartition(*key) for key in self._assigned])
+        except KafkaException as exc:
+            self._logger.debug("positions unknown: %s", exc)
+            return {}
+        return {
+            (partition.topic, partition.partition): partition.offset
+            for partition in positions
+            if partition.offset >= 0 and partition.error is None
+        }
 
     def _seek(self, key: TopicPartition, target: SeekTarget) -> None:
         if key not in self._assigned:

@@ -65,6 +65,8 @@ class MemberSource(PartitionSource):
         # Where each of them started (assignment or last seek), for rewinds.
         self._starts: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
+        # Where the last fetch left the partitions it read, markers included.
+        self._fetched_to: dict[TopicPartition, int] = {}
         self._assigned_once = False
         self._rotation = 0
         self._stopped = False
@@ -190,6 +192,7 @@ class MemberSource(PartitionSource):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait
         epoch = self._epoch
+        self._fetched_to = {}
         while True:
             wakeup.clear()
             if self._epoch != epoch:
@@ -212,6 +215,9 @@ class MemberSource(PartitionSource):
                     await wakeup.wait()
             except TimeoutError:
                 return {}
+
+    def fetch_positions(self) -> Mapping[TopicPartition, int]:
+        return self._fetched_to
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if self._crashed:
@@ -296,7 +302,7 @@ class MemberSource(PartitionSource):
                 messages = topic.read(key[1], position, stop, self._read_committed)
                 if messages:
                     fetched[key] = messages
-                self._positions[key] = stop
+                self._positions[key] = self._fetched_to[key] = stop
                 budget -= stop - position
                 if budget <= 0:
                     break
