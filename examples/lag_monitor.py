@@ -16,7 +16,7 @@ that stalls for a while, then catches up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from qi.base import QiError, Result, Success, is_failure
@@ -68,7 +68,7 @@ async def watch(
     group_ids: Sequence[str],
     topics: Sequence[str] | None = None,
     interval: float = 5.0,
-) -> AsyncIterator[Result[LagReport, QiError]]:
+) -> AsyncGenerator[Result[LagReport, QiError], None]:
     """A report for each group every ``interval`` seconds, for as long as it is iterated."""
     while True:
         for group_id in group_ids:

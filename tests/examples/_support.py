@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
-from qi.base.streaming import ConsumerConfig
+from qi.base.streaming import ConsumerConfig, StreamingClient
+from qi.base.streaming.backends.memory import MemoryBroker
+
+
+@dataclass(frozen=True, slots=True)
+class ExampleRun:
+    """A client to run an example on, and its memory broker's fault hooks (None elsewhere)."""
+
+    client: StreamingClient
+    memory_broker: MemoryBroker | None
 
 
 def unique(name: str) -> str:
@@ -12,8 +22,12 @@ def unique(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:10]}"
 
 
-def quick_group(group_id: str) -> ConsumerConfig:
+def quick_group(group_id: str, *, auto_commit: bool = True) -> ConsumerConfig:
     """A consumer config whose joins settle fast (noida-db refuses sessions below 6 s)."""
     return ConsumerConfig(
-        group_id, session_timeout=6.0, heartbeat_interval=0.5, auto_commit_interval=0.1
+        group_id,
+        session_timeout=6.0,
+        heartbeat_interval=0.5,
+        auto_commit=auto_commit,
+        auto_commit_interval=0.1,
     )
