@@ -1,4 +1,4 @@
-"""The README's command-line session runs as written against a real broker."""
+"""The command-line page's session (docs/cli.md) runs as written against a real broker."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 
 from ._support import cli_env, unique_topic
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CLI_PAGE = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 pytestmark = pytest.mark.broker
 
 
 def _session() -> list[tuple[str, list[str]]]:
     """The console block that uses QI_BROKERS: each `$ command` with the lines it prints."""
-    blocks = re.findall(r"```console\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    blocks = re.findall(r"```console\n(.*?)```", CLI_PAGE.read_text(), flags=re.DOTALL)
     session = next(block for block in blocks if block.startswith("$ export QI_BROKERS"))
     steps: list[tuple[str, list[str]]] = []
     for line in session.splitlines():
@@ -29,7 +29,7 @@ def _session() -> list[tuple[str, list[str]]]:
     return steps
 
 
-def test_readme_command_session_runs_as_written(kafka_bootstrap: str) -> None:
+def test_the_cli_pages_command_session_runs_as_written(kafka_bootstrap: str) -> None:
     topic = unique_topic("readme")
     env = cli_env({"QI_BROKERS": kafka_bootstrap})
     # The console examples call `qi-stream`: make this interpreter's one the first found.

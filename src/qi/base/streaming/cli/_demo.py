@@ -191,8 +191,8 @@ def demo(options: CommonOptions) -> None:
     """
     status = run_round_trips(options, DEMO_SPEC, "qi-stream demo: produce, consume, verify")
     stdout.print(
-        "\nNext: see the README's [bold]Command line[/] section to produce and consume "
-        "against your own broker ([bold]qi-stream broker[/]), and its "
-        "[bold]Usage[/] for the Python API."
+        "\nNext: see [bold]Command line[/] (docs/cli.md) to produce and consume "
+        "against your own broker ([bold]qi-stream broker[/]), and "
+        "[bold]Getting started[/] (docs/getting-started.md) for the Python API."
     )
     exit_with(status)
