@@ -101,14 +101,12 @@ class QiError:
     def retry_strategy(self) -> RetryStrategy:
         """How a caller should retry this error, decided by its category.
 
-        ==============================================  =======================
-        category                                        retry strategy
-        ==============================================  =======================
-        NETWORK, TIMEOUT                                ``"exponential_backoff"``
-        SYSTEM, RESOURCE, CONCURRENCY                   ``"linear_backoff"``
-        VALIDATION, BUSINESS, AUTHENTICATION,           ``"never"``
-        AUTHORIZATION, CONFIGURATION, LOGGER
-        ==============================================  =======================
+        | category                                       | retry strategy          |
+        |------------------------------------------------|-------------------------|
+        | NETWORK, TIMEOUT                               | `"exponential_backoff"` |
+        | SYSTEM, RESOURCE, CONCURRENCY                  | `"linear_backoff"`      |
+        | VALIDATION, BUSINESS, AUTHENTICATION,          | `"never"`               |
+        | AUTHORIZATION, CONFIGURATION, LOGGER           | `"never"`               |
         """
         return _RETRY_STRATEGIES.get(self.category, "never")
 
