@@ -3,10 +3,10 @@
 ``lag_report(admin, group, topics)`` sums the admin's ``get_group_lag`` (per partition:
 the group's committed offset, the log's start and end, and the messages left to read);
 ``watch(admin, groups, topics)`` polls it every ``interval`` seconds and yields a report
-per group, a Failure when the admin could not answer (an unknown group is
-``STREAMING_ADMIN_FAILED``: one that never committed anything is unknown to the
-broker). The monitor only reads: it joins no group and moves no offset, so it can
-watch any group of the cluster. ``qi-stream groups describe GROUP`` shows the same
+per group, or a Failure when the admin could not answer (``STREAMING_ADMIN_FAILED``
+for a group the broker does not know: no active member and no committed offset).
+The monitor only reads: it joins no group and moves no offset, so it can watch any
+group of the cluster. ``qi-stream groups describe GROUP`` shows the same
 numbers on the command line.
 
 ``python examples/lag_monitor.py`` runs it on the memory backend against a consumer
@@ -104,7 +104,7 @@ async def main() -> int:
         await stalled.wait()
 
         async for report in watch(admin, ["billing"], ["orders"], interval=0.2):
-            if is_failure(report):  # no commit yet: the broker does not know the group
+            if is_failure(report):  # the broker could not answer: try again next round
                 print(f"billing: {report.error.code}")
                 continue
             print(report.value.describe())
