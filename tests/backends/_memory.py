@@ -9,13 +9,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
-from qi.base import Failure, QiError, Result, Success
+from qi.base import Failure, QiError, Result
 from qi.base.streaming import (
     StreamingClient,
     StreamingConfig,
     TopicConfig,
     create_streaming_client,
 )
+from testkit import ok
 
 T = TypeVar("T")
 
@@ -35,12 +36,6 @@ def config_for(
         connection_timeout=connection_timeout,
         request_timeout=request_timeout,
     )
-
-
-def ok(result: Result[T, QiError]) -> T:
-    """The value of a Success; fails the test with the error otherwise."""
-    assert isinstance(result, Success), f"expected a Success, got {result!r}"
-    return result.value
 
 
 def failed(result: Result[T, QiError], code: str) -> QiError:

@@ -42,8 +42,7 @@ from qi.base.streaming.backends.aiokafka._transactions import (
     _FencedTxnOffsetCommitHandler,
     _TxnOffsetCommitResponseV3,
 )
-
-from ._memory import ok
+from testkit import ok
 
 
 def test_the_sender_still_commits_offsets_in_one_replaceable_method() -> None:

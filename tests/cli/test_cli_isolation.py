@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from qi.base import QiError, Result, Success
 from qi.base.streaming import (
     MessageBatch,
     ProducerConfig,
@@ -20,6 +19,7 @@ from qi.base.streaming import (
     StreamingMessage,
     create_streaming_client,
 )
+from testkit import ok
 
 from ._support import kafka_backend, run_cli, unique_topic
 
@@ -56,10 +56,6 @@ def topic(backend: str, cluster: dict[str, str]) -> Iterator[str]:
     cli(backend, cluster, "topics", "delete", name)
 
 
-def _ok(result: Result[object, QiError]) -> None:
-    assert isinstance(result, Success), f"expected a Success, got {result!r}"
-
-
 async def _write_transactions(backend: str, bootstrap: str, topic: str) -> None:
     """A committed transaction, an aborted one, then another committed one."""
     config = StreamingConfig(client_id="cli-isolation", brokers=(bootstrap,))
@@ -69,8 +65,8 @@ async def _write_transactions(backend: str, bootstrap: str, topic: str) -> None:
         for values, commit in ((COMMITTED_FIRST, True), (ABORTED, False), (COMMITTED_LAST, True)):
             transaction = (await producer.transaction()).unwrap()
             batch = MessageBatch(topic, tuple(StreamingMessage(value) for value in values))
-            _ok(await transaction.send_batch(batch))
-            _ok(await (transaction.commit() if commit else transaction.abort()))
+            ok(await transaction.send_batch(batch))
+            ok(await (transaction.commit() if commit else transaction.abort()))
 
 
 def _printed(

@@ -25,8 +25,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     TopicConfig,
 )
+from testkit import ok
 
-from ._support import Collector, consume, ok, start_consumer, unique, wait_until
+from ._support import Collector, consume, start_consumer, unique, wait_until
 
 Observation = object
 STAMP: Final = datetime(2021, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)

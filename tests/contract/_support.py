@@ -12,11 +12,11 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol
 
 import pytest
 
-from qi.base import ErrorCategory, Failure, QiError, Result, Success
+from qi.base import ErrorCategory, Failure, QiError
 from qi.base.streaming import (
     ConsumedMessage,
     ConsumerConfig,
@@ -31,8 +31,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
 )
 from qi.base.streaming.devbroker import kind_from_environment
-
-T = TypeVar("T")
+from testkit import ok
 
 CATEGORIES: Final[dict[str, ErrorCategory]] = {
     "STREAMING_INVALID_CONFIG": ErrorCategory.CONFIGURATION,
@@ -68,12 +67,6 @@ DELIVERY_VALUES: Final = ("not_written", "unknown")
 def unique(prefix: str) -> str:
     """A name no other test (or earlier run against the same broker) uses."""
     return f"qi-contract-{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def ok(result: Result[T, QiError]) -> T:
-    """The value of a Success; fails the test with the error otherwise."""
-    assert isinstance(result, Success), f"expected a Success, got {result!r}"
-    return result.value
 
 
 def expect_failure(

@@ -22,13 +22,13 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
+from testkit import ok
 
 from ._support import (
     MESSAGE_WAIT,
     Collector,
     ConsumerConfigFactory,
     consume,
-    ok,
     start_consumer,
     unique,
     wait_until,

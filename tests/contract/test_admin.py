@@ -12,15 +12,9 @@ from qi.base.streaming import (
     TopicConfig,
     TopicMetadata,
 )
+from testkit import ok
 
-from ._support import (
-    TopicFactory,
-    expect_broker_error,
-    expect_failure,
-    ok,
-    unique,
-    wait_until,
-)
+from ._support import TopicFactory, expect_broker_error, expect_failure, unique, wait_until
 
 
 async def _admin(client: StreamingClient) -> StreamingAdmin:

@@ -21,6 +21,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
+from testkit import ok
 
 from ._support import (
     Collector,
@@ -29,7 +30,6 @@ from ._support import (
     consume,
     expect_failure,
     numbered,
-    ok,
     produce,
     start_consumer,
     unique,

@@ -15,6 +15,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
+from testkit import ok
 
 from ._support import (
     Collector,
@@ -22,7 +23,6 @@ from ._support import (
     TopicFactory,
     consume,
     numbered,
-    ok,
     produce,
     start_consumer,
 )

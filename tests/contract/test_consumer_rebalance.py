@@ -22,6 +22,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
+from testkit import ok
 
 from ._support import (
     NOIDA_KEEPS_GONE_MEMBERS,
@@ -31,7 +32,6 @@ from ._support import (
     TopicFactory,
     expect_failure,
     numbered,
-    ok,
     produce,
     skip_on_noida,
     start_consumer,

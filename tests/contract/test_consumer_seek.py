@@ -15,6 +15,7 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
+from testkit import ok
 
 from ._support import (
     Collector,
@@ -23,7 +24,6 @@ from ._support import (
     consume,
     expect_failure,
     numbered,
-    ok,
     produce,
     start_consumer,
     wait_until,

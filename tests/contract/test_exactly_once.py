@@ -30,6 +30,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
+from testkit import ok
 
 from ._support import (
     Collector,
@@ -37,7 +38,6 @@ from ._support import (
     TopicFactory,
     expect_failure,
     numbered,
-    ok,
     produce,
     unique,
     wait_until,

@@ -20,6 +20,7 @@ from qi.base.streaming import (
     StreamingMessage,
     StreamingProducer,
 )
+from testkit import ok
 
 from ._support import (
     ConsumerConfigFactory,
@@ -29,7 +30,6 @@ from ._support import (
     expect_failure,
     expect_produce_failure,
     numbered,
-    ok,
     produce,
     unique,
 )

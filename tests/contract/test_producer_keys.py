@@ -11,8 +11,9 @@ from typing import Final
 
 from qi.base.streaming import MessageBatch, StreamingMessage, StreamingProducer
 from qi.base.streaming._murmur2 import partition_for_key
+from testkit import ok
 
-from ._support import MESSAGE_WAIT, TopicFactory, ok
+from ._support import MESSAGE_WAIT, TopicFactory
 
 # Kafka's Java client's hashes of these keys (Utils.murmur2, a signed int), as published in
 # Kafka's own tests: apache/kafka clients/src/test/java/org/apache/kafka/common/utils/

@@ -21,12 +21,12 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
+from testkit import ok
 
 from ._support import (
     Collector,
     ConsumerConfigFactory,
     TopicFactory,
-    ok,
     start_consumer,
     unique,
     wait_until,

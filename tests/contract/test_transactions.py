@@ -26,6 +26,7 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
+from testkit import ok
 
 from ._support import (
     Collector,
@@ -34,7 +35,6 @@ from ._support import (
     consume,
     expect_failure,
     numbered,
-    ok,
     produce,
     start_consumer,
     unique,

@@ -29,6 +29,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     TopicConfig,
 )
+from testkit import ok
 
 from ._proxy import ProxiedBroker
 from ._support import short_session_timeout, unique, wait_until
@@ -207,11 +208,6 @@ async def start_consumer(
     ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
     ok(await consumer.run(collector.run_config()))
     return consumer
-
-
-def ok(result: Result[Any, QiError]) -> Any:
-    assert isinstance(result, Success), result
-    return result.value
 
 
 async def until_seen(

@@ -21,9 +21,10 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import ok
 
 from ._proxy import ProxiedBroker
-from ._scenarios import Faults, consumer_config, ok, timed
+from ._scenarios import Faults, consumer_config, timed
 from ._support import backend_params, producer_config_for, streaming_config, unique, wait_until
 
 # Beyond a bound, the time a call may take to notice it ran out (scheduling, a poll).

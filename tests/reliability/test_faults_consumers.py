@@ -33,9 +33,10 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import ok
 
 from ._child_consumer import AUTO_COMMIT_INTERVAL
-from ._scenarios import Collector, consumer_config, numbered, ok, start_consumer, until_seen
+from ._scenarios import Collector, consumer_config, numbered, start_consumer, until_seen
 from ._support import (
     NOIDA_KEEPS_GONE_LEADERS,
     REAL_BACKENDS,

@@ -27,6 +27,7 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import ok
 
 from ._proxy import ProxiedBroker
 from ._scenarios import (
@@ -37,7 +38,6 @@ from ._scenarios import (
     Outcome,
     ProxyFaults,
     numbered,
-    ok,
     send_many,
     send_one,
     start_consumer,

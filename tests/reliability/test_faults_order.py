@@ -14,9 +14,10 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import ok
 
 from ._proxy import ProxiedBroker
-from ._scenarios import Collector, ok, start_consumer, until_seen
+from ._scenarios import Collector, start_consumer, until_seen
 from ._support import (
     REAL_BACKENDS,
     backend_params,
