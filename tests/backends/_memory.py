@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 from qi.base import Failure, QiError, Result
@@ -44,15 +42,6 @@ def failed(result: Result[T, QiError], code: str) -> QiError:
     assert result.error.code == code, f"expected {code}, got {result.error!r}"
     assert result.error.context["implementation"] == "memory"
     return result.error
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @contextlib.asynccontextmanager

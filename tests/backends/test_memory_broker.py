@@ -25,9 +25,9 @@ from qi.base.streaming.backends.memory import (
     partition_for_key,
 )
 from qi.base.streaming.backends.memory._build import Record, consumed_messages
-from testkit import ok
+from testkit import ok, wait_until
 
-from ._memory import config_for, failed, private_brokers, wait_until
+from ._memory import config_for, failed, private_brokers
 
 
 async def test_clients_with_the_same_brokers_share_one_broker() -> None:

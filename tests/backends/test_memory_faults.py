@@ -28,9 +28,9 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.memory import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.backends.memory._records import StickyPartitions
-from testkit import ok
+from testkit import ok, wait_until
 
-from ._memory import config_for, failed, private_brokers, wait_until
+from ._memory import config_for, failed, private_brokers
 
 
 @dataclass

@@ -24,9 +24,9 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.memory import broker_for, crash, discard_broker
 from qi.base.streaming.backends.memory._group import ConsumerGroup, sticky_assignment
-from testkit import ok
+from testkit import ok, wait_until
 
-from ._memory import config_for, private_brokers, wait_until
+from ._memory import config_for, private_brokers
 
 TopicPartition = tuple[str, int]
 

@@ -20,9 +20,9 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.memory import GroupEvent, broker_for, discard_broker
 from qi.base.streaming.backends.memory._group import ConsumerGroup
-from testkit import ok
+from testkit import ok, wait_until
 
-from ._memory import config_for, private_brokers, wait_until
+from ._memory import config_for, private_brokers
 from .test_memory_groups import FakeMember
 
 

@@ -25,9 +25,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     TopicConfig,
 )
-from testkit import ok
+from testkit import ok, wait_until
 
-from ._support import Collector, consume, start_consumer, unique, wait_until
+from ._support import Collector, consume, start_consumer, unique
 
 Observation = object
 STAMP: Final = datetime(2021, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
@@ -334,7 +334,7 @@ class Script:
                 lambda: (
                     len(collector.offsets(plain, 1)) >= 3 and len(collector.offsets(plain, 0)) >= 2
                 ),
-                what="messages after the seeks",
+                "messages after the seeks",
             )
             self.note(
                 "seek: an offset and earliest",

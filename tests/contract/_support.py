@@ -6,12 +6,9 @@ suite checks the library against the document, not against the library's own tab
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
 import pytest
@@ -31,7 +28,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
 )
 from qi.base.streaming.devbroker import kind_from_environment
-from testkit import ok
+from testkit import ok, wait_until
 
 CATEGORIES: Final[dict[str, ErrorCategory]] = {
     "STREAMING_INVALID_CONFIG": ErrorCategory.CONFIGURATION,
@@ -108,26 +105,6 @@ def expect_broker_error(error: QiError) -> None:
     assert isinstance(error.context.get("retriable"), bool), f"no context['retriable']: {error!r}"
 
 
-async def wait_until(
-    predicate: Callable[[], bool | Awaitable[bool]],
-    within: float = MESSAGE_WAIT,
-    *,
-    what: str = "condition",
-    interval: float = 0.02,
-) -> None:
-    """Poll ``predicate`` (sync or async) until it holds; fail the test after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        outcome = predicate()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
 class Collector:
     """Records what a running consumer hands its handlers and its on_error."""
 
@@ -160,8 +137,8 @@ class Collector:
         """Wait until at least ``count`` messages arrived; return them all."""
         await wait_until(
             lambda: len(self.messages) >= count,
-            within,
-            what=f"{count} messages (have {len(self.messages)})",
+            f"{count} messages (have {len(self.messages)})",
+            within=within,
         )
         return list(self.messages)
 

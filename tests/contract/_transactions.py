@@ -22,7 +22,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
-from testkit import ok
+from testkit import ok, wait_until
 
 from ._support import (
     MESSAGE_WAIT,
@@ -31,7 +31,6 @@ from ._support import (
     consume,
     start_consumer,
     unique,
-    wait_until,
 )
 
 
@@ -67,7 +66,7 @@ async def committed_values(
         client, consumer_config(isolation_level=isolation), topic, collector.run_config()
     )
     try:
-        await wait_until(lambda: until(collector.messages), what=f"messages of {topic}")
+        await wait_until(lambda: until(collector.messages), f"messages of {topic}")
         return list(collector.messages)
     finally:
         ok(await consumer.disconnect())
@@ -101,7 +100,7 @@ async def wait_caught_up(
     within: float = MESSAGE_WAIT,
 ) -> None:
     """Wait until the group has committed the end of every partition of ``topic``."""
-    await wait_until(lambda: caught_up(client, group_id, topic), what=what, within=within)
+    await wait_until(lambda: caught_up(client, group_id, topic), what, within=within)
 
 
 async def transactional_producer(client: StreamingClient) -> StreamingProducer:

@@ -21,7 +21,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
-from testkit import ok
+from testkit import ok, wait_until
 
 from ._support import (
     Collector,
@@ -33,7 +33,6 @@ from ._support import (
     produce,
     start_consumer,
     unique,
-    wait_until,
 )
 
 
@@ -222,14 +221,14 @@ async def test_pattern_subscription_uses_re_match_and_picks_up_new_topics(
     )
     await wait_until(
         lambda: {m.topic for m in collector.messages} >= {first, second, named},
-        what="the matching topics",
+        "the matching topics",
     )
     late = await make_topic(name=f"{prefix}-p9")
     ok(await producer.send(late, StreamingMessage(late.encode())))
     await wait_until(
         lambda: late in {m.topic for m in collector.messages},
-        60.0,
-        what="a matching topic created after run()",
+        "a matching topic created after run()",
+        within=60.0,
     )
     assert {m.topic for m in collector.messages} == {first, second, named, late}
     assert all(m.value == m.topic.encode() for m in collector.messages)
@@ -270,7 +269,7 @@ async def test_group_members_split_partitions_and_together_get_everything(
             produced |= round_offsets
             await wait_until(
                 lambda wanted=round_offsets: wanted <= seen(),  # type: ignore[misc]
-                what=f"round {attempt}",
+                f"round {attempt}",
             )
             in_one = {(m.partition, m.offset) for m in one.messages} & round_offsets
             in_two = {(m.partition, m.offset) for m in two.messages} & round_offsets

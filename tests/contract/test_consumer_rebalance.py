@@ -22,7 +22,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
-from testkit import ok
+from testkit import ok, wait_until
 
 from ._support import (
     NOIDA_KEEPS_GONE_MEMBERS,
@@ -36,7 +36,6 @@ from ._support import (
     skip_on_noida,
     start_consumer,
     unique,
-    wait_until,
 )
 
 
@@ -113,7 +112,7 @@ async def test_a_revoked_partition_is_never_handled_by_two_members_at_once(
         await start_consumer(second, group, subscription, run)
         await wait_until(
             lambda: {offset for _, offset, _, _ in calls} >= set(range(count)),
-            what="every message handled",
+            "every message handled",
         )
     finally:
         await second.disconnect()
@@ -163,19 +162,19 @@ async def test_a_partition_paused_behind_a_slow_handler_is_handled_after_a_rebal
         await start_consumer(
             first, group, subscription, ConsumerRunConfig(each_message=handler("first"))
         )
-        await wait_until(lambda: len(handled["first"]) >= 20, what="the first member to be busy")
+        await wait_until(lambda: len(handled["first"]) >= 20, "the first member to be busy")
         async with create_streaming_client(
             backend, replace(streaming_config, client_id=f"{prefix}-b")
         ) as second:
             run = ConsumerRunConfig(each_message=handler("second"))
             await start_consumer(second, group, subscription, run)
-            await wait_until(lambda: bool(handled["second"]), what="the second member to start")
+            await wait_until(lambda: bool(handled["second"]), "the second member to start")
             slow = False
         # The second member left: both partitions are the first member's again.
         everything = {(p, o) for p in (0, 1) for o in range(per_partition)}
         await wait_until(
             lambda: handled["first"] | handled["second"] >= everything,
-            what="every message handled after the rebalances",
+            "every message handled after the rebalances",
         )
     finally:
         await first.disconnect()
@@ -222,7 +221,7 @@ async def test_a_handler_commits_and_seeks_at_once_while_its_partition_is_revoke
         await asyncio.wait_for(in_handler.wait(), 30.0)
         collector = Collector()
         await start_consumer(second, group, subscription, collector.run_config())
-        await wait_until(lambda: len(durations) == 2, what="the handler's calls")
+        await wait_until(lambda: len(durations) == 2, "the handler's calls")
     finally:
         await second.disconnect()
         await first.disconnect()
@@ -337,7 +336,7 @@ async def test_a_handler_outlasting_its_revocation_is_cancelled_before_the_next_
         )
         await wait_until(
             lambda: {o for m, o, *_ in spans if m == "second"} >= {0, 1},
-            what="the second member to handle the partition",
+            "the second member to handle the partition",
         )
     finally:
         await second.disconnect()

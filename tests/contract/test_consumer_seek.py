@@ -15,7 +15,7 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
-from testkit import ok
+from testkit import ok, wait_until
 
 from ._support import (
     Collector,
@@ -26,7 +26,6 @@ from ._support import (
     numbered,
     produce,
     start_consumer,
-    wait_until,
 )
 
 BAD_OFFSETS: list[Any] = [-1, "-1", "abc", "", " 1", "1.5", 1.5, None, True, b"1", [0]]
@@ -82,7 +81,7 @@ async def test_seek_repositions_an_assigned_partition(
     for attempt in range(20):
         fresh.append(ok(await producer.send(topic, StreamingMessage(b"new"))).offset)
         try:
-            await wait_until(lambda: len(collector.messages) > before, 1.5, what="a new message")
+            await wait_until(lambda: len(collector.messages) > before, "a new message", within=1.5)
             break
         except AssertionError:
             if attempt == 19:
@@ -114,11 +113,11 @@ async def test_seek_commits_nothing_by_itself(
         SubscriptionConfig(topics=(topic,), from_beginning=True),
         ConsumerRunConfig(each_message=handler, on_error=lambda error: None, retry_backoff=0.05),
     )
-    await wait_until(lambda: held in calls, what="the held message")
+    await wait_until(lambda: held in calls, "the held message")
     assert calls[:5] == good
     ok(await consumer.commit_offsets())
     ok(await consumer.seek(topic, 0, far))
-    await wait_until(lambda: far in calls, what="the sought offset")
+    await wait_until(lambda: far in calls, "the sought offset")
     ok(await consumer.disconnect())
 
     # Had the seek committed anything, the group would resume at the sought offset.

@@ -21,16 +21,9 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
-from testkit import ok
+from testkit import ok, wait_until
 
-from ._support import (
-    Collector,
-    ConsumerConfigFactory,
-    TopicFactory,
-    start_consumer,
-    unique,
-    wait_until,
-)
+from ._support import Collector, ConsumerConfigFactory, TopicFactory, start_consumer, unique
 
 pytestmark = pytest.mark.kafka_rules
 
@@ -86,7 +79,7 @@ async def test_group_reaches_the_end_of_a_transactional_topic(
             ok(await consumer.commit_offsets())
             return await lag_is_zero(client, config.group_id, topic)
 
-        await wait_until(committed_to_the_end, what=f"lag 0 of {config.group_id}")
+        await wait_until(committed_to_the_end, f"lag 0 of {config.group_id}")
     finally:
         ok(await consumer.disconnect())
     assert sorted(value or b"" for value in collector.values()) == sorted(expected)
@@ -126,7 +119,7 @@ async def test_commit_never_passes_a_message_not_handled(
     admin = ok(await client.get_admin())
     try:
         await collector.wait_for(3)
-        await wait_until(lambda: bool(collector.errors), what="the refused message")
+        await wait_until(lambda: bool(collector.errors), "the refused message")
         error = collector.errors[0]
         refused = error.context["offset"]
         assert error.code == "STREAMING_HANDLER_FAILED" and isinstance(refused, int)
@@ -139,6 +132,6 @@ async def test_commit_never_passes_a_message_not_handled(
                 (1, lags[1].end, 0),  # partition 1 ends with a marker: nothing left to handle
             ]
 
-        await wait_until(settled, what="committed offsets up to the refused message")
+        await wait_until(settled, "committed offsets up to the refused message")
     finally:
         ok(await consumer.disconnect())

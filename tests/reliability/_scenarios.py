@@ -29,10 +29,10 @@ from qi.base.streaming import (
     SubscriptionConfig,
     TopicConfig,
 )
-from testkit import ok
+from testkit import ok, wait_until
 
 from ._proxy import ProxiedBroker
-from ._support import short_session_timeout, unique, wait_until
+from ._support import short_session_timeout, unique
 
 # A call may outlive its configured timeout by this much (scheduling, the boundary's grace).
 MARGIN: Final = 2.0
@@ -219,7 +219,7 @@ async def until_seen(
             seen |= collector.values()
         return values <= seen
 
-    await wait_until(covered, within, what)
+    await wait_until(covered, what, within=within)
 
 
 async def timed(call: Awaitable[Result[Any, QiError]]) -> tuple[Result[Any, QiError], float]:

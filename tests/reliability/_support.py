@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Final, TypeVar
 
 import pytest
@@ -162,19 +161,3 @@ class LoopRunner:
     def close(self) -> None:
         """Close the loop (cancelling anything left on it)."""
         self._runner.close()
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], within: float, what: str
-) -> None:
-    """Poll ``condition`` until it holds; fail the test with ``what`` after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        outcome = condition()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -22,6 +22,7 @@ from qi.base.streaming import (
     StreamingMessage,
     SubscriptionConfig,
 )
+from testkit import wait_until
 
 from ._harness import PARTITIONS, Harness, examples
 from ._hostile import (
@@ -36,7 +37,7 @@ from ._hostile import (
     partition_arguments,
     topic_arguments,
 )
-from ._support import bounded, code_of, unique, wait_until
+from ._support import bounded, code_of, unique
 
 _NOT_SUBSCRIBED = "STREAMING_NOT_SUBSCRIBED"
 
@@ -201,7 +202,7 @@ def test_seek_and_commit_with_hostile_arguments(harness: Harness) -> None:
     sent = harness.call(harness.producer.send(harness.topic, StreamingMessage(marker)), "send")
     assert isinstance(sent, Success), sent
     harness.runner.run(
-        bounded(wait_until(lambda: marker in seen, 20.0, "the marker"), 25.0, "consuming")
+        bounded(wait_until(lambda: marker in seen, "the marker", within=20.0), 25.0, "consuming")
     )
 
 
