@@ -18,8 +18,6 @@ from qi.base.streaming import (
     ConsumedMessage,
     ConsumerConfig,
     ConsumerRunConfig,
-    EachBatchPayload,
-    EachMessagePayload,
     ProduceResult,
     StreamingClient,
     StreamingConsumer,
@@ -28,7 +26,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
 )
 from qi.base.streaming.devbroker import kind_from_environment
-from testkit import ok, wait_until
+from testkit import Collector, ok
 
 CATEGORIES: Final[dict[str, ErrorCategory]] = {
     "STREAMING_INVALID_CONFIG": ErrorCategory.CONFIGURATION,
@@ -55,9 +53,6 @@ CATEGORIES: Final[dict[str, ErrorCategory]] = {
     "STREAMING_PRODUCER_FENCED": ErrorCategory.CONCURRENCY,
 }
 
-# Generous bounds: on success the waits end as soon as the condition holds, so only
-# a failing test pays for them. Real brokers need seconds for a group join.
-MESSAGE_WAIT: Final = 30.0
 DELIVERY_VALUES: Final = ("not_written", "unknown")
 
 
@@ -103,51 +98,6 @@ def expect_broker_error(error: QiError) -> None:
     kafka_error = error.context.get("kafka_error")
     assert isinstance(kafka_error, str) and kafka_error, f"no context['kafka_error']: {error!r}"
     assert isinstance(error.context.get("retriable"), bool), f"no context['retriable']: {error!r}"
-
-
-class Collector:
-    """Records what a running consumer hands its handlers and its on_error."""
-
-    def __init__(self) -> None:
-        self.messages: list[ConsumedMessage] = []
-        self.batches: list[EachBatchPayload] = []
-        self.errors: list[QiError] = []
-
-    async def each_message(self, payload: EachMessagePayload) -> None:
-        assert (payload.topic, payload.partition) == (
-            payload.message.topic,
-            payload.message.partition,
-        )
-        self.messages.append(payload.message)
-
-    async def each_batch(self, payload: EachBatchPayload) -> None:
-        self.batches.append(payload)
-        self.messages.extend(payload.messages)
-
-    async def on_error(self, error: QiError) -> None:
-        self.errors.append(error)
-
-    def run_config(self, *, batches: bool = False) -> ConsumerRunConfig:
-        """A run config that feeds this collector."""
-        if batches:
-            return ConsumerRunConfig(each_batch=self.each_batch, on_error=self.on_error)
-        return ConsumerRunConfig(each_message=self.each_message, on_error=self.on_error)
-
-    async def wait_for(self, count: int, within: float = MESSAGE_WAIT) -> list[ConsumedMessage]:
-        """Wait until at least ``count`` messages arrived; return them all."""
-        await wait_until(
-            lambda: len(self.messages) >= count,
-            f"{count} messages (have {len(self.messages)})",
-            within=within,
-        )
-        return list(self.messages)
-
-    def offsets(self, topic: str, partition: int) -> list[int]:
-        """Offsets received from one partition, in arrival order."""
-        return [m.offset for m in self.messages if (m.topic, m.partition) == (topic, partition)]
-
-    def values(self) -> list[bytes | None]:
-        return [m.value for m in self.messages]
 
 
 class TopicFactory(Protocol):

@@ -22,16 +22,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
-from testkit import ok, wait_until
+from testkit import WAIT, Collector, ok, wait_until
 
-from ._support import (
-    MESSAGE_WAIT,
-    Collector,
-    ConsumerConfigFactory,
-    consume,
-    start_consumer,
-    unique,
-)
+from ._support import ConsumerConfigFactory, consume, start_consumer, unique
 
 
 def transactional(transactional_id: str | None = None, **changes: Any) -> ProducerConfig:
@@ -97,7 +90,7 @@ async def wait_caught_up(
     topic: str,
     *,
     what: str = "committed offsets at end",
-    within: float = MESSAGE_WAIT,
+    within: float = WAIT,
 ) -> None:
     """Wait until the group has committed the end of every partition of ``topic``."""
     await wait_until(lambda: caught_up(client, group_id, topic), what, within=within)

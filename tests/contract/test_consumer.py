@@ -21,10 +21,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
-from testkit import ok, wait_until
+from testkit import Collector, ok, wait_until
 
 from ._support import (
-    Collector,
     ConsumerConfigFactory,
     TopicFactory,
     consume,

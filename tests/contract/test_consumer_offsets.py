@@ -15,10 +15,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
-from testkit import ok
+from testkit import Collector, ok
 
 from ._support import (
-    Collector,
     ConsumerConfigFactory,
     TopicFactory,
     consume,

@@ -22,12 +22,11 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
-from testkit import ok, wait_until
+from testkit import Collector, ok, wait_until
 
 from ._support import (
     NOIDA_KEEPS_GONE_MEMBERS,
     NOIDA_MOVES_THE_GENERATION_EARLY,
-    Collector,
     ConsumerConfigFactory,
     TopicFactory,
     expect_failure,

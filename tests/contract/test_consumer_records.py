@@ -12,8 +12,9 @@ import time
 from datetime import datetime
 
 from qi.base.streaming import StreamingClient, StreamingConfig, SubscriptionConfig
+from testkit import Collector
 
-from ._support import Collector, ConsumerConfigFactory, TopicFactory, start_consumer
+from ._support import ConsumerConfigFactory, TopicFactory, start_consumer
 
 # Milliseconds no datetime holds: beyond the year 9999.
 FAR_FUTURE = 2**62

@@ -30,17 +30,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
-from testkit import ok, wait_until
+from testkit import Collector, ok, wait_until
 
-from ._support import (
-    Collector,
-    ConsumerConfigFactory,
-    TopicFactory,
-    expect_failure,
-    numbered,
-    produce,
-    unique,
-)
+from ._support import ConsumerConfigFactory, TopicFactory, expect_failure, numbered, produce, unique
 from ._transactions import (
     caught_up,
     read_committed,

@@ -27,10 +27,9 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
-from testkit import ok, wait_until
+from testkit import Collector, ok, wait_until
 
 from ._support import (
-    Collector,
     ConsumerConfigFactory,
     TopicFactory,
     consume,

@@ -26,10 +26,9 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
-from testkit import ok
+from testkit import Collector, ok
 
 from ._support import (
-    Collector,
     ConsumerConfigFactory,
     TopicFactory,
     consume,

@@ -33,10 +33,10 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import ok, wait_until
+from testkit import Collector, ok, wait_until
 
 from ._child_consumer import AUTO_COMMIT_INTERVAL
-from ._scenarios import Collector, consumer_config, numbered, start_consumer, until_seen
+from ._scenarios import consumer_config, numbered, start_consumer, until_seen
 from ._support import (
     NOIDA_KEEPS_GONE_LEADERS,
     REAL_BACKENDS,
@@ -131,7 +131,7 @@ async def test_a_rebalance_during_processing_skips_nothing_and_keeps_order(
             await wait_until(
                 lambda: (
                     sum(1 for name, _ in events if name == "second") >= 100
-                    or values <= first.values() | second.values()
+                    or values <= set(first.values()) | set(second.values())
                 ),
                 "the second member to take partitions",
                 within=30.0,

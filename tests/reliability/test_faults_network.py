@@ -27,12 +27,11 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import ok, wait_until
+from testkit import Collector, ok, wait_until
 
 from ._proxy import ProxiedBroker
 from ._scenarios import (
     MARGIN,
-    Collector,
     Faults,
     MemoryFaults,
     Outcome,
@@ -347,6 +346,6 @@ async def _restart_scenario(
             ok(await producer.send(topic, StreamingMessage(value, partition=partition)))
 
         def read_after_restart() -> bool:
-            return bool(collector.values() & (set(late) | {b"after"}))
+            return bool(set(collector.values()) & (set(late) | {b"after"}))
 
         await wait_until(read_after_restart, "the consumer to read after the restart", within=40.0)

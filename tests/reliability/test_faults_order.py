@@ -14,10 +14,10 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import ok, wait_until
+from testkit import Collector, ok, wait_until
 
 from ._proxy import ProxiedBroker
-from ._scenarios import Collector, start_consumer, until_seen
+from ._scenarios import start_consumer, until_seen
 from ._support import REAL_BACKENDS, backend_params, producer_config_for, streaming_config, unique
 
 # A produce request holds at most one message this large (librdkafka's batch.size is

@@ -27,10 +27,10 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import ok
+from testkit import Collector, ok
 
 from ._sasl_gateway import SaslBroker
-from ._scenarios import MARGIN, Collector, consumer_config, start_consumer, timed, until_seen
+from ._scenarios import MARGIN, consumer_config, start_consumer, timed, until_seen
 from ._support import (
     REAL_BACKENDS,
     backend_params,
