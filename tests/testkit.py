@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -27,6 +28,12 @@ T = TypeVar("T")
 # Generous bounds: on success a wait ends as soon as its condition holds, so only a
 # failing test pays for them. Real brokers need seconds for a group join.
 WAIT: Final = 30.0
+
+
+def unique(prefix: str) -> str:
+    """A topic, group, client or transactional id no other test (or earlier run against
+    the same broker) uses."""
+    return f"qi-{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def ok(result: Result[T, QiError]) -> T:

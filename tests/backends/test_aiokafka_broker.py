@@ -36,15 +36,11 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.aiokafka._settings import CONSUMER_METADATA_MAX_AGE_MS
 from qi.base.streaming.devbroker import DevBroker
-from testkit import ok
+from testkit import ok, unique
 
 pytestmark = pytest.mark.broker
 
 NOT_IDEMPOTENT = ProducerConfig(idempotent=False)
-
-
-def _name(prefix: str) -> str:
-    return f"qi-aiokafka-{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def _failure(result: object, code: str) -> QiError:
@@ -55,13 +51,13 @@ def _failure(result: object, code: str) -> QiError:
 
 
 def _group(**changes: object) -> ConsumerConfig:
-    config = ConsumerConfig(group_id=_name("group"), session_timeout=6.0, heartbeat_interval=0.5)
+    config = ConsumerConfig(group_id=unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 
 
 def _config(broker: DevBroker, **changes: object) -> StreamingConfig:
     config = StreamingConfig(
-        client_id=_name("client"),
+        client_id=unique("client"),
         brokers=(broker.bootstrap,),
         connection_timeout=3.0,
         request_timeout=5.0,
@@ -114,7 +110,7 @@ async def test_idempotent_producer_on_tansu_fails_fast_and_clearly(tansu: DevBro
 
 
 async def test_no_call_creates_a_missing_topic(client: StreamingClient) -> None:
-    missing = _name("missing")
+    missing = unique("missing")
     admin = ok(await client.get_admin())
     producer = ok(await client.get_producer(NOT_IDEMPOTENT))
     sent = await producer.send(missing, StreamingMessage(b"v"))
@@ -136,7 +132,7 @@ async def test_no_call_creates_a_missing_topic(client: StreamingClient) -> None:
 async def test_batch_results_point_at_the_records_written(client: StreamingClient) -> None:
     # Big enough for several record batches per partition: each message's offset is its
     # batch's base offset plus its place in that batch.
-    topic = _name("topic")
+    topic = unique("topic")
     ok(await (ok(await client.get_admin())).create_topics([TopicConfig(topic, num_partitions=3)]))
     producer = ok(await client.get_producer(NOT_IDEMPOTENT))
     values = [b"%03d-" % index + b"x" * 50_000 for index in range(60)]
@@ -175,7 +171,7 @@ async def test_get_native_client_gives_the_aiokafka_objects(client: StreamingCli
 async def test_disconnect_leaves_no_task_behind(dev_broker: DevBroker) -> None:
     before = asyncio.all_tasks()
     client = create_streaming_client("aiokafka", _config(dev_broker))
-    topic = _name("topic")
+    topic = unique("topic")
     admin = ok(await client.get_admin())
     ok(await admin.create_topics([TopicConfig(topic, num_partitions=2)]))
     producer = ok(await client.get_producer(NOT_IDEMPOTENT))
@@ -203,7 +199,7 @@ async def test_a_member_leaves_its_group_so_the_next_one_is_assigned_at_once(
 ) -> None:
     # Tansu numbers generations from 0, where aiokafka skips LeaveGroup; without the
     # backend's fix the next member waits a whole session timeout for the partitions.
-    topic = _name("topic")
+    topic = unique("topic")
     ok(await (ok(await client.get_admin())).create_topics([TopicConfig(topic)]))
     first = _group()
     second = dataclasses.replace(first, heartbeat_interval=0.6)  # same group, another member
@@ -223,7 +219,7 @@ async def test_a_member_leaves_its_group_so_the_next_one_is_assigned_at_once(
 async def test_sends_end_in_time_when_the_broker_goes_away(dev_broker: DevBroker) -> None:
     config = _config(dev_broker, request_timeout=2.0)
     client = create_streaming_client("aiokafka", config)
-    topic = _name("topic")
+    topic = unique("topic")
     ok(await (ok(await client.get_admin())).create_topics([TopicConfig(topic)]))
     producer = ok(await client.get_producer(NOT_IDEMPOTENT))
     ok(await producer.send(topic, StreamingMessage(b"before")))
@@ -241,7 +237,7 @@ async def test_sends_end_in_time_when_the_broker_goes_away(dev_broker: DevBroker
 async def test_disconnect_reports_what_was_still_in_flight(dev_broker: DevBroker) -> None:
     config = _config(dev_broker, request_timeout=2.0)
     client = create_streaming_client("aiokafka", config)
-    topic = _name("topic")
+    topic = unique("topic")
     ok(await (ok(await client.get_admin())).create_topics([TopicConfig(topic)]))
     producer = ok(await client.get_producer(NOT_IDEMPOTENT))
     await asyncio.to_thread(dev_broker.stop)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,13 +24,9 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.aiokafka._budget import QueueBudget
 from qi.base.streaming.devbroker import DevBroker
-from testkit import ok
+from testkit import ok, unique
 
 NOT_IDEMPOTENT = ProducerConfig(idempotent=False)
-
-
-def _name(prefix: str) -> str:
-    return f"qi-aiokafka-{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 # -- the budget, without a broker -----------------------------------------------------------
@@ -93,7 +88,7 @@ async def test_budget_lets_the_next_waiter_in_when_the_head_is_cancelled() -> No
 @pytest.fixture
 async def client(dev_broker: DevBroker) -> AsyncIterator[StreamingClient]:
     config = StreamingConfig(
-        client_id=_name("client"),
+        client_id=unique("client"),
         brokers=(dev_broker.bootstrap,),
         connection_timeout=3.0,
         request_timeout=5.0,
@@ -104,7 +99,7 @@ async def client(dev_broker: DevBroker) -> AsyncIterator[StreamingClient]:
 
 
 async def _producer(client: StreamingClient, partitions: int = 3) -> tuple[StreamingProducer, str]:
-    topic = _name("topic")
+    topic = unique("topic")
     admin = ok(await client.get_admin())
     ok(await admin.create_topics([TopicConfig(topic, num_partitions=partitions)]))
     return ok(await client.get_producer(NOT_IDEMPOTENT)), topic

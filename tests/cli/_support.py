@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Mapping
 from functools import cache
 
@@ -58,11 +57,6 @@ def start_cli(cluster: Mapping[str, str], *args: str) -> subprocess.Popen[bytes]
 def stderr_lines(completed: subprocess.CompletedProcess[bytes]) -> list[str]:
     """The non-empty lines the command wrote on stderr."""
     return [line for line in completed.stderr.decode().splitlines() if line.strip()]
-
-
-def unique_topic(prefix: str = "cli") -> str:
-    """A topic name no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @cache

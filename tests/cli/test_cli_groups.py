@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from ._support import run_cli, start_cli, stderr_lines, unique_topic
+from testkit import unique
+
+from ._support import run_cli, start_cli, stderr_lines
 
 FAST_GROUP = ("--session-timeout", "6")
 
@@ -40,7 +42,7 @@ def cli_json(cluster: dict[str, str], *args: str) -> Any:
 
 @pytest.fixture
 def topic(cluster: dict[str, str]) -> Iterator[str]:
-    name = unique_topic()
+    name = unique("cli")
     created = cli(cluster, "topics", "create", name, "--partitions", "2")
     assert created.returncode == 0, created.stderr.decode()
     yield name
@@ -58,7 +60,7 @@ def _partitions(described: Any) -> list[tuple[int, int | None, int, int]]:
 def test_describe_reset_and_delete_a_stopped_group(cluster: dict[str, str], topic: str) -> None:
     messages = b"".join(f"m{index}\n".encode() for index in range(5))
     assert cli(cluster, "produce", topic, "--key", "k", stdin=messages).returncode == 0
-    group = unique_topic("group")
+    group = unique("group")
     consumed = cli(
         cluster, "consume", topic, "--group", group, "--from-beginning", "--max", "3", *FAST_GROUP
     )
@@ -107,7 +109,7 @@ def test_describe_reset_and_delete_a_stopped_group(cluster: dict[str, str], topi
 def test_a_group_with_an_active_member_is_shown_and_not_reset(
     cluster: dict[str, str], topic: str
 ) -> None:
-    group = unique_topic("group")
+    group = unique("group")
     with start_cli(cluster, "consume", topic, "--group", group, *FAST_GROUP) as consumer:
         try:
             described = _wait_for_member(cluster, group)

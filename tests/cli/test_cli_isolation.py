@@ -19,9 +19,9 @@ from qi.base.streaming import (
     StreamingMessage,
     create_streaming_client,
 )
-from testkit import ok
+from testkit import ok, unique
 
-from ._support import kafka_backend, run_cli, unique_topic
+from ._support import kafka_backend, run_cli
 
 # One partition, so that the printed order is the order the transactions were written in.
 COMMITTED_FIRST = (b"committed-1", b"committed-2")
@@ -49,7 +49,7 @@ def cli(backend: str, cluster: dict[str, str], *args: str) -> subprocess.Complet
 
 @pytest.fixture
 def topic(backend: str, cluster: dict[str, str]) -> Iterator[str]:
-    name = unique_topic("isolation")
+    name = unique("isolation")
     created = cli(backend, cluster, "topics", "create", name, "--partitions", "1")
     assert created.returncode == 0, created.stderr.decode()
     yield name

@@ -25,9 +25,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     TopicConfig,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
-from ._support import consume, start_consumer, unique
+from ._support import consume, start_consumer
 
 Observation = object
 STAMP: Final = datetime(2021, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)

@@ -7,7 +7,6 @@ suite checks the library against the document, not against the library's own tab
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
@@ -54,11 +53,6 @@ CATEGORIES: Final[dict[str, ErrorCategory]] = {
 }
 
 DELIVERY_VALUES: Final = ("not_written", "unknown")
-
-
-def unique(prefix: str) -> str:
-    """A name no other test (or earlier run against the same broker) uses."""
-    return f"qi-contract-{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def expect_failure(

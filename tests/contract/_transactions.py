@@ -22,9 +22,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
-from testkit import WAIT, Collector, ok, wait_until
+from testkit import WAIT, Collector, ok, unique, wait_until
 
-from ._support import ConsumerConfigFactory, consume, start_consumer, unique
+from ._support import ConsumerConfigFactory, consume, start_consumer
 
 
 def transactional(transactional_id: str | None = None, **changes: Any) -> ProducerConfig:

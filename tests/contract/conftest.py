@@ -31,9 +31,9 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 from qi.base.streaming.devbroker import kind_from_environment
-from testkit import ok
+from testkit import ok, unique
 
-from ._support import ConsumerConfigFactory, TopicFactory, unique
+from ._support import ConsumerConfigFactory, TopicFactory
 
 ALL_BACKENDS: Final = ("memory", "confluent", "aiokafka")
 REAL_BACKENDS: Final = frozenset({"confluent", "aiokafka"})

@@ -12,9 +12,9 @@ from qi.base.streaming import (
     TopicConfig,
     TopicMetadata,
 )
-from testkit import ok, wait_until
+from testkit import ok, unique, wait_until
 
-from ._support import TopicFactory, expect_broker_error, expect_failure, unique
+from ._support import TopicFactory, expect_broker_error, expect_failure
 
 
 async def _admin(client: StreamingClient) -> StreamingAdmin:

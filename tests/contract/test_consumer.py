@@ -21,7 +21,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
 from ._support import (
     ConsumerConfigFactory,
@@ -31,7 +31,6 @@ from ._support import (
     numbered,
     produce,
     start_consumer,
-    unique,
 )
 
 

@@ -22,7 +22,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
 from ._support import (
     NOIDA_KEEPS_GONE_MEMBERS,
@@ -34,7 +34,6 @@ from ._support import (
     produce,
     skip_on_noida,
     start_consumer,
-    unique,
 )
 
 

@@ -22,9 +22,9 @@ import pytest
 
 from qi.base.streaming import ConsumerConfig, StreamingConfig, create_streaming_client
 from qi.base.streaming.backends.memory import discard_broker
+from testkit import unique
 
 from ._script import Observation, Script
-from ._support import unique
 
 KNOWN_DIFFERENCES: Final[Mapping[tuple[str, str], str]] = {
     ("confluent", "send: epoch timestamp"): (

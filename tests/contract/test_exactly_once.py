@@ -30,9 +30,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
-from ._support import ConsumerConfigFactory, TopicFactory, expect_failure, numbered, produce, unique
+from ._support import ConsumerConfigFactory, TopicFactory, expect_failure, numbered, produce
 from ._transactions import (
     caught_up,
     read_committed,

@@ -27,7 +27,7 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
 from ._support import (
     ConsumerConfigFactory,
@@ -37,7 +37,6 @@ from ._support import (
     numbered,
     produce,
     start_consumer,
-    unique,
 )
 
 pytestmark = pytest.mark.kafka_rules

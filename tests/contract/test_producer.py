@@ -20,7 +20,7 @@ from qi.base.streaming import (
     StreamingMessage,
     StreamingProducer,
 )
-from testkit import ok
+from testkit import ok, unique
 
 from ._support import (
     ConsumerConfigFactory,
@@ -31,7 +31,6 @@ from ._support import (
     expect_produce_failure,
     numbered,
     produce,
-    unique,
 )
 
 INVALID_TOPICS: list[Any] = ["", ".", "..", "a b", "topic/with/slash", "t" * 250, "tøpic", None, 42]

@@ -21,9 +21,9 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
-from ._support import ConsumerConfigFactory, TopicFactory, start_consumer, unique
+from ._support import ConsumerConfigFactory, TopicFactory, start_consumer
 
 pytestmark = pytest.mark.kafka_rules
 

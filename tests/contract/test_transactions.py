@@ -26,7 +26,7 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
-from testkit import Collector, ok
+from testkit import Collector, ok, unique
 
 from ._support import (
     ConsumerConfigFactory,
@@ -36,7 +36,6 @@ from ._support import (
     numbered,
     produce,
     start_consumer,
-    unique,
 )
 from ._transactions import (
     begin,

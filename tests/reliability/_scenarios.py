@@ -25,10 +25,10 @@ from qi.base.streaming import (
     SubscriptionConfig,
     TopicConfig,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
 from ._proxy import ProxiedBroker
-from ._support import short_session_timeout, unique
+from ._support import short_session_timeout
 
 # A call may outlive its configured timeout by this much (scheduling, the boundary's grace).
 MARGIN: Final = 2.0

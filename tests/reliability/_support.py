@@ -18,6 +18,7 @@ import pytest
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming import ErrorCode, ProducerConfig, StreamingConfig
 from qi.base.streaming.devbroker import kind_from_environment
+from testkit import unique
 
 T = TypeVar("T")
 
@@ -52,11 +53,6 @@ def backend_params(
             marks.append(pytest.mark.xfail(strict=True, reason=xfail[name]))
         params.append(pytest.param(name, id=name, marks=marks))
     return params
-
-
-def unique(prefix: str) -> str:
-    """A topic or group name no other test uses."""
-    return f"qi-rel-{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 def memory_brokers() -> tuple[str, ...]:

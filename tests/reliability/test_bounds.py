@@ -21,11 +21,11 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import ok, wait_until
+from testkit import ok, unique, wait_until
 
 from ._proxy import ProxiedBroker
 from ._scenarios import Faults, consumer_config, timed
-from ._support import backend_params, producer_config_for, streaming_config, unique
+from ._support import backend_params, producer_config_for, streaming_config
 
 # Beyond a bound, the time a call may take to notice it ran out (scheduling, a poll).
 SLACK = 2.0

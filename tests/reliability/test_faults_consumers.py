@@ -33,7 +33,7 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
 from ._child_consumer import AUTO_COMMIT_INTERVAL
 from ._scenarios import consumer_config, numbered, start_consumer, until_seen
@@ -44,7 +44,6 @@ from ._support import (
     producer_config_for,
     session_broker_is_tansu,
     skip_on_noida,
-    unique,
 )
 
 _CHILD: Final = Path(__file__).with_name("_child_consumer.py")

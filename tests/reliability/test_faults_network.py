@@ -27,7 +27,7 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
 from ._proxy import ProxiedBroker
 from ._scenarios import (
@@ -43,7 +43,7 @@ from ._scenarios import (
     timed,
     until_seen,
 )
-from ._support import DELIVERY_VALUES, backend_params, bounded, code_of, producer_config_for, unique
+from ._support import DELIVERY_VALUES, backend_params, bounded, code_of, producer_config_for
 
 _WAVES: Final = 10
 _PER_WAVE: Final = 300  # 3,000 messages: half sent one by one, half in batches of 25

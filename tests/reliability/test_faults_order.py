@@ -14,11 +14,11 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, unique, wait_until
 
 from ._proxy import ProxiedBroker
 from ._scenarios import start_consumer, until_seen
-from ._support import REAL_BACKENDS, backend_params, producer_config_for, streaming_config, unique
+from ._support import REAL_BACKENDS, backend_params, producer_config_for, streaming_config
 
 # A produce request holds at most one message this large (librdkafka's batch.size is
 # 1,000,000 bytes; aiokafka starts a new record batch past 16 KiB), so each message of the

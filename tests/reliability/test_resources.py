@@ -29,9 +29,9 @@ from qi.base.streaming import (
     create_connector,
 )
 from qi.base.streaming._endpoint import Endpoint
-from testkit import wait_until
+from testkit import unique, wait_until
 
-from ._support import REAL_BACKENDS, producer_config_for, streaming_config, unique
+from ._support import REAL_BACKENDS, producer_config_for, streaming_config
 
 # Cycles per backend: the in-process broker is cheap, a real client costs a connection.
 _CYCLES: Final = {"memory": 1000, "confluent": 25, "aiokafka": 60}

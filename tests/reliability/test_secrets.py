@@ -31,6 +31,7 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 from qi.base.streaming.backends.memory import discard_broker
+from testkit import unique
 
 from ._support import (
     REAL_BACKENDS,
@@ -39,7 +40,6 @@ from ._support import (
     check_result,
     memory_brokers,
     producer_config_for,
-    unique,
 )
 
 # Every mechanism once, and TLS once: the matrix stays small, each path is still taken.
