@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -14,14 +13,9 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import ok
+from testkit import ok, unique
 
 T = TypeVar("T")
-
-
-def private_brokers() -> tuple[str, ...]:
-    """A ``brokers`` value no other test uses, so its in-process broker starts empty."""
-    return (f"memory-test-{uuid.uuid4().hex}:9092",)
 
 
 def config_for(
@@ -29,7 +23,7 @@ def config_for(
 ) -> StreamingConfig:
     """A client config for ``brokers`` with short timeouts, so fault tests stay fast."""
     return StreamingConfig(
-        client_id=f"memory-test-{uuid.uuid4().hex[:8]}",
+        client_id=unique("memory-test"),
         brokers=brokers,
         connection_timeout=connection_timeout,
         request_timeout=request_timeout,

@@ -28,9 +28,10 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.memory import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.backends.memory._records import StickyPartitions
+from qi.base.streaming.testing._cluster import private_memory_brokers
 from testkit import ok, wait_until
 
-from ._memory import config_for, failed, private_brokers
+from ._memory import config_for, failed
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Setup:
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
     """A private broker with topics ``a`` (1 partition) and ``b`` (2), and a client of it."""
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     broker.create_topic(TopicConfig("a"))
     broker.create_topic(TopicConfig("b", num_partitions=2))
@@ -124,7 +125,7 @@ async def test_a_delay_beyond_request_timeout_is_a_timeout_of_written_messages(
 
 
 async def test_an_unreachable_broker_fails_connects_and_health_checks() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     broker.set_unreachable()
     assert not broker.reachable

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
@@ -59,9 +58,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 def brokers(backend: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, ...]]:
     """Bootstrap brokers: a private in-process broker for memory, else the session's broker."""
     if backend not in REAL_BACKENDS:
-        private = (f"memory-{uuid.uuid4().hex}:9092",)
-        yield private
-        _forget_memory_broker(private)
+        # The qi-base pytest plugin's fixture: a fresh broker, discarded after the test.
+        memory: tuple[str, ...] = request.getfixturevalue("qi_memory_brokers")
+        yield memory
         return
     # Looked up lazily so that a memory-only run never starts a broker.
     bootstrap: str = request.getfixturevalue(
@@ -72,12 +71,6 @@ def brokers(backend: str, request: pytest.FixtureRequest) -> Iterator[tuple[str,
 
 def _needs_kafka_rules(request: pytest.FixtureRequest) -> bool:
     return request.node.get_closest_marker("kafka_rules") is not None
-
-
-def _forget_memory_broker(brokers: tuple[str, ...]) -> None:
-    from qi.base.streaming.backends.memory import discard_broker
-
-    discard_broker(brokers)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import uuid
 from collections.abc import Awaitable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -53,11 +52,6 @@ def backend_params(
             marks.append(pytest.mark.xfail(strict=True, reason=xfail[name]))
         params.append(pytest.param(name, id=name, marks=marks))
     return params
-
-
-def memory_brokers() -> tuple[str, ...]:
-    """A private in-process broker for one test."""
-    return (f"memory-{uuid.uuid4().hex}:9092",)
 
 
 def session_broker_is_tansu() -> bool:
