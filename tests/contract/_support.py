@@ -19,6 +19,7 @@ from qi.base.streaming import (
     ConsumerRunConfig,
     ProduceResult,
     StreamingClient,
+    StreamingConfig,
     StreamingConsumer,
     StreamingMessage,
     StreamingProducer,
@@ -112,6 +113,15 @@ class ConsumerConfigFactory(Protocol):
     def __call__(self, group_id: str | None = None, **changes: Any) -> ConsumerConfig: ...
 
 
+class MemberClientsFactory(Protocol):
+    """Two new clients of the backend under test (on ``config``, else the test's config)
+    whose group members sort first and second; disconnected after the test."""
+
+    def __call__(
+        self, config: StreamingConfig | None = None
+    ) -> tuple[StreamingClient, StreamingClient]: ...
+
+
 async def start_consumer(
     client: StreamingClient,
     config: ConsumerConfig,
@@ -125,6 +135,38 @@ async def start_consumer(
     return consumer
 
 
+async def start_collecting(
+    client: StreamingClient,
+    config: ConsumerConfig,
+    topics: Iterable[str],
+    *,
+    from_beginning: bool = True,
+    batches: bool = False,
+) -> tuple[StreamingConsumer, Collector]:
+    """A running consumer of ``topics`` feeding a new Collector (through ``each_batch`` when
+    ``batches``); fails the test on any Failure."""
+    collector = Collector()
+    consumer = await start_consumer(
+        client,
+        config,
+        SubscriptionConfig(topics=tuple(topics), from_beginning=from_beginning),
+        collector.run_config(batches=batches),
+    )
+    return consumer, collector
+
+
+class CollectingConsumerFactory(Protocol):
+    """:func:`start_collecting` on the test's client, with ``consumer_config()`` by default."""
+
+    def __call__(
+        self,
+        *topics: str,
+        config: ConsumerConfig | None = None,
+        from_beginning: bool = True,
+        batches: bool = False,
+    ) -> Awaitable[tuple[StreamingConsumer, Collector]]: ...
+
+
 async def consume(
     client: StreamingClient,
     config: ConsumerConfig,
@@ -134,12 +176,8 @@ async def consume(
     from_beginning: bool = True,
 ) -> list[ConsumedMessage]:
     """Run a consumer until it has ``count`` messages, then disconnect it (which commits)."""
-    collector = Collector()
-    consumer = await start_consumer(
-        client,
-        config,
-        SubscriptionConfig(topics=tuple(topics), from_beginning=from_beginning),
-        collector.run_config(),
+    consumer, collector = await start_collecting(
+        client, config, topics, from_beginning=from_beginning
     )
     try:
         return await collector.wait_for(count)

@@ -22,9 +22,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
-from testkit import WAIT, Collector, ok, unique, wait_until
+from testkit import WAIT, ok, unique, wait_until
 
-from ._support import ConsumerConfigFactory, consume, start_consumer
+from ._support import ConsumerConfigFactory, consume, start_collecting, start_consumer
 
 
 def transactional(transactional_id: str | None = None, **changes: Any) -> ProducerConfig:
@@ -54,9 +54,8 @@ async def committed_values(
     isolation: str = "read_committed",
 ) -> list[ConsumedMessage]:
     """Read ``topic`` from the beginning with ``isolation`` until ``until`` holds."""
-    collector = Collector()
-    consumer = await start_from_beginning(
-        client, consumer_config(isolation_level=isolation), topic, collector.run_config()
+    consumer, collector = await start_collecting(
+        client, consumer_config(isolation_level=isolation), [topic]
     )
     try:
         await wait_until(lambda: until(collector.messages), f"messages of {topic}")

@@ -25,14 +25,21 @@ from qi.base.streaming import (
     ProducerConfig,
     StreamingClient,
     StreamingConfig,
+    StreamingConsumer,
     StreamingProducer,
     TopicConfig,
     create_streaming_client,
 )
 from qi.base.streaming.devbroker import kind_from_environment
-from testkit import ok, unique
+from testkit import Collector, ok, unique
 
-from ._support import ConsumerConfigFactory, TopicFactory
+from ._support import (
+    CollectingConsumerFactory,
+    ConsumerConfigFactory,
+    MemberClientsFactory,
+    TopicFactory,
+    start_collecting,
+)
 
 ALL_BACKENDS: Final = ("memory", "confluent", "aiokafka")
 REAL_BACKENDS: Final = frozenset({"confluent", "aiokafka"})
@@ -162,9 +169,53 @@ async def second_client(
 
 
 @pytest.fixture
+async def member_clients(
+    backend: str, streaming_config: StreamingConfig
+) -> AsyncIterator[MemberClientsFactory]:
+    """Pairs of clients for two members of one group: a member id starts with its client id,
+    so with client ids ``<unique>-a`` and ``<unique>-b`` every assignor here gives the second
+    member the higher partitions (partition 1 of a two-partition topic)."""
+    made: list[StreamingClient] = []
+
+    def make(config: StreamingConfig | None = None) -> tuple[StreamingClient, StreamingClient]:
+        base = config if config is not None else streaming_config
+        prefix = unique("member")
+        first, second = (
+            create_streaming_client(backend, dataclasses.replace(base, client_id=f"{prefix}-{end}"))
+            for end in "ab"
+        )
+        made.extend((first, second))
+        return first, second
+
+    yield make
+    for other in reversed(made):
+        await other.disconnect()
+
+
+@pytest.fixture
 async def producer(client: StreamingClient, producer_config: ProducerConfig) -> StreamingProducer:
     """A connected producer of ``client``."""
     return ok(await client.get_producer(producer_config))
+
+
+@pytest.fixture
+def collecting(
+    client: StreamingClient, consumer_config: ConsumerConfigFactory
+) -> CollectingConsumerFactory:
+    """Starts consumers of ``client`` that feed a new Collector each (see start_collecting)."""
+
+    async def start(
+        *topics: str,
+        config: ConsumerConfig | None = None,
+        from_beginning: bool = True,
+        batches: bool = False,
+    ) -> tuple[StreamingConsumer, Collector]:
+        chosen = config if config is not None else consumer_config()
+        return await start_collecting(
+            client, chosen, topics, from_beginning=from_beginning, batches=batches
+        )
+
+    return start
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from ._support import (
     NOIDA_KEEPS_GONE_MEMBERS,
     NOIDA_MOVES_THE_GENERATION_EARLY,
     ConsumerConfigFactory,
+    MemberClientsFactory,
     TopicFactory,
     expect_failure,
     numbered,
@@ -73,10 +74,10 @@ async def test_a_new_topic_matching_the_pattern_commits_what_was_handled_before(
 
 async def test_a_revoked_partition_is_never_handled_by_two_members_at_once(
     backend: str,
-    streaming_config: StreamingConfig,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    member_clients: MemberClientsFactory,
 ) -> None:
     skip_on_noida(backend, ("aiokafka",), NOIDA_KEEPS_GONE_MEMBERS)
     topic = await make_topic(2)
@@ -84,7 +85,6 @@ async def test_a_revoked_partition_is_never_handled_by_two_members_at_once(
     # start with the client ids, and every assignor here gives partition 1 to the later one.
     count = 6
     await produce(producer, topic, numbered("m", count), partition=1)
-    prefix = unique("overlap")
     calls: list[tuple[str, int, float, float]] = []  # member, offset, start, end
     started = asyncio.Event()
 
@@ -99,8 +99,7 @@ async def test_a_revoked_partition_is_never_handled_by_two_members_at_once(
 
     group = consumer_config()
     subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    first = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-a"))
-    second = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-b"))
+    first, second = member_clients()
     try:
         # The first member is slow, so a revocation always finds it in a handler.
         run = ConsumerRunConfig(each_message=handler("first", 4.0))
@@ -184,13 +183,13 @@ async def test_a_handler_commits_and_seeks_at_once_while_its_partition_is_revoke
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    member_clients: MemberClientsFactory,
 ) -> None:
     skip_on_noida(backend, ("aiokafka",), NOIDA_KEEPS_GONE_MEMBERS)
     skip_on_noida(backend, ("confluent",), NOIDA_MOVES_THE_GENERATION_EARLY)
     topic = await make_topic(2)
     # As above: partition 1 goes to the second member, so the first one's is revoked.
     await produce(producer, topic, numbered("m", 3), partition=1)
-    prefix = unique("inside")
     bound = streaming_config.request_timeout
     in_handler = asyncio.Event()
     durations: dict[str, tuple[object, float]] = {}
@@ -211,8 +210,7 @@ async def test_a_handler_commits_and_seeks_at_once_while_its_partition_is_revoke
 
     group = consumer_config(auto_commit=False)
     subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    first = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-a"))
-    second = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-b"))
+    first, second = member_clients()
     try:
         run = ConsumerRunConfig(each_message=handle)
         consumers.append(await start_consumer(first, group, subscription, run))
@@ -230,16 +228,15 @@ async def test_a_handler_commits_and_seeks_at_once_while_its_partition_is_revoke
 
 
 async def test_a_seek_queued_just_before_its_partition_is_revoked_never_times_out(
-    backend: str,
     streaming_config: StreamingConfig,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    member_clients: MemberClientsFactory,
 ) -> None:
     topic = await make_topic(2)
     # As above: partition 1 goes to the second member, so the first one's is revoked.
     await produce(producer, topic, numbered("m", 3), partition=1)
-    prefix = unique("seekrace")
     bound = streaming_config.request_timeout
     in_handler = asyncio.Event()
     joining = asyncio.Event()
@@ -263,8 +260,7 @@ async def test_a_seek_queued_just_before_its_partition_is_revoked_never_times_ou
 
     group = consumer_config(auto_commit=False)
     subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    first = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-a"))
-    second = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-b"))
+    first, second = member_clients()
     try:
         consumers.append(
             await start_consumer(first, group, subscription, ConsumerRunConfig(each_message=handle))
@@ -287,16 +283,15 @@ async def test_a_seek_queued_just_before_its_partition_is_revoked_never_times_ou
 
 
 async def test_a_handler_outlasting_its_revocation_is_cancelled_before_the_next_owner_starts(
-    backend: str,
     streaming_config: StreamingConfig,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    member_clients: MemberClientsFactory,
 ) -> None:
     topic = await make_topic(2)
     # As above: partition 1 goes to the second member, so the first one's is revoked.
     await produce(producer, topic, numbered("m", 2), partition=1)
-    prefix = unique("outlast")
     # A revocation waits request_timeout for the running handler: a short one keeps this fast.
     config = replace(streaming_config, request_timeout=3.0)
     spans: list[tuple[str, int, float, float, bool]] = []  # member, offset, start, end, cancelled
@@ -321,8 +316,7 @@ async def test_a_handler_outlasting_its_revocation_is_cancelled_before_the_next_
 
     group = consumer_config()
     subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    first = create_streaming_client(backend, replace(config, client_id=f"{prefix}-a"))
-    second = create_streaming_client(backend, replace(config, client_id=f"{prefix}-b"))
+    first, second = member_clients(config)
     try:
         # Far longer than request_timeout: the revocation gives up waiting for it.
         await start_consumer(

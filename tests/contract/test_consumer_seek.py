@@ -15,9 +15,10 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
-from testkit import Collector, ok, wait_until
+from testkit import ok, wait_until
 
 from ._support import (
+    CollectingConsumerFactory,
     ConsumerConfigFactory,
     TopicFactory,
     consume,
@@ -31,22 +32,16 @@ BAD_OFFSETS: list[Any] = [-1, "-1", "abc", "", " 1", "1.5", 1.5, None, True, b"1
 
 
 async def test_seek_repositions_an_assigned_partition(
-    client: StreamingClient,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
     backend: str,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic()
     other = await make_topic()
     offsets = [r.offset for r in await produce(producer, topic, numbered("m", 5))]
-    collector = Collector()
-    consumer = await start_consumer(
-        client,
-        consumer_config(auto_commit=False),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
+    consumer, collector = await collecting(topic, config=consumer_config(auto_commit=False))
     await collector.wait_for(5)
 
     async def seek_and_expect(target: int | str, expected: list[int]) -> None:
@@ -142,20 +137,14 @@ async def test_seek_without_a_running_consumer_is_invalid_argument(
 
 
 async def test_seek_to_latest_hands_over_a_message_produced_right_after_it(
-    client: StreamingClient,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic()
     await produce(producer, topic, numbered("old", 5))
-    collector = Collector()
-    consumer = await start_consumer(
-        client,
-        consumer_config(auto_commit=False),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
+    consumer, collector = await collecting(topic, config=consumer_config(auto_commit=False))
     await collector.wait_for(5)
     for round_ in range(3):
         before = len(collector.messages)

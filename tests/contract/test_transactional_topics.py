@@ -23,7 +23,7 @@ from qi.base.streaming import (
 )
 from testkit import Collector, ok, unique, wait_until
 
-from ._support import ConsumerConfigFactory, TopicFactory, start_consumer
+from ._support import CollectingConsumerFactory, ConsumerConfigFactory, TopicFactory, start_consumer
 
 pytestmark = pytest.mark.kafka_rules
 
@@ -63,14 +63,13 @@ async def test_group_reaches_the_end_of_a_transactional_topic(
     consumer_config: ConsumerConfigFactory,
     isolation: str,
     expected: tuple[bytes, ...],
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic(2)
     producer = ok(await client.get_producer(ProducerConfig(transactional_id=unique("txn"))))
     await write_transactions(producer, topic)
     config = consumer_config(isolation_level=isolation, auto_commit=False)
-    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    collector = Collector()
-    consumer = await start_consumer(client, config, subscription, collector.run_config())
+    consumer, collector = await collecting(topic, config=config)
     try:
         await collector.wait_for(len(expected))
 
@@ -90,8 +89,7 @@ async def test_group_reaches_the_end_of_a_transactional_topic(
     ok(await producer.disconnect())
     plain = ok(await client.get_producer(ProducerConfig()))
     ok(await plain.send(topic, StreamingMessage(b"after", partition=1)))
-    again = Collector()
-    second = await start_consumer(client, config, subscription, again.run_config())
+    second, again = await collecting(topic, config=config)
     try:
         await again.wait_for(1)
     finally:
