@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import TypeVar
 
@@ -13,7 +14,8 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from testkit import ok, unique
+from qi.base.streaming.testing import quick_config
+from testkit import ok
 
 T = TypeVar("T")
 
@@ -22,9 +24,8 @@ def config_for(
     brokers: tuple[str, ...], *, connection_timeout: float = 1.0, request_timeout: float = 1.0
 ) -> StreamingConfig:
     """A client config for ``brokers`` with short timeouts, so fault tests stay fast."""
-    return StreamingConfig(
-        client_id=unique("memory-test"),
-        brokers=brokers,
+    return dataclasses.replace(
+        quick_config(brokers),
         connection_timeout=connection_timeout,
         request_timeout=request_timeout,
     )

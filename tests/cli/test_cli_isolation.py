@@ -21,20 +21,12 @@ from qi.base.streaming import (
 )
 from testkit import ok, unique
 
-from ._support import kafka_backend, run_cli
+from ._support import run_cli
 
 # One partition, so that the printed order is the order the transactions were written in.
 COMMITTED_FIRST = (b"committed-1", b"committed-2")
 ABORTED = (b"aborted-1", b"aborted-2")
 COMMITTED_LAST = (b"committed-3",)
-
-
-@pytest.fixture(scope="module")
-def backend() -> str:
-    name = kafka_backend()
-    if name is None:
-        pytest.skip("neither the confluent nor the aiokafka backend is installed and loads")
-    return name
 
 
 @pytest.fixture

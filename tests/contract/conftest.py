@@ -31,6 +31,7 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 from qi.base.streaming.devbroker import kind_from_environment
+from qi.base.streaming.testing import quick_config
 from testkit import Collector, ok, unique
 
 from ._support import (
@@ -82,13 +83,10 @@ def _needs_kafka_rules(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def streaming_config(brokers: tuple[str, ...]) -> StreamingConfig:
-    """Short timeouts, so a broken behaviour fails fast instead of hitting the test timeout."""
-    return StreamingConfig(
-        client_id=unique("client"),
-        brokers=brokers,
-        connection_timeout=5.0,
-        request_timeout=10.0,
-    )
+    """Short timeouts, so a broken behaviour fails fast instead of hitting the test timeout
+    (the qi-base pytest plugin's quick_config: a unique client id, 5 s to connect, 10 s a
+    request)."""
+    return quick_config(brokers)
 
 
 @pytest.fixture

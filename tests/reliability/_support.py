@@ -7,6 +7,7 @@ suite does: these tests check the library against the document, not against itse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
 from collections.abc import Awaitable, Mapping
@@ -17,7 +18,7 @@ import pytest
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming import ErrorCode, ProducerConfig, StreamingConfig
 from qi.base.streaming.devbroker import kind_from_environment
-from testkit import unique
+from qi.base.streaming.testing import quick_config
 
 T = TypeVar("T")
 
@@ -89,9 +90,8 @@ def streaming_config(
     brokers: tuple[str, ...], *, connection_timeout: float = 3.0, request_timeout: float = 5.0
 ) -> StreamingConfig:
     """Short timeouts: a misbehaving call fails the test fast instead of hitting its timeout."""
-    return StreamingConfig(
-        client_id=unique("client"),
-        brokers=brokers,
+    return dataclasses.replace(
+        quick_config(brokers),
         connection_timeout=connection_timeout,
         request_timeout=request_timeout,
     )
