@@ -6,7 +6,7 @@ records (see the README's broker quirks), so the difference is only visible on n
 
 from __future__ import annotations
 
-import subprocess
+import functools
 import uuid
 from collections.abc import Iterator
 
@@ -21,7 +21,7 @@ from qi.base.streaming import (
 )
 from testkit import ok, unique
 
-from ._support import run_cli
+from ._support import cluster_env, created_topic, run_on_cluster
 
 # One partition, so that the printed order is the order the transactions were written in.
 COMMITTED_FIRST = (b"committed-1", b"committed-2")
@@ -30,22 +30,15 @@ COMMITTED_LAST = (b"committed-3",)
 
 
 @pytest.fixture
-def cluster(noida_bootstrap: str) -> dict[str, str]:
-    """Environment pointing the CLI at noida-db (QI_BROKERS)."""
-    return {"QI_BROKERS": noida_bootstrap}
-
-
-def cli(backend: str, cluster: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
-    return run_cli(*args, "--backend", backend, env=cluster)
+def cluster(noida_bootstrap: str, backend: str) -> dict[str, str]:
+    """Environment pointing the CLI at noida-db (QI_BROKERS) with a Kafka backend."""
+    return cluster_env(noida_bootstrap, backend)
 
 
 @pytest.fixture
-def topic(backend: str, cluster: dict[str, str]) -> Iterator[str]:
-    name = unique("isolation")
-    created = cli(backend, cluster, "topics", "create", name, "--partitions", "1")
-    assert created.returncode == 0, created.stderr.decode()
-    yield name
-    cli(backend, cluster, "topics", "delete", name)
+def topic(cluster: dict[str, str]) -> Iterator[str]:
+    run = functools.partial(run_on_cluster, cluster)
+    yield from created_topic(run, unique("isolation"), "--partitions", "1")
 
 
 async def _write_transactions(backend: str, bootstrap: str, topic: str) -> None:
@@ -61,14 +54,11 @@ async def _write_transactions(backend: str, bootstrap: str, topic: str) -> None:
             ok(await (transaction.commit() if commit else transaction.abort()))
 
 
-def _printed(
-    backend: str, cluster: dict[str, str], topic: str, isolation: str | None, count: int
-) -> list[bytes]:
+def _printed(cluster: dict[str, str], topic: str, isolation: str | None, count: int) -> list[bytes]:
     """What ``consume --isolation ISOLATION`` (no option when None) prints of the topic."""
     chosen = ("--isolation", isolation) if isolation is not None else ()
     # --max stops at the expected count; --timeout only bounds a run that falls short.
-    consumed = cli(
-        backend,
+    consumed = run_on_cluster(
         cluster,
         "consume",
         topic,
@@ -95,6 +85,6 @@ async def test_read_committed_hides_aborted_records_read_uncommitted_shows_them(
     everything = [*COMMITTED_FIRST, *ABORTED, *COMMITTED_LAST]
     # Asking read_committed for exactly as many records as were committed: an aborted
     # record among them would be printed in place of committed-3.
-    assert _printed(backend, cluster, topic, "read_committed", len(committed)) == committed
-    assert _printed(backend, cluster, topic, "read_uncommitted", len(everything)) == everything
-    assert _printed(backend, cluster, topic, None, len(committed)) == committed  # the default
+    assert _printed(cluster, topic, "read_committed", len(committed)) == committed
+    assert _printed(cluster, topic, "read_uncommitted", len(everything)) == everything
+    assert _printed(cluster, topic, None, len(committed)) == committed  # the default

@@ -6,6 +6,7 @@ about half the session timeout.
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import subprocess
@@ -18,7 +19,15 @@ import pytest
 
 from testkit import unique
 
-from ._support import CLI, cli_env, run_cli, start_cli, stderr_lines
+from ._support import (
+    CLI,
+    cli_env,
+    cluster_env,
+    created_topic,
+    run_on_cluster,
+    start_cli,
+    stderr_lines,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -28,26 +37,21 @@ FAST_GROUP = ("--session-timeout", "6")
 @pytest.fixture
 def cluster(kafka_bootstrap: str, backend: str) -> dict[str, str]:
     """Environment pointing the CLI at the broker (QI_BROKERS) with a Kafka backend."""
-    return {"QI_BROKERS": kafka_bootstrap, "QI_TEST_BACKEND": backend}
+    return cluster_env(kafka_bootstrap, backend)
 
 
 def cli(
     cluster: dict[str, str], *args: str, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    backend = cluster["QI_TEST_BACKEND"]
-    extra = ["--backend", backend]
-    if args[0] == "produce" and backend == "aiokafka":
-        extra.append("--no-idempotent")  # Tansu 0.6 rejects aiokafka's InitProducerId
-    return run_cli(*args, *extra, stdin=stdin, env=cluster)
+    # Tansu 0.6 rejects aiokafka's InitProducerId.
+    not_idempotent = args[0] == "produce" and cluster["QI_TEST_BACKEND"] == "aiokafka"
+    extra = ["--no-idempotent"] if not_idempotent else []
+    return run_on_cluster(cluster, *args, stdin=stdin, extra=extra)
 
 
 @pytest.fixture
 def topic(cluster: dict[str, str]) -> Iterator[str]:
-    name = unique("cli")
-    created = cli(cluster, "topics", "create", name)
-    assert created.returncode == 0, created.stderr.decode()
-    yield name
-    cli(cluster, "topics", "delete", name)
+    yield from created_topic(functools.partial(cli, cluster), unique("cli"))
 
 
 def test_topics_create_describe_list_delete(cluster: dict[str, str]) -> None:
