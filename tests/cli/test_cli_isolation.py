@@ -7,7 +7,6 @@ records (see the README's broker quirks), so the difference is only visible on n
 from __future__ import annotations
 
 import functools
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -45,7 +44,7 @@ async def _write_transactions(backend: str, bootstrap: str, topic: str) -> None:
     """A committed transaction, an aborted one, then another committed one."""
     config = StreamingConfig(client_id="cli-isolation", brokers=(bootstrap,))
     async with create_streaming_client(backend, config) as client:
-        producer_config = ProducerConfig(transactional_id=f"cli-isolation-{uuid.uuid4().hex}")
+        producer_config = ProducerConfig(transactional_id=unique("cli-isolation"))
         producer = (await client.get_producer(producer_config)).unwrap()
         for values, commit in ((COMMITTED_FIRST, True), (ABORTED, False), (COMMITTED_LAST, True)):
             transaction = (await producer.transaction()).unwrap()
