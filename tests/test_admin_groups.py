@@ -8,7 +8,6 @@ backend that never answers, and a broker refusing because a member joined meanwh
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping
 
 from qi.base import Failure
@@ -17,12 +16,11 @@ from qi.base.streaming._codes import streaming_error
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming.backends.memory import discard_broker
 from qi.base.streaming.backends.memory._admin import MemoryAdmin
+from qi.base.streaming.testing._cluster import private_memory_brokers
 
 
 def _config() -> StreamingConfig:
-    return StreamingConfig(
-        "group-admin-test", (f"memory-{uuid.uuid4().hex}:9092",), request_timeout=0.3
-    )
+    return StreamingConfig("group-admin-test", private_memory_brokers(), request_timeout=0.3)
 
 
 class _SilentAdmin(MemoryAdmin):

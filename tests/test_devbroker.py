@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -31,6 +30,7 @@ from qi.base.streaming.devbroker import (
     kind_from_environment,
     probe,
 )
+from testkit import unique
 
 each_kind = pytest.mark.parametrize("kind", BROKER_KINDS)
 
@@ -41,10 +41,6 @@ def _process_exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def _unique_topic() -> str:
-    return f"devbroker-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(params=BROKER_KINDS)
@@ -146,7 +142,7 @@ def test_restart_keeps_the_port_even_with_a_client_connected(
 @pytest.mark.broker
 def test_a_restarted_broker_is_empty(broker_of_each_kind: DevBroker) -> None:
     admin_module: Any = pytest.importorskip("confluent_kafka.admin")
-    topic = _unique_topic()
+    topic = unique("devbroker")
 
     def topics() -> set[str]:
         admin = admin_module.AdminClient({"bootstrap.servers": broker_of_each_kind.bootstrap})
@@ -240,7 +236,7 @@ async def test_async_context_manager(kind: BrokerKind) -> None:
 def test_confluent_client_produces_and_fetches(broker_of_each_kind: DevBroker) -> None:
     dev_broker = broker_of_each_kind
     confluent_kafka: Any = pytest.importorskip("confluent_kafka")
-    topic = _unique_topic()
+    topic = unique("devbroker")
     producer = confluent_kafka.Producer(
         {"bootstrap.servers": dev_broker.bootstrap, "message.timeout.ms": 5000}
     )
@@ -275,7 +271,7 @@ def test_confluent_client_produces_and_fetches(broker_of_each_kind: DevBroker) -
 async def test_aiokafka_client_produces_and_fetches(broker_of_each_kind: DevBroker) -> None:
     dev_broker = broker_of_each_kind
     aiokafka: Any = pytest.importorskip("aiokafka")
-    topic = _unique_topic()
+    topic = unique("devbroker")
     # Tansu rejects aiokafka's InitProducerId, so aiokafka runs without idempotence.
     producer = aiokafka.AIOKafkaProducer(
         bootstrap_servers=dev_broker.bootstrap, enable_idempotence=False
@@ -379,7 +375,7 @@ def test_noida_deletes_records_older_than_its_retention_within_seconds() -> None
     # Why the contract tests stamp messages with recent times (README, "Development brokers").
     confluent_kafka: Any = pytest.importorskip("confluent_kafka")
     admin_module: Any = pytest.importorskip("confluent_kafka.admin")
-    swept, kept = _unique_topic(), _unique_topic()
+    swept, kept = unique("devbroker"), unique("devbroker")
     eight_days_ago = int((time.time() - 8 * 24 * 3600) * 1000)
     with DevBroker(kind="noida") as broker:
         admin = admin_module.AdminClient({"bootstrap.servers": broker.bootstrap})

@@ -2,45 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+import dataclasses
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
-from qi.base import Failure, QiError, Result, Success
+from qi.base import Failure, QiError, Result
 from qi.base.streaming import (
     StreamingClient,
     StreamingConfig,
     TopicConfig,
     create_streaming_client,
 )
+from qi.base.streaming.testing import quick_config
+from testkit import ok
 
 T = TypeVar("T")
-
-
-def private_brokers() -> tuple[str, ...]:
-    """A ``brokers`` value no other test uses, so its in-process broker starts empty."""
-    return (f"memory-test-{uuid.uuid4().hex}:9092",)
 
 
 def config_for(
     brokers: tuple[str, ...], *, connection_timeout: float = 1.0, request_timeout: float = 1.0
 ) -> StreamingConfig:
     """A client config for ``brokers`` with short timeouts, so fault tests stay fast."""
-    return StreamingConfig(
-        client_id=f"memory-test-{uuid.uuid4().hex[:8]}",
-        brokers=brokers,
+    return dataclasses.replace(
+        quick_config(brokers),
         connection_timeout=connection_timeout,
         request_timeout=request_timeout,
     )
-
-
-def ok(result: Result[T, QiError]) -> T:
-    """The value of a Success; fails the test with the error otherwise."""
-    assert isinstance(result, Success), f"expected a Success, got {result!r}"
-    return result.value
 
 
 def failed(result: Result[T, QiError], code: str) -> QiError:
@@ -49,15 +37,6 @@ def failed(result: Result[T, QiError], code: str) -> QiError:
     assert result.error.code == code, f"expected {code}, got {result.error!r}"
     assert result.error.context["implementation"] == "memory"
     return result.error
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @contextlib.asynccontextmanager

@@ -14,13 +14,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from qi.base import Failure, QiError, Result, Success
+from qi.base import Failure, QiError
 from qi.base.streaming import (
     ConsumerConfig,
     ConsumerRunConfig,
@@ -37,22 +36,11 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.aiokafka._settings import CONSUMER_METADATA_MAX_AGE_MS
 from qi.base.streaming.devbroker import DevBroker
+from testkit import ok, unique
 
 pytestmark = pytest.mark.broker
 
 NOT_IDEMPOTENT = ProducerConfig(idempotent=False)
-
-
-def _name(prefix: str) -> str:
-    return f"qi-aiokafka-{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-T = TypeVar("T")
-
-
-def _ok(result: Result[T, QiError]) -> T:
-    assert isinstance(result, Success), f"expected a Success, got {result!r}"
-    return result.value
 
 
 def _failure(result: object, code: str) -> QiError:
@@ -63,13 +51,13 @@ def _failure(result: object, code: str) -> QiError:
 
 
 def _group(**changes: object) -> ConsumerConfig:
-    config = ConsumerConfig(group_id=_name("group"), session_timeout=6.0, heartbeat_interval=0.5)
+    config = ConsumerConfig(group_id=unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
     return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
 
 
 def _config(broker: DevBroker, **changes: object) -> StreamingConfig:
     config = StreamingConfig(
-        client_id=_name("client"),
+        client_id=unique("client"),
         brokers=(broker.bootstrap,),
         connection_timeout=3.0,
         request_timeout=5.0,
@@ -113,45 +101,45 @@ async def test_idempotent_producer_on_tansu_fails_fast_and_clearly(tansu: DevBro
     assert error.context["kafka_error"] == "UNKNOWN"
     assert error.context["retriable"] is False
     assert elapsed < 2.0, f"took {elapsed:.1f}s"
-    _ok(await client.disconnect())
+    ok(await client.disconnect())
     assert await _tasks_settle(before) == set()
     # The same client still works without idempotence.
-    producer = _ok(await client.get_producer(NOT_IDEMPOTENT))
+    producer = ok(await client.get_producer(NOT_IDEMPOTENT))
     assert producer.is_connected()
-    _ok(await client.disconnect())
+    ok(await client.disconnect())
 
 
 async def test_no_call_creates_a_missing_topic(client: StreamingClient) -> None:
-    missing = _name("missing")
-    admin = _ok(await client.get_admin())
-    producer = _ok(await client.get_producer(NOT_IDEMPOTENT))
+    missing = unique("missing")
+    admin = ok(await client.get_admin())
+    producer = ok(await client.get_producer(NOT_IDEMPOTENT))
     sent = await producer.send(missing, StreamingMessage(b"v"))
     assert _failure(sent, "STREAMING_TOPIC_NOT_FOUND").context["delivery"] == "not_written"
     _failure(await admin.get_topic_metadata([missing]), "STREAMING_TOPIC_NOT_FOUND")
-    consumer = _ok(await client.get_consumer(_group()))
-    _ok(await consumer.subscribe(SubscriptionConfig(topics=(missing,))))
+    consumer = ok(await client.get_consumer(_group()))
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(missing,))))
 
     async def handler(payload: EachMessagePayload) -> None:
         raise AssertionError("no message can come from a missing topic")
 
-    _ok(await consumer.run(ConsumerRunConfig(each_message=handler)))
+    ok(await consumer.run(ConsumerRunConfig(each_message=handler)))
     # Absence needs time to show: let the consumer's periodic metadata refresh run once.
     await asyncio.sleep(CONSUMER_METADATA_MAX_AGE_MS / 1000 + 0.5)
-    assert missing not in _ok(await admin.list_topics())
+    assert missing not in ok(await admin.list_topics())
     _failure(await producer.send(missing, StreamingMessage(b"v")), "STREAMING_TOPIC_NOT_FOUND")
 
 
 async def test_batch_results_point_at_the_records_written(client: StreamingClient) -> None:
     # Big enough for several record batches per partition: each message's offset is its
     # batch's base offset plus its place in that batch.
-    topic = _name("topic")
-    _ok(await (_ok(await client.get_admin())).create_topics([TopicConfig(topic, num_partitions=3)]))
-    producer = _ok(await client.get_producer(NOT_IDEMPOTENT))
+    topic = unique("topic")
+    ok(await (ok(await client.get_admin())).create_topics([TopicConfig(topic, num_partitions=3)]))
+    producer = ok(await client.get_producer(NOT_IDEMPOTENT))
     values = [b"%03d-" % index + b"x" * 50_000 for index in range(60)]
     messages = tuple(
         StreamingMessage(value, key=str(index % 7)) for index, value in enumerate(values)
     )
-    results = _ok(await producer.send_batch(MessageBatch(topic, messages))).results
+    results = ok(await producer.send_batch(MessageBatch(topic, messages))).results
     assert len({result.partition for result in results}) > 1
     written: dict[tuple[int, int], bytes] = {}
     done = asyncio.Event()
@@ -163,32 +151,32 @@ async def test_batch_results_point_at_the_records_written(client: StreamingClien
         if len(written) == len(values):
             done.set()
 
-    consumer = _ok(await client.get_consumer(_group()))
-    _ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
-    _ok(await consumer.run(ConsumerRunConfig(each_message=handler)))
+    consumer = ok(await client.get_consumer(_group()))
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+    ok(await consumer.run(ConsumerRunConfig(each_message=handler)))
     await asyncio.wait_for(done.wait(), 20.0)
     for value, result in zip(values, results, strict=True):
         assert written[(result.partition, result.offset)] == value
 
 
 async def test_get_native_client_gives_the_aiokafka_objects(client: StreamingClient) -> None:
-    producer = _ok(await client.get_producer(NOT_IDEMPOTENT))
-    consumer = _ok(await client.get_consumer(_group()))
-    admin = _ok(await client.get_admin())
-    assert isinstance(_ok(producer.get_native_client()), AIOKafkaProducer)
-    assert isinstance(_ok(consumer.get_native_client()), AIOKafkaConsumer)
-    assert isinstance(_ok(admin.get_native_client()), AIOKafkaAdminClient)
+    producer = ok(await client.get_producer(NOT_IDEMPOTENT))
+    consumer = ok(await client.get_consumer(_group()))
+    admin = ok(await client.get_admin())
+    assert isinstance(ok(producer.get_native_client()), AIOKafkaProducer)
+    assert isinstance(ok(consumer.get_native_client()), AIOKafkaConsumer)
+    assert isinstance(ok(admin.get_native_client()), AIOKafkaAdminClient)
 
 
 async def test_disconnect_leaves_no_task_behind(dev_broker: DevBroker) -> None:
     before = asyncio.all_tasks()
     client = create_streaming_client("aiokafka", _config(dev_broker))
-    topic = _name("topic")
-    admin = _ok(await client.get_admin())
-    _ok(await admin.create_topics([TopicConfig(topic, num_partitions=2)]))
-    producer = _ok(await client.get_producer(NOT_IDEMPOTENT))
+    topic = unique("topic")
+    admin = ok(await client.get_admin())
+    ok(await admin.create_topics([TopicConfig(topic, num_partitions=2)]))
+    producer = ok(await client.get_producer(NOT_IDEMPOTENT))
     batch = tuple(StreamingMessage(b"%d" % i, key=str(i)) for i in range(20))
-    _ok(await producer.send_batch(MessageBatch(topic, batch)))
+    ok(await producer.send_batch(MessageBatch(topic, batch)))
     seen = asyncio.Event()
     count = 0
 
@@ -198,11 +186,11 @@ async def test_disconnect_leaves_no_task_behind(dev_broker: DevBroker) -> None:
         if count == len(batch):
             seen.set()
 
-    consumer = _ok(await client.get_consumer(_group()))
-    _ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
-    _ok(await consumer.run(ConsumerRunConfig(each_message=handler)))
+    consumer = ok(await client.get_consumer(_group()))
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+    ok(await consumer.run(ConsumerRunConfig(each_message=handler)))
     await asyncio.wait_for(seen.wait(), 20.0)
-    _ok(await client.disconnect())
+    ok(await client.disconnect())
     assert await _tasks_settle(before) == set()
 
 
@@ -211,19 +199,19 @@ async def test_a_member_leaves_its_group_so_the_next_one_is_assigned_at_once(
 ) -> None:
     # Tansu numbers generations from 0, where aiokafka skips LeaveGroup; without the
     # backend's fix the next member waits a whole session timeout for the partitions.
-    topic = _name("topic")
-    _ok(await (_ok(await client.get_admin())).create_topics([TopicConfig(topic)]))
+    topic = unique("topic")
+    ok(await (ok(await client.get_admin())).create_topics([TopicConfig(topic)]))
     first = _group()
     second = dataclasses.replace(first, heartbeat_interval=0.6)  # same group, another member
     run = ConsumerRunConfig(each_message=lambda payload: asyncio.sleep(0))
-    consumer = _ok(await client.get_consumer(first))
-    _ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,))))
-    _ok(await consumer.run(run))
-    _ok(await consumer.disconnect())
+    consumer = ok(await client.get_consumer(first))
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,))))
+    ok(await consumer.run(run))
+    ok(await consumer.disconnect())
     began = time.monotonic()
-    successor = _ok(await client.get_consumer(second))
-    _ok(await successor.subscribe(SubscriptionConfig(topics=(topic,))))
-    _ok(await successor.run(run))
+    successor = ok(await client.get_consumer(second))
+    ok(await successor.subscribe(SubscriptionConfig(topics=(topic,))))
+    ok(await successor.run(run))
     elapsed = time.monotonic() - began
     assert elapsed < first.session_timeout - 0.5, f"assignment took {elapsed:.1f}s"
 
@@ -231,10 +219,10 @@ async def test_a_member_leaves_its_group_so_the_next_one_is_assigned_at_once(
 async def test_sends_end_in_time_when_the_broker_goes_away(dev_broker: DevBroker) -> None:
     config = _config(dev_broker, request_timeout=2.0)
     client = create_streaming_client("aiokafka", config)
-    topic = _name("topic")
-    _ok(await (_ok(await client.get_admin())).create_topics([TopicConfig(topic)]))
-    producer = _ok(await client.get_producer(NOT_IDEMPOTENT))
-    _ok(await producer.send(topic, StreamingMessage(b"before")))
+    topic = unique("topic")
+    ok(await (ok(await client.get_admin())).create_topics([TopicConfig(topic)]))
+    producer = ok(await client.get_producer(NOT_IDEMPOTENT))
+    ok(await producer.send(topic, StreamingMessage(b"before")))
     await asyncio.to_thread(dev_broker.stop)
     began = time.monotonic()
     outcome = await producer.send(topic, StreamingMessage(b"after"))
@@ -249,9 +237,9 @@ async def test_sends_end_in_time_when_the_broker_goes_away(dev_broker: DevBroker
 async def test_disconnect_reports_what_was_still_in_flight(dev_broker: DevBroker) -> None:
     config = _config(dev_broker, request_timeout=2.0)
     client = create_streaming_client("aiokafka", config)
-    topic = _name("topic")
-    _ok(await (_ok(await client.get_admin())).create_topics([TopicConfig(topic)]))
-    producer = _ok(await client.get_producer(NOT_IDEMPOTENT))
+    topic = unique("topic")
+    ok(await (ok(await client.get_admin())).create_topics([TopicConfig(topic)]))
+    producer = ok(await client.get_producer(NOT_IDEMPOTENT))
     await asyncio.to_thread(dev_broker.stop)
     batch = MessageBatch(topic, tuple(StreamingMessage(b"%d" % i) for i in range(5)))
     sending = asyncio.ensure_future(producer.send_batch(batch))

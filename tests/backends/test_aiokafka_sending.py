@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from qi.base import Failure, QiError, Result, Success
+from qi.base import Failure
 from qi.base.streaming import (
     MessageBatch,
     ProducerConfig,
@@ -25,18 +24,9 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.aiokafka._budget import QueueBudget
 from qi.base.streaming.devbroker import DevBroker
+from testkit import ok, unique
 
 NOT_IDEMPOTENT = ProducerConfig(idempotent=False)
-T = TypeVar("T")
-
-
-def _ok(result: Result[T, QiError]) -> T:
-    assert isinstance(result, Success), f"expected a Success, got {result!r}"
-    return result.value
-
-
-def _name(prefix: str) -> str:
-    return f"qi-aiokafka-{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 # -- the budget, without a broker -----------------------------------------------------------
@@ -98,7 +88,7 @@ async def test_budget_lets_the_next_waiter_in_when_the_head_is_cancelled() -> No
 @pytest.fixture
 async def client(dev_broker: DevBroker) -> AsyncIterator[StreamingClient]:
     config = StreamingConfig(
-        client_id=_name("client"),
+        client_id=unique("client"),
         brokers=(dev_broker.bootstrap,),
         connection_timeout=3.0,
         request_timeout=5.0,
@@ -109,10 +99,10 @@ async def client(dev_broker: DevBroker) -> AsyncIterator[StreamingClient]:
 
 
 async def _producer(client: StreamingClient, partitions: int = 3) -> tuple[StreamingProducer, str]:
-    topic = _name("topic")
-    admin = _ok(await client.get_admin())
-    _ok(await admin.create_topics([TopicConfig(topic, num_partitions=partitions)]))
-    return _ok(await client.get_producer(NOT_IDEMPOTENT)), topic
+    topic = unique("topic")
+    admin = ok(await client.get_admin())
+    ok(await admin.create_topics([TopicConfig(topic, num_partitions=partitions)]))
+    return ok(await client.get_producer(NOT_IDEMPOTENT)), topic
 
 
 def _positions(results: list[Any]) -> set[tuple[int, int]]:
@@ -134,7 +124,7 @@ async def test_sends_arriving_one_iteration_apart_join_queued_batches(
         message = StreamingMessage(b"%d" % i, timestamp=stamp)
         sending.append(asyncio.ensure_future(producer.send(topic, message)))
         await asyncio.sleep(0)
-    results = [_ok(outcome) for outcome in await asyncio.gather(*sending)]
+    results = [ok(outcome) for outcome in await asyncio.gather(*sending)]
     assert len(_positions(results)) == 2000
     assert time.monotonic() - began < 5.0
     # Each result carries its own record's timestamp, also when it joined a batch.
@@ -146,11 +136,11 @@ async def test_keyed_and_explicit_partitions_are_kept(client: StreamingClient) -
     producer, topic = await _producer(client)
     keyed = [StreamingMessage(b"v", key="same-key") for _ in range(50)]
     explicit = [StreamingMessage(b"v", partition=2) for _ in range(50)]
-    batch = _ok(await producer.send_batch(MessageBatch(topic, tuple(keyed + explicit))))
+    batch = ok(await producer.send_batch(MessageBatch(topic, tuple(keyed + explicit))))
     assert len({result.partition for result in batch.results[:50]}) == 1
     assert {result.partition for result in batch.results[50:]} == {2}
     single = await asyncio.gather(*(producer.send(topic, message) for message in keyed))
-    assert {_ok(outcome).partition for outcome in single} == {batch.results[0].partition}
+    assert {ok(outcome).partition for outcome in single} == {batch.results[0].partition}
 
 
 @pytest.mark.broker
@@ -158,7 +148,7 @@ async def test_a_full_queue_fails_with_queue_full_not_written(
     dev_broker: DevBroker, client: StreamingClient
 ) -> None:
     producer, topic = await _producer(client, partitions=1)
-    _ok(await producer.send(topic, StreamingMessage(b"before")))
+    ok(await producer.send(topic, StreamingMessage(b"before")))
     budget = QueueBudget(100)
     producer._sender._budget = budget  # type: ignore[attr-defined]
     await asyncio.to_thread(dev_broker.stop)
@@ -180,12 +170,12 @@ async def test_more_sends_at_once_than_the_queue_holds_join_in_turns(
     client: StreamingClient,
 ) -> None:
     producer, topic = await _producer(client, partitions=1)
-    _ok(await producer.send(topic, StreamingMessage(b"before")))
+    ok(await producer.send(topic, StreamingMessage(b"before")))
     producer._sender._budget = QueueBudget(100)  # type: ignore[attr-defined]
     first = [asyncio.ensure_future(producer.send(topic, StreamingMessage(b"a"))) for _ in range(50)]
     await asyncio.sleep(0)  # queued: aiokafka holds their batch while the next sends arrive
     more = [asyncio.ensure_future(producer.send(topic, StreamingMessage(b"b"))) for _ in range(150)]
-    results = [_ok(outcome) for outcome in await asyncio.gather(*first, *more)]
+    results = [ok(outcome) for outcome in await asyncio.gather(*first, *more)]
     assert len(_positions(results)) == 200
 
 

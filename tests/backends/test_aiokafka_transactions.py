@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import uuid
 from typing import Any
 
 import pytest
@@ -42,8 +41,7 @@ from qi.base.streaming.backends.aiokafka._transactions import (
     _FencedTxnOffsetCommitHandler,
     _TxnOffsetCommitResponseV3,
 )
-
-from ._memory import ok
+from testkit import ok, unique
 
 
 def test_the_sender_still_commits_offsets_in_one_replaceable_method() -> None:
@@ -114,7 +112,7 @@ def test_a_fenced_member_makes_the_transaction_abortable() -> None:
 async def test_the_broker_refuses_the_offsets_of_a_stale_generation(kafka_bootstrap: str) -> None:
     config = StreamingConfig("txn-test", (kafka_bootstrap,), request_timeout=10.0)
     client = create_streaming_client("aiokafka", config)
-    topic, group_id = f"txn-{uuid.uuid4().hex[:12]}", f"group-{uuid.uuid4().hex[:12]}"
+    topic, group_id = unique("txn"), unique("group")
     try:
         ok(await ok(await client.get_admin()).create_topics([TopicConfig(topic)]))
         consumer = ok(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -36,17 +35,14 @@ from qi.base.streaming import (
 from qi.base.streaming.backends.confluent import _producer as producer_module
 from qi.base.streaming.backends.confluent._settings import producer_settings
 from qi.base.streaming.devbroker import DevBroker
+from testkit import unique
 
 pytestmark = pytest.mark.broker
 
 
-def _unique(prefix: str) -> str:
-    return f"qi-confluent-{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 def _config(bootstrap: str, **changes: Any) -> StreamingConfig:
     settings: dict[str, Any] = {
-        "client_id": _unique("client"),
+        "client_id": unique("client"),
         "brokers": tuple(bootstrap.split(",")),
         "connection_timeout": 5.0,
         "request_timeout": 10.0,
@@ -90,7 +86,7 @@ async def client(kafka_bootstrap: str) -> AsyncIterator[StreamingClient]:
 
 
 async def _topic(client: StreamingClient, partitions: int = 1) -> str:
-    name = _unique("topic")
+    name = unique("topic")
     admin = (await client.get_admin()).unwrap()
     assert isinstance(await admin.create_topics([TopicConfig(name, partitions)]), Success)
     return name
@@ -98,7 +94,7 @@ async def _topic(client: StreamingClient, partitions: int = 1) -> str:
 
 async def test_native_clients_are_librdkafka_objects(client: StreamingClient) -> None:
     producer = (await client.get_producer()).unwrap()
-    consumer = (await client.get_consumer(ConsumerConfig(_unique("group")))).unwrap()
+    consumer = (await client.get_consumer(ConsumerConfig(unique("group")))).unwrap()
     admin = (await client.get_admin()).unwrap()
     assert isinstance(producer.get_native_client().unwrap(), Producer)
     assert isinstance(consumer.get_native_client().unwrap(), Consumer)
@@ -118,7 +114,7 @@ async def test_disconnect_leaves_no_thread_running(kafka_bootstrap: str) -> None
 
     consumer = (
         await client.get_consumer(
-            ConsumerConfig(_unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
+            ConsumerConfig(unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
         )
     ).unwrap()
     assert isinstance(
@@ -138,7 +134,7 @@ async def test_waiting_in_librdkafka_never_blocks_the_loop(
     topic = await _topic(client)
     consumer = (
         await client.get_consumer(
-            ConsumerConfig(_unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
+            ConsumerConfig(unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
         )
     ).unwrap()
     await consumer.subscribe(SubscriptionConfig(topics=(topic,)))
@@ -177,7 +173,7 @@ async def test_pausing_and_resuming_a_full_partition_never_blocks_the_loop(
     assert isinstance(await producer.send_batch(MessageBatch(topic, values)), Success)
     consumer = (
         await client.get_consumer(
-            ConsumerConfig(_unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
+            ConsumerConfig(unique("group"), session_timeout=6.0, heartbeat_interval=0.5)
         )
     ).unwrap()
     await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True))
@@ -313,13 +309,13 @@ async def test_a_fenced_transactional_producer_keeps_its_delivery_reports(
     # confluent-kafka raises the fatal error from poll() once: the poll thread died of it,
     # and the send then read "the producer was disconnected" instead of the broker's answer.
     config = _config(noida_bootstrap)
-    topic = _unique("fenced")
+    topic = unique("fenced")
     first = create_streaming_client("confluent", config)
     second = create_streaming_client("confluent", config)
     try:
         admin = (await first.get_admin()).unwrap()
         assert isinstance(await admin.create_topics([TopicConfig(topic)]), Success)
-        producer_config = ProducerConfig(transactional_id=_unique("txn"))
+        producer_config = ProducerConfig(transactional_id=unique("txn"))
         zombie = (await first.get_producer(producer_config)).unwrap()
         transaction = (await zombie.transaction()).unwrap()
         assert isinstance(await transaction.send(topic, StreamingMessage(b"a")), Success)
@@ -342,9 +338,9 @@ async def test_a_transaction_after_an_abort_that_timed_out_begins() -> None:
         )
         try:
             admin = (await client.get_admin()).unwrap()
-            topic = _unique("cut")
+            topic = unique("cut")
             assert isinstance(await admin.create_topics([TopicConfig(topic)]), Success)
-            config = ProducerConfig(transactional_id=_unique("txn"))
+            config = ProducerConfig(transactional_id=unique("txn"))
             producer = (await client.get_producer(config)).unwrap()
             transaction = (await producer.transaction()).unwrap()
             assert isinstance(await transaction.send(topic, StreamingMessage(b"x")), Success)

@@ -25,12 +25,14 @@ from qi.base.streaming.backends.memory import (
     partition_for_key,
 )
 from qi.base.streaming.backends.memory._build import Record, consumed_messages
+from qi.base.streaming.testing._cluster import private_memory_brokers
+from testkit import ok, wait_until
 
-from ._memory import config_for, failed, ok, private_brokers, wait_until
+from ._memory import config_for, failed
 
 
 async def test_clients_with_the_same_brokers_share_one_broker() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     async with (
         create_streaming_client("memory", config_for(brokers)) as one,
         create_streaming_client("memory", config_for(brokers)) as two,
@@ -48,7 +50,7 @@ async def test_clients_with_the_same_brokers_share_one_broker() -> None:
 
 
 async def test_different_brokers_values_are_isolated() -> None:
-    first, second = private_brokers(), private_brokers()
+    first, second = private_memory_brokers(), private_memory_brokers()
     async with (
         create_streaming_client("memory", config_for(first)) as one,
         create_streaming_client("memory", config_for(second)) as two,
@@ -65,7 +67,7 @@ async def test_different_brokers_values_are_isolated() -> None:
 
 
 async def test_a_discarded_broker_is_replaced_by_an_empty_one() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker_for(brokers).create_topic(TopicConfig("old"))
     discard_broker(brokers)
     assert broker_for(brokers).topic_names() == []
@@ -73,7 +75,7 @@ async def test_a_discarded_broker_is_replaced_by_an_empty_one() -> None:
 
 
 async def test_same_key_same_partition() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     broker.create_topic(TopicConfig("keys", num_partitions=4))
     async with create_streaming_client("memory", config_for(brokers)) as client:
@@ -91,7 +93,7 @@ async def test_same_key_same_partition() -> None:
 async def test_unkeyed_messages_stick_to_one_partition_then_move_on() -> None:
     # Kafka's clients since KIP-480 (librdkafka: sticky.partitioning.linger.ms, twice linger)
     # keep a producer's unkeyed records on one partition for a while: no round robin.
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker_for(brokers).create_topic(TopicConfig("unkeyed", num_partitions=4))
     async with create_streaming_client("memory", config_for(brokers)) as client:
         producer = ok(await client.get_producer(ProducerConfig(linger=60.0)))
@@ -111,7 +113,7 @@ async def test_unkeyed_messages_stick_to_one_partition_then_move_on() -> None:
 
 
 async def test_offsets_timestamps_and_headers_are_stored_as_kafka_does() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     broker.create_topic(TopicConfig("records", num_partitions=2))
     eastern = timezone(timedelta(hours=-5))
@@ -153,7 +155,7 @@ async def test_offsets_timestamps_and_headers_are_stored_as_kafka_does() -> None
 
 
 async def test_topic_settings_and_deletion() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     async with create_streaming_client("memory", config_for(brokers)) as client:
         admin = ok(await client.get_admin())
@@ -234,7 +236,7 @@ async def test_topic_names_found_valid_are_remembered_within_a_bound() -> None:
     # names must not grow that memory without end, nor make an invalid name pass.
     from qi.base.streaming._producer import _VALID_TOPICS_KEPT
 
-    async with create_streaming_client("memory", config_for(private_brokers())) as client:
+    async with create_streaming_client("memory", config_for(private_memory_brokers())) as client:
         producer = ok(await client.get_producer(ProducerConfig()))
         message = StreamingMessage(b"v")
         for number in range(_VALID_TOPICS_KEPT + 50):

@@ -27,8 +27,9 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 from qi.base.streaming.backends.memory import broker_for
+from testkit import ok, wait_until
 
-from ._memory import client_with_topics, config_for, ok, wait_until
+from ._memory import client_with_topics, config_for
 
 
 @pytest.fixture

@@ -28,8 +28,10 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.memory import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.backends.memory._records import StickyPartitions
+from qi.base.streaming.testing._cluster import private_memory_brokers
+from testkit import Collector, ok, wait_until
 
-from ._memory import config_for, failed, ok, private_brokers, wait_until
+from ._memory import config_for, failed
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Setup:
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
     """A private broker with topics ``a`` (1 partition) and ``b`` (2), and a client of it."""
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     broker.create_topic(TopicConfig("a"))
     broker.create_topic(TopicConfig("b", num_partitions=2))
@@ -123,7 +125,7 @@ async def test_a_delay_beyond_request_timeout_is_a_timeout_of_written_messages(
 
 
 async def test_an_unreachable_broker_fails_connects_and_health_checks() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     broker.set_unreachable()
     assert not broker.reachable
@@ -211,43 +213,31 @@ async def test_a_fetch_that_fails_after_moving_on_loses_nothing(setup: Setup) ->
     producer = ok(await setup.client.get_producer())
     for index in range(60):
         ok(await producer.send("b", StreamingMessage(b"%d" % index, partition=index % 2)))
-    seen: list[ConsumedMessage] = []
-    errors: list[QiError] = []
-
-    async def handle(payload: EachMessagePayload) -> None:
-        seen.append(payload.message)
-
-    async def on_error(error: QiError) -> None:
-        errors.append(error)
-
+    collector = Collector()
     config = ConsumerConfig("rewound", 6.0, 0.5, max_batch_size=5)
     consumer = ok(await setup.client.get_consumer(config))
     ok(await consumer.subscribe(SubscriptionConfig(("b",), from_beginning=True)))
     setup.broker.fail_next_fetches("rewound", 3)
-    ok(await consumer.run(ConsumerRunConfig(each_message=handle, on_error=on_error)))
-    await wait_until(lambda: len(errors) == 3 and len(seen) >= 60, "every message")
+    ok(await consumer.run(collector.run_config()))
+    await wait_until(
+        lambda: len(collector.errors) == 3 and len(collector.seen) >= 60, "every message"
+    )
     for partition in (0, 1):
-        offsets = [m.offset for m in seen if m.partition == partition]
+        offsets = [m.offset for m in collector.messages if m.partition == partition]
         assert offsets == list(range(30)), f"partition {partition}: {offsets}"
-    assert all(error.context["kafka_error"] == "INJECTED_FAULT" for error in errors), errors
+    assert all(error.context["kafka_error"] == "INJECTED_FAULT" for error in collector.errors), (
+        collector.errors
+    )
 
 
 async def test_failed_rebalance_commits_leave_no_task_behind(setup: Setup) -> None:
     producer = ok(await setup.client.get_producer())
-    seen: list[ConsumedMessage] = []
-    errors: list[QiError] = []
-
-    async def handle(payload: EachMessagePayload) -> None:
-        seen.append(payload.message)
-
-    async def on_error(error: QiError) -> None:
-        errors.append(error)
-
+    collector = Collector()
     config = ConsumerConfig("revoker", 6.0, 0.5, auto_commit=False)
     subscription = SubscriptionConfig(("b",), from_beginning=True)
     consumer = ok(await setup.client.get_consumer(config))
     ok(await consumer.subscribe(subscription))
-    ok(await consumer.run(ConsumerRunConfig(each_message=handle, on_error=on_error)))
+    ok(await consumer.run(collector.run_config()))
 
     def done_tasks() -> int:
         gc.collect()
@@ -257,10 +247,10 @@ async def test_failed_rebalance_commits_leave_no_task_behind(setup: Setup) -> No
         pass
 
     def handled_twice(value: bytes) -> bool:
-        return sum(message.value == value for message in seen) >= 2
+        return sum(message.value == value for message in collector.messages) >= 2
 
     def reported(count: int) -> bool:
-        return sum(error.code == ErrorCode.COMMIT_FAILED for error in errors) == count
+        return sum(error.code == ErrorCode.COMMIT_FAILED for error in collector.errors) == count
 
     before = done_tasks()
     failures = 20

@@ -24,8 +24,10 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.memory import broker_for, crash, discard_broker
 from qi.base.streaming.backends.memory._group import ConsumerGroup, sticky_assignment
+from qi.base.streaming.testing._cluster import private_memory_brokers
+from testkit import ok, wait_until
 
-from ._memory import config_for, ok, private_brokers, wait_until
+from ._memory import config_for
 
 TopicPartition = tuple[str, int]
 
@@ -142,7 +144,7 @@ class Member:
 
 @pytest.mark.parametrize("size", [1, 2, 3, 6, 7])
 async def test_a_live_group_shares_partitions_and_rebalances_on_leave(size: int) -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     broker.create_topic(TopicConfig("work", num_partitions=6))
     config = ConsumerConfig("workers", 6.0, 0.5, auto_commit=False)
@@ -188,7 +190,7 @@ async def test_a_live_group_shares_partitions_and_rebalances_on_leave(size: int)
 
 
 async def test_a_partition_moving_to_a_newcomer_carries_the_processed_offset() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     broker.create_topic(TopicConfig("moving", num_partitions=2))
     config = ConsumerConfig("movers", 6.0, 0.5, auto_commit=False)
@@ -218,7 +220,7 @@ async def test_a_partition_moving_to_a_newcomer_carries_the_processed_offset() -
 
 
 async def test_a_crashed_member_keeps_its_partitions_until_its_session_expires() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     broker.create_topic(TopicConfig("crashy", num_partitions=2))
     session = 0.6

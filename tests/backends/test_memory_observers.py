@@ -20,13 +20,15 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backends.memory import GroupEvent, broker_for, discard_broker
 from qi.base.streaming.backends.memory._group import ConsumerGroup
+from qi.base.streaming.testing._cluster import private_memory_brokers
+from testkit import ok, wait_until
 
-from ._memory import config_for, ok, private_brokers, wait_until
+from ._memory import config_for
 from .test_memory_groups import FakeMember
 
 
 async def test_observers_see_joins_assignments_commits_and_revocations_in_order() -> None:
-    brokers = private_brokers()
+    brokers = private_memory_brokers()
     broker = broker_for(brokers)
     events: list[GroupEvent] = []
     stop = broker.observe_groups(events.append)
@@ -112,7 +114,7 @@ async def test_stopping_an_observer_and_a_failing_observer_leave_the_group_worki
     assert [event.kind for event in seen] == ["joined", "assigned"]
     assert "group observer" in caplog.text and "observer bug" in caplog.text
 
-    broker = broker_for(private_brokers())
+    broker = broker_for(private_memory_brokers())
     stop = broker.observe_groups(seen.append)
     stop()
     stop()  # idempotent

@@ -25,8 +25,9 @@ from qi.base.streaming.backends.memory import (
 )
 from qi.base.streaming.backends.memory._errors import MemoryBrokerError
 from qi.base.streaming.backends.memory._transactions import MemoryGroupMetadata
+from testkit import ok, wait_until
 
-from ._memory import client_with_topics, config_for, failed, ok, wait_until
+from ._memory import client_with_topics, config_for, failed
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 
 from qi.base import Success
@@ -55,14 +54,36 @@ def start_cli(cluster: Mapping[str, str], *args: str) -> subprocess.Popen[bytes]
     )
 
 
+def cluster_env(bootstrap: str, backend: str) -> dict[str, str]:
+    """Environment pointing the CLI at ``bootstrap`` (QI_BROKERS), naming the Kafka backend
+    to run it with (QI_TEST_BACKEND, read by :func:`run_on_cluster` and :func:`start_cli`)."""
+    return {"QI_BROKERS": bootstrap, "QI_TEST_BACKEND": backend}
+
+
+def run_on_cluster(
+    cluster: Mapping[str, str],
+    *args: str,
+    stdin: bytes | None = None,
+    extra: Sequence[str] = (),
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``qi-stream ARGS --backend <the cluster's backend> EXTRA`` in the cluster's env."""
+    return run_cli(*args, "--backend", cluster["QI_TEST_BACKEND"], *extra, stdin=stdin, env=cluster)
+
+
+def created_topic(
+    cli: Callable[..., subprocess.CompletedProcess[bytes]], name: str, *options: str
+) -> Iterator[str]:
+    """For a fixture: the topic ``name`` made by ``cli("topics", "create", name, *options)``,
+    deleted through ``cli`` after the test."""
+    created = cli("topics", "create", name, *options)
+    assert created.returncode == 0, created.stderr.decode()
+    yield name
+    cli("topics", "delete", name)
+
+
 def stderr_lines(completed: subprocess.CompletedProcess[bytes]) -> list[str]:
     """The non-empty lines the command wrote on stderr."""
     return [line for line in completed.stderr.decode().splitlines() if line.strip()]
-
-
-def unique_topic(prefix: str = "cli") -> str:
-    """A topic name no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @cache

@@ -7,8 +7,9 @@ import subprocess
 import pytest
 
 from qi.base.streaming.cli._options import backend_installed
+from testkit import unique
 
-from ._support import run_cli, stderr_lines, unique_topic
+from ._support import run_cli, stderr_lines
 
 
 def kafka_installed() -> bool:
@@ -86,10 +87,10 @@ def test_sasl_without_a_password_is_a_usage_error() -> None:
 
 
 def test_produce_to_a_missing_topic_fails_with_status_1() -> None:
-    completed = run_cli("produce", unique_topic(), "--backend", "memory", stdin=b"a\nb\n")
+    completed = run_cli("produce", unique("cli"), "--backend", "memory", stdin=b"a\nb\n")
     _assert_one_error_line(completed, 1, "STREAMING_TOPIC_NOT_FOUND")
 
 
 def test_consume_from_a_missing_topic_fails_with_status_1() -> None:
-    completed = run_cli("consume", unique_topic(), "--backend", "memory", "--max", "1")
+    completed = run_cli("consume", unique("cli"), "--backend", "memory", "--max", "1")
     _assert_one_error_line(completed, 1, "STREAMING_TOPIC_NOT_FOUND")

@@ -6,16 +6,18 @@ wrongly (see the README's broker quirks).
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from ._support import run_cli, start_cli, stderr_lines, unique_topic
+from testkit import unique
+
+from ._support import cluster_env, created_topic, run_cli, run_on_cluster, start_cli, stderr_lines
 
 FAST_GROUP = ("--session-timeout", "6")
 
@@ -23,28 +25,20 @@ FAST_GROUP = ("--session-timeout", "6")
 @pytest.fixture
 def cluster(noida_bootstrap: str, backend: str) -> dict[str, str]:
     """Environment pointing the CLI at noida-db (QI_BROKERS) with a Kafka backend."""
-    return {"QI_BROKERS": noida_bootstrap, "QI_TEST_BACKEND": backend}
-
-
-def cli(
-    cluster: dict[str, str], *args: str, stdin: bytes | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    return run_cli(*args, "--backend", cluster["QI_TEST_BACKEND"], stdin=stdin, env=cluster)
+    return cluster_env(noida_bootstrap, backend)
 
 
 def cli_json(cluster: dict[str, str], *args: str) -> Any:
-    completed = cli(cluster, *args, "--format", "json")
+    completed = run_on_cluster(cluster, *args, "--format", "json")
     assert completed.returncode == 0, completed.stderr.decode()
     return json.loads(completed.stdout)
 
 
 @pytest.fixture
 def topic(cluster: dict[str, str]) -> Iterator[str]:
-    name = unique_topic()
-    created = cli(cluster, "topics", "create", name, "--partitions", "2")
-    assert created.returncode == 0, created.stderr.decode()
-    yield name
-    cli(cluster, "topics", "delete", name)
+    yield from created_topic(
+        functools.partial(run_on_cluster, cluster), unique("cli"), "--partitions", "2"
+    )
 
 
 def _partitions(described: Any) -> list[tuple[int, int | None, int, int]]:
@@ -57,9 +51,9 @@ def _partitions(described: Any) -> list[tuple[int, int | None, int, int]]:
 @pytest.mark.broker
 def test_describe_reset_and_delete_a_stopped_group(cluster: dict[str, str], topic: str) -> None:
     messages = b"".join(f"m{index}\n".encode() for index in range(5))
-    assert cli(cluster, "produce", topic, "--key", "k", stdin=messages).returncode == 0
-    group = unique_topic("group")
-    consumed = cli(
+    assert run_on_cluster(cluster, "produce", topic, "--key", "k", stdin=messages).returncode == 0
+    group = unique("group")
+    consumed = run_on_cluster(
         cluster, "consume", topic, "--group", group, "--from-beginning", "--max", "3", *FAST_GROUP
     )
     assert consumed.returncode == 0, consumed.stderr.decode()
@@ -68,18 +62,18 @@ def test_describe_reset_and_delete_a_stopped_group(cluster: dict[str, str], topi
     ends = {row["partition"]: row["end"] for row in offsets}
     assert sorted(ends.values()) == [0, 5] and {row["start"] for row in offsets} == {0}
     keyed = next(partition for partition, end in ends.items() if end == 5)
-    assert "start" in cli(cluster, "topics", "describe", topic).stdout.decode()
+    assert "start" in run_on_cluster(cluster, "topics", "describe", topic).stdout.decode()
 
-    assert group in cli(cluster, "groups", "list").stdout.decode().splitlines()
+    assert group in run_on_cluster(cluster, "groups", "list").stdout.decode().splitlines()
     assert group in cli_json(cluster, "groups", "list")
     described = cli_json(cluster, "groups", "describe", group)
     assert described["state"] == "empty" and described["members"] == []
     assert (keyed, 3, 5, 2) in _partitions(described)
     assert described["total_lag"] == 2
-    table = cli(cluster, "groups", "describe", group)
+    table = run_on_cluster(cluster, "groups", "describe", group)
     assert table.returncode == 0 and "total lag 2" in table.stdout.decode()
 
-    declined = cli(
+    declined = run_on_cluster(
         cluster, "groups", "reset", group, "--topic", topic, "--to", "earliest", stdin=b"n\n"
     )
     assert declined.returncode == 1
@@ -90,16 +84,16 @@ def test_describe_reset_and_delete_a_stopped_group(cluster: dict[str, str], topi
     reset = cli_json(cluster, "groups", "reset", group, "--topic", topic, "--to", "1", "--yes")
     assert {"partition": keyed, "from": 3, "to": 1} in reset["partitions"]
     assert cli_json(cluster, "groups", "describe", group)["total_lag"] == 4
-    to_time = cli(
+    to_time = run_on_cluster(
         cluster, "groups", "reset", group, "--topic", topic, "--to", "2999-01-01T00:00", "--yes"
     )
     assert to_time.returncode == 0, to_time.stderr.decode()
     assert f"{topic}[{keyed}]: 1 -> 5" in to_time.stdout.decode()
 
-    deleted = cli(cluster, "groups", "delete", group)
+    deleted = run_on_cluster(cluster, "groups", "delete", group)
     assert deleted.returncode == 0 and f"deleted group {group}" in deleted.stdout.decode()
     assert group not in cli_json(cluster, "groups", "list")
-    gone = cli(cluster, "groups", "describe", group)
+    gone = run_on_cluster(cluster, "groups", "describe", group)
     assert gone.returncode == 1 and "does not exist" in gone.stderr.decode()
 
 
@@ -107,7 +101,7 @@ def test_describe_reset_and_delete_a_stopped_group(cluster: dict[str, str], topi
 def test_a_group_with_an_active_member_is_shown_and_not_reset(
     cluster: dict[str, str], topic: str
 ) -> None:
-    group = unique_topic("group")
+    group = unique("group")
     with start_cli(cluster, "consume", topic, "--group", group, *FAST_GROUP) as consumer:
         try:
             described = _wait_for_member(cluster, group)
@@ -118,14 +112,17 @@ def test_a_group_with_an_active_member_is_shown_and_not_reset(
                 (topic, 1),
             ]
             assert {row["member_id"] for row in described["partitions"]} == {member["member_id"]}
-            assert member["member_id"] in cli(cluster, "groups", "describe", group).stdout.decode()
+            assert (
+                member["member_id"]
+                in run_on_cluster(cluster, "groups", "describe", group).stdout.decode()
+            )
 
-            refused = cli(
+            refused = run_on_cluster(
                 cluster, "groups", "reset", group, "--topic", topic, "--to", "latest", "--yes"
             )
             assert refused.returncode == 1
             assert "active members" in refused.stderr.decode()
-            not_deleted = cli(cluster, "groups", "delete", group)
+            not_deleted = run_on_cluster(cluster, "groups", "delete", group)
             assert not_deleted.returncode == 1
             assert "STREAMING_INVALID_ARGUMENT" in not_deleted.stderr.decode()
         finally:
@@ -136,7 +133,7 @@ def test_a_group_with_an_active_member_is_shown_and_not_reset(
 def _wait_for_member(cluster: dict[str, str], group: str) -> Any:
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
-        completed = cli(cluster, "groups", "describe", group, "--format", "json")
+        completed = run_on_cluster(cluster, "groups", "describe", group, "--format", "json")
         if completed.returncode == 0:
             described = json.loads(completed.stdout)
             if described["state"] == "stable" and described["members"]:

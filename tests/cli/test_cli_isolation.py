@@ -6,13 +6,11 @@ records (see the README's broker quirks), so the difference is only visible on n
 
 from __future__ import annotations
 
-import subprocess
-import uuid
+import functools
 from collections.abc import Iterator
 
 import pytest
 
-from qi.base import QiError, Result, Success
 from qi.base.streaming import (
     MessageBatch,
     ProducerConfig,
@@ -20,8 +18,9 @@ from qi.base.streaming import (
     StreamingMessage,
     create_streaming_client,
 )
+from testkit import ok, unique
 
-from ._support import kafka_backend, run_cli, unique_topic
+from ._support import cluster_env, created_topic, run_on_cluster
 
 # One partition, so that the printed order is the order the transactions were written in.
 COMMITTED_FIRST = (b"committed-1", b"committed-2")
@@ -29,58 +28,36 @@ ABORTED = (b"aborted-1", b"aborted-2")
 COMMITTED_LAST = (b"committed-3",)
 
 
-@pytest.fixture(scope="module")
-def backend() -> str:
-    name = kafka_backend()
-    if name is None:
-        pytest.skip("neither the confluent nor the aiokafka backend is installed and loads")
-    return name
+@pytest.fixture
+def cluster(noida_bootstrap: str, backend: str) -> dict[str, str]:
+    """Environment pointing the CLI at noida-db (QI_BROKERS) with a Kafka backend."""
+    return cluster_env(noida_bootstrap, backend)
 
 
 @pytest.fixture
-def cluster(noida_bootstrap: str) -> dict[str, str]:
-    """Environment pointing the CLI at noida-db (QI_BROKERS)."""
-    return {"QI_BROKERS": noida_bootstrap}
-
-
-def cli(backend: str, cluster: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
-    return run_cli(*args, "--backend", backend, env=cluster)
-
-
-@pytest.fixture
-def topic(backend: str, cluster: dict[str, str]) -> Iterator[str]:
-    name = unique_topic("isolation")
-    created = cli(backend, cluster, "topics", "create", name, "--partitions", "1")
-    assert created.returncode == 0, created.stderr.decode()
-    yield name
-    cli(backend, cluster, "topics", "delete", name)
-
-
-def _ok(result: Result[object, QiError]) -> None:
-    assert isinstance(result, Success), f"expected a Success, got {result!r}"
+def topic(cluster: dict[str, str]) -> Iterator[str]:
+    run = functools.partial(run_on_cluster, cluster)
+    yield from created_topic(run, unique("isolation"), "--partitions", "1")
 
 
 async def _write_transactions(backend: str, bootstrap: str, topic: str) -> None:
     """A committed transaction, an aborted one, then another committed one."""
     config = StreamingConfig(client_id="cli-isolation", brokers=(bootstrap,))
     async with create_streaming_client(backend, config) as client:
-        producer_config = ProducerConfig(transactional_id=f"cli-isolation-{uuid.uuid4().hex}")
+        producer_config = ProducerConfig(transactional_id=unique("cli-isolation"))
         producer = (await client.get_producer(producer_config)).unwrap()
         for values, commit in ((COMMITTED_FIRST, True), (ABORTED, False), (COMMITTED_LAST, True)):
             transaction = (await producer.transaction()).unwrap()
             batch = MessageBatch(topic, tuple(StreamingMessage(value) for value in values))
-            _ok(await transaction.send_batch(batch))
-            _ok(await (transaction.commit() if commit else transaction.abort()))
+            ok(await transaction.send_batch(batch))
+            ok(await (transaction.commit() if commit else transaction.abort()))
 
 
-def _printed(
-    backend: str, cluster: dict[str, str], topic: str, isolation: str | None, count: int
-) -> list[bytes]:
+def _printed(cluster: dict[str, str], topic: str, isolation: str | None, count: int) -> list[bytes]:
     """What ``consume --isolation ISOLATION`` (no option when None) prints of the topic."""
     chosen = ("--isolation", isolation) if isolation is not None else ()
     # --max stops at the expected count; --timeout only bounds a run that falls short.
-    consumed = cli(
-        backend,
+    consumed = run_on_cluster(
         cluster,
         "consume",
         topic,
@@ -107,6 +84,6 @@ async def test_read_committed_hides_aborted_records_read_uncommitted_shows_them(
     everything = [*COMMITTED_FIRST, *ABORTED, *COMMITTED_LAST]
     # Asking read_committed for exactly as many records as were committed: an aborted
     # record among them would be printed in place of committed-3.
-    assert _printed(backend, cluster, topic, "read_committed", len(committed)) == committed
-    assert _printed(backend, cluster, topic, "read_uncommitted", len(everything)) == everything
-    assert _printed(backend, cluster, topic, None, len(committed)) == committed  # the default
+    assert _printed(cluster, topic, "read_committed", len(committed)) == committed
+    assert _printed(cluster, topic, "read_uncommitted", len(everything)) == everything
+    assert _printed(cluster, topic, None, len(committed)) == committed  # the default

@@ -6,6 +6,7 @@ about half the session timeout.
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import subprocess
@@ -16,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from ._support import CLI, cli_env, run_cli, start_cli, stderr_lines, unique_topic
+from testkit import unique
+
+from ._support import (
+    CLI,
+    cli_env,
+    cluster_env,
+    created_topic,
+    run_on_cluster,
+    start_cli,
+    stderr_lines,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -26,30 +37,25 @@ FAST_GROUP = ("--session-timeout", "6")
 @pytest.fixture
 def cluster(kafka_bootstrap: str, backend: str) -> dict[str, str]:
     """Environment pointing the CLI at the broker (QI_BROKERS) with a Kafka backend."""
-    return {"QI_BROKERS": kafka_bootstrap, "QI_TEST_BACKEND": backend}
+    return cluster_env(kafka_bootstrap, backend)
 
 
 def cli(
     cluster: dict[str, str], *args: str, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
-    backend = cluster["QI_TEST_BACKEND"]
-    extra = ["--backend", backend]
-    if args[0] == "produce" and backend == "aiokafka":
-        extra.append("--no-idempotent")  # Tansu 0.6 rejects aiokafka's InitProducerId
-    return run_cli(*args, *extra, stdin=stdin, env=cluster)
+    # Tansu 0.6 rejects aiokafka's InitProducerId.
+    not_idempotent = args[0] == "produce" and cluster["QI_TEST_BACKEND"] == "aiokafka"
+    extra = ["--no-idempotent"] if not_idempotent else []
+    return run_on_cluster(cluster, *args, stdin=stdin, extra=extra)
 
 
 @pytest.fixture
 def topic(cluster: dict[str, str]) -> Iterator[str]:
-    name = unique_topic()
-    created = cli(cluster, "topics", "create", name)
-    assert created.returncode == 0, created.stderr.decode()
-    yield name
-    cli(cluster, "topics", "delete", name)
+    yield from created_topic(functools.partial(cli, cluster), unique("cli"))
 
 
 def test_topics_create_describe_list_delete(cluster: dict[str, str]) -> None:
-    name = unique_topic()
+    name = unique("cli")
     created = cli(
         cluster, "topics", "create", name, "--partitions", "3", "--config", "retention.ms=600000"
     )
@@ -105,7 +111,7 @@ def test_produce_a_file_then_consume_it_back(
     assert produced.returncode == 0, produced.stderr.decode()
     assert stderr_lines(produced)[-1] == "acknowledged 20, failed 0"
 
-    group = unique_topic("group")
+    group = unique("group")
     first = cli(
         cluster,
         "consume",
@@ -136,7 +142,7 @@ def test_produce_a_file_then_consume_it_back(
 
 
 def test_produce_json_lines(cluster: dict[str, str], tmp_path: Path) -> None:
-    name = unique_topic()
+    name = unique("cli")
     assert cli(cluster, "topics", "create", name, "--partitions", "2").returncode == 0
     source = tmp_path / "messages.jsonl"
     source.write_text(
@@ -173,7 +179,7 @@ def test_produce_json_lines(cluster: dict[str, str], tmp_path: Path) -> None:
 
 def test_ctrl_c_stops_consume_cleanly_and_commits(cluster: dict[str, str], topic: str) -> None:
     assert cli(cluster, "produce", topic, stdin=b"one\ntwo\nthree\n").returncode == 0
-    group = unique_topic("group")
+    group = unique("group")
     args = ["consume", topic, "--group", group, "--from-beginning", *FAST_GROUP]
     with start_cli(cluster, *args) as consumer:
         assert consumer.stdout is not None
@@ -191,7 +197,7 @@ def test_ctrl_c_stops_consume_cleanly_and_commits(cluster: dict[str, str], topic
 
 
 def test_produce_to_a_missing_topic_is_one_line_and_status_1(cluster: dict[str, str]) -> None:
-    produced = cli(cluster, "produce", unique_topic("missing"), stdin=b"x\n")
+    produced = cli(cluster, "produce", unique("missing"), stdin=b"x\n")
     assert produced.returncode == 1
     assert len(stderr_lines(produced)) == 1
     assert stderr_lines(produced)[0].startswith("error: [STREAMING_TOPIC_NOT_FOUND]")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ._support import cli_env, unique_topic
+from testkit import unique
+
+from ._support import cli_env
 
 CLI_PAGE = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 pytestmark = pytest.mark.broker
@@ -30,7 +32,7 @@ def _session() -> list[tuple[str, list[str]]]:
 
 
 def test_the_cli_pages_command_session_runs_as_written(kafka_bootstrap: str) -> None:
-    topic = unique_topic("readme")
+    topic = unique("readme")
     env = cli_env({"QI_BROKERS": kafka_bootstrap})
     # The console examples call `qi-stream`: make this interpreter's one the first found.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -38,7 +40,7 @@ def test_the_cli_pages_command_session_runs_as_written(kafka_bootstrap: str) -> 
         if command.startswith("export "):
             continue  # the environment above already holds QI_BROKERS
         command = re.sub(r"\bevents\b", topic, command)
-        command = command.replace("--group audit", f"--group {unique_topic('audit')}")
+        command = command.replace("--group audit", f"--group {unique('audit')}")
         completed = subprocess.run(
             ["bash", "-c", command], capture_output=True, env=env, timeout=90, check=False
         )

@@ -22,11 +22,11 @@ from qi.base.streaming import (
     ProduceResult,
     StreamingClient,
     StreamingMessage,
-    SubscriptionConfig,
     TopicConfig,
 )
+from testkit import ok, unique, wait_until
 
-from ._support import Collector, consume, ok, start_consumer, unique, wait_until
+from ._support import consume, start_collecting
 
 Observation = object
 STAMP: Final = datetime(2021, 5, 6, 7, 8, 9, 123000, tzinfo=UTC)
@@ -319,12 +319,8 @@ class Script:
         resumed = await consume(self._client, group, [plain], 2)
         self.note("consume: a group resumes after its commits", _seen(resumed))
 
-        collector = Collector()
-        consumer = await start_consumer(
-            self._client,
-            self._group(),
-            SubscriptionConfig(topics=(plain,), from_beginning=False),
-            collector.run_config(),
+        consumer, collector = await start_collecting(
+            self._client, self._group(), [plain], from_beginning=False
         )
         try:
             ok(await consumer.seek(plain, 1, 4))
@@ -333,7 +329,7 @@ class Script:
                 lambda: (
                     len(collector.offsets(plain, 1)) >= 3 and len(collector.offsets(plain, 0)) >= 2
                 ),
-                what="messages after the seeks",
+                "messages after the seeks",
             )
             self.note(
                 "seek: an offset and earliest",

@@ -6,33 +6,27 @@ suite checks the library against the document, not against the library's own tab
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, Protocol, TypeVar
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, Final, Protocol
 
 import pytest
 
-from qi.base import ErrorCategory, Failure, QiError, Result, Success
+from qi.base import ErrorCategory, Failure, QiError
 from qi.base.streaming import (
     ConsumedMessage,
     ConsumerConfig,
     ConsumerRunConfig,
-    EachBatchPayload,
-    EachMessagePayload,
     ProduceResult,
     StreamingClient,
+    StreamingConfig,
     StreamingConsumer,
     StreamingMessage,
     StreamingProducer,
     SubscriptionConfig,
 )
 from qi.base.streaming.devbroker import kind_from_environment
-
-T = TypeVar("T")
+from testkit import Collector, ok
 
 CATEGORIES: Final[dict[str, ErrorCategory]] = {
     "STREAMING_INVALID_CONFIG": ErrorCategory.CONFIGURATION,
@@ -59,21 +53,7 @@ CATEGORIES: Final[dict[str, ErrorCategory]] = {
     "STREAMING_PRODUCER_FENCED": ErrorCategory.CONCURRENCY,
 }
 
-# Generous bounds: on success the waits end as soon as the condition holds, so only
-# a failing test pays for them. Real brokers need seconds for a group join.
-MESSAGE_WAIT: Final = 30.0
 DELIVERY_VALUES: Final = ("not_written", "unknown")
-
-
-def unique(prefix: str) -> str:
-    """A name no other test (or earlier run against the same broker) uses."""
-    return f"qi-contract-{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def ok(result: Result[T, QiError]) -> T:
-    """The value of a Success; fails the test with the error otherwise."""
-    assert isinstance(result, Success), f"expected a Success, got {result!r}"
-    return result.value
 
 
 def expect_failure(
@@ -115,71 +95,6 @@ def expect_broker_error(error: QiError) -> None:
     assert isinstance(error.context.get("retriable"), bool), f"no context['retriable']: {error!r}"
 
 
-async def wait_until(
-    predicate: Callable[[], bool | Awaitable[bool]],
-    within: float = MESSAGE_WAIT,
-    *,
-    what: str = "condition",
-    interval: float = 0.02,
-) -> None:
-    """Poll ``predicate`` (sync or async) until it holds; fail the test after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        outcome = predicate()
-        if inspect.isawaitable(outcome):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
-class Collector:
-    """Records what a running consumer hands its handlers and its on_error."""
-
-    def __init__(self) -> None:
-        self.messages: list[ConsumedMessage] = []
-        self.batches: list[EachBatchPayload] = []
-        self.errors: list[QiError] = []
-
-    async def each_message(self, payload: EachMessagePayload) -> None:
-        assert (payload.topic, payload.partition) == (
-            payload.message.topic,
-            payload.message.partition,
-        )
-        self.messages.append(payload.message)
-
-    async def each_batch(self, payload: EachBatchPayload) -> None:
-        self.batches.append(payload)
-        self.messages.extend(payload.messages)
-
-    async def on_error(self, error: QiError) -> None:
-        self.errors.append(error)
-
-    def run_config(self, *, batches: bool = False) -> ConsumerRunConfig:
-        """A run config that feeds this collector."""
-        if batches:
-            return ConsumerRunConfig(each_batch=self.each_batch, on_error=self.on_error)
-        return ConsumerRunConfig(each_message=self.each_message, on_error=self.on_error)
-
-    async def wait_for(self, count: int, within: float = MESSAGE_WAIT) -> list[ConsumedMessage]:
-        """Wait until at least ``count`` messages arrived; return them all."""
-        await wait_until(
-            lambda: len(self.messages) >= count,
-            within,
-            what=f"{count} messages (have {len(self.messages)})",
-        )
-        return list(self.messages)
-
-    def offsets(self, topic: str, partition: int) -> list[int]:
-        """Offsets received from one partition, in arrival order."""
-        return [m.offset for m in self.messages if (m.topic, m.partition) == (topic, partition)]
-
-    def values(self) -> list[bytes | None]:
-        return [m.value for m in self.messages]
-
-
 class TopicFactory(Protocol):
     """Creates a topic with a unique name (deleted after the test) and returns its name."""
 
@@ -198,6 +113,15 @@ class ConsumerConfigFactory(Protocol):
     def __call__(self, group_id: str | None = None, **changes: Any) -> ConsumerConfig: ...
 
 
+class MemberClientsFactory(Protocol):
+    """Two new clients of the backend under test (on ``config``, else the test's config)
+    whose group members sort first and second; disconnected after the test."""
+
+    def __call__(
+        self, config: StreamingConfig | None = None
+    ) -> tuple[StreamingClient, StreamingClient]: ...
+
+
 async def start_consumer(
     client: StreamingClient,
     config: ConsumerConfig,
@@ -211,6 +135,38 @@ async def start_consumer(
     return consumer
 
 
+async def start_collecting(
+    client: StreamingClient,
+    config: ConsumerConfig,
+    topics: Iterable[str],
+    *,
+    from_beginning: bool = True,
+    batches: bool = False,
+) -> tuple[StreamingConsumer, Collector]:
+    """A running consumer of ``topics`` feeding a new Collector (through ``each_batch`` when
+    ``batches``); fails the test on any Failure."""
+    collector = Collector()
+    consumer = await start_consumer(
+        client,
+        config,
+        SubscriptionConfig(topics=tuple(topics), from_beginning=from_beginning),
+        collector.run_config(batches=batches),
+    )
+    return consumer, collector
+
+
+class CollectingConsumerFactory(Protocol):
+    """:func:`start_collecting` on the test's client, with ``consumer_config()`` by default."""
+
+    def __call__(
+        self,
+        *topics: str,
+        config: ConsumerConfig | None = None,
+        from_beginning: bool = True,
+        batches: bool = False,
+    ) -> Awaitable[tuple[StreamingConsumer, Collector]]: ...
+
+
 async def consume(
     client: StreamingClient,
     config: ConsumerConfig,
@@ -220,12 +176,8 @@ async def consume(
     from_beginning: bool = True,
 ) -> list[ConsumedMessage]:
     """Run a consumer until it has ``count`` messages, then disconnect it (which commits)."""
-    collector = Collector()
-    consumer = await start_consumer(
-        client,
-        config,
-        SubscriptionConfig(topics=tuple(topics), from_beginning=from_beginning),
-        collector.run_config(),
+    consumer, collector = await start_collecting(
+        client, config, topics, from_beginning=from_beginning
     )
     try:
         return await collector.wait_for(count)

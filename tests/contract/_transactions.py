@@ -22,17 +22,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
+from testkit import WAIT, ok, unique, wait_until
 
-from ._support import (
-    MESSAGE_WAIT,
-    Collector,
-    ConsumerConfigFactory,
-    consume,
-    ok,
-    start_consumer,
-    unique,
-    wait_until,
-)
+from ._support import ConsumerConfigFactory, consume, start_collecting, start_consumer
 
 
 def transactional(transactional_id: str | None = None, **changes: Any) -> ProducerConfig:
@@ -62,12 +54,11 @@ async def committed_values(
     isolation: str = "read_committed",
 ) -> list[ConsumedMessage]:
     """Read ``topic`` from the beginning with ``isolation`` until ``until`` holds."""
-    collector = Collector()
-    consumer = await start_from_beginning(
-        client, consumer_config(isolation_level=isolation), topic, collector.run_config()
+    consumer, collector = await start_collecting(
+        client, consumer_config(isolation_level=isolation), [topic]
     )
     try:
-        await wait_until(lambda: until(collector.messages), what=f"messages of {topic}")
+        await wait_until(lambda: until(collector.messages), f"messages of {topic}")
         return list(collector.messages)
     finally:
         ok(await consumer.disconnect())
@@ -98,10 +89,10 @@ async def wait_caught_up(
     topic: str,
     *,
     what: str = "committed offsets at end",
-    within: float = MESSAGE_WAIT,
+    within: float = WAIT,
 ) -> None:
     """Wait until the group has committed the end of every partition of ``topic``."""
-    await wait_until(lambda: caught_up(client, group_id, topic), what=what, within=within)
+    await wait_until(lambda: caught_up(client, group_id, topic), what, within=within)
 
 
 async def transactional_producer(client: StreamingClient) -> StreamingProducer:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
@@ -26,13 +25,22 @@ from qi.base.streaming import (
     ProducerConfig,
     StreamingClient,
     StreamingConfig,
+    StreamingConsumer,
     StreamingProducer,
     TopicConfig,
     create_streaming_client,
 )
 from qi.base.streaming.devbroker import kind_from_environment
+from qi.base.streaming.testing import quick_config
+from testkit import Collector, ok, unique
 
-from ._support import ConsumerConfigFactory, TopicFactory, ok, unique
+from ._support import (
+    CollectingConsumerFactory,
+    ConsumerConfigFactory,
+    MemberClientsFactory,
+    TopicFactory,
+    start_collecting,
+)
 
 ALL_BACKENDS: Final = ("memory", "confluent", "aiokafka")
 REAL_BACKENDS: Final = frozenset({"confluent", "aiokafka"})
@@ -58,9 +66,9 @@ def backend(request: pytest.FixtureRequest) -> str:
 def brokers(backend: str, request: pytest.FixtureRequest) -> Iterator[tuple[str, ...]]:
     """Bootstrap brokers: a private in-process broker for memory, else the session's broker."""
     if backend not in REAL_BACKENDS:
-        private = (f"memory-{uuid.uuid4().hex}:9092",)
-        yield private
-        _forget_memory_broker(private)
+        # The qi-base pytest plugin's fixture: a fresh broker, discarded after the test.
+        memory: tuple[str, ...] = request.getfixturevalue("qi_memory_brokers")
+        yield memory
         return
     # Looked up lazily so that a memory-only run never starts a broker.
     bootstrap: str = request.getfixturevalue(
@@ -73,21 +81,12 @@ def _needs_kafka_rules(request: pytest.FixtureRequest) -> bool:
     return request.node.get_closest_marker("kafka_rules") is not None
 
 
-def _forget_memory_broker(brokers: tuple[str, ...]) -> None:
-    from qi.base.streaming.backends.memory import discard_broker
-
-    discard_broker(brokers)
-
-
 @pytest.fixture
 def streaming_config(brokers: tuple[str, ...]) -> StreamingConfig:
-    """Short timeouts, so a broken behaviour fails fast instead of hitting the test timeout."""
-    return StreamingConfig(
-        client_id=unique("client"),
-        brokers=brokers,
-        connection_timeout=5.0,
-        request_timeout=10.0,
-    )
+    """Short timeouts, so a broken behaviour fails fast instead of hitting the test timeout
+    (the qi-base pytest plugin's quick_config: a unique client id, 5 s to connect, 10 s a
+    request)."""
+    return quick_config(brokers)
 
 
 @pytest.fixture
@@ -168,9 +167,53 @@ async def second_client(
 
 
 @pytest.fixture
+async def member_clients(
+    backend: str, streaming_config: StreamingConfig
+) -> AsyncIterator[MemberClientsFactory]:
+    """Pairs of clients for two members of one group: a member id starts with its client id,
+    so with client ids ``<unique>-a`` and ``<unique>-b`` every assignor here gives the second
+    member the higher partitions (partition 1 of a two-partition topic)."""
+    made: list[StreamingClient] = []
+
+    def make(config: StreamingConfig | None = None) -> tuple[StreamingClient, StreamingClient]:
+        base = config if config is not None else streaming_config
+        prefix = unique("member")
+        first, second = (
+            create_streaming_client(backend, dataclasses.replace(base, client_id=f"{prefix}-{end}"))
+            for end in "ab"
+        )
+        made.extend((first, second))
+        return first, second
+
+    yield make
+    for other in reversed(made):
+        await other.disconnect()
+
+
+@pytest.fixture
 async def producer(client: StreamingClient, producer_config: ProducerConfig) -> StreamingProducer:
     """A connected producer of ``client``."""
     return ok(await client.get_producer(producer_config))
+
+
+@pytest.fixture
+def collecting(
+    client: StreamingClient, consumer_config: ConsumerConfigFactory
+) -> CollectingConsumerFactory:
+    """Starts consumers of ``client`` that feed a new Collector each (see start_collecting)."""
+
+    async def start(
+        *topics: str,
+        config: ConsumerConfig | None = None,
+        from_beginning: bool = True,
+        batches: bool = False,
+    ) -> tuple[StreamingConsumer, Collector]:
+        chosen = config if config is not None else consumer_config()
+        return await start_collecting(
+            client, chosen, topics, from_beginning=from_beginning, batches=batches
+        )
+
+    return start
 
 
 @pytest.fixture

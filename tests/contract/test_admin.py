@@ -12,15 +12,9 @@ from qi.base.streaming import (
     TopicConfig,
     TopicMetadata,
 )
+from testkit import ok, unique, wait_until
 
-from ._support import (
-    TopicFactory,
-    expect_broker_error,
-    expect_failure,
-    ok,
-    unique,
-    wait_until,
-)
+from ._support import TopicFactory, expect_broker_error, expect_failure
 
 
 async def _admin(client: StreamingClient) -> StreamingAdmin:
@@ -53,7 +47,7 @@ async def test_create_list_describe_delete(client: StreamingClient) -> None:
             assert all(isinstance(broker, int) for broker in partition.isr)
     finally:
         ok(await admin.delete_topics([topic]))
-    await wait_until(lambda: _gone(admin, topic), 15.0, what=f"{topic} to disappear")
+    await wait_until(lambda: _gone(admin, topic), f"{topic} to disappear", within=15.0)
     missing = await admin.get_topic_metadata([topic])
     error = expect_failure(
         missing, "STREAMING_TOPIC_NOT_FOUND", implementation=client.implementation
@@ -80,7 +74,7 @@ async def test_a_name_given_twice_is_created_and_deleted_once(client: StreamingC
         assert len(metadata.partitions) == 2  # the first config given
     finally:
         ok(await admin.delete_topics([topic, topic]))
-    await wait_until(lambda: _gone(admin, topic), 15.0, what=f"{topic} to disappear")
+    await wait_until(lambda: _gone(admin, topic), f"{topic} to disappear", within=15.0)
 
 
 async def test_create_existing_topic_is_already_exists(
@@ -155,7 +149,7 @@ async def test_delete_missing_topic_is_topic_not_found(
         implementation=backend,
     )
     assert tuple(error.context["topics"]) == (missing,)
-    await wait_until(lambda: _gone(admin, existing), 15.0, what=f"{existing} to disappear")
+    await wait_until(lambda: _gone(admin, existing), f"{existing} to disappear", within=15.0)
 
 
 async def test_describe_missing_topic_is_topic_not_found(

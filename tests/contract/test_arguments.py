@@ -20,8 +20,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     TopicConfig,
 )
+from testkit import ok
 
-from ._support import ConsumerConfigFactory, TopicFactory, expect_failure, ok
+from ._support import ConsumerConfigFactory, TopicFactory, expect_failure
 
 JUNK: Any = object()
 Call = Callable[[], Awaitable[object] | object]

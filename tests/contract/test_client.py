@@ -18,8 +18,9 @@ from qi.base.streaming import (
     create_connector,
     create_streaming_client,
 )
+from testkit import ok
 
-from ._support import ConsumerConfigFactory, TopicFactory, expect_failure, ok
+from ._support import ConsumerConfigFactory, TopicFactory, expect_failure
 
 GARBAGE: Any = object()
 

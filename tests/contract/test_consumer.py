@@ -21,19 +21,17 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
+from testkit import Collector, ok, unique, wait_until
 
 from ._support import (
-    Collector,
+    CollectingConsumerFactory,
     ConsumerConfigFactory,
     TopicFactory,
     consume,
     expect_failure,
     numbered,
-    ok,
     produce,
     start_consumer,
-    unique,
-    wait_until,
 )
 
 
@@ -98,23 +96,16 @@ async def test_run_twice_is_invalid_argument(
 
 
 async def test_each_message_gets_everything_in_partition_order(
-    client: StreamingClient,
     producer: StreamingProducer,
     make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic(3)
     produced: dict[int, list[int]] = {}
     for partition in range(3):
         results = await produce(producer, topic, numbered(f"p{partition}", 7), partition=partition)
         produced[partition] = [result.offset for result in results]
-    collector = Collector()
-    await start_consumer(
-        client,
-        consumer_config(),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
+    _, collector = await collecting(topic)
     await collector.wait_for(21)
     for partition in range(3):
         assert collector.offsets(topic, partition) == produced[partition]
@@ -125,10 +116,10 @@ async def test_each_message_gets_everything_in_partition_order(
 
 
 async def test_each_batch_gets_consecutive_messages_of_one_partition(
-    client: StreamingClient,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic(2)
     produced = {
@@ -137,13 +128,7 @@ async def test_each_batch_gets_consecutive_messages_of_one_partition(
         ]
         for partition in (0, 1)
     }
-    collector = Collector()
-    await start_consumer(
-        client,
-        consumer_config(max_batch_size=3),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(batches=True),
-    )
+    _, collector = await collecting(topic, config=consumer_config(max_batch_size=3), batches=True)
     await collector.wait_for(20)
     for batch in collector.batches:
         assert 1 <= len(batch.messages) <= 3
@@ -168,20 +153,13 @@ async def test_from_beginning_reads_existing_messages(
 
 
 async def test_without_from_beginning_only_new_messages_are_read(
-    client: StreamingClient,
     producer: StreamingProducer,
     make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic()
     await produce(producer, topic, numbered("old", 4))
-    collector = Collector()
-    await start_consumer(
-        client,
-        consumer_config(),
-        SubscriptionConfig(topics=(topic,), from_beginning=False),
-        collector.run_config(),
-    )
+    _, collector = await collecting(topic, from_beginning=False)
     # run() returned: the consumer has its partitions, so what is produced now is "new".
     await produce(producer, topic, numbered("new", 3))
     await collector.wait_for(3)
@@ -222,14 +200,14 @@ async def test_pattern_subscription_uses_re_match_and_picks_up_new_topics(
     )
     await wait_until(
         lambda: {m.topic for m in collector.messages} >= {first, second, named},
-        what="the matching topics",
+        "the matching topics",
     )
     late = await make_topic(name=f"{prefix}-p9")
     ok(await producer.send(late, StreamingMessage(late.encode())))
     await wait_until(
         lambda: late in {m.topic for m in collector.messages},
-        60.0,
-        what="a matching topic created after run()",
+        "a matching topic created after run()",
+        within=60.0,
     )
     assert {m.topic for m in collector.messages} == {first, second, named, late}
     assert all(m.value == m.topic.encode() for m in collector.messages)
@@ -270,7 +248,7 @@ async def test_group_members_split_partitions_and_together_get_everything(
             produced |= round_offsets
             await wait_until(
                 lambda wanted=round_offsets: wanted <= seen(),  # type: ignore[misc]
-                what=f"round {attempt}",
+                f"round {attempt}",
             )
             in_one = {(m.partition, m.offset) for m in one.messages} & round_offsets
             in_two = {(m.partition, m.offset) for m in two.messages} & round_offsets

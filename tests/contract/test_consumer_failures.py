@@ -14,6 +14,7 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
+from testkit import wait_until
 
 from ._support import (
     ConsumerConfigFactory,
@@ -23,7 +24,6 @@ from ._support import (
     numbered,
     produce,
     start_consumer,
-    wait_until,
 )
 
 BACKOFF = 0.3
@@ -71,7 +71,7 @@ async def test_failed_message_is_redelivered_before_anything_after_it(
         SubscriptionConfig(topics=(topic,), from_beginning=True),
         ConsumerRunConfig(each_message=handler, on_error=on_error, retry_backoff=BACKOFF),
     )
-    await wait_until(lambda: len(calls) >= 7, what="all messages and the retries")
+    await wait_until(lambda: len(calls) >= 7, "all messages and the retries")
 
     order = [offset for offset, _ in calls]
     assert order == [offsets[0], flaky, flaky, flaky, *offsets[2:]]
@@ -114,7 +114,7 @@ async def test_failing_message_holds_its_partition_and_is_never_committed(
         SubscriptionConfig(topics=(topic,), from_beginning=True),
         ConsumerRunConfig(each_message=handler, on_error=on_error, retry_backoff=0.05),
     )
-    await wait_until(lambda: calls.count(poison) >= 4, what="repeated redeliveries")
+    await wait_until(lambda: calls.count(poison) >= 4, "repeated redeliveries")
     assert set(calls) == {offsets[0], offsets[1], poison}
     assert calls[:2] == offsets[:2]
     assert all(error.context.get("offset", poison) == poison for error in _handler_failures(errors))
@@ -155,7 +155,7 @@ async def test_failed_batch_is_redelivered_whole(
         SubscriptionConfig(topics=(topic,), from_beginning=True),
         ConsumerRunConfig(each_batch=handler, on_error=on_error, retry_backoff=0.05),
     )
-    await wait_until(lambda: len(handled) >= 6, what="every message after the retry")
+    await wait_until(lambda: len(handled) >= 6, "every message after the retry")
     failed, retried = calls[0], calls[1]
     assert failed[0] == offsets[0]
     assert retried[: len(failed)] == failed

@@ -15,14 +15,14 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
+from testkit import ok
 
 from ._support import (
-    Collector,
+    CollectingConsumerFactory,
     ConsumerConfigFactory,
     TopicFactory,
     consume,
     numbered,
-    ok,
     produce,
     start_consumer,
 )
@@ -137,17 +137,12 @@ async def test_commit_offsets_commits_what_was_handled(
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic()
     sent = await produce(producer, topic, numbered("m", 4))
     config = consumer_config(auto_commit=False)
-    collector = Collector()
-    consumer = await start_consumer(
-        client,
-        config,
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
+    consumer, collector = await collecting(topic, config=config)
     await collector.wait_for(4)
     ok(await consumer.commit_offsets())
     ok(await consumer.commit_offsets())  # nothing new: still a Success

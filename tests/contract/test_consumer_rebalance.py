@@ -22,21 +22,19 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
+from testkit import Collector, ok, unique, wait_until
 
 from ._support import (
     NOIDA_KEEPS_GONE_MEMBERS,
     NOIDA_MOVES_THE_GENERATION_EARLY,
-    Collector,
     ConsumerConfigFactory,
+    MemberClientsFactory,
     TopicFactory,
     expect_failure,
     numbered,
-    ok,
     produce,
     skip_on_noida,
     start_consumer,
-    unique,
-    wait_until,
 )
 
 
@@ -76,10 +74,10 @@ async def test_a_new_topic_matching_the_pattern_commits_what_was_handled_before(
 
 async def test_a_revoked_partition_is_never_handled_by_two_members_at_once(
     backend: str,
-    streaming_config: StreamingConfig,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    member_clients: MemberClientsFactory,
 ) -> None:
     skip_on_noida(backend, ("aiokafka",), NOIDA_KEEPS_GONE_MEMBERS)
     topic = await make_topic(2)
@@ -87,7 +85,6 @@ async def test_a_revoked_partition_is_never_handled_by_two_members_at_once(
     # start with the client ids, and every assignor here gives partition 1 to the later one.
     count = 6
     await produce(producer, topic, numbered("m", count), partition=1)
-    prefix = unique("overlap")
     calls: list[tuple[str, int, float, float]] = []  # member, offset, start, end
     started = asyncio.Event()
 
@@ -102,8 +99,7 @@ async def test_a_revoked_partition_is_never_handled_by_two_members_at_once(
 
     group = consumer_config()
     subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    first = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-a"))
-    second = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-b"))
+    first, second = member_clients()
     try:
         # The first member is slow, so a revocation always finds it in a handler.
         run = ConsumerRunConfig(each_message=handler("first", 4.0))
@@ -113,7 +109,7 @@ async def test_a_revoked_partition_is_never_handled_by_two_members_at_once(
         await start_consumer(second, group, subscription, run)
         await wait_until(
             lambda: {offset for _, offset, _, _ in calls} >= set(range(count)),
-            what="every message handled",
+            "every message handled",
         )
     finally:
         await second.disconnect()
@@ -163,19 +159,19 @@ async def test_a_partition_paused_behind_a_slow_handler_is_handled_after_a_rebal
         await start_consumer(
             first, group, subscription, ConsumerRunConfig(each_message=handler("first"))
         )
-        await wait_until(lambda: len(handled["first"]) >= 20, what="the first member to be busy")
+        await wait_until(lambda: len(handled["first"]) >= 20, "the first member to be busy")
         async with create_streaming_client(
             backend, replace(streaming_config, client_id=f"{prefix}-b")
         ) as second:
             run = ConsumerRunConfig(each_message=handler("second"))
             await start_consumer(second, group, subscription, run)
-            await wait_until(lambda: bool(handled["second"]), what="the second member to start")
+            await wait_until(lambda: bool(handled["second"]), "the second member to start")
             slow = False
         # The second member left: both partitions are the first member's again.
         everything = {(p, o) for p in (0, 1) for o in range(per_partition)}
         await wait_until(
             lambda: handled["first"] | handled["second"] >= everything,
-            what="every message handled after the rebalances",
+            "every message handled after the rebalances",
         )
     finally:
         await first.disconnect()
@@ -187,13 +183,13 @@ async def test_a_handler_commits_and_seeks_at_once_while_its_partition_is_revoke
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    member_clients: MemberClientsFactory,
 ) -> None:
     skip_on_noida(backend, ("aiokafka",), NOIDA_KEEPS_GONE_MEMBERS)
     skip_on_noida(backend, ("confluent",), NOIDA_MOVES_THE_GENERATION_EARLY)
     topic = await make_topic(2)
     # As above: partition 1 goes to the second member, so the first one's is revoked.
     await produce(producer, topic, numbered("m", 3), partition=1)
-    prefix = unique("inside")
     bound = streaming_config.request_timeout
     in_handler = asyncio.Event()
     durations: dict[str, tuple[object, float]] = {}
@@ -214,15 +210,14 @@ async def test_a_handler_commits_and_seeks_at_once_while_its_partition_is_revoke
 
     group = consumer_config(auto_commit=False)
     subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    first = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-a"))
-    second = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-b"))
+    first, second = member_clients()
     try:
         run = ConsumerRunConfig(each_message=handle)
         consumers.append(await start_consumer(first, group, subscription, run))
         await asyncio.wait_for(in_handler.wait(), 30.0)
         collector = Collector()
         await start_consumer(second, group, subscription, collector.run_config())
-        await wait_until(lambda: len(durations) == 2, what="the handler's calls")
+        await wait_until(lambda: len(durations) == 2, "the handler's calls")
     finally:
         await second.disconnect()
         await first.disconnect()
@@ -233,16 +228,15 @@ async def test_a_handler_commits_and_seeks_at_once_while_its_partition_is_revoke
 
 
 async def test_a_seek_queued_just_before_its_partition_is_revoked_never_times_out(
-    backend: str,
     streaming_config: StreamingConfig,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    member_clients: MemberClientsFactory,
 ) -> None:
     topic = await make_topic(2)
     # As above: partition 1 goes to the second member, so the first one's is revoked.
     await produce(producer, topic, numbered("m", 3), partition=1)
-    prefix = unique("seekrace")
     bound = streaming_config.request_timeout
     in_handler = asyncio.Event()
     joining = asyncio.Event()
@@ -266,8 +260,7 @@ async def test_a_seek_queued_just_before_its_partition_is_revoked_never_times_ou
 
     group = consumer_config(auto_commit=False)
     subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    first = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-a"))
-    second = create_streaming_client(backend, replace(streaming_config, client_id=f"{prefix}-b"))
+    first, second = member_clients()
     try:
         consumers.append(
             await start_consumer(first, group, subscription, ConsumerRunConfig(each_message=handle))
@@ -290,16 +283,15 @@ async def test_a_seek_queued_just_before_its_partition_is_revoked_never_times_ou
 
 
 async def test_a_handler_outlasting_its_revocation_is_cancelled_before_the_next_owner_starts(
-    backend: str,
     streaming_config: StreamingConfig,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    member_clients: MemberClientsFactory,
 ) -> None:
     topic = await make_topic(2)
     # As above: partition 1 goes to the second member, so the first one's is revoked.
     await produce(producer, topic, numbered("m", 2), partition=1)
-    prefix = unique("outlast")
     # A revocation waits request_timeout for the running handler: a short one keeps this fast.
     config = replace(streaming_config, request_timeout=3.0)
     spans: list[tuple[str, int, float, float, bool]] = []  # member, offset, start, end, cancelled
@@ -324,8 +316,7 @@ async def test_a_handler_outlasting_its_revocation_is_cancelled_before_the_next_
 
     group = consumer_config()
     subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    first = create_streaming_client(backend, replace(config, client_id=f"{prefix}-a"))
-    second = create_streaming_client(backend, replace(config, client_id=f"{prefix}-b"))
+    first, second = member_clients(config)
     try:
         # Far longer than request_timeout: the revocation gives up waiting for it.
         await start_consumer(
@@ -337,7 +328,7 @@ async def test_a_handler_outlasting_its_revocation_is_cancelled_before_the_next_
         )
         await wait_until(
             lambda: {o for m, o, *_ in spans if m == "second"} >= {0, 1},
-            what="the second member to handle the partition",
+            "the second member to handle the partition",
         )
     finally:
         await second.disconnect()

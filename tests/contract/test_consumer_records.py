@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from qi.base.streaming import StreamingClient, StreamingConfig, SubscriptionConfig
+from qi.base.streaming import StreamingConfig
 
-from ._support import Collector, ConsumerConfigFactory, TopicFactory, start_consumer
+from ._support import CollectingConsumerFactory, TopicFactory
 
 # Milliseconds no datetime holds: beyond the year 9999.
 FAR_FUTURE = 2**62
@@ -47,11 +47,10 @@ def _write(
 
 
 async def test_a_timestamp_datetime_cannot_hold_is_none_and_nothing_around_it_is_lost(
-    client: StreamingClient,
     streaming_config: StreamingConfig,
     make_topic: TopicFactory,
-    consumer_config: ConsumerConfigFactory,
     backend: str,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic(2)
     now = time.time_ns() // 1_000_000
@@ -60,13 +59,7 @@ async def test_a_timestamp_datetime_cannot_hold_is_none_and_nothing_around_it_is
     records = [(partition, stamp) for stamp in stamps for partition in (0, 1)]
     _write(backend, streaming_config, topic, records)
 
-    collector = Collector()
-    await start_consumer(
-        client,
-        consumer_config(),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
+    _, collector = await collecting(topic)
     await collector.wait_for(len(records))
 
     assert not collector.errors, collector.errors

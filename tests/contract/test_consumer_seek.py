@@ -15,40 +15,33 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
+from testkit import ok, wait_until
 
 from ._support import (
-    Collector,
+    CollectingConsumerFactory,
     ConsumerConfigFactory,
     TopicFactory,
     consume,
     expect_failure,
     numbered,
-    ok,
     produce,
     start_consumer,
-    wait_until,
 )
 
 BAD_OFFSETS: list[Any] = [-1, "-1", "abc", "", " 1", "1.5", 1.5, None, True, b"1", [0]]
 
 
 async def test_seek_repositions_an_assigned_partition(
-    client: StreamingClient,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
     backend: str,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic()
     other = await make_topic()
     offsets = [r.offset for r in await produce(producer, topic, numbered("m", 5))]
-    collector = Collector()
-    consumer = await start_consumer(
-        client,
-        consumer_config(auto_commit=False),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
+    consumer, collector = await collecting(topic, config=consumer_config(auto_commit=False))
     await collector.wait_for(5)
 
     async def seek_and_expect(target: int | str, expected: list[int]) -> None:
@@ -82,7 +75,7 @@ async def test_seek_repositions_an_assigned_partition(
     for attempt in range(20):
         fresh.append(ok(await producer.send(topic, StreamingMessage(b"new"))).offset)
         try:
-            await wait_until(lambda: len(collector.messages) > before, 1.5, what="a new message")
+            await wait_until(lambda: len(collector.messages) > before, "a new message", within=1.5)
             break
         except AssertionError:
             if attempt == 19:
@@ -114,11 +107,11 @@ async def test_seek_commits_nothing_by_itself(
         SubscriptionConfig(topics=(topic,), from_beginning=True),
         ConsumerRunConfig(each_message=handler, on_error=lambda error: None, retry_backoff=0.05),
     )
-    await wait_until(lambda: held in calls, what="the held message")
+    await wait_until(lambda: held in calls, "the held message")
     assert calls[:5] == good
     ok(await consumer.commit_offsets())
     ok(await consumer.seek(topic, 0, far))
-    await wait_until(lambda: far in calls, what="the sought offset")
+    await wait_until(lambda: far in calls, "the sought offset")
     ok(await consumer.disconnect())
 
     # Had the seek committed anything, the group would resume at the sought offset.
@@ -144,20 +137,14 @@ async def test_seek_without_a_running_consumer_is_invalid_argument(
 
 
 async def test_seek_to_latest_hands_over_a_message_produced_right_after_it(
-    client: StreamingClient,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic()
     await produce(producer, topic, numbered("old", 5))
-    collector = Collector()
-    consumer = await start_consumer(
-        client,
-        consumer_config(auto_commit=False),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(),
-    )
+    consumer, collector = await collecting(topic, config=consumer_config(auto_commit=False))
     await collector.wait_for(5)
     for round_ in range(3):
         before = len(collector.messages)

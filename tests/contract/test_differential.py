@@ -14,7 +14,6 @@ never outlives the behaviour it excuses.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping
 from typing import Final
 
@@ -22,9 +21,10 @@ import pytest
 
 from qi.base.streaming import ConsumerConfig, StreamingConfig, create_streaming_client
 from qi.base.streaming.backends.memory import discard_broker
+from qi.base.streaming.testing._cluster import private_memory_brokers
+from testkit import unique
 
 from ._script import Observation, Script
-from ._support import unique
 
 KNOWN_DIFFERENCES: Final[Mapping[tuple[str, str], str]] = {
     ("confluent", "send: epoch timestamp"): (
@@ -61,7 +61,7 @@ async def _observe(implementation: str, brokers: tuple[str, ...]) -> Mapping[str
 @pytest.mark.kafka_rules
 @pytest.mark.parametrize("backend", _real_backends())
 async def test_memory_answers_as_the_real_backends_do(backend: str, noida_bootstrap: str) -> None:
-    memory_brokers = (f"memory-{uuid.uuid4().hex}:9092",)
+    memory_brokers = private_memory_brokers()
     try:
         expected = await _observe("memory", memory_brokers)
     finally:

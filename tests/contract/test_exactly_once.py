@@ -30,18 +30,9 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
+from testkit import Collector, ok, unique, wait_until
 
-from ._support import (
-    Collector,
-    ConsumerConfigFactory,
-    TopicFactory,
-    expect_failure,
-    numbered,
-    ok,
-    produce,
-    unique,
-    wait_until,
-)
+from ._support import ConsumerConfigFactory, TopicFactory, expect_failure, numbered, produce
 from ._transactions import (
     caught_up,
     read_committed,
@@ -268,7 +259,7 @@ async def test_a_member_joining_mid_stream_loses_and_repeats_nothing(
         group_id,
     )
     await spread(producer, source, inputs[:100], 4)
-    await wait_until(lambda: len(first.handled) >= 20, what="the first member at work")
+    await wait_until(lambda: len(first.handled) >= 20, "the first member at work")
     await start_pipeline(
         second_client,
         consumer_config,
@@ -276,7 +267,7 @@ async def test_a_member_joining_mid_stream_loses_and_repeats_nothing(
         second.run_config(await transactional_producer(second_client)),
         group_id,
     )
-    await wait_until(lambda: both_assigned(client, group_id), what="both members assigned")
+    await wait_until(lambda: both_assigned(client, group_id), "both members assigned")
     await spread(producer, source, inputs[100:], 4)
     await wait_caught_up(client, group_id, source, within=60)
     assert second.handled, "the second member never got a partition"
@@ -309,7 +300,7 @@ async def test_a_fenced_producer_stops_the_loop_and_its_successor_takes_over(
     await produce(producer, source, [b"after"])
     await wait_until(
         lambda: any(e.code == "STREAMING_PRODUCER_FENCED" for e in fenced_pipeline.errors),
-        what="PRODUCER_FENCED reported",
+        "PRODUCER_FENCED reported",
     )
     # The fenced loop's output of "after" never becomes visible, nor its offset.
     assert not await caught_up(client, group_id, source)
@@ -343,7 +334,7 @@ async def test_at_least_once_payloads_have_no_transaction(
 
     run_config = ConsumerRunConfig(each_message=remember)
     consumer = await start_from_beginning(client, consumer_config(), topic, run_config)
-    await wait_until(lambda: bool(seen), what="the message")
+    await wait_until(lambda: bool(seen), "the message")
     assert seen == [None]
     ok(await consumer.disconnect())
 
@@ -400,12 +391,12 @@ async def test_offsets_sent_in_transactions_pass_the_input_markers(
         client, consumer_config, source, pipeline.run_config(txn_producer), group_id
     )
     try:
-        await wait_until(lambda: caught_up(client, group_id, source), what="lag 0 past the marker")
+        await wait_until(lambda: caught_up(client, group_id, source), "lag 0 past the marker")
         # An aborted transaction later on shows the loop nothing, yet its offsets are passed.
         aborted = ok(await writer.transaction())
         ok(await aborted.send(source, StreamingMessage(b"never")))
         ok(await aborted.abort())
-        await wait_until(lambda: caught_up(client, group_id, source), what="lag 0 past the abort")
+        await wait_until(lambda: caught_up(client, group_id, source), "lag 0 past the abort")
     finally:
         ok(await consumer.disconnect())
     assert [message.value for message in pipeline.handled] == inputs

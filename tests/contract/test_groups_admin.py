@@ -27,19 +27,16 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
+from testkit import Collector, ok, unique, wait_until
 
 from ._support import (
-    Collector,
     ConsumerConfigFactory,
     TopicFactory,
     consume,
     expect_failure,
     numbered,
-    ok,
     produce,
     start_consumer,
-    unique,
-    wait_until,
 )
 
 pytestmark = pytest.mark.kafka_rules
@@ -186,7 +183,7 @@ async def test_describe_shows_an_active_member_and_its_assignment(
         described = await _describe(admin, config.group_id)
         return described.state == "stable" and len(described.members) == 1
 
-    await wait_until(one_stable_member, what="one stable member")
+    await wait_until(one_stable_member, "one stable member")
     member = (await _describe(admin, config.group_id)).members[0]
     assert member.member_id
     assert member.client_id == streaming_config.client_id
@@ -199,7 +196,7 @@ async def test_describe_shows_an_active_member_and_its_assignment(
         described = await _describe(admin, config.group_id)
         return described.state == "empty" and described.members == ()
 
-    await wait_until(left, what="the group to be empty")
+    await wait_until(left, "the group to be empty")
     assert config.group_id in ok(await admin.list_groups())
 
 
@@ -273,7 +270,7 @@ async def test_reset_and_delete_refuse_a_group_with_active_members(
     admin, topic, config = await group_that_read(partitions=1, count=2)
     consumer = await _running_member(client, config, topic)
     await wait_until(
-        lambda: _has_members(admin, config.group_id), what="the member to show in the group"
+        lambda: _has_members(admin, config.group_id), "the member to show in the group"
     )
     member_ids = {member.member_id for member in (await _describe(admin, config.group_id)).members}
 
@@ -316,7 +313,7 @@ async def test_a_deleted_group_is_no_longer_listed(
     group_that_read: _GroupFactory,
 ) -> None:
     admin, topic, config = await group_that_read(partitions=1, count=1)
-    await wait_until(lambda: _listed(admin, config.group_id), what="the group to be listed")
+    await wait_until(lambda: _listed(admin, config.group_id), "the group to be listed")
 
     ok(await admin.delete_group(config.group_id))
 

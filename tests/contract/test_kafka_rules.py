@@ -24,6 +24,7 @@ from qi.base.streaming import (
     StreamingProducer,
     TopicConfig,
 )
+from testkit import ok, unique
 
 from ._support import (
     ConsumerConfigFactory,
@@ -31,8 +32,6 @@ from ._support import (
     consume,
     expect_failure,
     expect_produce_failure,
-    ok,
-    unique,
 )
 
 COMPACT = {"cleanup.policy": "compact"}

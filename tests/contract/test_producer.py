@@ -20,6 +20,7 @@ from qi.base.streaming import (
     StreamingMessage,
     StreamingProducer,
 )
+from testkit import ok, unique
 
 from ._support import (
     ConsumerConfigFactory,
@@ -29,9 +30,7 @@ from ._support import (
     expect_failure,
     expect_produce_failure,
     numbered,
-    ok,
     produce,
-    unique,
 )
 
 INVALID_TOPICS: list[Any] = ["", ".", "..", "a b", "topic/with/slash", "t" * 250, "tøpic", None, 42]

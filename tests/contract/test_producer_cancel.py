@@ -18,8 +18,9 @@ from qi.base.streaming import (
     StreamingMessage,
     StreamingProducer,
 )
+from testkit import ok
 
-from ._support import TopicFactory, ok
+from ._support import TopicFactory
 
 QUEUE_ROOM: Final = 100_000
 """Messages a producer queues at once (librdkafka's queue.buffering.max.messages)."""

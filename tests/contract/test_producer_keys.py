@@ -11,8 +11,9 @@ from typing import Final
 
 from qi.base.streaming import MessageBatch, StreamingMessage, StreamingProducer
 from qi.base.streaming._murmur2 import partition_for_key
+from testkit import WAIT, ok
 
-from ._support import MESSAGE_WAIT, TopicFactory, ok
+from ._support import TopicFactory
 
 # Kafka's Java client's hashes of these keys (Utils.murmur2, a signed int), as published in
 # Kafka's own tests: apache/kafka clients/src/test/java/org/apache/kafka/common/utils/
@@ -67,7 +68,7 @@ async def test_unkeyed_messages_are_spread_over_the_partitions(
     # librdkafka keeps unkeyed messages on one partition for a few milliseconds at a time
     # (sticky partitioning), so they are spread over time rather than message by message.
     seen: set[int] = set()
-    deadline = asyncio.get_running_loop().time() + MESSAGE_WAIT
+    deadline = asyncio.get_running_loop().time() + WAIT
     while seen != {0, 1, 2} and asyncio.get_running_loop().time() < deadline:
         sent = ok(await producer.send(topic, StreamingMessage(b"unkeyed")))
         seen.add(sent.partition)

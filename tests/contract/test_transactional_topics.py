@@ -21,16 +21,9 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
+from testkit import Collector, ok, unique, wait_until
 
-from ._support import (
-    Collector,
-    ConsumerConfigFactory,
-    TopicFactory,
-    ok,
-    start_consumer,
-    unique,
-    wait_until,
-)
+from ._support import CollectingConsumerFactory, ConsumerConfigFactory, TopicFactory, start_consumer
 
 pytestmark = pytest.mark.kafka_rules
 
@@ -70,14 +63,13 @@ async def test_group_reaches_the_end_of_a_transactional_topic(
     consumer_config: ConsumerConfigFactory,
     isolation: str,
     expected: tuple[bytes, ...],
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic(2)
     producer = ok(await client.get_producer(ProducerConfig(transactional_id=unique("txn"))))
     await write_transactions(producer, topic)
     config = consumer_config(isolation_level=isolation, auto_commit=False)
-    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
-    collector = Collector()
-    consumer = await start_consumer(client, config, subscription, collector.run_config())
+    consumer, collector = await collecting(topic, config=config)
     try:
         await collector.wait_for(len(expected))
 
@@ -86,7 +78,7 @@ async def test_group_reaches_the_end_of_a_transactional_topic(
             ok(await consumer.commit_offsets())
             return await lag_is_zero(client, config.group_id, topic)
 
-        await wait_until(committed_to_the_end, what=f"lag 0 of {config.group_id}")
+        await wait_until(committed_to_the_end, f"lag 0 of {config.group_id}")
     finally:
         ok(await consumer.disconnect())
     assert sorted(value or b"" for value in collector.values()) == sorted(expected)
@@ -97,8 +89,7 @@ async def test_group_reaches_the_end_of_a_transactional_topic(
     ok(await producer.disconnect())
     plain = ok(await client.get_producer(ProducerConfig()))
     ok(await plain.send(topic, StreamingMessage(b"after", partition=1)))
-    again = Collector()
-    second = await start_consumer(client, config, subscription, again.run_config())
+    second, again = await collecting(topic, config=config)
     try:
         await again.wait_for(1)
     finally:
@@ -126,7 +117,7 @@ async def test_commit_never_passes_a_message_not_handled(
     admin = ok(await client.get_admin())
     try:
         await collector.wait_for(3)
-        await wait_until(lambda: bool(collector.errors), what="the refused message")
+        await wait_until(lambda: bool(collector.errors), "the refused message")
         error = collector.errors[0]
         refused = error.context["offset"]
         assert error.code == "STREAMING_HANDLER_FAILED" and isinstance(refused, int)
@@ -139,6 +130,6 @@ async def test_commit_never_passes_a_message_not_handled(
                 (1, lags[1].end, 0),  # partition 1 ends with a marker: nothing left to handle
             ]
 
-        await wait_until(settled, what="committed offsets up to the refused message")
+        await wait_until(settled, "committed offsets up to the refused message")
     finally:
         ok(await consumer.disconnect())

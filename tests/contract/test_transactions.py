@@ -26,18 +26,17 @@ from qi.base.streaming import (
     StreamingProducer,
     SubscriptionConfig,
 )
+from testkit import Collector, ok, unique
 
 from ._support import (
-    Collector,
+    CollectingConsumerFactory,
     ConsumerConfigFactory,
     TopicFactory,
     consume,
     expect_failure,
     numbered,
-    ok,
     produce,
-    start_consumer,
-    unique,
+    start_collecting,
 )
 from ._transactions import (
     begin,
@@ -45,7 +44,6 @@ from ._transactions import (
     committed_values,
     expect_only_committed,
     has,
-    start_from_beginning,
     transactional,
     transactional_producer,
 )
@@ -92,9 +90,8 @@ def reader_that_processed(
         source = await make_topic()
         await produce(producer, source, values)
         config = consumer_config(auto_commit=False)
-        collector = Collector()
         subscription = SubscriptionConfig(topics=(source,), from_beginning=True)
-        consumer = await start_consumer(client, config, subscription, collector.run_config())
+        consumer, collector = await start_collecting(client, config, [source])
         await collector.wait_for(len(values))
         return _Reader(source, consumer, config, collector, subscription)
 
@@ -140,11 +137,11 @@ async def test_abort_hides_records_from_read_committed_only(
 
 
 async def test_open_transaction_is_hidden_until_it_commits(
-    client: StreamingClient,
     txn_producer: StreamingProducer,
     producer: StreamingProducer,
     make_topic: TopicFactory,
     consumer_config: ConsumerConfigFactory,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     topic = await make_topic(2)
     txn = await begin(txn_producer)
@@ -153,9 +150,8 @@ async def test_open_transaction_is_hidden_until_it_commits(
     ok(await producer.send(topic, StreamingMessage(b"behind", partition=0)))
     ok(await producer.send(topic, StreamingMessage(b"elsewhere", partition=1)))
 
-    collector = Collector()
     config = consumer_config(isolation_level="read_committed")
-    consumer = await start_from_beginning(client, config, topic, collector.run_config())
+    consumer, collector = await collecting(topic, config=config)
     try:
         await collector.wait_for(1)
         assert collector.values() == [b"elsewhere"]
@@ -338,16 +334,13 @@ async def test_send_offsets_needs_a_running_consumer_and_valid_offsets(
     txn_producer: StreamingProducer,
     topic: str,
     consumer_config: ConsumerConfigFactory,
+    collecting: CollectingConsumerFactory,
 ) -> None:
     idle = ok(await client.get_consumer(consumer_config(auto_commit=False)))
     txn = await begin(txn_producer)
     expect_failure(await txn.send_offsets(idle), "STREAMING_INVALID_ARGUMENT")
-    collector = Collector()
-    running = await start_consumer(
-        client,
-        consumer_config(auto_commit=False),
-        SubscriptionConfig(topics=(topic,)),
-        collector.run_config(),
+    running, _ = await collecting(
+        topic, config=consumer_config(auto_commit=False), from_beginning=False
     )
     beyond_kafka = ({(topic, 0): 2**63}, {(topic, 2**31): 0})  # int64 offsets, int32 partitions
     for offsets in (

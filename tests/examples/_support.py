@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from qi.base.streaming import ConsumerConfig, StreamingClient
@@ -15,11 +14,6 @@ class ExampleRun:
 
     client: StreamingClient
     memory_broker: MemoryBroker | None
-
-
-def unique(name: str) -> str:
-    """A topic or group name no other test uses."""
-    return f"{name}-{uuid.uuid4().hex[:10]}"
 
 
 def quick_group(group_id: str, *, auto_commit: bool = True) -> ConsumerConfig:

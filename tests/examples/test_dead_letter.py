@@ -16,8 +16,9 @@ from qi.base.streaming import (
     TopicConfig,
 )
 from qi.base.streaming.testing import assert_produced, read_topic, wait_for_group
+from testkit import unique
 
-from ._support import ExampleRun, quick_group, unique
+from ._support import ExampleRun, quick_group
 
 QUICK = dead_letter.RetryPolicy(max_attempts=3, first_pause=0.01)
 

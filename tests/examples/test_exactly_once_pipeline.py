@@ -7,8 +7,9 @@ import json
 import exactly_once_pipeline as pipeline
 from qi.base.streaming import MessageBatch, StreamingMessage, TopicConfig
 from qi.base.streaming.testing import read_topic, wait_for_group
+from testkit import unique
 
-from ._support import ExampleRun, quick_group, unique
+from ._support import ExampleRun, quick_group
 
 
 def test_an_order_becomes_its_invoice() -> None:

@@ -12,8 +12,9 @@ from qi.base.streaming import (
     TopicConfig,
 )
 from qi.base.streaming.testing import wait_for_group
+from testkit import unique
 
-from ._support import ExampleRun, quick_group, unique
+from ._support import ExampleRun, quick_group
 
 
 async def send(run: ExampleRun, topic: str, count: int) -> None:

@@ -11,8 +11,7 @@ import web_service
 from qi.base.streaming import StreamingClient, TopicConfig
 from qi.base.streaming.backends.memory import MemoryBroker
 from qi.base.streaming.testing import assert_produced, read_topic
-
-from ._support import unique
+from testkit import unique
 
 
 async def post(client: StreamingClient, topic: str, **request: object) -> httpx.Response:

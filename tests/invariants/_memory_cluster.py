@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, TypeVar
 
-from qi.base import Failure, QiError, Result, Success
+from qi.base import QiError, Result, Success
 from qi.base.streaming import (
     ConsumerConfig,
     MessageBatch,
@@ -31,6 +31,7 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 from qi.base.streaming.backends.memory import GroupEvent, broker_for, discard_broker
+from testkit import ok
 
 from ._checker import Checker
 from ._events import (
@@ -168,7 +169,7 @@ class MemoryCluster:
         consumer = self._run(
             loop, client.get_consumer(settings), "get_consumer", CONNECTION_TIMEOUT
         )
-        member = Member(label, loop, client, _value(consumer), each_batch)
+        member = Member(label, loop, client, ok(consumer), each_batch)
         self.members.append(member)
         self.start(member)
         return member
@@ -184,9 +185,7 @@ class MemoryCluster:
             pattern=rf"{self.prefix}-extra-\d+",
             from_beginning=True,
         )
-        _value(
-            self._run(member.loop, consumer.subscribe(subscription), "subscribe", REQUEST_TIMEOUT)
-        )
+        ok(self._run(member.loop, consumer.subscribe(subscription), "subscribe", REQUEST_TIMEOUT))
         self._joining[self._client_id(member.label)] = name
         handler = PlannedHandler(self.record, name, self._attempts)
         config = handler.run_config(member.each_batch, RETRY_BACKOFF)
@@ -388,7 +387,7 @@ class MemoryCluster:
         return self.loops.run(loop, wait(), bound + _HANG, what)
 
     def _on_control(self, call: Awaitable[Result[T, QiError]], what: str) -> T:
-        return _value(self._run(self.control, call, what, REQUEST_TIMEOUT))
+        return ok(self._run(self.control, call, what, REQUEST_TIMEOUT))
 
     def _timed_send(self, call: Awaitable[Result[T, QiError]]) -> Awaitable[Result[T, QiError]]:
         return timed(self.record, "producer", "send", REQUEST_TIMEOUT, "request_timeout", call)
@@ -413,12 +412,6 @@ class _Progress:
         if missing != self._missing:
             self._missing, self._since = missing, at
         return missing == 0 or at - self._since > STUCK
-
-
-def _value(result: Result[T, QiError]) -> T:
-    if isinstance(result, Failure):
-        raise AssertionError(f"the driver's own call failed: {result.error}")
-    return result.value
 
 
 def _rebalancing_on(loop: asyncio.AbstractEventLoop) -> bool:

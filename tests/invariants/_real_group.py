@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from qi.base import Failure, Success
+from qi.base import Success
 from qi.base.streaming import (
     ErrorCode,
     MessageBatch,
@@ -37,6 +37,7 @@ from qi.base.streaming import (
 )
 from reliability._proxy import FaultProxy
 from reliability._support import producer_config_for
+from testkit import ok
 
 from ._events import Call, CommitSnapshot, Crashed, Event, Produced, Quiet, read_lines
 from ._recorder import Plan, now, record_produced, timed
@@ -123,8 +124,8 @@ class RealGroup:
             request_timeout=REQUEST_TIMEOUT,
         )
         self._client = create_streaming_client(self.backend, config)
-        admin = _ok(await self._client.get_admin())
-        _ok(await admin.create_topics([TopicConfig(self.topic, num_partitions=self.partitions)]))
+        admin = ok(await self._client.get_admin())
+        ok(await admin.create_topics([TopicConfig(self.topic, num_partitions=self.partitions)]))
         self._snapshots = asyncio.create_task(self._snapshot_loop())
 
     async def close(self) -> None:
@@ -239,7 +240,7 @@ class RealGroup:
     async def produce(self, plans: Sequence[Plan], partition: int | None = None) -> int:
         """One send_batch (to ``partition``, or spread); record what was acknowledged."""
         assert self._client is not None
-        producer = _ok(await self._client.get_producer(producer_config_for(self.backend)))
+        producer = ok(await self._client.get_producer(producer_config_for(self.backend)))
         values = [plan.value() for plan in plans]
         messages = tuple(StreamingMessage(value, partition=partition) for value in values)
         result = await timed(
@@ -377,9 +378,3 @@ class RealGroup:
         finally:
             reader.close()
         return tuple((key.topic, key.partition, key.offset) for key in found if key.offset >= 0)
-
-
-def _ok(result: Any) -> Any:
-    if isinstance(result, Failure):
-        raise AssertionError(f"the driver's own call failed: {result.error}")
-    return result.value

@@ -23,6 +23,7 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import unique
 
 from ._support import (
     REAL_BACKENDS,
@@ -31,7 +32,6 @@ from ._support import (
     check_result,
     producer_config_for,
     streaming_config,
-    unique,
 )
 
 T = TypeVar("T")

@@ -26,6 +26,18 @@ LOOPBACK: Final = "127.0.0.1"
 CONTROL_TIMEOUT: Final = 10.0
 
 
+async def pump_until_one_ends(*pumps: Coroutine[Any, Any, None]) -> None:
+    """Run the pumps of one relayed connection until one of them ends, then stop the rest."""
+    tasks = [asyncio.create_task(pump) for pump in pumps]
+    try:
+        # Kafka never half-closes: one side gone means the connection is over.
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class LoopThreadServer(abc.ABC):
     """Listens on loopback from its own thread; subclasses handle the connections."""
 

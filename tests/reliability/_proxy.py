@@ -30,7 +30,13 @@ from typing import Any, Final
 
 from qi.base.streaming.devbroker import find_broker_binary
 
-from ._loop_thread import CONTROL_TIMEOUT, LOOPBACK, FrontedBroker, LoopThreadServer
+from ._loop_thread import (
+    CONTROL_TIMEOUT,
+    LOOPBACK,
+    FrontedBroker,
+    LoopThreadServer,
+    pump_until_one_ends,
+)
 
 _CHUNK: Final = 65536
 _PRODUCE: Final = 0  # the Kafka protocol's api key of a Produce request
@@ -196,17 +202,10 @@ class FaultProxy(LoopThreadServer):
             await self._flowing.wait()  # a stalled proxy accepts but never even dials upstream
             host, port = self._upstream()
             upstream_reader, link.upstream = await asyncio.open_connection(host, port)
-            pumps = [
-                asyncio.create_task(self._pump_requests(reader, link)),
-                asyncio.create_task(self._pump(upstream_reader, writer, self._answers_of(link))),
-            ]
-            try:
-                # Kafka never half-closes: one side gone means the connection is over.
-                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for pump in pumps:
-                    pump.cancel()
-                await asyncio.gather(*pumps, return_exceptions=True)
+            await pump_until_one_ends(
+                self._pump_requests(reader, link),
+                self._pump(upstream_reader, writer, self._answers_of(link)),
+            )
         except (OSError, asyncio.CancelledError):
             pass  # upstream down (the client sees a closed connection) or cut()
         finally:

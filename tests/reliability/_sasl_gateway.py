@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
-from ._loop_thread import LOOPBACK, FrontedBroker, LoopThreadServer
+from ._loop_thread import LOOPBACK, FrontedBroker, LoopThreadServer, pump_until_one_ends
 
 MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 REFUSAL_MESSAGE: Final = "Authentication failed: Invalid username or password"
@@ -287,17 +287,7 @@ class SaslGateway(LoopThreadServer):
         try:
             upstream_reader, upstream = await asyncio.open_connection(*self._upstream())
             if await self._authenticate(reader, writer, upstream_reader, upstream):
-                pumps = [
-                    asyncio.create_task(_pump(reader, upstream)),
-                    asyncio.create_task(_pump(upstream_reader, writer)),
-                ]
-                try:
-                    # Kafka never half-closes: one side gone means the connection is over.
-                    await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for pump in pumps:
-                        pump.cancel()
-                    await asyncio.gather(*pumps, return_exceptions=True)
+                await pump_until_one_ends(_pump(reader, upstream), _pump(upstream_reader, writer))
         except (OSError, asyncio.IncompleteReadError, asyncio.CancelledError, _Refused):
             pass  # upstream down, client gone, garbage, or shutdown: the client sees a close
         except (struct.error, IndexError):

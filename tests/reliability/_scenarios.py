@@ -7,18 +7,14 @@ own fault hooks (franz-go kfake style), which play the same roles.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from qi.base import QiError, Result, Success
 from qi.base.streaming import (
-    ConsumedMessage,
     ConsumerConfig,
-    ConsumerRunConfig,
-    EachMessagePayload,
     ErrorCode,
     MessageBatch,
     ProduceResult,
@@ -29,9 +25,10 @@ from qi.base.streaming import (
     SubscriptionConfig,
     TopicConfig,
 )
+from testkit import Collector, ok, unique, wait_until
 
 from ._proxy import ProxiedBroker
-from ._support import short_session_timeout, unique, wait_until
+from ._support import short_session_timeout
 
 # A call may outlive its configured timeout by this much (scheduling, the boundary's grace).
 MARGIN: Final = 2.0
@@ -155,36 +152,6 @@ async def send_many(
     return [Outcome(result, seconds) for _ in messages]
 
 
-@dataclass
-class Collector:
-    """Records what a consumer's handler saw, and can fail on purpose."""
-
-    name: str = "consumer"
-    seen: list[tuple[str, ConsumedMessage]] = field(default_factory=list)
-    """(collector name, message), in handling order, successful handlings only."""
-    errors: list[QiError] = field(default_factory=list)
-    fail_when: Callable[[ConsumedMessage], bool] | None = None
-    delay: float = 0.0
-
-    async def handle(self, payload: EachMessagePayload) -> None:
-        if self.fail_when is not None and self.fail_when(payload.message):
-            raise RuntimeError(f"handler failure on offset {payload.message.offset}")
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        self.seen.append((self.name, payload.message))
-
-    async def on_error(self, error: QiError) -> None:
-        self.errors.append(error)
-
-    def values(self) -> set[bytes]:
-        return {message.value for _, message in self.seen if message.value is not None}
-
-    def run_config(self) -> ConsumerRunConfig:
-        return ConsumerRunConfig(
-            each_message=self.handle, on_error=self.on_error, retry_backoff=0.05
-        )
-
-
 def consumer_config(group_id: str | None = None, **changes: Any) -> ConsumerConfig:
     """Short session (joins on Tansu take about half of it) and frequent commits."""
     settings: dict[str, Any] = {
@@ -205,25 +172,20 @@ async def start_consumer(
     """A running consumer of ``topic`` from the beginning, feeding ``collector``."""
     consumer: StreamingConsumer = ok(await client.get_consumer(config or consumer_config()))
     ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
-    ok(await consumer.run(collector.run_config()))
+    ok(await consumer.run(collector.run_config(retry_backoff=0.05)))
     return consumer
-
-
-def ok(result: Result[Any, QiError]) -> Any:
-    assert isinstance(result, Success), result
-    return result.value
 
 
 async def until_seen(
     collectors: list[Collector], values: set[bytes], within: float, what: str
 ) -> None:
     def covered() -> bool:
-        seen: set[bytes] = set()
+        seen: set[bytes | None] = set()
         for collector in collectors:
-            seen |= collector.values()
+            seen.update(collector.values())
         return values <= seen
 
-    await wait_until(covered, within, what)
+    await wait_until(covered, what, within=within)
 
 
 async def timed(call: Awaitable[Result[Any, QiError]]) -> tuple[Result[Any, QiError], float]:

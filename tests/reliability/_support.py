@@ -7,11 +7,10 @@ suite does: these tests check the library against the document, not against itse
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import os
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, Final, TypeVar
 
 import pytest
@@ -19,6 +18,7 @@ import pytest
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming import ErrorCode, ProducerConfig, StreamingConfig
 from qi.base.streaming.devbroker import kind_from_environment
+from qi.base.streaming.testing import quick_config
 
 T = TypeVar("T")
 
@@ -53,16 +53,6 @@ def backend_params(
             marks.append(pytest.mark.xfail(strict=True, reason=xfail[name]))
         params.append(pytest.param(name, id=name, marks=marks))
     return params
-
-
-def unique(prefix: str) -> str:
-    """A topic or group name no other test uses."""
-    return f"qi-rel-{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def memory_brokers() -> tuple[str, ...]:
-    """A private in-process broker for one test."""
-    return (f"memory-{uuid.uuid4().hex}:9092",)
 
 
 def session_broker_is_tansu() -> bool:
@@ -100,9 +90,8 @@ def streaming_config(
     brokers: tuple[str, ...], *, connection_timeout: float = 3.0, request_timeout: float = 5.0
 ) -> StreamingConfig:
     """Short timeouts: a misbehaving call fails the test fast instead of hitting its timeout."""
-    return StreamingConfig(
-        client_id=unique("client"),
-        brokers=brokers,
+    return dataclasses.replace(
+        quick_config(brokers),
         connection_timeout=connection_timeout,
         request_timeout=request_timeout,
     )
@@ -162,19 +151,3 @@ class LoopRunner:
     def close(self) -> None:
         """Close the loop (cancelling anything left on it)."""
         self._runner.close()
-
-
-async def wait_until(
-    condition: Callable[[], bool | Awaitable[bool]], within: float, what: str
-) -> None:
-    """Poll ``condition`` until it holds; fail the test with ``what`` after ``within`` s."""
-    deadline = time.monotonic() + within
-    while True:
-        outcome = condition()
-        if not isinstance(outcome, bool):
-            outcome = await outcome
-        if outcome:
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {within:.1f}s waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -6,12 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from qi.base.streaming.backends.memory import discard_broker
-
 from ._harness import Harness
 from ._proxy import ProxiedBroker
 from ._scenarios import Faults, MemoryFaults, ProxyFaults
-from ._support import REAL_BACKENDS, backend_params, memory_brokers
+from ._support import REAL_BACKENDS, backend_params
 
 
 @pytest.fixture
@@ -33,9 +31,9 @@ def brokers(backend: str, request: pytest.FixtureRequest) -> Iterator[tuple[str,
     """A private in-process broker for memory (dropped afterwards), else the session's
     development broker."""
     if backend not in REAL_BACKENDS:
-        private = memory_brokers()
-        yield private
-        discard_broker(private)
+        # The qi-base pytest plugin's fixture: a fresh broker, discarded after the test.
+        memory: tuple[str, ...] = request.getfixturevalue("qi_memory_brokers")
+        yield memory
         return
     bootstrap: str = request.getfixturevalue("kafka_bootstrap")
     yield tuple(address.strip() for address in bootstrap.split(",") if address.strip())
@@ -52,18 +50,18 @@ def harness(backend: str, brokers: tuple[str, ...]) -> Iterator[Harness]:
 
 
 @pytest.fixture
-def faulty(backend: str) -> Iterator[tuple[tuple[str, ...], Faults]]:
+def faulty(
+    backend: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[tuple[str, ...], Faults]]:
     """Brokers to connect to and the fault switches in front of them.
 
     Real backends get a private broker behind a fault proxy (clients cannot bypass
     it); memory gets a private in-process broker and its fault hooks.
     """
     if backend not in REAL_BACKENDS:
-        from qi.base.streaming.backends.memory import broker_for, discard_broker
-
-        brokers = memory_brokers()
-        yield brokers, MemoryFaults(broker_for(brokers))
-        discard_broker(brokers)
+        # The qi-base pytest plugin's fixtures: a fresh broker, discarded after the test.
+        brokers: tuple[str, ...] = request.getfixturevalue("qi_memory_brokers")
+        yield brokers, MemoryFaults(request.getfixturevalue("qi_memory_broker"))
         return
     with ProxiedBroker() as cluster:
         yield (cluster.bootstrap,), ProxyFaults(cluster)

@@ -21,10 +21,11 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import ok, unique, wait_until
 
 from ._proxy import ProxiedBroker
-from ._scenarios import Faults, consumer_config, ok, timed
-from ._support import backend_params, producer_config_for, streaming_config, unique, wait_until
+from ._scenarios import Faults, consumer_config, timed
+from ._support import backend_params, producer_config_for, streaming_config
 
 # Beyond a bound, the time a call may take to notice it ran out (scheduling, a poll).
 SLACK = 2.0
@@ -127,7 +128,7 @@ async def test_disconnect_commits_what_a_late_handler_finished_within_its_bound(
         successor = ok(await client.get_consumer(group))
         ok(await successor.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
         ok(await successor.run(ConsumerRunConfig(each_message=collect)))
-        await wait_until(lambda: bool(seen), 30.0, "the successor's first message")
+        await wait_until(lambda: bool(seen), "the successor's first message", within=30.0)
         assert seen[0] == 2, f"the late handler's message was not committed: {seen}"
 
 

@@ -33,9 +33,10 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import Collector, ok, unique, wait_until
 
 from ._child_consumer import AUTO_COMMIT_INTERVAL
-from ._scenarios import Collector, consumer_config, numbered, ok, start_consumer, until_seen
+from ._scenarios import consumer_config, numbered, start_consumer, until_seen
 from ._support import (
     NOIDA_KEEPS_GONE_LEADERS,
     REAL_BACKENDS,
@@ -43,8 +44,6 @@ from ._support import (
     producer_config_for,
     session_broker_is_tansu,
     skip_on_noida,
-    unique,
-    wait_until,
 )
 
 _CHILD: Final = Path(__file__).with_name("_child_consumer.py")
@@ -125,16 +124,16 @@ async def test_a_rebalance_during_processing_skips_nothing_and_keeps_order(
     async with create_streaming_client(backend, _config(brokers)) as client:
         topic, values, _ = await _fill(client, backend, 1200, partitions=4)
         await start_consumer(client, topic, first, group)
-        await wait_until(lambda: len(events) >= 200, 30.0, "the first member to be busy")
+        await wait_until(lambda: len(events) >= 200, "the first member to be busy", within=30.0)
         async with create_streaming_client(backend, _config(brokers)) as other:
             await start_consumer(other, topic, second, group)
             await wait_until(
                 lambda: (
                     sum(1 for name, _ in events if name == "second") >= 100
-                    or values <= first.values() | second.values()
+                    or values <= set(first.values()) | set(second.values())
                 ),
-                30.0,
                 "the second member to take partitions",
+                within=30.0,
             )
         # The second member left: its partitions go back to the first one.
         await until_seen([first, second], values, 60.0, "every message handled by someone")
@@ -182,8 +181,8 @@ async def test_a_member_killed_mid_processing_loses_nothing(
             await start_consumer(survivor_client, topic, survivor, consumer_config(group))
             await wait_until(
                 lambda: positions <= by_child | by_survivor(),
-                60.0,
                 "the new member to handle everything the child did not",
+                within=60.0,
             )
         finally:
             await survivor_client.disconnect()
@@ -236,8 +235,8 @@ async def test_a_killed_service_restarted_with_default_timeouts_joins_at_the_fir
         assert isinstance(outcome, Success), f"after {time.monotonic() - started:.1f}s: {outcome}"
         await wait_until(
             lambda: positions <= by_child | handled,
-            60.0,
             "the restarted service to handle everything the killed one did not",
+            within=60.0,
         )
 
 
@@ -266,8 +265,8 @@ async def _kill_mid_processing(
     try:
         await wait_until(
             lambda: outfile.exists() and outfile.read_bytes().count(b"\n") >= handled,
-            within,
             "the child to be mid-processing",
+            within=within,
         )
     finally:
         killed_at = time.time()

@@ -27,32 +27,23 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import Collector, ok, unique, wait_until
 
 from ._proxy import ProxiedBroker
 from ._scenarios import (
     MARGIN,
-    Collector,
     Faults,
     MemoryFaults,
     Outcome,
     ProxyFaults,
     numbered,
-    ok,
     send_many,
     send_one,
     start_consumer,
     timed,
     until_seen,
 )
-from ._support import (
-    DELIVERY_VALUES,
-    backend_params,
-    bounded,
-    code_of,
-    producer_config_for,
-    unique,
-    wait_until,
-)
+from ._support import DELIVERY_VALUES, backend_params, bounded, code_of, producer_config_for
 
 _WAVES: Final = 10
 _PER_WAVE: Final = 300  # 3,000 messages: half sent one by one, half in batches of 25
@@ -224,14 +215,14 @@ async def test_a_stalled_broker_times_out_every_pending_call(
     assert isinstance(disconnected, Success | Failure)
     await wait_until(
         lambda: not set(threading.enumerate()) - threads_before,
-        5.0,
         f"threads to end ({sorted(t.name for t in set(threading.enumerate()) - threads_before)})",
+        within=5.0,
     )
     current = asyncio.current_task()
     await wait_until(
         lambda: not asyncio.all_tasks() - tasks_before - {current},
-        5.0,
         f"tasks to end ({asyncio.all_tasks() - tasks_before - {current}})",
+        within=5.0,
     )
     faults.restore()
 
@@ -336,7 +327,7 @@ async def _restart_scenario(
         async def healthy() -> bool:
             return await client.is_healthy() == Success(True)
 
-        await wait_until(healthy, 15.0, "is_healthy() to be True again")
+        await wait_until(healthy, "is_healthy() to be True again", within=15.0)
         # The topic is back, as on a real cluster, and the admin works again.
         recreated = await admin.create_topics([TopicConfig(topic, num_partitions=2)])
         assert code_of(recreated) == ErrorCode.TOPIC_ALREADY_EXISTS.value, recreated
@@ -344,7 +335,7 @@ async def _restart_scenario(
         async def sent_after() -> bool:
             return isinstance(await producer.send(topic, StreamingMessage(b"after")), Success)
 
-        await wait_until(sent_after, 10.0, "a send to succeed after the restart")
+        await wait_until(sent_after, "a send to succeed after the restart", within=10.0)
         # The restarted development broker starts every partition at offset 0 again, so
         # the consumer's position (past "before") may be ahead of the first new messages:
         # write a few per partition, so that some land beyond any position it holds.
@@ -355,6 +346,6 @@ async def _restart_scenario(
             ok(await producer.send(topic, StreamingMessage(value, partition=partition)))
 
         def read_after_restart() -> bool:
-            return bool(collector.values() & (set(late) | {b"after"}))
+            return bool(set(collector.values()) & (set(late) | {b"after"}))
 
-        await wait_until(read_after_restart, 40.0, "the consumer to read after the restart")
+        await wait_until(read_after_restart, "the consumer to read after the restart", within=40.0)

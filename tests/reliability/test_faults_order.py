@@ -14,17 +14,11 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import Collector, ok, unique, wait_until
 
 from ._proxy import ProxiedBroker
-from ._scenarios import Collector, ok, start_consumer, until_seen
-from ._support import (
-    REAL_BACKENDS,
-    backend_params,
-    producer_config_for,
-    streaming_config,
-    unique,
-    wait_until,
-)
+from ._scenarios import start_consumer, until_seen
+from ._support import REAL_BACKENDS, backend_params, producer_config_for, streaming_config
 
 # A produce request holds at most one message this large (librdkafka's batch.size is
 # 1,000,000 bytes; aiokafka starts a new record batch past 16 KiB), so each message of the
@@ -52,7 +46,7 @@ async def test_a_lost_request_retried_after_later_ones_keeps_the_partition_order
         values = [b"%s:%d:" % (run, i) + b"x" * _LARGE for i in range(_MESSAGES)]
         batch = MessageBatch(topic, tuple(StreamingMessage(value) for value in values))
         sending = asyncio.ensure_future(producer.send_batch(batch))
-        await wait_until(lambda: proxy.dropped == 1, 10.0, "the first request to be lost")
+        await wait_until(lambda: proxy.dropped == 1, "the first request to be lost", within=10.0)
         # Time for requests sent behind the lost one to be written and answered (none may
         # be), then the connection goes and the lost request is retried.
         await asyncio.sleep(0.5)

@@ -10,10 +10,10 @@ import pytest
 
 from qi.base import Failure
 from qi.base.streaming import StreamingMessage, TopicConfig, create_streaming_client
+from testkit import ok, unique
 
 from ._proxy import ProxiedBroker
-from ._scenarios import ok
-from ._support import REAL_BACKENDS, backend_params, producer_config_for, streaming_config, unique
+from ._support import REAL_BACKENDS, backend_params, producer_config_for, streaming_config
 
 _LATENCY = 1.0  # seconds the proxy holds every chunk, each way
 

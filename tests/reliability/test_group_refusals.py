@@ -20,8 +20,9 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import unique
 
-from ._support import REAL_BACKENDS, backend_params, bounded, check_error, streaming_config, unique
+from ._support import REAL_BACKENDS, backend_params, bounded, check_error, streaming_config
 
 # Below the broker's minimum, and short enough that waiting out run()'s bound shows.
 _REFUSED_SESSION = 3.0

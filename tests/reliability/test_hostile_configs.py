@@ -23,11 +23,12 @@ from qi.base.streaming import (
     create_connector,
     create_streaming_client,
 )
+from testkit import unique
 
 from ._configs import wrong_consumer_configs, wrong_producer_configs, wrong_streaming_configs
 from ._harness import Harness, examples
 from ._hostile import INVALID_CONFIG, clean_text, junk
-from ._support import check_result, code_of, producer_config_for, unique
+from ._support import check_result, code_of, producer_config_for
 
 _UNKNOWN = "STREAMING_UNKNOWN_IMPLEMENTATION"
 

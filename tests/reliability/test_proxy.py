@@ -6,11 +6,12 @@ If these fail, every fault scenario built on the proxy is meaningless, so they c
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from testkit import unique
 
 from ._proxy import ProxiedBroker
 
@@ -48,15 +49,11 @@ def _produce(producer: Any, topic: str, timeout: float = 10.0) -> tuple[Any, flo
     return reports[0], time.monotonic() - started
 
 
-def _topic() -> str:
-    return f"qi-proxy-{uuid.uuid4().hex[:12]}"
-
-
 def test_the_broker_advertises_the_proxy(proxied_broker: ProxiedBroker, raw_producer: Any) -> None:
     metadata = raw_producer.list_topics(timeout=5)
     advertised = {f"{broker.host}:{broker.port}" for broker in metadata.brokers.values()}
     assert advertised == {proxied_broker.bootstrap}
-    error, _ = _produce(raw_producer, _topic())
+    error, _ = _produce(raw_producer, unique("proxy"))
     assert error is None
     assert proxied_broker.proxy.accepted >= 1
     assert proxied_broker.proxy.active >= 1
@@ -65,7 +62,7 @@ def test_the_broker_advertises_the_proxy(proxied_broker: ProxiedBroker, raw_prod
 def test_cut_drops_every_connection_and_clients_reconnect(
     proxied_broker: ProxiedBroker, raw_producer: Any
 ) -> None:
-    topic = _topic()
+    topic = unique("proxy")
     assert _produce(raw_producer, topic)[0] is None
     accepted = proxied_broker.proxy.accepted
     assert proxied_broker.proxy.cut() >= 1
@@ -77,7 +74,7 @@ def test_cut_drops_every_connection_and_clients_reconnect(
 def test_stall_leaves_requests_unanswered_until_restore(
     proxied_broker: ProxiedBroker, raw_producer: Any
 ) -> None:
-    topic = _topic()
+    topic = unique("proxy")
     assert _produce(raw_producer, topic)[0] is None
     proxied_broker.proxy.stall()
     error, elapsed = _produce(raw_producer, topic)
@@ -103,7 +100,7 @@ def test_a_stalled_proxy_accepts_but_never_answers_a_new_client(
 
 
 def test_latency_delays_every_round_trip(proxied_broker: ProxiedBroker, raw_producer: Any) -> None:
-    topic = _topic()
+    topic = unique("proxy")
     assert _produce(raw_producer, topic)[0] is None
     proxied_broker.proxy.add_latency(0.3)
     error, elapsed = _produce(raw_producer, topic)
@@ -118,7 +115,7 @@ def test_latency_delays_every_round_trip(proxied_broker: ProxiedBroker, raw_prod
 def test_a_restarted_broker_is_reached_through_the_same_proxy(
     proxied_broker: ProxiedBroker, raw_producer: Any
 ) -> None:
-    topic = _topic()
+    topic = unique("proxy")
     assert _produce(raw_producer, topic)[0] is None
     pid = proxied_broker.broker.pid
     proxied_broker.broker.restart()
@@ -142,7 +139,7 @@ def test_a_lost_produce_answer_makes_the_idempotent_retry_a_duplicate(
             "log_level": 0,
         }
     )
-    topic = _topic()
+    topic = unique("proxy")
     reports: list[tuple[Any, bytes, int | None]] = []
 
     def report(error: Any, message: Any) -> None:
@@ -159,7 +156,7 @@ def test_a_lost_produce_answer_makes_the_idempotent_retry_a_duplicate(
     assert reports == [(None, b"first", 0), (None, b"m0", None), (None, b"m1", 0), (None, b"m2", 1)]
 
     consumer = confluent_kafka.Consumer(
-        {"bootstrap.servers": proxied_broker.bootstrap, "group.id": _topic(), "log_level": 0}
+        {"bootstrap.servers": proxied_broker.bootstrap, "group.id": unique("proxy"), "log_level": 0}
     )
     consumer.assign([confluent_kafka.TopicPartition(topic, 0, 0)])
     written: list[tuple[int, bytes]] = []

@@ -29,8 +29,9 @@ from qi.base.streaming import (
     create_connector,
 )
 from qi.base.streaming._endpoint import Endpoint
+from testkit import unique, wait_until
 
-from ._support import REAL_BACKENDS, producer_config_for, streaming_config, unique, wait_until
+from ._support import REAL_BACKENDS, producer_config_for, streaming_config
 
 # Cycles per backend: the in-process broker is cheap, a real client costs a connection.
 _CYCLES: Final = {"memory": 1000, "confluent": 25, "aiokafka": 60}
@@ -140,16 +141,18 @@ async def test_connect_disconnect_cycles_leak_nothing(
     assert isinstance(await admin.disconnect(), Success)
 
     # Native clients stop their threads and sockets asynchronously after close.
-    await wait_until(lambda: _fd_count() <= fds + 2, 10.0, f"fds back to {fds} ({_fd_count()})")
+    await wait_until(
+        lambda: _fd_count() <= fds + 2, f"fds back to {fds} ({_fd_count()})", within=10.0
+    )
     await wait_until(
         lambda: len(_threads() - threads) == 0,
-        10.0,
         f"threads back to baseline (new: {sorted(t.name for t in _threads() - threads)})",
+        within=10.0,
     )
     await wait_until(
         lambda: len(asyncio.all_tasks()) <= tasks,
-        5.0,
         f"asyncio tasks back to {tasks} ({asyncio.all_tasks()})",
+        within=5.0,
     )
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     per_cycle = grown / _CYCLES[backend]

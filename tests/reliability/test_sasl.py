@@ -27,17 +27,11 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import Collector, ok, unique
 
 from ._sasl_gateway import SaslBroker
-from ._scenarios import MARGIN, Collector, consumer_config, ok, start_consumer, timed, until_seen
-from ._support import (
-    REAL_BACKENDS,
-    backend_params,
-    bounded,
-    check_error,
-    producer_config_for,
-    unique,
-)
+from ._scenarios import MARGIN, consumer_config, start_consumer, timed, until_seen
+from ._support import REAL_BACKENDS, backend_params, bounded, check_error, producer_config_for
 
 USERNAME: Final = "qi-sasl-user"
 MECHANISMS: Final = ("plain", "scram-sha-256", "scram-sha-512")

@@ -31,15 +31,15 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 from qi.base.streaming.backends.memory import discard_broker
+from qi.base.streaming.testing._cluster import private_memory_brokers
+from testkit import unique
 
 from ._support import (
     REAL_BACKENDS,
     backend_params,
     bounded,
     check_result,
-    memory_brokers,
     producer_config_for,
-    unique,
 )
 
 # Every mechanism once, and TLS once: the matrix stays small, each path is still taken.
@@ -170,7 +170,7 @@ async def test_no_secret_leaks_when_nobody_listens(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     _capture_everything(caplog)
-    brokers = (closed_port,) if backend in REAL_BACKENDS else memory_brokers()
+    brokers = (closed_port,) if backend in REAL_BACKENDS else private_memory_brokers()
     config = StreamingConfig(
         client_id="qi-secrets",
         brokers=brokers,

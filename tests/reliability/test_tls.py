@@ -24,10 +24,11 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from testkit import ok, unique
 
 from ._proxy import ProxiedBroker
-from ._scenarios import MARGIN, ok, timed
-from ._support import REAL_BACKENDS, backend_params, producer_config_for, unique
+from ._scenarios import MARGIN, timed
+from ._support import REAL_BACKENDS, backend_params, producer_config_for
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
