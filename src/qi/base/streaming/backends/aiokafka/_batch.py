@@ -16,13 +16,17 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
-from qi.base.streaming._build import PRODUCE_RESULT_SETTERS
+from qi.base.streaming._fast_values import (
+    PRODUCE_RESULT_SETTERS,
+    LastTimestamp,
+    datetime_from_millis,
+    millis_from_datetime,
+)
 from qi.base.streaming._types import NO_HEADERS, ProduceResult, StreamingMessage
 
 _PARTITIONER: Final = DefaultPartitioner()
@@ -43,11 +47,6 @@ def _native_headers(headers: Any) -> Any:
     if headers is NO_HEADERS or not headers:
         return _NO_NATIVE_HEADERS
     return [(name, _encoded(value)) for name, value in headers.items()]
-
-
-def milliseconds(stamp: datetime) -> int:
-    """A message timestamp as Kafka's milliseconds since the epoch."""
-    return int(stamp.timestamp() * 1000)
 
 
 Appender = Callable[[int, int, bytes | None, bytes | None, Any], object]
@@ -151,7 +150,7 @@ class Layout:
                 unknown.append(index)
                 continue
             stamp = message.timestamp
-            stamp_ms = now if stamp is None else milliseconds(stamp)
+            stamp_ms = now if stamp is None else millis_from_datetime(stamp)
             value = message.value
             if type(value) is not bytes and value is not None:
                 value = _encoded(value)
@@ -195,7 +194,7 @@ class Layout:
             "value": value if type(value) is bytes or value is None else _encoded(value),
             "key": key,
             "partition": partition,
-            "timestamp_ms": now if stamp is None else milliseconds(stamp),
+            "timestamp_ms": now if stamp is None else millis_from_datetime(stamp),
             "headers": _native_headers(message.headers),
         }
 
@@ -212,29 +211,12 @@ class Layout:
         return any(batches.get(TopicPartition(topic, partition)) for partition in self.every)
 
 
-class Stamps:
-    """Milliseconds to aware datetimes; the records of a send mostly share one millisecond."""
-
-    __slots__ = ("_last_ms", "_last")
-
-    def __init__(self) -> None:
-        self._last_ms = -1
-        self._last: datetime | None = None
-
-    def __call__(self, ms: int) -> datetime | None:
-        if ms == self._last_ms:
-            return self._last
-        self._last_ms = ms
-        self._last = None if ms < 0 else datetime.fromtimestamp(ms / 1000, tz=UTC)
-        return self._last
-
-
 def acknowledged(
     topic: str,
     batch: QueuedBatch,
     metadata: Any,
     results: list[Any],
-    stamps: Stamps,
+    last_timestamp: LastTimestamp,
 ) -> None:
     """Store the ProduceResult of every record of an acknowledged batch in ``results``."""
     partition, indexes, records = batch.partition, batch.indexes, batch.stamps
@@ -245,24 +227,19 @@ def acknowledged(
         appended = metadata.timestamp
         if appended is None:
             appended = -1
-    if PRODUCE_RESULT_SETTERS is None:
-        for position, index in enumerate(indexes):
-            stamp = stamps(records[position] if appended < 0 else appended)
-            offset = -1 if base is None else base + position
-            results[index] = ProduceResult(topic, partition, offset, stamp)
-        return
     set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
     new = object.__new__
-    # Stamps' cache written out: a call per record cost as much as building the result.
-    last_ms, last = stamps._last_ms, stamps._last
+    to_datetime = datetime_from_millis
+    last_ms, last = last_timestamp.millis, last_timestamp.stamp
     for position, index in enumerate(indexes):
         # -1 (CreateTime) means the record keeps its own timestamp; else the broker's log time.
         ms = records[position] if appended < 0 else appended
         if ms != last_ms:
-            last_ms, last = ms, stamps(ms)
+            last_ms, last = ms, to_datetime(ms)
         result = new(ProduceResult)
         set_topic(result, topic)
         set_partition(result, partition)
         set_offset(result, -1 if base is None else base + position)
         set_stamp(result, last)
         results[index] = result
+    last_timestamp.millis, last_timestamp.stamp = last_ms, last
