@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.structs import TopicPartition
 
 from qi.base.streaming._fast_values import (
     PRODUCE_RESULT_SETTERS,
@@ -28,6 +27,7 @@ from qi.base.streaming._fast_values import (
     millis_from_datetime,
 )
 from qi.base.streaming._types import NO_HEADERS, ProduceResult, StreamingMessage
+from qi.base.streaming.backends.aiokafka import _private
 
 _PARTITIONER: Final = DefaultPartitioner()
 # aiokafka wants a list; its builder only reads it, so all header-less records share this one.
@@ -53,27 +53,6 @@ Appender = Callable[[int, int, bytes | None, bytes | None, Any], object]
 """``append(position, timestamp_ms, key, value, headers)``: None when the batch is full."""
 
 
-def record_appender(builder: Any) -> tuple[Appender, bool]:
-    """How to add records to a ``create_batch()`` builder, and whether that is direct.
-
-    ``BatchBuilder.append`` is a Python wrapper that only counts records and forwards them
-    to its compiled record builder, at about half the cost of a whole send: we call the
-    record builder directly, and :meth:`QueuedBatch.close` sets the count once. The public
-    method stays the fallback should aiokafka move these (the backend's hook tests say so
-    first).
-    """
-    native = getattr(builder, "_builder", None)
-    if native is not None and hasattr(builder, "_relative_offset"):
-        return native.append, True
-
-    def append(
-        position: int, stamp: int, key: bytes | None, value: bytes | None, headers: Any
-    ) -> object:
-        return builder.append(timestamp=stamp, key=key, value=value, headers=headers)
-
-    return append, False
-
-
 @dataclass(slots=True)
 class QueuedBatch:
     """One record batch of ours: where its records came from and how it was queued."""
@@ -81,7 +60,7 @@ class QueuedBatch:
     partition: int
     builder: Any
     append: Appender = field(init=False)
-    """Adds a record at the next position (see :func:`record_appender`)."""
+    """Adds a record at the next position (see ``_private.record_appender``)."""
     direct: bool = field(init=False)
     """Whether ``append`` bypasses the builder's own count (then ``close`` sets it)."""
     indexes: list[int] = field(default_factory=list)
@@ -96,12 +75,12 @@ class QueuedBatch:
     """Why aiokafka would not queue it (nothing of it was sent)."""
 
     def __post_init__(self) -> None:
-        self.append, self.direct = record_appender(self.builder)
+        self.append, self.direct = _private.record_appender(self.builder)
 
     def close(self) -> None:
         """No more records: aiokafka sends it at once instead of lingering for more."""
         if self.direct:
-            self.builder._relative_offset = len(self.indexes)  # what append() would have counted
+            _private.set_record_count(self.builder, len(self.indexes))
         self.builder.close()
 
 
@@ -197,18 +176,6 @@ class Layout:
             "timestamp_ms": now if stamp is None else millis_from_datetime(stamp),
             "headers": _native_headers(message.headers),
         }
-
-    def last_queued(self, topic: str, partition: int) -> Any:
-        """aiokafka's batch into which ``send()``/``send_batch()`` has just queued records
-        for ``partition``: the last of the partition, as long as the loop has not run since."""
-        return self._producer._message_accumulator._batches[TopicPartition(topic, partition)][-1]
-
-    def queued_anything(self, topic: str) -> bool:
-        """Whether aiokafka still holds an unsent batch for a partition of ``topic``."""
-        batches = getattr(getattr(self._producer, "_message_accumulator", None), "_batches", None)
-        if not batches:
-            return False
-        return any(batches.get(TopicPartition(topic, partition)) for partition in self.every)
 
 
 def acknowledged(

@@ -22,7 +22,7 @@ from qi.base.streaming._config import StreamingConfig
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._fast_values import LastTimestamp, produce_result
 from qi.base.streaming._types import ProduceResult, StreamingMessage
-from qi.base.streaming.backends.aiokafka import _errors
+from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._batch import (
     Layout,
     QueuedBatch,
@@ -94,7 +94,7 @@ class Sender:
         if (
             operation == "send"
             and len(messages) <= self._budget.capacity
-            and layout.queued_anything(topic)
+            and _private.holds_unsent(producer, topic, layout.every)
         ):
             # aiokafka still holds a batch of ours for this topic (sends arriving one loop
             # iteration after another): join its open batches, or every iteration's few
@@ -204,7 +204,7 @@ class Sender:
                     held -= 1
                     future.add_done_callback(retrieve)
                     budget.release_when_done(future, 1)
-                    queued_in = layout.last_queued(topic, partition)
+                    queued_in = _private.last_queued(producer, topic, partition)
                     joined.append((index, partition, native["timestamp_ms"], future, queued_in))
         except (TimeoutError, KafkaError) as exc:
             refused = self._refused(exc, "send", topic)
@@ -276,7 +276,7 @@ class Sender:
                 budget.release(sum(len(rest.indexes) for rest in batches[position:]))
                 raise
             batch.future = future
-            batch.native = layout.last_queued(topic, batch.partition)
+            batch.native = _private.last_queued(producer, topic, batch.partition)
             future.add_done_callback(retrieve)
             budget.release_when_done(future, len(batch.indexes))
 
