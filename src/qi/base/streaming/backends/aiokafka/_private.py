@@ -301,7 +301,9 @@ def last_queued(producer: AIOKafkaProducer, topic: str, partition: int) -> Any:
 
 def holds_unsent(producer: AIOKafkaProducer, topic: str, partitions: Iterable[int]) -> bool:
     """Whether the producer still holds an unsent batch for one of ``partitions``."""
-    batches = queued_batches(producer)
+    # queued_batches() written out: this runs once per send() call.
+    accumulator = getattr(producer, "_message_accumulator", None)
+    batches = getattr(accumulator, "_batches", None)
     if not batches:
         return False
     return any(batches.get(TopicPartition(topic, partition)) for partition in partitions)
