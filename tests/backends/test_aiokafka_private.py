@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from qi.base.streaming import ConsumerConfig, StreamingConfig
 from qi.base.streaming.backends.aiokafka import _private
 from qi.base.streaming.backends.aiokafka._private import PRIVATE_NAMES, PrivateName
+from qi.base.streaming.backends.aiokafka._settings import consumer_settings
 
 _BACKEND = Path(_private.__file__).parent
 _README = Path(__file__).parents[2] / "README.md"
@@ -67,3 +69,12 @@ def test_no_other_module_of_the_backend_spells_a_private_name() -> None:
 def test_the_readme_lists_every_private_name() -> None:
     readme = _README.read_text()
     assert [_label(entry) for entry in PRIVATE_NAMES if _label(entry) not in readme] == []
+
+
+def test_consumers_are_never_static_members() -> None:
+    # _group's leave-group replacement leaves whenever the member has an id, which a static
+    # member (group.instance.id) must not: the backend never asks aiokafka for one.
+    config = StreamingConfig(brokers=("localhost:9092",), client_id="guard")
+    for from_beginning in (True, False):
+        settings = consumer_settings(config, ConsumerConfig("group"), from_beginning=from_beginning)
+        assert settings.get("group_instance_id") is None

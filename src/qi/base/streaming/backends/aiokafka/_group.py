@@ -23,8 +23,9 @@ async def _leave_group(coordinator: Any) -> None:
     # this member an id, as the Java client does, not only once a join finished with generation
     # > 0: Kafka numbers generations from 1, Tansu from 0, and a join abandoned by stop() has an
     # id but no generation yet. A member that never says goodbye holds its partitions for a
-    # whole session timeout before the next member of the group gets them.
-    if coordinator.member_id and not _private.is_static_member(coordinator):
+    # whole session timeout before the next member of the group gets them. aiokafka also
+    # keeps static members (group.instance.id) in the group; the backend never makes one.
+    if coordinator.member_id:
         try:
             await _private.send_to_coordinator(
                 coordinator, LeaveGroupRequest(coordinator.group_id, coordinator.member_id)

@@ -84,7 +84,6 @@ PRIVATE_NAMES: Final = (
         ("self",),
         "replaced: leave the group whatever the generation number (_group)",
     ),
-    PrivateName(GroupCoordinator, "_group_instance_id", None, "that replacement's rule"),
     PrivateName(GroupCoordinator, "_send_req", ("self", "request"), "that replacement's request"),
     PrivateName(
         GroupCoordinator,
@@ -238,11 +237,6 @@ def replace_leave_group(coordinator: Any, leave: Callable[[Any], Any]) -> None:
     """Make ``leave(coordinator)`` what the coordinator runs to leave its group."""
     if hasattr(coordinator, "_maybe_leave_group"):
         coordinator._maybe_leave_group = MethodType(leave, coordinator)
-
-
-def is_static_member(coordinator: Any) -> bool:
-    """Whether the member has a group.instance.id (a static member does not leave)."""
-    return coordinator._group_instance_id is not None
 
 
 async def send_to_coordinator(coordinator: Any, request: Any) -> Any:
