@@ -8,14 +8,13 @@ import dataclasses
 import pytest
 
 from qi.base.streaming import ConsumedMessage, EachBatchPayload, EachMessagePayload
-from qi.base.streaming._build import EACH_MESSAGE_SETTERS
+from qi.base.streaming._fast_values import EACH_MESSAGE_SETTERS
 
 MESSAGE = ConsumedMessage("orders", 0, 7, None, b"value", None)
 
 
 def built_as_the_at_least_once_loop_does() -> EachMessagePayload:
     """Topic, partition and message set through the slots; ``transaction`` left unset."""
-    assert EACH_MESSAGE_SETTERS is not None, "the run loop would fall back to the constructor"
     set_topic, set_partition, set_message, _ = EACH_MESSAGE_SETTERS
     payload = object.__new__(EachMessagePayload)
     set_topic(payload, "orders")

@@ -1,8 +1,9 @@
 """The aiokafka internals the backend relies on still have the shape it expects.
 
-aiokafka offers no setting for three things the contract needs, so the backend
-replaces or calls a private method per instance (see ``_metadata``, ``_consumer``
-and ``_producer``). These checks fail loudly when an aiokafka upgrade moves them.
+aiokafka offers no setting for several things the contract needs, so the backend
+replaces or calls private methods per instance, all through ``_private`` (whose
+names test_aiokafka_private.py guards one by one). These checks go further: the
+behaviour the replacements rely on, failing loudly when an aiokafka upgrade changes it.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def test_the_coordinator_still_commits_offsets_without_looking_at_the_assignment
 
 
 def test_batch_builders_still_count_what_they_forward() -> None:
-    # _batch.record_appender appends to BatchBuilder._builder directly and sets
+    # _private.record_appender appends to BatchBuilder._builder directly and sets
     # _relative_offset itself: the wrapper must still do no more than that.
     from aiokafka.producer.message_accumulator import BatchBuilder
 

@@ -181,7 +181,8 @@ async def test_more_sends_at_once_than_the_queue_holds_join_in_turns(
 
 def test_results_are_plain_produce_results() -> None:
     from qi.base.streaming import ProduceResult
-    from qi.base.streaming.backends.aiokafka._batch import QueuedBatch, Stamps, acknowledged
+    from qi.base.streaming._fast_values import LastTimestamp
+    from qi.base.streaming.backends.aiokafka._batch import QueuedBatch, acknowledged
 
     @dataclasses.dataclass
     class Metadata:
@@ -190,7 +191,7 @@ def test_results_are_plain_produce_results() -> None:
 
     batch = QueuedBatch(1, None, [2, 0], [1_700_000_000_123, 1_700_000_000_123])
     results: list[Any] = [None, None, None]
-    acknowledged("t", batch, Metadata(40, -1), results, Stamps())
+    acknowledged("t", batch, Metadata(40, -1), results, LastTimestamp())
     assert results[2] == ProduceResult("t", 1, 40, results[0].timestamp)
     assert results[0].offset == 41
     assert results[0].timestamp.timestamp() == 1_700_000_000.123

@@ -32,8 +32,8 @@ from qi.base.streaming import (
 )
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming.backends.aiokafka import _private
 from qi.base.streaming.backends.aiokafka._errors import translate
-from qi.base.streaming.backends.aiokafka._producer import _forget_drain_failures
 from qi.base.streaming.backends.aiokafka._transactions import (
     AiokafkaGroupMetadata,
     AiokafkaTransactions,
@@ -265,10 +265,20 @@ async def test_stopping_retrieves_the_failures_of_batches_nobody_drains() -> Non
     failed.set_exception(kafka.ProducerFenced())
     batch = type("Batch", (), {"_drain_waiter": failed})()
     waiting = type("Batch", (), {"_drain_waiter": pending})()
+    failures: list[Exception] = []
     accumulator = type(
-        "Accumulator", (), {"_batches": {"tp": [batch]}, "_pending_batches": [waiting]}
+        "Accumulator",
+        (),
+        {
+            "_batches": {"tp": [batch]},
+            "_pending_batches": [waiting],
+            "fail_all": staticmethod(failures.append),
+        },
     )()
-    _forget_drain_failures(accumulator)
+    producer = type("Producer", (), {"_message_accumulator": accumulator})()
+    disconnected = kafka.KafkaConnectionError("the producer was disconnected")
+    _private.fail_queued(producer, disconnected)
+    assert failures == [disconnected]
     # Retrieved: asyncio will not log it as "Future exception was never retrieved".
     assert failed._log_traceback is False
     assert not pending.done()

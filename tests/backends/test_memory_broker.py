@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from qi.base.streaming import (
@@ -17,14 +16,13 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
-from qi.base.streaming._build import slot_setters
 from qi.base.streaming.backends.memory import (
     MemoryBroker,
     broker_for,
     discard_broker,
     partition_for_key,
 )
-from qi.base.streaming.backends.memory._build import Record, consumed_messages
+from qi.base.streaming.backends.memory._consumed import Record, consumed_messages
 from qi.base.streaming.testing._cluster import private_memory_brokers
 from testkit import ok, wait_until
 
@@ -207,28 +205,6 @@ def test_fetched_messages_equal_constructed_ones() -> None:
         ConsumedMessage("t", 3, 8, None, b"w", stamp, {"h": b"1"}),
         ConsumedMessage("t", 3, 9, None, b"x", None, {}),
     ]
-
-
-def test_slot_setters_refuse_classes_whose_init_does_more() -> None:
-    @dataclass(frozen=True, slots=True)
-    class Checked:
-        value: int
-
-        def __post_init__(self) -> None:
-            if self.value < 0:
-                raise ValueError("negative")
-
-    @dataclass(frozen=True, slots=True)
-    class Plain:
-        value: int
-
-    assert slot_setters(Checked, ("value",)) is None
-    assert slot_setters(Plain, ("other",)) is None
-    setters = slot_setters(Plain, ("value",))
-    assert setters is not None
-    built = object.__new__(Plain)
-    setters[0](built, 5)
-    assert built == Plain(5)
 
 
 async def test_topic_names_found_valid_are_remembered_within_a_bound() -> None:

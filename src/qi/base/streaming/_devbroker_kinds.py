@@ -126,11 +126,11 @@ def program_for(kind: str) -> BrokerProgram:
     return program
 
 
-def require_executable(path: str, source: str) -> str:
+def require_executable(path: str, origin: str) -> str:
     """Return ``path`` when it is an executable file; raises DevBrokerError otherwise."""
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         raise DevBrokerError(
-            f"broker binary {path!r} (from {source}) is missing or not executable; "
+            f"broker binary {path!r} (from {origin}) is missing or not executable; "
             f"{INSTALL_HINT} or set ${BROKER_BIN_ENV} to a Tansu binary"
         )
     return path

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from qi.base import Failure, QiError
-from qi.base.streaming._build import EACH_MESSAGE_SETTERS
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerRunConfig
+from qi.base.streaming._fast_values import EACH_MESSAGE_SETTERS
 from qi.base.streaming._source import PartitionSource, TopicPartition
 from qi.base.streaming._types import ConsumedMessage, EachBatchPayload, EachMessagePayload
 
@@ -185,7 +185,8 @@ class Dispatcher:
         topic, partition = key
         generation = part.generation
         buffer = part.buffer
-        new, setters = object.__new__, EACH_MESSAGE_SETTERS
+        new = object.__new__
+        set_topic, set_partition, set_message, _ = EACH_MESSAGE_SETTERS
         # Up to one batch per turn, so other partitions are not starved. This runs once per
         # message, so _call() and the payload's constructor are written out: a coroutine and
         # a call of our own per message cost more than the rest of the bookkeeping.
@@ -193,14 +194,10 @@ class Dispatcher:
             if not buffer or self.stopping or part.generation != generation or part.revoking:
                 return
             message = buffer[0]
-            if setters is None:
-                payload = EachMessagePayload(topic, partition, message)
-            else:
-                set_topic, set_partition, set_message, _ = setters
-                payload = new(EachMessagePayload)
-                set_topic(payload, topic)
-                set_partition(payload, partition)
-                set_message(payload, message)
+            payload = new(EachMessagePayload)
+            set_topic(payload, topic)
+            set_partition(payload, partition)
+            set_message(payload, message)
             self._busy = key
             failure: object = None
             try:

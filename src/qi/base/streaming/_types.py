@@ -107,7 +107,7 @@ class EachMessagePayload:
 
         def __getattr__(self, name: str) -> object:
             # Called only for a slot never set: the at-least-once run loop builds millions of
-            # payloads a second through the slots (_build) and leaves ``transaction`` unset,
+            # payloads a second through the slots (_fast_values) and leaves ``transaction`` unset,
             # which must read as its default.
             if name == "transaction":
                 return None

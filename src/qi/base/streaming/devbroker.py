@@ -41,7 +41,7 @@ from qi.base.streaming._devbroker_kinds import (
     program_for,
     require_executable,
 )
-from qi.base.streaming._probe import probe
+from qi.base.streaming._kafka_ping import probe
 
 __all__ = [
     "BROKER_BIN_ENV",

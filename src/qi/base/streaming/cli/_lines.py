@@ -22,7 +22,7 @@ _CHUNK_BYTES: Final = 1 << 16
 _CHUNKS_AHEAD: Final = 8  # how far the reader may run ahead of the producer
 
 
-class LineSource:
+class LineReader:
     """Numbered lines of a binary stream, without their trailing newline."""
 
     def __init__(self, stream: BinaryIO, *, linger: float = 0.05) -> None:

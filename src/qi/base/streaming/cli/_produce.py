@@ -26,7 +26,7 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 from qi.base.streaming.cli._client import value_or_exit
-from qi.base.streaming.cli._lines import LineSource
+from qi.base.streaming.cli._lines import LineReader
 from qi.base.streaming.cli._options import CommonOptions, common_options
 from qi.base.streaming.cli._output import (
     EXIT_FAILURE,
@@ -177,15 +177,15 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f} msg/s" if speed else "", style="progress.data.speed")
 
 
-async def _take(source: LineSource, limit: int, stop: Stop) -> list[tuple[int, bytes]]:
+async def _take(reader: LineReader, limit: int, stop: Stop) -> list[tuple[int, bytes]]:
     """The next lines, or none when input ended or a stop was requested first."""
-    taking = asyncio.ensure_future(source.take(limit))
+    taking = asyncio.ensure_future(reader.take(limit))
     stopping = asyncio.ensure_future(stop.wait())
     done, _ = await asyncio.wait({taking, stopping}, return_when=asyncio.FIRST_COMPLETED)
     stopping.cancel()
     if taking not in done:
         taking.cancel()
-        source.close()
+        reader.close()
         return []
     return taking.result()
 
@@ -193,7 +193,7 @@ async def _take(source: LineSource, limit: int, stop: Stop) -> list[tuple[int, b
 async def _produce_all(
     producer: StreamingProducer,
     topic: str,
-    source: LineSource,
+    reader: LineReader,
     parse: _Parser,
     batch_size: int,
     stop: Stop,
@@ -203,7 +203,7 @@ async def _produce_all(
     task = progress.add_task("producing", total=None)
     while not stop.is_set():
         try:
-            lines = await _take(source, batch_size, stop)
+            lines = await _take(reader, batch_size, stop)
         except OSError as exc:
             raise CliError(f"cannot read input: {exc}") from None
         if not lines:
@@ -312,7 +312,7 @@ def produce(
 
     async def main(stop: Stop) -> int:
         stream: BinaryIO = sys.stdin.buffer if from_stdin else _open(input_path)
-        source = LineSource(stream)
+        reader = LineReader(stream)
         progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.completed:,.0f} acknowledged"),
@@ -333,10 +333,10 @@ def produce(
                 )
                 with progress:
                     tally = await _produce_all(
-                        producer, topic, source, parser, batch_size, stop, progress
+                        producer, topic, reader, parser, batch_size, stop, progress
                     )
         finally:
-            source.close()
+            reader.close()
             if not from_stdin:
                 stream.close()
         for failure in tally.failures:

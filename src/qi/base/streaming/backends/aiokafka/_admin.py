@@ -23,7 +23,7 @@ from qi.base.streaming._types import (
     PartitionOffsets,
     TopicMetadata,
 )
-from qi.base.streaming.backends.aiokafka import _errors
+from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._group_admin import AiokafkaGroupAdmin
 from qi.base.streaming.backends.aiokafka._metadata import (
@@ -49,7 +49,7 @@ class AiokafkaAdmin(StreamingAdmin):
         admin = AIOKafkaAdminClient(**admin_settings(self._config))
         self._admin = admin
         # Describing a missing topic must not create it (see _metadata).
-        forbid_topic_auto_creation(admin._client)
+        forbid_topic_auto_creation(_private.admin_client(admin))
         await start_within(self._config, admin.start, self._error)
 
     async def _close(self) -> None:
@@ -97,12 +97,12 @@ class AiokafkaAdmin(StreamingAdmin):
 
     async def _list_topics(self) -> Sequence[str]:
         async with self._bounded("list_topics"):
-            metadata = await topic_metadata(self._admin._client, None)
+            metadata = await topic_metadata(_private.admin_client(self._admin), None)
         return [entry["topic"] for entry in metadata["topics"] if entry["error_code"] == 0]
 
     async def _describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
         async with self._bounded("get_topic_metadata"):
-            metadata = await topic_metadata(self._admin._client, list(names))
+            metadata = await topic_metadata(_private.admin_client(self._admin), list(names))
         found: dict[str, TopicMetadata] = {}
         for entry in metadata["topics"]:
             error = for_code(entry["error_code"])
@@ -185,7 +185,7 @@ class AiokafkaAdmin(StreamingAdmin):
         """Poll metadata until every name is (or is no longer) a topic with partitions."""
         pending = set(names)
         while pending:
-            metadata = await topic_metadata(self._admin._client, sorted(pending))
+            metadata = await topic_metadata(_private.admin_client(self._admin), sorted(pending))
             present = {
                 entry["topic"]
                 for entry in metadata["topics"]

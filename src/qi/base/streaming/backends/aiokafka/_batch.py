@@ -16,14 +16,18 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from aiokafka.partitioner import DefaultPartitioner
-from aiokafka.structs import TopicPartition
 
-from qi.base.streaming._build import PRODUCE_RESULT_SETTERS
+from qi.base.streaming._fast_values import (
+    PRODUCE_RESULT_SETTERS,
+    LastTimestamp,
+    datetime_from_millis,
+    millis_from_datetime,
+)
 from qi.base.streaming._types import NO_HEADERS, ProduceResult, StreamingMessage
+from qi.base.streaming.backends.aiokafka import _private
 
 _PARTITIONER: Final = DefaultPartitioner()
 # aiokafka wants a list; its builder only reads it, so all header-less records share this one.
@@ -45,34 +49,8 @@ def _native_headers(headers: Any) -> Any:
     return [(name, _encoded(value)) for name, value in headers.items()]
 
 
-def milliseconds(stamp: datetime) -> int:
-    """A message timestamp as Kafka's milliseconds since the epoch."""
-    return int(stamp.timestamp() * 1000)
-
-
 Appender = Callable[[int, int, bytes | None, bytes | None, Any], object]
 """``append(position, timestamp_ms, key, value, headers)``: None when the batch is full."""
-
-
-def record_appender(builder: Any) -> tuple[Appender, bool]:
-    """How to add records to a ``create_batch()`` builder, and whether that is direct.
-
-    ``BatchBuilder.append`` is a Python wrapper that only counts records and forwards them
-    to its compiled record builder, at about half the cost of a whole send: we call the
-    record builder directly, and :meth:`QueuedBatch.close` sets the count once. The public
-    method stays the fallback should aiokafka move these (the backend's hook tests say so
-    first).
-    """
-    native = getattr(builder, "_builder", None)
-    if native is not None and hasattr(builder, "_relative_offset"):
-        return native.append, True
-
-    def append(
-        position: int, stamp: int, key: bytes | None, value: bytes | None, headers: Any
-    ) -> object:
-        return builder.append(timestamp=stamp, key=key, value=value, headers=headers)
-
-    return append, False
 
 
 @dataclass(slots=True)
@@ -82,7 +60,7 @@ class QueuedBatch:
     partition: int
     builder: Any
     append: Appender = field(init=False)
-    """Adds a record at the next position (see :func:`record_appender`)."""
+    """Adds a record at the next position (see ``_private.record_appender``)."""
     direct: bool = field(init=False)
     """Whether ``append`` bypasses the builder's own count (then ``close`` sets it)."""
     indexes: list[int] = field(default_factory=list)
@@ -97,12 +75,12 @@ class QueuedBatch:
     """Why aiokafka would not queue it (nothing of it was sent)."""
 
     def __post_init__(self) -> None:
-        self.append, self.direct = record_appender(self.builder)
+        self.append, self.direct = _private.record_appender(self.builder)
 
     def close(self) -> None:
         """No more records: aiokafka sends it at once instead of lingering for more."""
         if self.direct:
-            self.builder._relative_offset = len(self.indexes)  # what append() would have counted
+            _private.set_record_count(self.builder, len(self.indexes))
         self.builder.close()
 
 
@@ -151,7 +129,7 @@ class Layout:
                 unknown.append(index)
                 continue
             stamp = message.timestamp
-            stamp_ms = now if stamp is None else milliseconds(stamp)
+            stamp_ms = now if stamp is None else millis_from_datetime(stamp)
             value = message.value
             if type(value) is not bytes and value is not None:
                 value = _encoded(value)
@@ -195,38 +173,9 @@ class Layout:
             "value": value if type(value) is bytes or value is None else _encoded(value),
             "key": key,
             "partition": partition,
-            "timestamp_ms": now if stamp is None else milliseconds(stamp),
+            "timestamp_ms": now if stamp is None else millis_from_datetime(stamp),
             "headers": _native_headers(message.headers),
         }
-
-    def last_queued(self, topic: str, partition: int) -> Any:
-        """aiokafka's batch into which ``send()``/``send_batch()`` has just queued records
-        for ``partition``: the last of the partition, as long as the loop has not run since."""
-        return self._producer._message_accumulator._batches[TopicPartition(topic, partition)][-1]
-
-    def queued_anything(self, topic: str) -> bool:
-        """Whether aiokafka still holds an unsent batch for a partition of ``topic``."""
-        batches = getattr(getattr(self._producer, "_message_accumulator", None), "_batches", None)
-        if not batches:
-            return False
-        return any(batches.get(TopicPartition(topic, partition)) for partition in self.every)
-
-
-class Stamps:
-    """Milliseconds to aware datetimes; the records of a send mostly share one millisecond."""
-
-    __slots__ = ("_last_ms", "_last")
-
-    def __init__(self) -> None:
-        self._last_ms = -1
-        self._last: datetime | None = None
-
-    def __call__(self, ms: int) -> datetime | None:
-        if ms == self._last_ms:
-            return self._last
-        self._last_ms = ms
-        self._last = None if ms < 0 else datetime.fromtimestamp(ms / 1000, tz=UTC)
-        return self._last
 
 
 def acknowledged(
@@ -234,7 +183,7 @@ def acknowledged(
     batch: QueuedBatch,
     metadata: Any,
     results: list[Any],
-    stamps: Stamps,
+    last_timestamp: LastTimestamp,
 ) -> None:
     """Store the ProduceResult of every record of an acknowledged batch in ``results``."""
     partition, indexes, records = batch.partition, batch.indexes, batch.stamps
@@ -245,24 +194,19 @@ def acknowledged(
         appended = metadata.timestamp
         if appended is None:
             appended = -1
-    if PRODUCE_RESULT_SETTERS is None:
-        for position, index in enumerate(indexes):
-            stamp = stamps(records[position] if appended < 0 else appended)
-            offset = -1 if base is None else base + position
-            results[index] = ProduceResult(topic, partition, offset, stamp)
-        return
     set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
     new = object.__new__
-    # Stamps' cache written out: a call per record cost as much as building the result.
-    last_ms, last = stamps._last_ms, stamps._last
+    to_datetime = datetime_from_millis
+    last_ms, last = last_timestamp.millis, last_timestamp.stamp
     for position, index in enumerate(indexes):
         # -1 (CreateTime) means the record keeps its own timestamp; else the broker's log time.
         ms = records[position] if appended < 0 else appended
         if ms != last_ms:
-            last_ms, last = ms, stamps(ms)
+            last_ms, last = ms, to_datetime(ms)
         result = new(ProduceResult)
         set_topic(result, topic)
         set_partition(result, partition)
         set_offset(result, -1 if base is None else base + position)
         set_stamp(result, last)
         results[index] = result
+    last_timestamp.millis, last_timestamp.stamp = last_ms, last

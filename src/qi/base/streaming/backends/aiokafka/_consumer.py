@@ -23,14 +23,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.util import commit_structure_validate
 
 from qi.base import QiError
-from qi.base.streaming._build import (
+from qi.base.streaming._codes import ErrorCode
+from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
+from qi.base.streaming._consumer import StreamingConsumer
+from qi.base.streaming._fast_values import (
     CONSUMED_MESSAGE_SETTERS,
     consumed_headers,
     datetime_from_millis,
 )
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
-from qi.base.streaming._consumer import StreamingConsumer
 from qi.base.streaming._source import (
     PartitionSource,
     RebalanceListener,
@@ -40,7 +40,7 @@ from qi.base.streaming._source import (
     TopicPartition as PartitionKey,
 )
 from qi.base.streaming._types import NO_CONSUMED_HEADERS, ConsumedMessage
-from qi.base.streaming.backends.aiokafka import _errors
+from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
@@ -74,6 +74,7 @@ def subscription_pattern(topics: Sequence[str], pattern: str) -> str:
 
 
 def _timestamp(milliseconds: int | None) -> datetime | None:
+    """A record's timestamp: aiokafka says None or -1 when it has none."""
     if milliseconds is None or milliseconds < 0:
         return None
     return datetime_from_millis(milliseconds)
@@ -82,36 +83,18 @@ def _timestamp(milliseconds: int | None) -> datetime | None:
 def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> list[ConsumedMessage]:
     """ConsumedMessages of one partition's ConsumerRecords, in order.
 
-    This runs once per record fetched: fields are set through the slot descriptors
-    (about twice as fast as the frozen dataclass's ``__init__``), and consecutive records
-    mostly share a millisecond, so each distinct timestamp becomes a datetime once. It
-    never raises for a record's contents (a timestamp ``datetime`` cannot hold is None).
+    This runs once per record fetched: built through the slot setters and with each
+    distinct timestamp converted once (see ``_fast_values``). It never raises for a
+    record's contents (a timestamp ``datetime`` cannot hold is None).
     """
-    built: list[ConsumedMessage] = []
-    append = built.append
-    last_ms: int | None = None
-    last_stamp: datetime | None = None
-    if (
-        CONSUMED_MESSAGE_SETTERS is None
-    ):  # the dataclass changed shape: the constructor is always right
-        for record in records:
-            headers = record.headers
-            append(
-                ConsumedMessage(
-                    topic,
-                    partition,
-                    record.offset,
-                    record.key,
-                    record.value,
-                    _timestamp(record.timestamp),
-                    consumed_headers(headers) if headers else NO_CONSUMED_HEADERS,
-                )
-            )
-        return built
     set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = (
         CONSUMED_MESSAGE_SETTERS
     )
     new = object.__new__
+    last_ms: int | None = None
+    last_stamp: datetime | None = None
+    built: list[ConsumedMessage] = []
+    append = built.append
     for record in records:
         milliseconds = record.timestamp
         if milliseconds != last_ms:
@@ -190,7 +173,7 @@ class AiokafkaConsumer(StreamingConsumer):
             self._config, self._consumer_config, from_beginning=from_beginning
         )
         consumer = AIOKafkaConsumer(**settings)
-        forbid_topic_auto_creation(consumer._client)
+        forbid_topic_auto_creation(_private.consumer_client(consumer))
         self._from_beginning = from_beginning
         return consumer
 
@@ -295,15 +278,15 @@ class _AiokafkaSource(PartitionSource):
         if not partitions:  # getmany() without partitions would mean "all of them"
             # aiokafka tells a join the broker refused (a session timeout outside its
             # bounds, say) only to getmany() and friends: raise it from here too.
-            self._consumer._coordinator.check_errors()
+            _private.group_coordinator(self._consumer).check_errors()
             # Waiting here rather than in getmany() must still count as polling: aiokafka
             # leaves the group, and will not rejoin, once no fetch ran for max_poll_interval_ms,
             # and a member with nothing assigned must stay until a rebalance gives it some.
-            with self._consumer._subscription.fetch_context():
+            with _private.idle_fetch(self._consumer):
                 await asyncio.sleep(max_wait)
             return {}
         self._sought_during_fetch.clear()
-        before = self._positions(partitions)
+        before = _private.positions(self._consumer, partitions)
         batches = await self._consumer.getmany(
             *partitions, timeout_ms=max(1, round(max_wait * 1000)), max_records=max_messages
         )
@@ -312,7 +295,7 @@ class _AiokafkaSource(PartitionSource):
         # (returning nothing when that was all): the position Kafka's own clients commit.
         self._fetched_to = {
             key: position
-            for key, position in self._positions(partitions).items()
+            for key, position in _private.positions(self._consumer, partitions).items()
             if position != before.get(key) and key not in self._sought_during_fetch
         }
         fetched: dict[PartitionKey, Sequence[ConsumedMessage]] = {}
@@ -335,19 +318,6 @@ class _AiokafkaSource(PartitionSource):
     def fetch_positions(self) -> Mapping[PartitionKey, int]:
         return self._fetched_to
 
-    def _positions(self, partitions: list[Any]) -> dict[PartitionKey, int]:
-        """The known positions of ``partitions`` in aiokafka's current assignment."""
-        subscription = self._consumer._subscription.subscription
-        assignment = None if subscription is None else subscription.assignment
-        if assignment is None:
-            return {}
-        positions: dict[PartitionKey, int] = {}
-        for tp in partitions:
-            state = assignment.state_value(tp)
-            if state is not None and state.has_valid_position:
-                positions[(tp.topic, tp.partition)] = state.position
-        return positions
-
     async def commit(self, offsets: Mapping[PartitionKey, int]) -> None:
         # aiokafka retries UNKNOWN_TOPIC_OR_PARTITION until the caller's bound runs out, and a
         # topic deleted under the consumer answers nothing else: fail those at once instead.
@@ -363,7 +333,7 @@ class _AiokafkaSource(PartitionSource):
             # commit() refuses the partitions the current generation still owns. The
             # coordinator commits them with that generation, which the broker checks.
             offsets = commit_structure_validate(live)
-            await self._consumer._coordinator.commit_offsets(None, offsets)
+            await _private.group_coordinator(self._consumer).commit_offsets(None, offsets)
         if gone:
             raise _TopicsGone(tuple(sorted(gone)))
 
@@ -403,9 +373,9 @@ class _AiokafkaSource(PartitionSource):
             self._consumer.resume(*owned)
 
     async def group_metadata(self) -> object:
-        coordinator = self._consumer._coordinator
+        coordinator = _private.group_coordinator(self._consumer)
         return AiokafkaGroupMetadata(
-            self._consumer._group_id, coordinator.generation, coordinator.member_id
+            coordinator.group_id, coordinator.generation, coordinator.member_id
         )
 
     async def stop(self, patience: float) -> None:
@@ -450,7 +420,7 @@ class _AiokafkaSource(PartitionSource):
             listener.report_commit_failure(exc)
 
     def _topic_known(self, topic: str) -> bool:
-        return self._consumer._client.cluster.partitions_for_topic(topic) is not None
+        return self._consumer.partitions_for_topic(topic) is not None
 
     def _owned(self, partitions: Collection[PartitionKey]) -> list[Any]:
         assigned = self._consumer.assignment()

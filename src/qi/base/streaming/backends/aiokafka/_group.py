@@ -1,18 +1,19 @@
 """Two per-instance changes to aiokafka's group coordinator, made when a consumer starts.
 
-aiokafka offers no setting for either; tests/backends/test_aiokafka_hooks.py fails
-loudly when an aiokafka upgrade moves what they replace.
+aiokafka offers no setting for either: they go through ``_private``, whose guard
+tests fail loudly when an aiokafka upgrade moves what they replace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from types import MethodType
 from typing import Any, Final
 
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.group import LeaveGroupRequest
+
+from qi.base.streaming.backends.aiokafka import _private
 
 _LOGGER: Final = logging.getLogger(__name__)
 
@@ -22,18 +23,19 @@ async def _leave_group(coordinator: Any) -> None:
     # this member an id, as the Java client does, not only once a join finished with generation
     # > 0: Kafka numbers generations from 1, Tansu from 0, and a join abandoned by stop() has an
     # id but no generation yet. A member that never says goodbye holds its partitions for a
-    # whole session timeout before the next member of the group gets them.
-    if coordinator.member_id and coordinator._group_instance_id is None:
+    # whole session timeout before the next member of the group gets them. aiokafka also
+    # keeps static members (group.instance.id) in the group; the backend never makes one.
+    if coordinator.member_id:
         try:
-            await coordinator._send_req(
-                LeaveGroupRequest(coordinator.group_id, coordinator.member_id)
+            await _private.send_to_coordinator(
+                coordinator, LeaveGroupRequest(coordinator.group_id, coordinator.member_id)
             )
         except KafkaError as exc:
             _LOGGER.debug("LeaveGroup failed: %s", exc)
     coordinator.reset_generation()
 
 
-def _rejoin_unless_closing(coordinator: Any) -> Any:
+def _rejoin_unless_closing(rejoin: Any, closing: asyncio.Future[None]) -> Any:
     """``_do_rejoin_group`` that gives up as soon as the coordinator is closing.
 
     aiokafka's close() waits for its coordination task, and that task, once a rebalance
@@ -43,8 +45,6 @@ def _rejoin_unless_closing(coordinator: Any) -> Any:
     a rebalance. Returning False ("join failed") sends the task back to its loop, which
     sees the close and ends; close() then leaves the group as usual.
     """
-    rejoin = coordinator._do_rejoin_group
-    closing: asyncio.Future[None] = coordinator._closing
 
     async def rejoin_unless_closing(subscription: Any) -> bool:
         if closing.done():
@@ -66,10 +66,8 @@ def _rejoin_unless_closing(coordinator: Any) -> Any:
 def adapt_group_coordinator(consumer: Any) -> None:
     """On a started consumer: leave the group on stop() whatever its generation number, and
     let stop() abandon a join in progress instead of waiting for the broker to answer it."""
-    coordinator = getattr(consumer, "_coordinator", None)
+    coordinator = _private.group_coordinator(consumer)
     if coordinator is None:
         return
-    if hasattr(coordinator, "_maybe_leave_group"):
-        coordinator._maybe_leave_group = MethodType(_leave_group, coordinator)
-    if hasattr(coordinator, "_do_rejoin_group") and hasattr(coordinator, "_closing"):
-        coordinator._do_rejoin_group = _rejoin_unless_closing(coordinator)
+    _private.replace_leave_group(coordinator, _leave_group)
+    _private.wrap_rejoin(coordinator, _rejoin_unless_closing)

@@ -6,8 +6,8 @@ fetches their committed offsets. It cannot list a partition's offsets, commit a
 group's offsets from outside the group, or delete a group, so those are the Kafka
 protocol requests aiokafka ships (``ListOffsets``, ``OffsetCommit`` with generation
 -1 and no member, as Kafka's own admin sends it, and ``DeleteGroups``) sent through
-``AIOKafkaClient.send``. The client is the admin's ``_client`` (already relied on,
-see the README). The contract layer bounds each public call by ``request_timeout``.
+``AIOKafkaClient.send``. The client is the admin's own (see ``_private.admin_client``).
+The contract layer bounds each public call by ``request_timeout``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from aiokafka.protocol.offset import OffsetRequest
 
 from qi.base.streaming._group_offsets import TopicPartitionKey
 from qi.base.streaming._types import GroupDescription, GroupMember, PartitionOffsets
+from qi.base.streaming.backends.aiokafka import _private
 
 # ListOffsets' special timestamps: the log start and the high watermark.
 _EARLIEST: Final = -2
@@ -39,7 +40,7 @@ class AiokafkaGroupAdmin:
 
     def __init__(self, admin: AIOKafkaAdminClient) -> None:
         self._admin = admin
-        self._client: AIOKafkaClient = admin._client
+        self._client: AIOKafkaClient = _private.admin_client(admin)
 
     async def topic_offsets(
         self, topic: str, leaders: Mapping[int, int]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from types import MethodType
 from typing import Any
 
 from aiokafka import AIOKafkaClient
@@ -20,20 +19,23 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
+from qi.base.streaming.backends.aiokafka import _private
+
 
 async def _metadata_update_without_auto_creation(
-    self: AIOKafkaClient, cluster_metadata: ClusterMetadata, topics: Any
+    client: AIOKafkaClient, cluster_metadata: ClusterMetadata, topics: Any
 ) -> bool:
     # aiokafka 0.14's AIOKafkaClient._metadata_update, with the one change that matters:
     # the request says allow_auto_topic_creation=False.
     request = MetadataRequest(list(topics) if topics else None, allow_auto_topic_creation=False)
-    node_ids: list[Any] = [broker.nodeId for broker in self.cluster.brokers()]
+    node_ids: list[Any] = [broker.nodeId for broker in client.cluster.brokers()]
+    connections = _private.bootstrap_connections(client)
     bootstrap_id = ("bootstrap", ConnectionGroup.DEFAULT)
-    if bootstrap_id in self._conns:
+    if bootstrap_id in connections:
         node_ids.append("bootstrap")
     random.shuffle(node_ids)
     for node_id in node_ids:
-        conn = await self._get_conn(node_id)
+        conn = await _private.connection(client, node_id)
         if conn is None:
             continue
         try:
@@ -43,8 +45,8 @@ async def _metadata_update_without_auto_creation(
         if not metadata.brokers:
             return False
         cluster_metadata.update_metadata(metadata)
-        if bootstrap_id in self._conns and len(self.cluster.brokers()):
-            self._conns.pop(bootstrap_id).close()
+        if bootstrap_id in connections and len(client.cluster.brokers()):
+            connections.pop(bootstrap_id).close()
         return True
     cluster_metadata.failed_update(None)
     return False
@@ -53,7 +55,7 @@ async def _metadata_update_without_auto_creation(
 def forbid_topic_auto_creation(client: AIOKafkaClient) -> None:
     """Make ``client``'s metadata refreshes (background and forced) never create topics."""
     # Per instance, so aiokafka clients the application builds itself are untouched.
-    client._metadata_update = MethodType(_metadata_update_without_auto_creation, client)
+    _private.replace_metadata_update(client, _metadata_update_without_auto_creation)
 
 
 async def topic_metadata(client: AIOKafkaClient, topics: Sequence[str] | None) -> dict[str, Any]:

@@ -11,7 +11,6 @@ this module is the lifecycle and the pooling of concurrent ``send()`` calls.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any, Final
@@ -34,7 +33,7 @@ from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._producer import StreamingProducer
 from qi.base.streaming._transaction import NativeTransactions
 from qi.base.streaming._types import ProduceResult, StreamingMessage
-from qi.base.streaming.backends.aiokafka import _errors
+from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
 from qi.base.streaming.backends.aiokafka._send import Sender
@@ -148,11 +147,8 @@ class AiokafkaProducer(StreamingProducer):
     async def _stop(self, producer: Any) -> None:
         # stop() waits for every queued batch; fail the ones the flush could not deliver so it
         # cannot hang (aiokafka offers no public way to abandon them).
-        accumulator = getattr(producer, "_message_accumulator", None)
-        if accumulator is not None:
-            # Not ProducerClosed: a batch already sent may have been written.
-            accumulator.fail_all(KafkaConnectionError("the producer was disconnected"))
-            _forget_drain_failures(accumulator)
+        # Not ProducerClosed: a batch already sent may have been written.
+        _private.fail_queued(producer, KafkaConnectionError("the producer was disconnected"))
         stopping = asyncio.ensure_future(producer.stop())
         done, _ = await asyncio.wait({stopping}, timeout=_STOP_GRACE)
         if not done:
@@ -247,7 +243,7 @@ class AiokafkaProducer(StreamingProducer):
         if producer is None or self._producer_config.transactional_id is None:
             return
         failed = next((outcome for outcome in outcomes if isinstance(outcome, QiError)), None)
-        manager = producer._txn_manager
+        manager = _private.transaction_manager(producer)
         # Only an open transaction: a fatal state (fenced) must stay fatal. Not through
         # error_transaction(): it forgets the partitions written, so the abort would end
         # the transaction locally and leave it open on the broker, holding read_committed
@@ -258,23 +254,7 @@ class AiokafkaProducer(StreamingProducer):
             and failed.code != ErrorCode.PRODUCER_FENCED
             and manager.state is TransactionState.IN_TRANSACTION
         ):
-            manager._transition_to(TransactionState.ABORTABLE_ERROR)
-            manager._transaction_waiter.set_exception(
-                KafkaError(f"a message of this transaction was not written: {failed.message}")
+            _private.make_abortable(
+                manager,
+                KafkaError(f"a message of this transaction was not written: {failed.message}"),
             )
-
-
-def _forget_drain_failures(accumulator: Any) -> None:
-    """Retrieve the failure of every batch's drain waiter, which only a flush awaits.
-
-    After a fenced send, aiokafka's sender fails every batch, and nothing awaits their
-    drain waiters any more: asyncio would log them as never retrieved when collected,
-    and Python 3.11 formats that log with the ast module, which breaks when it happens
-    inside another parse.
-    """
-    queued = getattr(accumulator, "_batches", {}).values()
-    pending = getattr(accumulator, "_pending_batches", ())
-    for batch in (*itertools.chain.from_iterable(queued), *pending):
-        waiter = getattr(batch, "_drain_waiter", None)
-        if waiter is not None and waiter.done() and not waiter.cancelled():
-            waiter.exception()

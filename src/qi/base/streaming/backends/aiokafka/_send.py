@@ -17,16 +17,15 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError, KafkaTimeoutError, for_code
 
 from qi.base import QiError
-from qi.base.streaming._build import produce_result
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import StreamingConfig
 from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming._fast_values import LastTimestamp, produce_result
 from qi.base.streaming._types import ProduceResult, StreamingMessage
-from qi.base.streaming.backends.aiokafka import _errors
+from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._batch import (
     Layout,
     QueuedBatch,
-    Stamps,
     UnknownPartition,
     acknowledged,
 )
@@ -95,7 +94,7 @@ class Sender:
         if (
             operation == "send"
             and len(messages) <= self._budget.capacity
-            and layout.queued_anything(topic)
+            and _private.holds_unsent(producer, topic, layout.every)
         ):
             # aiokafka still holds a batch of ours for this topic (sends arriving one loop
             # iteration after another): join its open batches, or every iteration's few
@@ -134,12 +133,16 @@ class Sender:
         futures = [batch.future for batch in batches if batch.future is not None]
         if futures:
             await self._wait(futures, deadline)
-        stamps = Stamps()
+        last_timestamp = LastTimestamp()
         for batch in batches:
             outcome = self._batch_failure(batch, topic, operation)
             if outcome is None:
                 acknowledged(
-                    topic, batch, batch.future.result() if batch.future else None, results, stamps
+                    topic,
+                    batch,
+                    batch.future.result() if batch.future else None,
+                    results,
+                    last_timestamp,
                 )
             else:
                 for index in batch.indexes:
@@ -201,7 +204,7 @@ class Sender:
                     held -= 1
                     future.add_done_callback(retrieve)
                     budget.release_when_done(future, 1)
-                    queued_in = layout.last_queued(topic, partition)
+                    queued_in = _private.last_queued(producer, topic, partition)
                     joined.append((index, partition, native["timestamp_ms"], future, queued_in))
         except (TimeoutError, KafkaError) as exc:
             refused = self._refused(exc, "send", topic)
@@ -213,7 +216,7 @@ class Sender:
                 budget.release(held)
         if joined:
             await self._wait([future for _, _, _, future, _ in joined], deadline)
-        stamps = Stamps()
+        last_timestamp = LastTimestamp()
         for index, partition, stamp_ms, future, queued_in in joined:
             batch = QueuedBatch(partition, None, [index], [stamp_ms], future, native=queued_in)
             failure = self._batch_failure(batch, topic, "send")
@@ -222,13 +225,13 @@ class Sender:
                 continue
             metadata = future.result()
             if metadata is None:  # acks=0
-                results[index] = produce_result(topic, partition, -1, stamps(stamp_ms))
+                results[index] = produce_result(topic, partition, -1, last_timestamp(stamp_ms))
             else:
                 # CreateTime (type 0): the record keeps its own timestamp. aiokafka reports the
                 # batch's first one for every record that joined a batch, so use ours.
                 appended = stamp_ms if metadata.timestamp_type == 0 else metadata.timestamp
                 results[index] = produce_result(
-                    topic, metadata.partition, metadata.offset, stamps(appended)
+                    topic, metadata.partition, metadata.offset, last_timestamp(appended)
                 )
 
     def _no_partition(
@@ -273,7 +276,7 @@ class Sender:
                 budget.release(sum(len(rest.indexes) for rest in batches[position:]))
                 raise
             batch.future = future
-            batch.native = layout.last_queued(topic, batch.partition)
+            batch.native = _private.last_queued(producer, topic, batch.partition)
             future.add_done_callback(retrieve)
             budget.release_when_done(future, len(batch.indexes))
 

@@ -11,41 +11,42 @@ adjusts its sequences in this case; here, each batch taken out remembers the
 numbers it got, and a batch refused before any later batch of its partition was
 numbered gives them back.
 
-The hook replaces ``_pop_batch`` on the producer's own accumulator (aiokafka's
-expiry and drain call it through ``self``) and reads the transaction manager's
-``_sequence_numbers``; the backend's hook tests guard both.
+The hook wraps how the producer's own accumulator takes a batch out and reads the
+transaction manager's sequence numbers, both through ``_private``.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.structs import TopicPartition
 
+from qi.base.streaming.backends.aiokafka import _private
 from qi.base.streaming.backends.aiokafka._errors import rejects
 
 
 def give_back_refused_sequences(producer: Any) -> None:
     """Make ``producer``'s refused batches give back their sequence numbers (if idempotent)."""
-    accumulator = producer._message_accumulator
-    manager = getattr(producer, "_txn_manager", None)
-    if manager is None:
+    sequences = _private.sequence_numbers(producer)
+    if sequences is None:
         return
-    sequences: dict[TopicPartition, int] = manager._sequence_numbers
-    pop_batch = accumulator._pop_batch
 
-    def pop_and_watch(tp: TopicPartition) -> Any:
-        before = sequences.get(tp, 0)
-        batch = pop_batch(tp)
-        after = sequences.get(tp, 0)
-        if after != before:  # numbered now, on its first way out
-            batch.future.add_done_callback(
-                functools.partial(_refused, sequences, tp, before, after)
-            )
-        return batch
+    def watching(pop_batch: Callable[[TopicPartition], Any]) -> Callable[[TopicPartition], Any]:
+        def pop_and_watch(tp: TopicPartition) -> Any:
+            before = sequences.get(tp, 0)
+            batch = pop_batch(tp)
+            after = sequences.get(tp, 0)
+            if after != before:  # numbered now, on its first way out
+                batch.future.add_done_callback(
+                    functools.partial(_refused, sequences, tp, before, after)
+                )
+            return batch
 
-    accumulator._pop_batch = pop_and_watch
+        return pop_and_watch
+
+    _private.wrap_pop_batch(producer, watching)
 
 
 def _refused(

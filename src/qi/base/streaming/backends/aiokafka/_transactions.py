@@ -21,7 +21,6 @@ import asyncio
 import collections
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import MethodType
 from typing import Any, Final
 
 from aiokafka import TopicPartition as NativePartition
@@ -43,7 +42,7 @@ from aiokafka.protocol.types import (
 from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._endpoint import OperationFailed
 from qi.base.streaming._source import TopicPartition
-from qi.base.streaming.backends.aiokafka import _errors
+from qi.base.streaming.backends.aiokafka import _errors, _private
 
 _TXN_OFFSET_COMMIT: Final = 28
 _FENCED_VERSION: Final = 3
@@ -175,7 +174,7 @@ class _FencedTxnOffsetCommitHandler(TxnOffsetCommitHandler):  # type: ignore[mis
     """aiokafka's offset commit handler, sending the member's generation and id."""
 
     def create_request(self) -> Any:
-        manager = self._sender._txn_manager
+        manager = _private.sender_transaction_manager(self._sender)
         group_id = self._group_id
         by_topic: dict[str, list[tuple[Any, ...]]] = collections.defaultdict(list)
         for native, offset in sorted(self._offsets.items()):
@@ -202,7 +201,7 @@ class _FencedTxnOffsetCommitHandler(TxnOffsetCommitHandler):  # type: ignore[mis
                 error = kafka.for_code(error_code)
                 if error in _MEMBER_FENCED:
                     # The member lost these partitions: abortable, as the Java client has it.
-                    self._sender._txn_manager.error_transaction(
+                    _private.sender_transaction_manager(self._sender).error_transaction(
                         error(f"member of group {self._group_id!s} is fenced")
                     )
                     return None
@@ -214,27 +213,16 @@ async def _fenced_offset_commit(sender: Any, offsets: Any, group_id: Any) -> Non
     if not offsets:
         return
     try:
-        node_id = await sender._find_coordinator(CoordinationType.GROUP, group_id)
+        node_id = await _private.find_coordinator(sender, CoordinationType.GROUP, group_id)
     except kafka.GroupAuthorizationFailedError as exc:
-        sender._txn_manager.error_transaction(exc)
+        _private.sender_transaction_manager(sender).error_transaction(exc)
         return
     await _FencedTxnOffsetCommitHandler(sender, offsets, group_id).do(node_id)
 
 
 def fence_offset_commits(producer: Any) -> None:
     """Make a started transactional producer commit offsets with the generation (KIP-447)."""
-    sender = producer._sender
-    sender._do_txn_offset_commit = MethodType(_fenced_offset_commit, sender)
-
-
-def _fatal_cause(manager: Any) -> BaseException | None:
-    """The error that left aiokafka's transaction manager fatal, if it holds one. Taking it
-    also keeps asyncio from logging it as never retrieved when nothing else awaits it."""
-    waiter = getattr(manager, "_transaction_waiter", None)
-    if waiter is None or not waiter.done() or waiter.cancelled():
-        return None
-    cause: BaseException | None = waiter.exception()
-    return cause
+    _private.replace_txn_offset_commit(producer, _fenced_offset_commit)
 
 
 class AiokafkaTransactions:
@@ -252,7 +240,7 @@ class AiokafkaTransactions:
         self._unfinished: TransactionState | None = None
 
     async def begin(self) -> None:
-        if self._producer._txn_manager.state is TransactionState.FATAL_ERROR:
+        if _private.transaction_manager(self._producer).state is TransactionState.FATAL_ERROR:
             # aiokafka would refuse the transition with an AssertionError, which says nothing
             # of the producer being done for.
             raise OperationFailed(
@@ -264,7 +252,7 @@ class AiokafkaTransactions:
                     implementation="aiokafka",
                 )
             )
-        manager = self._producer._txn_manager
+        manager = _private.transaction_manager(self._producer)
         if manager.state in _ENDING:
             # An end whose call timed out still runs in aiokafka (it shields it), and aiokafka
             # refuses to begin meanwhile with an AssertionError: wait for that end first.
@@ -304,7 +292,7 @@ class AiokafkaTransactions:
         call made again while that end still runs waits for it instead of asking aiokafka
         for a transition it refuses.
         """
-        manager = self._producer._txn_manager
+        manager = _private.transaction_manager(self._producer)
         if self._unfinished is ending and manager.state is ending:
             call = manager.wait_for_transaction_end
         try:
@@ -336,12 +324,12 @@ class AiokafkaTransactions:
         except AssertionError as exc:
             # aiokafka's state machine refuses any way out of FATAL_ERROR (begin, abort) by
             # an assertion: the producer was fenced, and that is what the caller must hear.
-            manager = self._producer._txn_manager
+            manager = _private.transaction_manager(self._producer)
             if manager.state is not TransactionState.FATAL_ERROR:
                 raise
             raise OperationFailed(
                 _errors.translate(
-                    _fatal_cause(manager) or exc,
+                    _private.transaction_failure(manager) or exc,
                     operation,
                     ErrorCode.PRODUCER_FENCED,
                     implementation="aiokafka",
@@ -349,7 +337,7 @@ class AiokafkaTransactions:
                 )
             ) from exc
         except kafka.KafkaError as exc:
-            state = self._producer._txn_manager.state
+            state = _private.transaction_manager(self._producer).state
             if state is TransactionState.FATAL_ERROR:
                 code: ErrorCode | None = ErrorCode.PRODUCER_FENCED
             elif state is TransactionState.ABORTABLE_ERROR:

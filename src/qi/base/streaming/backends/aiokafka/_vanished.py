@@ -12,9 +12,8 @@ STREAMING_TOPIC_NOT_FOUND with ``delivery="not_written"``. An idempotent produce
 forgets its sequence numbers for the topic, which a topic created again under the same
 name starts from 0.
 
-The watch uses aiokafka's private accumulator (``_message_accumulator``: its
-``_batches`` and ``_pop_batch``), as the producer's shutdown already does, and the
-transaction manager's ``_sequence_numbers``; the backend's hook tests guard them.
+The watch reads and takes out the producer's queued batches and forgets sequence
+numbers through ``_private`` (aiokafka has no public call for either).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from typing import Any, Final
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from aiokafka.structs import TopicPartition
 
+from qi.base.streaming.backends.aiokafka import _private
 from qi.base.streaming.backends.aiokafka._metadata import topic_metadata
 
 _UNKNOWN_TOPIC_OR_PARTITION: Final = UnknownTopicOrPartitionError.errno
@@ -53,9 +53,7 @@ class DeletedTopicWatch:
         self._checking.clear()
 
     def _queued(self) -> dict[TopicPartition, Any]:
-        accumulator = getattr(self._producer, "_message_accumulator", None)
-        batches: dict[TopicPartition, Any] = getattr(accumulator, "_batches", None) or {}
-        return batches
+        return _private.queued_batches(self._producer)
 
     def _refreshed(self, cluster: Any) -> None:
         """Metadata listener: confirm each queued topic the refresh no longer shows whole."""
@@ -95,21 +93,19 @@ class DeletedTopicWatch:
             self._forget_sequences(topic)
 
     def _forget_sequences(self, topic: str) -> None:
-        manager = getattr(self._producer, "_txn_manager", None)
-        sequences = getattr(manager, "_sequence_numbers", None)
+        sequences = _private.sequence_numbers(self._producer)
         if sequences is not None:
             for tp in [tp for tp in sequences if tp.topic == topic]:
                 del sequences[tp]
 
     def _fail(self, partitions: Iterable[TopicPartition]) -> None:
-        accumulator = self._producer._message_accumulator
         queued = self._queued()
         for tp in list(partitions):
             failed = 0
             while tp in queued:
                 # What aiokafka does with a batch that expired without a leader: take it out
                 # as if to send it (its bookkeeping stays right), then fail it.
-                batch = accumulator._pop_batch(tp)
+                batch = _private.take_out_batch(self._producer, tp)
                 batch.failure(
                     exception=UnknownTopicOrPartitionError(
                         f"{tp.topic}[{tp.partition}] does not exist any more"

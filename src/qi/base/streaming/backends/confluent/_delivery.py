@@ -44,13 +44,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from qi.base import QiError
-from qi.base.streaming._build import PRODUCE_RESULT_SETTERS as _PRODUCED
+from qi.base.streaming._fast_values import (
+    PRODUCE_RESULT_SETTERS,
+    LastTimestamp,
+    datetime_from_millis,
+)
 from qi.base.streaming._types import ProduceResult, StreamingMessage
 
 # flush() slice while a call waits: only bounds how quickly the thread notices a stop
@@ -150,22 +153,20 @@ class _Report:
                 else:
                     hub.unplaced.pop(key, None)
             kind, millis = message.timestamp()
+            last = hub.last_timestamp
             if not kind:  # TIMESTAMP_NOT_AVAILABLE
                 stamp = None
-            elif millis == hub.stamp_millis:
-                stamp = hub.stamp
+            elif millis == last.millis:
+                stamp = last.stamp
             else:
-                stamp = hub.stamp = datetime.fromtimestamp(millis / 1000, tz=UTC)
-                hub.stamp_millis = millis
-            if _PRODUCED is None:
-                result = ProduceResult(sends.topic, cast(int, partition), offset, stamp)
-            else:
-                set_topic, set_partition, set_offset, set_stamp = _PRODUCED
-                result = _new(ProduceResult)
-                set_topic(result, sends.topic)
-                set_partition(result, partition)
-                set_offset(result, offset)
-                set_stamp(result, stamp)
+                stamp = last.stamp = datetime_from_millis(millis)
+                last.millis = millis
+            set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
+            result = _new(ProduceResult)
+            set_topic(result, sends.topic)
+            set_partition(result, partition)
+            set_offset(result, offset)
+            set_stamp(result, stamp)
             sends.outcomes[index] = result
         sends.delivered += 1
         if sends.delivered == sends.expected:
@@ -203,8 +204,7 @@ class DeliveryHub:
         self._waiting = threading.Event()
         self._wake_scheduled = False
         # The last timestamp converted (poll thread only): a batch mostly shares one.
-        self.stamp_millis = 0
-        self.stamp: datetime | None = None
+        self.last_timestamp = LastTimestamp()
         self.unplaced: dict[tuple[str, int | None], int] = {}
         """Per partition, the offset librdkafka gives the next message of a batch whose
         offsets the broker did not say (poll thread only, within one poll or flush)."""
@@ -393,16 +393,16 @@ class DeliveryHub:
             self._stopped.set_result(None)
 
 
-def _settle(future: asyncio.Future[Any], source: asyncio.Future[Any]) -> None:
-    """Resolve ``future`` as ``source`` was resolved (unless its caller gave up)."""
+def _settle(future: asyncio.Future[Any], finished: asyncio.Future[Any]) -> None:
+    """Resolve ``future`` as ``finished`` was resolved (unless its caller gave up)."""
     if future.done():
         return
-    if source.cancelled():
+    if finished.cancelled():
         future.cancel()
-    elif (exc := source.exception()) is not None:
+    elif (exc := finished.exception()) is not None:
         future.set_exception(exc)
     else:
-        future.set_result(source.result())
+        future.set_result(finished.result())
 
 
 def _fatal(exc: KafkaException) -> bool:

@@ -43,6 +43,7 @@ from confluent_kafka import (
 
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import SubscriptionConfig
+from qi.base.streaming._fast_values import LastTimestamp
 from qi.base.streaming._source import (
     PartitionSource,
     RebalanceListener,
@@ -51,7 +52,7 @@ from qi.base.streaming._source import (
 )
 from qi.base.streaming._types import NO_CONSUMED_HEADERS, ConsumedMessage
 from qi.base.streaming._validation import is_internal_topic
-from qi.base.streaming.backends.confluent._build import Stamps, consumed
+from qi.base.streaming.backends.confluent._consumed import consumed
 from qi.base.streaming.backends.confluent._errors import (
     ERROR_CODES,
     error_name,
@@ -116,7 +117,7 @@ class ConfluentSource(PartitionSource):
         self._assigned: set[TopicPartition] = set()
         self._next_refresh = 0.0
         self._deferred: BaseException | None = None
-        self._stamps = Stamps()
+        self._last_timestamp = LastTimestamp()
         # Where each assigned partition started (assignment or last seek), for rewinds.
         self._starts: dict[TopicPartition, int] = {}
         # Where the last fetch moved the partitions it read, markers included; written on
@@ -278,7 +279,7 @@ class ConfluentSource(PartitionSource):
                 self._logger.debug("could not rewind %s to %d: %s", key, target, exc)
 
     def _group(self, messages: list[Message]) -> dict[TopicPartition, list[ConsumedMessage]]:
-        return consumed(messages, self._stamps, NO_CONSUMED_HEADERS, self._consumer_error)
+        return consumed(messages, self._last_timestamp, NO_CONSUMED_HEADERS, self._consumer_error)
 
     def _consumer_error(self, error: KafkaError) -> None:
         name = error_name(error)

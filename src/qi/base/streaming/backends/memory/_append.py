@@ -16,17 +16,16 @@ import time
 from collections.abc import Callable, Sequence
 
 from qi.base import QiError
-from qi.base.streaming._build import PRODUCE_RESULT_SETTERS
 from qi.base.streaming._codes import NOT_WRITTEN
+from qi.base.streaming._fast_values import (
+    PRODUCE_RESULT_SETTERS,
+    datetime_from_millis,
+    millis_from_datetime,
+)
 from qi.base.streaming._murmur2 import partition_for_key
 from qi.base.streaming._types import ProduceResult, StreamingMessage
 from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
-from qi.base.streaming.backends.memory._log import (
-    Topic,
-    datetime_from_ms,
-    encode_headers,
-    kafka_millis,
-)
+from qi.base.streaming.backends.memory._log import Topic, encode_headers
 from qi.base.streaming.backends.memory._records import (
     MOST_FRAMING_BYTES,
     StickyPartitions,
@@ -51,7 +50,7 @@ def append_messages(
     limit = settings.max_batch_bytes
     within_any_framing = limit - MOST_FRAMING_BYTES
     now_millis = time.time_ns() // 1_000_000
-    now = datetime_from_ms(now_millis)
+    now = datetime_from_millis(now_millis)
     unkeyed: int | None = None  # this call's partition for unkeyed messages, once needed
     # Kafka refuses a record batch with a keyless record on a compacted topic whole, and a
     # client sends a call's records of one partition as one batch: those partitions fail.
@@ -67,9 +66,8 @@ def append_messages(
                 refused.add(partition)
     outcomes: list[ProduceResult | QiError] = []
     append = outcomes.append
-    new, setters = object.__new__, PRODUCE_RESULT_SETTERS
-    if setters is not None:
-        set_topic, set_partition, set_offset, set_stamp = setters
+    new = object.__new__
+    set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
     for message in messages:
         key = message.key
         if key is not None and isinstance(key, str):
@@ -112,13 +110,11 @@ def append_messages(
         if message.timestamp is None or settings.log_append_time:
             millis, stamp = now_millis, now
         else:
-            millis = kafka_millis(message.timestamp)
-            stamp = datetime_from_ms(millis)
+            millis = millis_from_datetime(message.timestamp)
+            stamp = datetime_from_millis(millis)
         log.append((key, value, millis, stored_headers))
         if failed is not None:
             append(failed)
-        elif setters is None:
-            append(ProduceResult(name, partition, -1 if acks_none else offset, stamp))
         else:  # produce_result() written out: the call cost more than the building
             result = new(ProduceResult)
             set_topic(result, name)

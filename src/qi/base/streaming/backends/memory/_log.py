@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Final
 
@@ -24,21 +23,11 @@ from qi.base.streaming._types import (
     PartitionOffsets,
     TopicMetadata,
 )
-from qi.base.streaming.backends.memory._build import Record, consumed_messages
+from qi.base.streaming.backends.memory._consumed import Record, consumed_messages
 from qi.base.streaming.backends.memory._topic_configs import TopicSettings
 
 # The memory broker is broker 0 and the only replica of every partition.
 BROKER_ID: Final = 0
-
-
-def datetime_from_ms(ms: int) -> datetime:
-    """An aware UTC datetime from Kafka's milliseconds since the epoch."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def kafka_millis(timestamp: datetime) -> int:
-    """A producer's timestamp as Kafka stores it: milliseconds since the epoch."""
-    return int(timestamp.timestamp() * 1000)
 
 
 def encode_headers(headers: Mapping[str, str | bytes]) -> Mapping[str, bytes] | None:

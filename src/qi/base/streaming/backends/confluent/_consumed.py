@@ -1,12 +1,8 @@
-"""Turning librdkafka's messages into the contract's frozen values, thousands at a time.
+"""librdkafka's fetched messages as the contract's ConsumedMessages, thousands at a time.
 
-Two costs dominate the hot paths once the thread hops are batched: a frozen
-dataclass's ``__init__`` (it assigns every field through ``object.__setattr__``)
-and ``datetime.fromtimestamp``. The first is avoided by calling the slot
-descriptors directly (``slot_setters`` of the seam, which
-falls back to the constructor unless that is provably equivalent); the second
-by remembering the last millisecond converted: consecutive messages mostly
-carry the same one, since a batch is stamped within a few milliseconds.
+Built through the slot setters and the last-timestamp cache of
+``qi.base.streaming._fast_values`` (the two costs that dominate once the thread
+hops are batched).
 
 Converting never raises for a record's contents: librdkafka has already moved past
 the whole fetch, so a message that could not be built would take the others with it.
@@ -15,13 +11,13 @@ the whole fetch, so a message that could not be built would take the others with
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import cast
 
 from confluent_kafka import KafkaError, Message
 
-from qi.base.streaming._build import (
+from qi.base.streaming._fast_values import (
     CONSUMED_MESSAGE_SETTERS,
+    LastTimestamp,
     consumed_headers,
     datetime_from_millis,
 )
@@ -30,22 +26,9 @@ from qi.base.streaming._types import ConsumedMessage
 _NativeHeaders = list[tuple[str, str | bytes | None]]
 
 
-class Stamps:
-    """Milliseconds since the epoch -> aware UTC datetime, remembering the last one.
-
-    Not thread-safe by design: each thread that converts owns its own instance.
-    """
-
-    __slots__ = ("last",)
-
-    def __init__(self) -> None:
-        self.last: tuple[int, datetime | None] = (0, datetime.fromtimestamp(0, tz=UTC))
-        """The last conversion: (milliseconds, datetime)."""
-
-
 def consumed(
     messages: list[Message],
-    stamps: Stamps,
+    last_timestamp: LastTimestamp,
     no_headers: Mapping[str, bytes],
     on_error: Callable[[KafkaError], None],
 ) -> dict[tuple[str, int], list[ConsumedMessage]]:
@@ -54,10 +37,12 @@ def consumed(
     ``on_error`` is called with the KafkaError of every error event among ``messages``.
     """
     fetched: dict[tuple[str, int], list[ConsumedMessage]] = {}
-    setters = CONSUMED_MESSAGE_SETTERS
+    set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = (
+        CONSUMED_MESSAGE_SETTERS
+    )
     new = object.__new__
     to_datetime = datetime_from_millis
-    last_millis, last_stamp = stamps.last
+    last_millis, last_stamp = last_timestamp.millis, last_timestamp.stamp
     key: tuple[str, int] | None = None
     bucket: list[ConsumedMessage] = []
     for message in messages:
@@ -75,7 +60,6 @@ def consumed(
                 found = fetched[key] = []
             bucket = found
         headers = message.headers()
-        mapping = consumed_headers(cast(_NativeHeaders, headers)) if headers else no_headers
         kind, millis = message.timestamp()
         if not kind:  # TIMESTAMP_NOT_AVAILABLE
             stamp = None
@@ -84,20 +68,6 @@ def consumed(
         else:
             stamp = last_stamp = to_datetime(millis)
             last_millis = millis
-        if setters is None:
-            bucket.append(
-                ConsumedMessage(
-                    key[0],
-                    partition,
-                    cast(int, message.offset()),
-                    message.key(),
-                    message.value(),
-                    stamp,
-                    mapping,
-                )
-            )
-            continue
-        set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = setters
         built = new(ConsumedMessage)
         set_topic(built, key[0])
         set_partition(built, partition)
@@ -105,7 +75,9 @@ def consumed(
         set_key(built, message.key())
         set_value(built, message.value())
         set_stamp(built, stamp)
-        set_headers(built, mapping)
+        set_headers(
+            built, consumed_headers(cast(_NativeHeaders, headers)) if headers else no_headers
+        )
         bucket.append(built)
-    stamps.last = (last_millis, last_stamp)
+    last_timestamp.millis, last_timestamp.stamp = last_millis, last_stamp
     return fetched

@@ -1,4 +1,4 @@
-"""A Kafka liveness probe with nothing but the standard library.
+"""A Kafka liveness ping for the development brokers, with nothing but the standard library.
 
 A bare TCP accept says little (a proxy or a half-started broker accepts too):
 the probe sends a real ApiVersions request and checks that the answer carries

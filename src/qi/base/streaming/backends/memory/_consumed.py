@@ -1,8 +1,7 @@
-"""Turning stored records into ConsumedMessages quickly, for the fetch path.
+"""Stored records as the contract's ConsumedMessages, for the fetch path.
 
-The memory backend builds one :class:`ConsumedMessage` per message fetched,
-through the seam's slot setters when they are equivalent to ``__init__``
-(see ``qi.base.streaming._build``) and with the constructor otherwise.
+Built through the slot setters of ``qi.base.streaming._fast_values``; consecutive
+records mostly share a millisecond, so each distinct timestamp becomes a datetime once.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TypeAlias
 
-from qi.base.streaming._build import CONSUMED_MESSAGE_SETTERS, datetime_from_millis
+from qi.base.streaming._fast_values import CONSUMED_MESSAGE_SETTERS, datetime_from_millis
 from qi.base.streaming._types import ConsumedMessage
 
 Record: TypeAlias = tuple[bytes | None, bytes | None, int, Mapping[str, bytes] | None]
@@ -26,30 +25,14 @@ def consumed_messages(
     records: Sequence[Record],
     no_headers: Mapping[str, bytes],
 ) -> list[ConsumedMessage]:
-    """ConsumedMessages of consecutive records of one partition, the first at offset ``start``.
-
-    Consecutive records mostly share a millisecond, so each distinct timestamp becomes a
-    datetime once; one ``datetime`` cannot hold is None.
-    """
-    last_millis: int | None = None
-    last_stamp: datetime | None = None
-    if CONSUMED_MESSAGE_SETTERS is None:
-        return [
-            ConsumedMessage(
-                topic,
-                partition,
-                offset,
-                key,
-                value,
-                datetime_from_millis(millis),
-                no_headers if hdrs is None else hdrs,
-            )
-            for offset, (key, value, millis, hdrs) in enumerate(records, start)
-        ]
+    """ConsumedMessages of consecutive records of one partition, the first at offset ``start``;
+    a timestamp ``datetime`` cannot hold is None."""
     set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = (
         CONSUMED_MESSAGE_SETTERS
     )
     new = object.__new__
+    last_millis: int | None = None
+    last_stamp: datetime | None = None
     built: list[ConsumedMessage] = []
     append = built.append
     for offset, (key, value, millis, headers) in enumerate(records, start):
