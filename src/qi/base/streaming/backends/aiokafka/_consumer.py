@@ -335,6 +335,17 @@ class _AiokafkaSource(PartitionSource):
     def fetch_positions(self) -> Mapping[PartitionKey, int]:
         return self._fetched_to
 
+    def end_offsets(self) -> Mapping[PartitionKey, int]:
+        assigned = self._consumer.assignment()  # highwater() asserts the partition is in it
+        ends: dict[PartitionKey, int] = {}
+        for key in self._owned_by_engine:
+            partition = TopicPartition(*key)
+            if partition in assigned:
+                high = self._consumer.highwater(partition)  # the last fetch response's, or None
+                if high is not None:
+                    ends[key] = high
+        return ends
+
     def _positions(self, partitions: list[Any]) -> dict[PartitionKey, int]:
         """The known positions of ``partitions`` in aiokafka's current assignment."""
         subscription = self._consumer._subscription.subscription
