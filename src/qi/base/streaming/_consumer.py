@@ -31,7 +31,7 @@ from qi.base.streaming._validation import (
 )
 
 if TYPE_CHECKING:
-    from qi.base.streaming._telemetry import ConsumerTelemetry
+    from qi.base.streaming._telemetry_process import ConsumerTelemetry
 
 # Seconds a run() that failed to start gives the commit and the leave before returning.
 _FAILED_RUN_PATIENCE: Final = 1.0
@@ -66,7 +66,7 @@ class StreamingConsumer(Endpoint):
         self._telemetry: ConsumerTelemetry | None = None
         if config.telemetry is not None:
             # Imported only here: without telemetry, OpenTelemetry is never imported.
-            from qi.base.streaming._telemetry import ConsumerTelemetry
+            from qi.base.streaming._telemetry_process import ConsumerTelemetry
 
             self._telemetry = ConsumerTelemetry(config, consumer_config, self.get_positions)
 

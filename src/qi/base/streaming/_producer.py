@@ -23,7 +23,7 @@ from qi.base.streaming._types import (
 from qi.base.streaming._validation import checked_message_size, topic_problem
 
 if TYPE_CHECKING:
-    from qi.base.streaming._telemetry import ProducerTelemetry
+    from qi.base.streaming._telemetry_send import ProducerTelemetry
 
 _ALL_ACKNOWLEDGED: Final = frozenset({ProduceResult})
 """The outcome types of a batch whose every message was acknowledged."""
@@ -126,7 +126,7 @@ class StreamingProducer(Endpoint):
         self._telemetry: ProducerTelemetry | None = None
         if config.telemetry is not None:
             # Imported only here: without telemetry, OpenTelemetry is never imported.
-            from qi.base.streaming._telemetry import ProducerTelemetry
+            from qi.base.streaming._telemetry_send import ProducerTelemetry
 
             self._telemetry = ProducerTelemetry(config)
 
