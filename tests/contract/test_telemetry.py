@@ -283,3 +283,40 @@ async def test_a_running_consumer_tells_its_positions_without_a_round_trip(
     ok(await consumer.disconnect())
     failed = consumer.get_positions()
     assert isinstance(failed, Failure) and failed.error.code == "STREAMING_NOT_CONNECTED"
+
+
+async def test_a_batch_counts_each_message_by_its_outcome(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+) -> None:
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(producer_config))
+    good = StreamingMessage(b"fine", partition=0)
+    bad = StreamingMessage("not bytes")  # type: ignore[arg-type]
+    partly = await producer.send_batch(MessageBatch(topic, (good, bad, good)))
+    assert isinstance(partly, Failure) and partly.error.code == "STREAMING_BATCH_PARTIAL_FAILURE"
+    whole = await producer.send_batch(MessageBatch("bad topic name!", (good, good)))
+    assert isinstance(whole, Failure) and whole.error.code == "STREAMING_INVALID_TOPIC"
+
+    sent = {
+        (
+            point.attributes.get("messaging.destination.partition.id"),
+            point.attributes.get("error.type"),
+        ): point.value
+        for point in telemetry.points("messaging.client.sent.messages")
+    }
+    assert sent == {
+        ("0", None): 2,
+        (None, "STREAMING_INVALID_MESSAGE"): 1,
+        (None, "STREAMING_INVALID_TOPIC"): 2,
+    }
+    failed_spans = {
+        span.name: _attributes(span).get("error.type")
+        for span in telemetry.spans.get_finished_spans()
+    }
+    assert failed_spans == {
+        f"send {topic}": "STREAMING_BATCH_PARTIAL_FAILURE",
+        "send bad topic name!": "STREAMING_INVALID_TOPIC",
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, cast
@@ -136,25 +135,25 @@ def _sent_counts(
     outcome: Result[BatchProduceResult, QiError] | None, count: int, metric: Attributes
 ) -> Iterator[tuple[Attributes, int]]:
     """How many messages of a batch went to which partition, or failed with which code."""
+    counts: dict[tuple[str, object], int] = {}
     if isinstance(outcome, Success):
-        results: Sequence[Result[ProduceResult, QiError]] = [
-            Success(result) for result in outcome.value.results
-        ]
+        for produced in outcome.value.results:
+            group: tuple[str, object] = ("messaging.destination.partition.id", produced.partition)
+            counts[group] = counts.get(group, 0) + 1
     elif isinstance(outcome, Failure) and outcome.error.code == ErrorCode.BATCH_PARTIAL_FAILURE:
         results = cast(Sequence[Result[ProduceResult, QiError]], outcome.error.context["results"])
+        for result in results:
+            if isinstance(result, Success):
+                group = ("messaging.destination.partition.id", result.value.partition)
+            else:
+                group = ("error.type", result.error.code)
+            counts[group] = counts.get(group, 0) + 1
     else:  # failed whole (or raised): every message failed alike
         yield metric, count
         return
-    counts: dict[tuple[str, str], int] = {}
-    for result in results:
-        if isinstance(result, Success):
-            group = ("messaging.destination.partition.id", str(result.value.partition))
-        else:
-            group = ("error.type", str(result.error.code))
-        counts[group] = counts.get(group, 0) + 1
     base = {name: value for name, value in metric.items() if name != "error.type"}
-    for (name, value), sent in counts.items():
-        yield base | {name: value}, sent
+    for (name, value), how_many in counts.items():
+        yield base | {name: str(value)}, how_many
 
 
 def _current_context() -> Mapping[str, str]:
@@ -171,7 +170,10 @@ def _with_headers(message: object, carrier: Mapping[str, str]) -> object:
     headers = message.headers
     if not isinstance(headers, Mapping):
         return message
-    return dataclasses.replace(message, headers={**headers, **carrier})
+    # The constructor, not dataclasses.replace: a batch does this per message.
+    return StreamingMessage(
+        message.value, message.key, message.timestamp, message.partition, {**headers, **carrier}
+    )
 
 
 def _carrying_context(message: object) -> object:
