@@ -59,6 +59,22 @@ def _producer_link(message: ConsumedMessage) -> Link | None:
     return Link(span_context) if span_context.is_valid else None
 
 
+def _producer_links(messages: Sequence[ConsumedMessage]) -> tuple[Link, ...]:
+    """One link per producer span among ``messages``.
+
+    The messages of one send_batch carry the same context: each distinct one (as the
+    propagator's headers hold it) is read once, not once per message.
+    """
+    fields = tuple(propagate.get_global_textmap().fields)
+    links: dict[tuple[object, ...], Link | None] = {}
+    for message in messages:
+        headers = message.headers
+        carried = tuple(headers.get(name) for name in fields) if headers else ()
+        if carried not in links:
+            links[carried] = _producer_link(message)
+    return tuple(link for link in links.values() if link is not None)
+
+
 class ConsumerTelemetry:
     """Spans and metrics of one consumer's handler calls, and its lag for the gauge."""
 
@@ -151,13 +167,13 @@ class ConsumerTelemetry:
             messages = payload.messages
             attributes = self._partition_attributes(payload.topic, payload.partition)
             attributes["messaging.batch.message_count"] = len(messages)
-            links: dict[tuple[int, int], Link] = {}  # one per producer span
-            for message in messages:
-                link = _producer_link(message)
-                if link is not None:
-                    links.setdefault((link.context.trace_id, link.context.span_id), link)
             return await self._process(
-                payload.topic, attributes, tuple(links.values()), len(messages), handler, payload
+                payload.topic,
+                attributes,
+                _producer_links(messages),
+                len(messages),
+                handler,
+                payload,
             )
 
         return traced
