@@ -41,6 +41,7 @@ from ._support import (
     numbered,
     ok,
     start_consumer,
+    unique,
     wait_until,
 )
 
@@ -320,3 +321,22 @@ async def test_a_batch_counts_each_message_by_its_outcome(
         f"send {topic}": "STREAMING_BATCH_PARTIAL_FAILURE",
         "send bad topic name!": "STREAMING_INVALID_TOPIC",
     }
+
+
+@pytest.mark.kafka_rules
+async def test_the_sends_of_a_transaction_are_traced(
+    traced_client: StreamingClient, telemetry: Telemetry, make_topic: TopicFactory
+) -> None:
+    topic = await make_topic()
+    config = ProducerConfig(transactional_id=unique("telemetry"))
+    producer = ok(await traced_client.get_producer(config))
+    transaction = ok(await producer.transaction())
+    ok(await transaction.send(topic, StreamingMessage(b"one", key="k")))
+    ok(await transaction.send_batch(MessageBatch(topic, (StreamingMessage(b"two"),))))
+    ok(await transaction.commit())
+
+    single, batch = telemetry.finished(f"send {topic}")
+    assert _attributes(single)["messaging.kafka.message.key"] == "k"
+    assert _attributes(batch)["messaging.batch.message_count"] == 1
+    sent = sum(point.value for point in telemetry.points("messaging.client.sent.messages"))
+    assert sent == 2
