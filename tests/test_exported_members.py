@@ -58,6 +58,9 @@ STREAMING_API = {
     # Configuration and data types (contract section 3)
     "StreamingConfig",
     "SecurityConfig",
+    # Operations: telemetry and a running consumer's positions (README, Operations)
+    "TelemetryConfig",
+    "PartitionPosition",
     "ProducerConfig",
     "ConsumerConfig",
     "SubscriptionConfig",

@@ -51,6 +51,8 @@ def test_bench_runs_the_harness_and_saves_its_report(tmp_path: Path) -> None:
         # --backend memory: the other qi backends are left out, the raw clients stay.
         assert not any(name.startswith(("qi-confluent", "qi-aiokafka")) for name in subjects)
         assert subjects["qi-memory"]["status"] == "ok", subjects["qi-memory"]
+        # Telemetry on (the OpenTelemetry SDK, a dev dependency), next to the plain row.
+        assert subjects["qi-memory/traced"]["status"] == "ok", subjects["qi-memory/traced"]
         if backend_installed("confluent"):
             assert subjects["raw-confluent"]["status"] == "ok", subjects["raw-confluent"]
             # Paired with the raw baseline, round by round.
@@ -70,6 +72,7 @@ def test_bench_runs_the_harness_and_saves_its_report(tmp_path: Path) -> None:
     )
     assert shown.returncode == 0, shown.stderr.decode()
     assert "qi memory send_batch" in shown.stdout.decode()
+    assert "traced: +" in shown.stdout.decode()  # the overhead per message, in the note
 
 
 @pytest.mark.broker
@@ -99,6 +102,8 @@ def test_bench_measures_transactions_on_noida_db_next_to_raw_confluent(tmp_path:
         assert scenario["broker"] == "DevBroker (noida)"
         subjects = {entry["id"]: entry for entry in scenario["subjects"]}
         assert subjects["qi-memory"]["status"] == "ok", subjects["qi-memory"]
+        # Telemetry on (the OpenTelemetry SDK, a dev dependency), next to the plain row.
+        assert subjects["qi-memory/traced"]["status"] == "ok", subjects["qi-memory/traced"]
         for name in ("qi-confluent", "qi-aiokafka"):
             if backend_installed(name.removeprefix("qi-")):
                 assert subjects[name]["status"] == "ok", subjects[name]

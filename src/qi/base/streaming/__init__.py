@@ -19,6 +19,7 @@ from qi.base.streaming._config import (
     SecurityConfig,
     StreamingConfig,
     SubscriptionConfig,
+    TelemetryConfig,
     TopicConfig,
 )
 from qi.base.streaming._connector import StreamingConnector
@@ -37,6 +38,7 @@ from qi.base.streaming._types import (
     PartitionLag,
     PartitionMetadata,
     PartitionOffsets,
+    PartitionPosition,
     ProduceResult,
     StreamingMessage,
     TopicMetadata,
@@ -56,6 +58,7 @@ __all__ = [
     "PartitionLag",
     "PartitionMetadata",
     "PartitionOffsets",
+    "PartitionPosition",
     "ProduceResult",
     "ProducerConfig",
     "SecurityConfig",
@@ -67,6 +70,7 @@ __all__ = [
     "StreamingMessage",
     "StreamingProducer",
     "SubscriptionConfig",
+    "TelemetryConfig",
     "TopicConfig",
     "TopicMetadata",
     "Transaction",

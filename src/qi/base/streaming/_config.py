@@ -48,6 +48,16 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """OpenTelemetry spans and metrics of a client's producers and consumers (``qi-base[otel]``)."""
+
+    tracer_provider: object | None = None
+    """Where spans go (an ``opentelemetry.trace.TracerProvider``); None means the global one."""
+    meter_provider: object | None = None
+    """Where metrics go (an ``opentelemetry.metrics.MeterProvider``); None means the global one."""
+
+
+@dataclass(frozen=True, slots=True)
 class StreamingConfig:
     """Where the cluster is and how patient to be with it."""
 
@@ -63,6 +73,8 @@ class StreamingConfig:
     """How many times a retriable request is retried."""
     security: SecurityConfig | None = None
     """Authentication and TLS; None means plaintext without SASL."""
+    telemetry: TelemetryConfig | None = None
+    """OpenTelemetry spans and metrics; None means none, and OpenTelemetry is never imported."""
 
 
 @dataclass(frozen=True, slots=True)

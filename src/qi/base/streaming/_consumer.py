@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from abc import abstractmethod
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode
@@ -16,9 +16,10 @@ from qi.base.streaming._config import (
     StreamingConfig,
     SubscriptionConfig,
 )
-from qi.base.streaming._endpoint import Endpoint, State, operation
+from qi.base.streaming._endpoint import Endpoint, State, operation, without_arguments
 from qi.base.streaming._engine import ConsumerEngine
 from qi.base.streaming._source import PartitionSource, TopicPartition
+from qi.base.streaming._types import PartitionPosition
 from qi.base.streaming._validation import (
     parse_offset,
     partition_problem,
@@ -28,6 +29,9 @@ from qi.base.streaming._validation import (
     topic_problem,
     transaction_offsets,
 )
+
+if TYPE_CHECKING:
+    from qi.base.streaming._telemetry_process import ConsumerTelemetry
 
 # Seconds a run() that failed to start gives the commit and the leave before returning.
 _FAILED_RUN_PATIENCE: Final = 1.0
@@ -59,6 +63,12 @@ class StreamingConsumer(Endpoint):
         self._progress_in_transactions = False
         # run()'s join of the group, while it is under way: disconnect() cancels it.
         self._starting: asyncio.Task[Result[None, QiError]] | None = None
+        self._telemetry: ConsumerTelemetry | None = None
+        if config.telemetry is not None:
+            # Imported only here: without telemetry, OpenTelemetry is never imported.
+            from qi.base.streaming._telemetry_process import ConsumerTelemetry
+
+            self._telemetry = ConsumerTelemetry(config, consumer_config, self.get_positions)
 
     @operation("subscribe", ErrorCode.CONNECTION_FAILED)
     async def subscribe(self, config: SubscriptionConfig) -> Result[None, QiError]:
@@ -113,6 +123,8 @@ class StreamingConsumer(Endpoint):
             return Failure(
                 self._error(ErrorCode.INVALID_ARGUMENT, "the consumer is already running", "run")
             )
+        if self._telemetry is not None:
+            config = self._telemetry.instrument(config)
         engine = ConsumerEngine(
             self._create_source(self._subscription),
             config,
@@ -195,6 +207,25 @@ class StreamingConsumer(Endpoint):
                 )
             )
         return await self._engine.seek((topic, partition), target)
+
+    @without_arguments("get_positions")
+    def get_positions(self) -> Result[tuple[PartitionPosition, ...], QiError]:
+        """Where the running consumer stands on each assigned partition, as it last knew.
+
+        Answered from what the consumer already knows, without asking a broker: its
+        position, last commit, the partition's end as the last fetch saw it, and the lag
+        between them. A consumer that is not running has no partitions: Success(()).
+        Failures: STREAMING_NOT_CONNECTED.
+        """
+        if self._state is not State.CONNECTED:
+            return Failure(self._not_connected("get_positions"))
+        engine = self._engine
+        if engine is None:
+            return Success(())
+        try:
+            return Success(engine.positions())
+        except Exception as exc:  # the backend's client may fail to say (closing, say)
+            return Failure(self._escaped(exc, "get_positions", ErrorCode.CONNECTION_FAILED))
 
     def _transactional_problem(self, config: ConsumerRunConfig) -> str | None:
         """Whether the run loop can commit this consumer's progress in the named producer's

@@ -47,6 +47,7 @@ from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
 from qi.base.streaming._dispatch import ErrorFactory, PartitionState
 from qi.base.streaming._exactly_once import Translate, dispatcher_for
 from qi.base.streaming._source import PartitionSource, SeekTarget, TopicPartition
+from qi.base.streaming._types import PartitionPosition
 
 # How long one fetch may block: short, so stop() and pauses take effect promptly.
 _FETCH_WAIT: Final = 0.25
@@ -291,6 +292,25 @@ class ConsumerEngine:
     def leave_progress_to_transactions(self) -> None:
         """Commit nothing by ourselves: the consumer's offsets went through a transaction."""
         self._progress_in_transactions = True
+
+    def positions(self) -> tuple[PartitionPosition, ...]:
+        """Where the handler stands on each assigned partition, from what is known already.
+
+        The position is the head of the buffer, else the first offset not handed over,
+        else the offset to commit; the end is the source's last-fetched high watermark.
+        """
+        ends = self._source.end_offsets()
+        positions: list[PartitionPosition] = []
+        for key, part in sorted(tuple(self._partitions.items())):
+            buffer = part.buffer
+            head = buffer[0] if buffer else None
+            position = part.next_offset if head is None else head.offset
+            if position is None:
+                position = part.progress()
+            end = ends.get(key)
+            lag = None if end is None or position is None else max(end - position, 0)
+            positions.append(PartitionPosition(*key, position, part.committed, end, lag))
+        return tuple(positions)
 
     def assignment(self) -> frozenset[TopicPartition]:
         """Partitions currently assigned to this consumer."""

@@ -22,6 +22,9 @@ from qi.base.streaming._types import (
 )
 from qi.base.streaming._validation import checked_message_size, topic_problem
 
+if TYPE_CHECKING:
+    from qi.base.streaming._telemetry_send import ProducerTelemetry
+
 _ALL_ACKNOWLEDGED: Final = frozenset({ProduceResult})
 """The outcome types of a batch whose every message was acknowledged."""
 _VALID_TOPICS_KEPT: Final = 1_000
@@ -71,6 +74,9 @@ async def _send_flexibly(
             return Failure(self._wrong_call("send", exc))
         topic, message = bound.arguments["topic"], bound.arguments["message"]
     try:
+        telemetry = self._telemetry
+        if telemetry is not None:
+            return await telemetry.send(topic, message, "send", self._send_validated)
         problem = self._topic_problem(topic)
         if problem is not None:
             return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, "send", topic))
@@ -117,6 +123,12 @@ class StreamingProducer(Endpoint):
         self._valid_topics: set[str] = set()
         self._transactional = producer_config.transactional_id is not None
         self._open_transaction: Transaction | None = None
+        self._telemetry: ProducerTelemetry | None = None
+        if config.telemetry is not None:
+            # Imported only here: without telemetry, OpenTelemetry is never imported.
+            from qi.base.streaming._telemetry_send import ProducerTelemetry
+
+            self._telemetry = ProducerTelemetry(config)
 
     def _topic_problem(self, topic: object) -> str | None:
         if type(topic) is str and topic in self._valid_topics:
@@ -191,6 +203,15 @@ class StreamingProducer(Endpoint):
         self, batch: MessageBatch, operation: str
     ) -> Result[BatchProduceResult, QiError]:
         """send_batch's work, for the producer and for its transactions."""
+        telemetry = self._telemetry
+        if telemetry is not None:
+            return await telemetry.send_batch(batch, operation, self._send_batch_validated)
+        return await self._send_batch_validated(batch, operation)
+
+    async def _send_batch_validated(
+        self, batch: MessageBatch, operation: str
+    ) -> Result[BatchProduceResult, QiError]:
+        """Validate a batch and hand its valid messages to the backend."""
         if not isinstance(batch, MessageBatch):
             return Failure(
                 self._error(
@@ -255,12 +276,19 @@ class StreamingProducer(Endpoint):
         self, topic: str, message: StreamingMessage
     ) -> Result[ProduceResult, QiError]:
         """send's work within a transaction (which has checked the call and the state)."""
+        telemetry = self._telemetry
+        if telemetry is not None:
+            return await telemetry.send(topic, message, "transaction.send", self._send_validated)
+        return await self._send_validated(topic, message, "transaction.send")
+
+    async def _send_validated(
+        self, topic: str, message: StreamingMessage, operation: str
+    ) -> Result[ProduceResult, QiError]:
+        """Validate one message and hand it to the backend (the call and state were checked)."""
         problem = self._topic_problem(topic)
         if problem is not None:
-            return Failure(
-                self._rejected(ErrorCode.INVALID_TOPIC, problem, "transaction.send", topic)
-            )
-        rejection = self._message_rejection(message, "transaction.send", topic)
+            return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, operation, topic))
+        rejection = self._message_rejection(message, operation, topic)
         if rejection is not None:
             return Failure(rejection)
         outcome = await self._send(topic, message)

@@ -76,6 +76,14 @@ class PartitionSource(ABC):
         """
 
     @abstractmethod
+    def end_offsets(self) -> Mapping[TopicPartition, int]:
+        """The high watermark of each assigned partition as the fetches last saw it.
+
+        Answered from what the client already knows, never by asking the broker; a
+        partition whose end no fetch reported yet is left out.
+        """
+
+    @abstractmethod
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit the next offsets to read for the given partitions, synchronously."""
 

@@ -211,3 +211,22 @@ class PartitionLag:
     """High watermark of the partition."""
     lag: int
     """Messages left to read: ``end - (committed if not None else start)``, never negative."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionPosition:
+    """Where a running consumer stands on one assigned partition, as it last knew."""
+
+    topic: str
+    """Topic of the partition."""
+    partition: int
+    """Partition number."""
+    position: int | None
+    """Offset of the next message the handler gets, None until the first fetch said."""
+    committed: int | None
+    """Offset this consumer last committed (the next to read), None until it committed."""
+    end: int | None
+    """High watermark as the last fetch saw it, None until a fetch said."""
+    lag: int | None
+    """Messages not handled yet: ``end - position`` (never negative), None while either
+    is unknown."""

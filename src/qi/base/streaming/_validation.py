@@ -7,6 +7,7 @@ so backends only ever see values that passed here.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from qi.base.streaming._config import (
     SecurityConfig,
     StreamingConfig,
     SubscriptionConfig,
+    TelemetryConfig,
     TopicConfig,
 )
 from qi.base.streaming._source import SeekTarget
@@ -115,8 +117,23 @@ def streaming_config_problem(config: object) -> str | None:
             return f"{name} must be a number of seconds > 0"
     if not _is_int(config.retry_attempts) or config.retry_attempts < 0:
         return "retry_attempts must be an int >= 0"
-    if config.security is not None:
-        return security_problem(config.security)
+    if config.security is not None and (problem := security_problem(config.security)):
+        return problem
+    if config.telemetry is not None:
+        return telemetry_problem(config.telemetry)
+    return None
+
+
+def telemetry_problem(telemetry: object) -> str | None:
+    """Tracing needs its optional dependency and providers that can make tracers and meters."""
+    if not isinstance(telemetry, TelemetryConfig):
+        return f"telemetry must be a TelemetryConfig, got {type(telemetry).__name__}"
+    if importlib.util.find_spec("opentelemetry") is None:
+        return "telemetry needs OpenTelemetry: pip install 'qi-base[otel]'"
+    for name, method in (("tracer_provider", "get_tracer"), ("meter_provider", "get_meter")):
+        provider = getattr(telemetry, name)
+        if provider is not None and not callable(getattr(provider, method, None)):
+            return f"{name} must be an OpenTelemetry provider with {method}(), got {provider!r}"
     return None
 
 

@@ -28,6 +28,7 @@ from qi.base.streaming import (
     StreamingMessage,
     StreamingProducer,
     SubscriptionConfig,
+    TelemetryConfig,
     TopicConfig,
     create_streaming_client,
 )
@@ -40,6 +41,9 @@ from qi.base.streaming.bench._measure import (
 from qi.base.streaming.bench._model import MEMORY_BROKERS, BenchError, Job, Measurement, Unavailable
 
 T = TypeVar("T")
+
+TELEMETRY_OPTION = "telemetry"
+"""Job option: the client gets OpenTelemetry on (``telemetry_config``)."""
 
 _WARM_UP = StreamingMessage(b"warm-up")
 
@@ -65,6 +69,7 @@ async def qi_client(
         brokers=brokers,
         request_timeout=request_timeout,
         connection_timeout=connection_timeout,
+        telemetry=telemetry_config() if job.options.get(TELEMETRY_OPTION) else None,
     )
     client = create_streaming_client(backend, config)
     try:
@@ -75,6 +80,32 @@ async def qi_client(
         yield client
     finally:
         await client.disconnect()
+
+
+def telemetry_config() -> TelemetryConfig:
+    """OpenTelemetry as a service would run it: the SDK, every span kept and handed to a
+    batching processor (whose exporter drops them: no collector to pay for), every metric
+    aggregated (read by nobody)."""
+    try:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+    except ImportError as exc:
+        raise Unavailable(f"traced subjects need the OpenTelemetry SDK: {exc}") from None
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return TelemetryConfig(tracer_provider, meter_provider)
 
 
 def count_failures(result: Result[object, QiError], size: int) -> tuple[int, QiError | None]:

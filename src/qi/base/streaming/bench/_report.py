@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from qi.base.streaming.bench._results import ScenarioResult, subject
+from qi.base.streaming.bench._scenarios import TRACED
 
 Table = tuple[str, list[str], list[list[str]]]
 """(title, header, rows)"""
@@ -37,13 +38,38 @@ def _bounded_cells(scenario: ScenarioResult, entry: dict[str, Any]) -> tuple[str
     )
 
 
+def traced_overhead(scenario: ScenarioResult, entry: dict[str, Any]) -> str:
+    """What telemetry adds per message to a traced subject, against the same subject
+    untraced: wall time (p50 for latency scenarios) and CPU, in microseconds."""
+    suffix = f"/{TRACED}"
+    if not entry["id"].endswith(suffix):
+        return ""
+    plain = subject(scenario, entry["id"].removesuffix(suffix))
+    if plain is None or plain.get("status") != "ok":
+        return ""
+    traced_summary, plain_summary = entry.get("summary", {}), plain.get("summary", {})
+
+    def added(name: str, per_message: Callable[[float], float]) -> float | None:
+        value, reference = traced_summary.get(name), plain_summary.get(name)
+        if not value or not reference:
+            return None
+        return per_message(value) - per_message(reference)
+
+    if scenario["kind"] == "latency":
+        wall = added("p50", lambda milliseconds: milliseconds * 1_000)
+    else:
+        wall = added("rate", lambda rate: 1_000_000 / rate)
+    cpu = added("cpu_100k", lambda seconds: seconds * 10)  # s per 100k -> us per message
+    return f"traced: +{_number(wall, '.1f')} us/msg, CPU +{_number(cpu, '.1f')} us/msg"
+
+
 def _row(scenario: ScenarioResult, entry: dict[str, Any]) -> list[str]:
     summary = entry.get("summary", {})
     name = scenario["name"]
     if entry["status"] != "ok":
         return [name, entry["label"], entry["status"], "", "", "", "", entry["reason"][:90]]
     ratio = entry.get("ratio", {})
-    note = entry.get("reason", "")[:90]
+    note = entry.get("reason", "")[:90] or traced_overhead(scenario, entry)
     if scenario["kind"] == "bounded":
         median, rss = _bounded_cells(scenario, entry)
         return [name, entry["label"], median, "", "", "", rss, note]

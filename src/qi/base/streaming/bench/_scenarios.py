@@ -69,6 +69,15 @@ def _qi(backend: str, what: str, variant: str = "") -> Subject:
     return Subject(subject_id, f"qi {backend} {what}", backend=backend)
 
 
+TRACED = "traced"
+"""The variant part of a subject measured with OpenTelemetry on (the SDK, every span kept)."""
+
+
+def _traced(backend: str, what: str, variant: str = "") -> Subject:
+    """The subject ``_qi(backend, what, variant)`` with telemetry on, for the overhead."""
+    return _qi(backend, f"{what}, traced", f"{variant}/{TRACED}" if variant else TRACED)
+
+
 def _produce_batch(name: str, title: str, messages: int, size: int) -> Scenario:
     return Scenario(
         name=name,
@@ -82,9 +91,12 @@ def _produce_batch(name: str, title: str, messages: int, size: int) -> Scenario:
             Subject("raw-confluent", "raw confluent produce loop", _CONFLUENT),
             Subject("raw-confluent-reports", "raw confluent loop + delivery callback", _CONFLUENT),
             _qi("confluent", "send_batch"),
+            _traced("confluent", "send_batch"),
             Subject("raw-aiokafka-batch", "raw aiokafka send_batch", _AIOKAFKA),
             _qi("aiokafka", "send_batch"),
+            _traced("aiokafka", "send_batch"),
             _qi("memory", "send_batch"),
+            _traced("memory", "send_batch"),
         ),
     )
 
@@ -103,13 +115,19 @@ def _consume(name: str, title: str, messages: int, size: int) -> Scenario:
             Subject("raw-confluent", "raw confluent consume(10000)", _CONFLUENT),
             Subject("raw-confluent-fields", "raw confluent consume, every field read", _CONFLUENT),
             _qi("confluent", "each_batch", "each_batch"),
+            _traced("confluent", "each_batch", "each_batch"),
             _qi("confluent", "each_message", "each_message"),
+            _traced("confluent", "each_message", "each_message"),
             Subject("raw-aioconsumer", "raw AIOConsumer consume(10000)", _CONFLUENT_AIO),
             Subject("raw-aiokafka", "raw aiokafka getmany(10000)", _AIOKAFKA),
             _qi("aiokafka", "each_batch", "each_batch"),
+            _traced("aiokafka", "each_batch", "each_batch"),
             _qi("aiokafka", "each_message", "each_message"),
+            _traced("aiokafka", "each_message", "each_message"),
             _qi("memory", "each_batch", "each_batch"),
+            _traced("memory", "each_batch", "each_batch"),
             _qi("memory", "each_message", "each_message"),
+            _traced("memory", "each_message", "each_message"),
         ),
     )
 
@@ -138,6 +156,7 @@ def _transactions(size: int, messages: int, value_size: int) -> Scenario:
             _qi("confluent", "transaction send_batch + commit"),
             _qi("aiokafka", "transaction send_batch + commit"),
             _qi("memory", "transaction send_batch + commit"),
+            _traced("memory", "transaction send_batch + commit"),
         ),
     )
 
@@ -171,9 +190,12 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
                 Subject("raw-aioproducer", "raw AIOProducer gather", _CONFLUENT_AIO),
                 Subject("raw-asyncio", "asyncio alone: gather awaiting futures"),
                 _qi("confluent", "gather(send)"),
+                _traced("confluent", "gather(send)"),
                 Subject("raw-aiokafka", "raw aiokafka send() futures", _AIOKAFKA),
                 _qi("aiokafka", "gather(send)"),
+                _traced("aiokafka", "gather(send)"),
                 _qi("memory", "gather(send)"),
+                _traced("memory", "gather(send)"),
             ),
         ),
         Scenario(
@@ -188,12 +210,15 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
                 Subject("raw-confluent", "raw confluent produce+flush", _CONFLUENT),
                 Subject("raw-confluent-thread", "raw confluent produce+flush, awaited", _CONFLUENT),
                 _qi("confluent", "send"),
+                _traced("confluent", "send"),
                 _qi("confluent", "send, linger=0", "linger0"),
                 Subject("raw-aioproducer", "raw AIOProducer produce+flush", _CONFLUENT_AIO),
                 Subject("raw-aiokafka", "raw aiokafka send_and_wait", _AIOKAFKA),
                 _qi("aiokafka", "send"),
+                _traced("aiokafka", "send"),
                 _qi("aiokafka", "send, linger=0", "linger0"),
                 _qi("memory", "send"),
+                _traced("memory", "send"),
             ),
         ),
         _consume("consume", f"(d) consume {messages:,} x {size} B", messages, size),

@@ -14,6 +14,7 @@ mark) and ``process_time`` belong to one subject only.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
 import sys
@@ -42,6 +43,12 @@ async def _run_qi(job: Job) -> Measurement:
     backend, _, variant = job.subject.removeprefix("qi-").partition("/")
     # Imported here so a backend that fails to import is a per-subject verdict.
     from qi.base.streaming.bench import _bounded, _qi
+    from qi.base.streaming.bench._scenarios import TRACED
+
+    parts = variant.split("/")
+    if TRACED in parts:  # the client gets telemetry on; the rest of the variant as usual
+        variant = "/".join(part for part in parts if part != TRACED)
+        job = dataclasses.replace(job, options={**job.options, _qi.TELEMETRY_OPTION: True})
 
     if job.operation == "produce":
         return await _qi.produce_batch(job, backend)

@@ -318,6 +318,17 @@ class _AiokafkaSource(PartitionSource):
     def fetch_positions(self) -> Mapping[PartitionKey, int]:
         return self._fetched_to
 
+    def end_offsets(self) -> Mapping[PartitionKey, int]:
+        assigned = self._consumer.assignment()  # highwater() asserts the partition is in it
+        ends: dict[PartitionKey, int] = {}
+        for key in self._owned_by_engine:
+            partition = TopicPartition(*key)
+            if partition in assigned:
+                high = self._consumer.highwater(partition)  # the last fetch response's, or None
+                if high is not None:
+                    ends[key] = high
+        return ends
+
     async def commit(self, offsets: Mapping[PartitionKey, int]) -> None:
         # aiokafka retries UNKNOWN_TOPIC_OR_PARTITION until the caller's bound runs out, and a
         # topic deleted under the consumer answers nothing else: fail those at once instead.

@@ -140,6 +140,21 @@ class ConfluentSource(PartitionSource):
     def fetch_positions(self) -> Mapping[TopicPartition, int]:
         return self._fetched_to
 
+    def end_offsets(self) -> Mapping[TopicPartition, int]:
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        ends: dict[TopicPartition, int] = {}
+        for key in tuple(self._assigned):
+            try:
+                # cached=True: librdkafka's copy, updated by every fetch response; no request.
+                _, high = consumer.get_watermark_offsets(NativePartition(*key), cached=True)
+            except (KafkaException, RuntimeError):  # RuntimeError: closed meanwhile
+                return ends
+            if high >= 0:
+                ends[key] = high
+        return ends
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         await self._worker.run(functools.partial(self._commit, dict(offsets)), nestable=True)
 

@@ -219,6 +219,14 @@ class MemberSource(PartitionSource):
     def fetch_positions(self) -> Mapping[TopicPartition, int]:
         return self._fetched_to
 
+    def end_offsets(self) -> Mapping[TopicPartition, int]:
+        ends: dict[TopicPartition, int] = {}
+        for key in self._owned:
+            topic = self._broker.topic(key[0])
+            if topic is not None and key[1] < len(topic.logs):
+                ends[key] = topic.readable_end(key[1], committed_only=False)
+        return ends
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if self._crashed:
             raise MemoryBrokerError(BrokerError.ILLEGAL_GENERATION, "the member crashed")

@@ -1,0 +1,339 @@
+"""OpenTelemetry: a trace crosses producer to consumer through the headers; metrics count.
+
+The SDK's in-memory span exporter and metric reader stand in for a collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from qi.base import Failure
+from qi.base.streaming import (
+    ConsumerRunConfig,
+    EachBatchPayload,
+    EachMessagePayload,
+    MessageBatch,
+    ProducerConfig,
+    StreamingClient,
+    StreamingConfig,
+    StreamingMessage,
+    SubscriptionConfig,
+    TelemetryConfig,
+    create_streaming_client,
+)
+from testkit import Collector, ok, unique, wait_until
+
+from ._support import (
+    ConsumerConfigFactory,
+    TopicFactory,
+    numbered,
+    start_consumer,
+)
+
+
+@dataclass
+class Telemetry:
+    """Where the client's spans and metrics end up."""
+
+    spans: InMemorySpanExporter
+    metrics: InMemoryMetricReader
+    config: TelemetryConfig
+
+    def finished(self, name: str) -> list[ReadableSpan]:
+        return [span for span in self.spans.get_finished_spans() if span.name == name]
+
+    def points(self, metric: str) -> list[Any]:
+        data = self.metrics.get_metrics_data()
+        assert data is not None
+        return [
+            point
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for found in scope.metrics
+            if found.name == metric
+            for point in found.data.data_points
+        ]
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield Telemetry(spans, reader, TelemetryConfig(tracer_provider, meter_provider))
+    meter_provider.shutdown()
+    tracer_provider.shutdown()
+
+
+@pytest.fixture
+async def traced_client(
+    backend: str, streaming_config: StreamingConfig, telemetry: Telemetry
+) -> AsyncIterator[StreamingClient]:
+    """A client whose producers and consumers report to ``telemetry``."""
+    traced = create_streaming_client(
+        backend, dataclasses.replace(streaming_config, telemetry=telemetry.config)
+    )
+    yield traced
+    await traced.disconnect()
+
+
+def _attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+async def test_a_trace_crosses_from_producer_to_consumer_through_the_headers(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic, onward = await make_topic(2), await make_topic()
+    producer = ok(await traced_client.get_producer(producer_config))
+    sent = ok(await producer.send(topic, StreamingMessage(b"order", key="user-1")))
+    forwarded: list[EachMessagePayload] = []
+
+    async def forward(payload: EachMessagePayload) -> None:
+        # Sent within the process span: the onward send joins the consumer's trace.
+        ok(await producer.send(onward, StreamingMessage(payload.message.value)))
+        forwarded.append(payload)
+
+    group = consumer_config()
+    consumer = await start_consumer(
+        traced_client,
+        group,
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        ConsumerRunConfig(each_message=forward),
+    )
+    await wait_until(lambda: bool(telemetry.finished(f"process {topic}")), what="a process span")
+    assert forwarded[0].message.headers.get("traceparent") is not None
+    ok(await consumer.disconnect())
+
+    (send,) = telemetry.finished(f"send {topic}")
+    (process,) = telemetry.finished(f"process {topic}")
+    (onward_send,) = telemetry.finished(f"send {onward}")
+    assert send.kind is SpanKind.PRODUCER and process.kind is SpanKind.CONSUMER
+    assert _attributes(send) == _attributes(send) | {
+        "messaging.system": "kafka",
+        "messaging.operation.name": "send",
+        "messaging.destination.name": topic,
+        "messaging.destination.partition.id": str(sent.partition),
+        "messaging.kafka.offset": sent.offset,
+        "messaging.kafka.message.key": "user-1",
+    }
+    assert _attributes(process) == _attributes(process) | {
+        "messaging.system": "kafka",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": topic,
+        "messaging.destination.partition.id": str(sent.partition),
+        "messaging.kafka.offset": sent.offset,
+        "messaging.kafka.message.key": "user-1",
+        "messaging.consumer.group.name": group.group_id,
+    }
+    # Linked to the producer's span (the semantic conventions' choice), not its child.
+    assert send.context is not None and process.context is not None
+    assert [link.context.span_id for link in process.links] == [send.context.span_id]
+    assert process.parent is None
+    assert onward_send.parent is not None
+    assert onward_send.parent.span_id == process.context.span_id
+
+
+async def test_a_batch_is_one_send_span_that_each_batch_handler_links_to(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(producer_config))
+    messages = tuple(StreamingMessage(value) for value in numbered("batch", 3))
+    ok(await producer.send_batch(MessageBatch(topic, messages)))
+    collector = Collector()
+    consumer = await start_consumer(
+        traced_client,
+        consumer_config(),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        collector.run_config(batches=True),
+    )
+    await collector.wait_for(3)
+    await wait_until(lambda: bool(telemetry.finished(f"process {topic}")), what="a process span")
+    ok(await consumer.disconnect())
+
+    (send,) = telemetry.finished(f"send {topic}")
+    assert _attributes(send)["messaging.batch.message_count"] == 3
+    assert send.context is not None
+    for process in telemetry.finished(f"process {topic}"):
+        assert [link.context.span_id for link in process.links] == [send.context.span_id]
+    counted = sum(
+        _attributes(process)["messaging.batch.message_count"]
+        for process in telemetry.finished(f"process {topic}")
+    )
+    assert counted == 3
+
+
+async def test_metrics_count_a_known_workload(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(producer_config))
+    for value in numbered("metric", 5):
+        ok(await producer.send(topic, StreamingMessage(value, partition=0)))
+    refused = await producer.send(topic, StreamingMessage("not bytes"))  # type: ignore[arg-type]
+    assert isinstance(refused, Failure)
+    failed_once: set[int] = set()
+
+    async def fail_offset_two_once(payload: EachMessagePayload) -> object:
+        if payload.message.offset == 2 and 2 not in failed_once:
+            failed_once.add(2)
+            return Failure(refused.error)  # any error will do: the handler says it failed
+        return None
+
+    consumer = await start_consumer(
+        traced_client,
+        consumer_config(),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        ConsumerRunConfig(each_message=fail_offset_two_once, retry_backoff=0.01),
+    )
+
+    def consumed() -> int:
+        return sum(point.value for point in telemetry.points("messaging.client.consumed.messages"))
+
+    await wait_until(lambda: consumed() == 6, what="6 deliveries (5 messages, 1 redelivery)")
+
+    sent = {
+        point.attributes.get("error.type"): point.value
+        for point in telemetry.points("messaging.client.sent.messages")
+    }
+    assert sent == {None: 5, "STREAMING_INVALID_MESSAGE": 1}
+    durations = telemetry.points("messaging.client.operation.duration")
+    assert sum(point.count for point in durations) == 6
+    processed = {
+        point.attributes.get("error.type"): point.count
+        for point in telemetry.points("messaging.process.duration")
+    }
+    assert processed == {None: 5, "STREAMING_INVALID_MESSAGE": 1}
+
+    def lag() -> list[tuple[Any, int]]:
+        return [
+            (point.attributes["messaging.destination.partition.id"], point.value)
+            for point in telemetry.points("messaging.kafka.consumer.lag")
+        ]
+
+    await wait_until(lambda: lag() == [("0", 0)], what="the lag gauge at 0")
+    ok(await consumer.disconnect())
+
+
+async def test_a_running_consumer_tells_its_positions_without_a_round_trip(
+    client: StreamingClient,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic(2)
+    producer = ok(await client.get_producer(producer_config))
+    for value in numbered("position", 4):
+        ok(await producer.send(topic, StreamingMessage(value, partition=1)))
+    release = asyncio.Event()
+    handled: list[int] = []
+
+    async def hold_the_first(payload: EachBatchPayload) -> None:
+        await release.wait()
+        handled.extend(message.offset for message in payload.messages)
+
+    consumer = ok(await client.get_consumer(consumer_config(auto_commit=False)))
+    assert ok(consumer.get_positions()) == ()
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+    ok(await consumer.run(ConsumerRunConfig(each_batch=hold_the_first)))
+
+    def position(partition: int) -> Any:
+        found = {p.partition: p for p in ok(consumer.get_positions())}
+        return found.get(partition)
+
+    await wait_until(
+        lambda: position(1) is not None and position(1).lag == 4, what="a lag of 4 on partition 1"
+    )
+    assert (position(1).topic, position(1).position, position(1).end) == (topic, 0, 4)
+    assert position(1).committed is None
+    release.set()
+    await wait_until(lambda: len(handled) == 4, what="4 messages handled")
+    await wait_until(lambda: position(1).lag == 0, what="no lag left")
+    ok(await consumer.commit_offsets())
+    assert dataclasses.astuple(position(1))[2:] == (4, 4, 4, 0)
+    ok(await consumer.disconnect())
+    failed = consumer.get_positions()
+    assert isinstance(failed, Failure) and failed.error.code == "STREAMING_NOT_CONNECTED"
+
+
+async def test_a_batch_counts_each_message_by_its_outcome(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+) -> None:
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(producer_config))
+    good = StreamingMessage(b"fine", partition=0)
+    bad = StreamingMessage("not bytes")  # type: ignore[arg-type]
+    partly = await producer.send_batch(MessageBatch(topic, (good, bad, good)))
+    assert isinstance(partly, Failure) and partly.error.code == "STREAMING_BATCH_PARTIAL_FAILURE"
+    whole = await producer.send_batch(MessageBatch("bad topic name!", (good, good)))
+    assert isinstance(whole, Failure) and whole.error.code == "STREAMING_INVALID_TOPIC"
+
+    sent = {
+        (
+            point.attributes.get("messaging.destination.partition.id"),
+            point.attributes.get("error.type"),
+        ): point.value
+        for point in telemetry.points("messaging.client.sent.messages")
+    }
+    assert sent == {
+        ("0", None): 2,
+        (None, "STREAMING_INVALID_MESSAGE"): 1,
+        (None, "STREAMING_INVALID_TOPIC"): 2,
+    }
+    failed_spans = {
+        span.name: _attributes(span).get("error.type")
+        for span in telemetry.spans.get_finished_spans()
+    }
+    assert failed_spans == {
+        f"send {topic}": "STREAMING_BATCH_PARTIAL_FAILURE",
+        "send bad topic name!": "STREAMING_INVALID_TOPIC",
+    }
+
+
+@pytest.mark.kafka_rules
+async def test_the_sends_of_a_transaction_are_traced(
+    traced_client: StreamingClient, telemetry: Telemetry, make_topic: TopicFactory
+) -> None:
+    topic = await make_topic()
+    config = ProducerConfig(transactional_id=unique("telemetry"))
+    producer = ok(await traced_client.get_producer(config))
+    transaction = ok(await producer.transaction())
+    ok(await transaction.send(topic, StreamingMessage(b"one", key="k")))
+    ok(await transaction.send_batch(MessageBatch(topic, (StreamingMessage(b"two"),))))
+    ok(await transaction.commit())
+
+    single, batch = telemetry.finished(f"send {topic}")
+    assert _attributes(single)["messaging.kafka.message.key"] == "k"
+    assert _attributes(batch)["messaging.batch.message_count"] == 1
+    sent = sum(point.value for point in telemetry.points("messaging.client.sent.messages"))
+    assert sent == 2
