@@ -36,6 +36,7 @@ from ._events import (
     Crashed,
     Event,
     Evicted,
+    Fault,
     HandlerEnded,
     HandlerStarted,
     Holding,
@@ -107,6 +108,8 @@ class Checker(HandlerRules):
                 if tasks or threads:
                     left = [*(f"task {name}" for name in tasks), *(f"thread {n}" for n in threads)]
                     self._violate("I6", event, f"still alive after disconnect(): {left}", member)
+            case Fault():
+                pass  # context for the report only
             case Quiet():
                 self._quiet(event)
 

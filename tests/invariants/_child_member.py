@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from qi.base import Failure, QiError, Success
+from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming import (
     ConsumerConfig,
     ErrorCode,
@@ -34,6 +34,9 @@ from qi.base.streaming import (
 
 from ._events import Event, Holding, to_line
 from ._recorder import PlannedHandler, library_leftovers, now, timed
+
+JOIN_ATTEMPTS = 3
+JOIN_BOUND_RULE = "2 * session_timeout + connection_timeout"
 
 
 async def main(settings: dict[str, Any]) -> int:
@@ -89,16 +92,23 @@ async def main(settings: dict[str, Any]) -> int:
     handler = PlannedHandler(record, member, {})
     run_config = handler.run_config(settings["each_batch"], settings["retry_backoff"], report)
     join_bound = 2 * session_timeout + connection_timeout
-    running = asyncio.ensure_future(
-        timed(
-            record,
-            member,
-            "run",
-            join_bound,
-            "2 * session_timeout + connection_timeout",
-            consumer.run(run_config),
+
+    async def join() -> Result[None, QiError]:
+        # As a service would: a join that timed out is tried again. The bound holds for a
+        # join after one crash; the parent excuses a timeout only if another fault hit the
+        # group while this member joined (each may cost a rebalance of its own).
+        for _ in range(JOIN_ATTEMPTS - 1):
+            started = await timed(
+                record, member, "run", join_bound, JOIN_BOUND_RULE, consumer.run(run_config)
+            )
+            if not (isinstance(started, Failure) and started.error.code == ErrorCode.TIMEOUT):
+                return started
+            print(f"{member}: {started.error}; joining again", file=sys.stderr, flush=True)
+        return await timed(
+            record, member, "run", join_bound, JOIN_BOUND_RULE, consumer.run(run_config)
         )
-    )
+
+    running = asyncio.ensure_future(join())
     stopping = asyncio.ensure_future(stop.wait())
     await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if running.done():

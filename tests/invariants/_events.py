@@ -181,6 +181,15 @@ class Leftovers:
 
 
 @dataclass(frozen=True, slots=True)
+class Fault:
+    """The driver did something to the group or its connections ("cut", "kill", ...)."""
+
+    kind: ClassVar[str] = "fault"
+    at: float
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
 class Quiet:
     """The driver stopped every fault and producer and let the group settle."""
 
@@ -203,6 +212,7 @@ Event = (
     | Crashed
     | Call
     | Leftovers
+    | Fault
     | Quiet
 )
 
@@ -223,6 +233,7 @@ _TYPES: Final[dict[str, type[Any]]] = {
         Crashed,
         Call,
         Leftovers,
+        Fault,
         Quiet,
     )
 }

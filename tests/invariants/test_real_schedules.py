@@ -35,6 +35,7 @@ from reliability._proxy import ProxiedBroker
 from reliability._support import backend_params
 
 from ._checker import Checker
+from ._events import Fault, to_line
 from ._real_group import (
     CONNECTION_TIMEOUT,
     NOIDA_SESSION_TIMEOUT,
@@ -43,6 +44,7 @@ from ._real_group import (
     Cluster,
     RealGroup,
 )
+from ._recorder import now
 
 LONG: Final = os.environ.get("QI_LONG") == "1"
 MESSAGES: Final = 30_000 if LONG else 3_000
@@ -77,6 +79,7 @@ async def _produce(group: RealGroup) -> None:
 
 
 async def _fault(group: RealGroup, action: str) -> None:
+    group.history.append(Fault(now(), action))
     live = group.live()
     proxy = group.cluster.proxy
     if action == "kill" and len(live) >= 2:
@@ -144,8 +147,10 @@ async def _play(
             await group.settle(SETTLE)
         finally:
             await group.close()
+    merged = group.merged()
+    (tmp_path / "merged.jsonl").write_bytes(b"".join(map(to_line, merged)))
     checker = Checker(exact=False, slack=SLACK)
-    checker.feed_all(group.merged())
+    checker.feed_all(merged)
     problems = [*group.run_failures, *([checker.report()] if checker.violations else [])]
     assert not problems, f"{backend} on {broker}, seed {seed}, {described}:\n" + "\n".join(problems)
 
