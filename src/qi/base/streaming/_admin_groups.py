@@ -7,7 +7,6 @@ helpers the topic half uses, so that both halves check names the same way.
 from __future__ import annotations
 
 import asyncio
-from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from qi.base.streaming._group_offsets import (
 )
 from qi.base.streaming._types import GroupDescription, PartitionLag, PartitionOffsets
 from qi.base.streaming._validation import topic_problem
+from qi.base.streaming.backend import AdminBackend
 
 T = TypeVar("T")
 
@@ -37,6 +37,8 @@ class GroupAdmin(Endpoint):
     Every call finishes within ``request_timeout`` (STREAMING_TIMEOUT otherwise), and
     every error of a call about a group carries ``context["group_id"]``.
     """
+
+    _backend: AdminBackend
 
     @operation("get_topic_offsets", ErrorCode.ADMIN_FAILED)
     async def get_topic_offsets(self, topic: str) -> Result[tuple[PartitionOffsets, ...], QiError]:
@@ -51,7 +53,7 @@ class GroupAdmin(Endpoint):
         """Ids of the cluster's consumer groups (with members or committed offsets), sorted."""
 
         async def listed() -> Result[tuple[str, ...], QiError]:
-            return Success(tuple(sorted(set(await self._list_groups()))))
+            return Success(tuple(sorted(set(await self._backend.list_groups()))))
 
         return await self._timed("list_groups", {}, listed)
 
@@ -63,7 +65,7 @@ class GroupAdmin(Endpoint):
             return Failure(refused)
 
         async def described() -> Result[GroupDescription, QiError]:
-            return Success(await self._describe_group(group_id))
+            return Success(await self._backend.describe_group(group_id))
 
         return await self._timed("describe_group", {"group_id": group_id}, described)
 
@@ -89,10 +91,10 @@ class GroupAdmin(Endpoint):
         async def measured() -> Result[tuple[PartitionLag, ...], QiError]:
             if (unknown := await self._unknown_group("get_group_lag", group_id)) is not None:
                 return Failure(unknown)
-            committed = await self._committed_offsets(group_id)
+            committed = await self._backend.committed_offsets(group_id)
             lags: list[PartitionLag] = []
             for topic in named if named is not None else sorted({key[0] for key in committed}):
-                partitions = await self._topic_offsets(topic)
+                partitions = await self._backend.topic_offsets(topic)
                 if partitions is None:
                     if named is None:
                         continue  # a deleted topic whose offsets the broker still keeps
@@ -123,16 +125,16 @@ class GroupAdmin(Endpoint):
         async def reset() -> Result[None, QiError]:
             if (refused := await self._idle_group(operation_name, group_id)) is not None:
                 return Failure(refused)
-            partitions = await self._topic_offsets(topic)
+            partitions = await self._backend.topic_offsets(topic)
             if partitions is None:
                 return Failure(self._topic_not_found(operation_name, topic))
             targets: dict[TopicPartitionKey, int]
             if isinstance(to, datetime):
-                found = await self._offsets_at(topic, timestamp_millis(to))
+                found = await self._backend.offsets_at(topic, timestamp_millis(to))
                 targets = time_targets(partitions, found)
             else:
                 targets = fixed_targets(partitions, to)
-            await self._alter_offsets(group_id, targets)
+            await self._backend.alter_offsets(group_id, targets)
             return Success(None)
 
         return await self._timed(operation_name, {"group_id": group_id}, reset)
@@ -147,41 +149,10 @@ class GroupAdmin(Endpoint):
         async def deleted() -> Result[None, QiError]:
             if (refused := await self._idle_group("delete_group", group_id)) is not None:
                 return Failure(refused)
-            await self._delete_group(group_id)
+            await self._backend.delete_group(group_id)
             return Success(None)
 
         return await self._timed("delete_group", {"group_id": group_id}, deleted)
-
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    async def _topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
-        """Start and end offsets of every partition, by partition; None if the topic is absent."""
-
-    @abstractmethod
-    async def _list_groups(self) -> Sequence[str]:
-        """Ids of every consumer group the cluster knows."""
-
-    @abstractmethod
-    async def _describe_group(self, group_id: str) -> GroupDescription:
-        """The group's state in snake case (``"dead"`` when unknown) and its members."""
-
-    @abstractmethod
-    async def _committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
-        """Every committed offset of the group (the next offset to read)."""
-
-    @abstractmethod
-    async def _offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
-        """Per partition, the first offset stamped at or after ``timestamp_ms`` (>= 0); None
-        (or absent) where no message is."""
-
-    @abstractmethod
-    async def _alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
-        """Commit ``offsets`` for a group without active members."""
-
-    @abstractmethod
-    async def _delete_group(self, group_id: str) -> None:
-        """Delete a group without active members."""
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -223,7 +194,7 @@ class GroupAdmin(Endpoint):
         return result
 
     async def _offsets_of(self, topic: str) -> Result[tuple[PartitionOffsets, ...], QiError]:
-        partitions = await self._topic_offsets(topic)
+        partitions = await self._backend.topic_offsets(topic)
         if partitions is None:
             return Failure(self._topic_not_found("get_topic_offsets", topic))
         return Success(partitions)
@@ -244,12 +215,12 @@ class GroupAdmin(Endpoint):
 
     async def _unknown_group(self, operation: str, group_id: str) -> QiError | None:
         """STREAMING_ADMIN_FAILED when the cluster does not know the group."""
-        description = await self._describe_group(group_id)
+        description = await self._backend.describe_group(group_id)
         return self._dead_group(operation, description)
 
     async def _idle_group(self, operation: str, group_id: str) -> QiError | None:
         """Why the group's offsets cannot be changed now: unknown, or members still active."""
-        description = await self._describe_group(group_id)
+        description = await self._backend.describe_group(group_id)
         if (unknown := self._dead_group(operation, description)) is not None:
             return unknown
         if not description.members:

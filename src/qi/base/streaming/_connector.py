@@ -1,11 +1,10 @@
-"""The connector contract: what a backend provides to the client."""
+"""The connector: what the client gets a backend's producers, consumers and admins from."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from abc import ABC, abstractmethod
-from typing import Final
+from typing import Final, final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._admin import StreamingAdmin
@@ -14,22 +13,34 @@ from qi.base.streaming._config import ConsumerConfig, ProducerConfig, StreamingC
 from qi.base.streaming._consumer import StreamingConsumer
 from qi.base.streaming._producer import StreamingProducer
 from qi.base.streaming._validation import consumer_config_problem, producer_config_problem
+from qi.base.streaming.backend import ConnectorBackend
 
 _LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
 
 
-class StreamingConnector(ABC):
+@final
+class StreamingConnector:
     """A backend: it builds producers, consumers and admins that are not yet connected.
 
-    The configs are validated here, so a backend only ever builds valid ones.
+    It holds the backend's :class:`~qi.base.streaming.backend.ConnectorBackend`
+    (``create_connector`` builds it by name). The configs are validated here, so a
+    backend only ever builds valid ones.
     """
 
-    implementation: str = ""
-    """The backend's name, as given to ``create_connector``."""
-
-    def __init__(self, config: StreamingConfig, logger: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        config: StreamingConfig,
+        backend: ConnectorBackend,
+        logger: logging.Logger | None = None,
+    ) -> None:
         self._config = config
+        self._backend = backend
         self._logger = logger if logger is not None else _LIBRARY_LOGGER
+
+    @property
+    def implementation(self) -> str:
+        """The backend's name, as given to ``create_connector``."""
+        return self._backend.implementation
 
     @property
     def config(self) -> StreamingConfig:
@@ -61,7 +72,7 @@ class StreamingConnector(ABC):
         """Success(True) if a broker answered within ``connection_timeout``, else Success(False)."""
         try:
             async with asyncio.timeout(self._config.connection_timeout + 1.0):
-                return Success(await self._probe())
+                return Success(await self._backend.probe())
         except TimeoutError:
             return Success(False)
         except asyncio.CancelledError:
@@ -77,23 +88,39 @@ class StreamingConnector(ABC):
                 )
             )
 
-    # -- what a backend provides -------------------------------------------------------------
+    # -- building endpoints around the backend's objects ----------------------------------
 
-    @abstractmethod
     def _new_producer(self, config: ProducerConfig) -> StreamingProducer:
-        """Build an unconnected producer for a valid config."""
+        backend = self._backend
+        return StreamingProducer(
+            self._config,
+            config,
+            backend.producer(config),
+            implementation=backend.implementation,
+            translate=backend.translate_error,
+            logger=self._logger,
+        )
 
-    @abstractmethod
     def _new_consumer(self, config: ConsumerConfig) -> StreamingConsumer:
-        """Build an unconnected consumer for a valid config."""
+        backend = self._backend
+        return StreamingConsumer(
+            self._config,
+            config,
+            backend.consumer(config),
+            implementation=backend.implementation,
+            translate=backend.translate_error,
+            logger=self._logger,
+        )
 
-    @abstractmethod
     def _new_admin(self) -> StreamingAdmin:
-        """Build an unconnected admin."""
-
-    @abstractmethod
-    async def _probe(self) -> bool:
-        """Whether a broker answers within ``connection_timeout``; may raise."""
+        backend = self._backend
+        return StreamingAdmin(
+            self._config,
+            backend.admin(),
+            implementation=backend.implementation,
+            translate=backend.translate_error,
+            logger=self._logger,
+        )
 
     def _invalid_config(self, problem: str, operation: str) -> QiError:
         return streaming_error(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from abc import abstractmethod
-from typing import Final
+from typing import Final, final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode
@@ -18,7 +17,6 @@ from qi.base.streaming._config import (
 )
 from qi.base.streaming._endpoint import Endpoint, State, operation
 from qi.base.streaming._engine import ConsumerEngine
-from qi.base.streaming._source import PartitionSource, TopicPartition
 from qi.base.streaming._validation import (
     parse_offset,
     partition_problem,
@@ -28,29 +26,37 @@ from qi.base.streaming._validation import (
     topic_problem,
     transaction_offsets,
 )
+from qi.base.streaming.backend import ConsumerBackend, ErrorTranslation, TopicPartition
 
 # Seconds a run() that failed to start gives the commit and the leave before returning.
 _FAILED_RUN_PATIENCE: Final = 1.0
 
 
+@final
 class StreamingConsumer(Endpoint):
     """Reads topics as a member of a consumer group, at least once.
 
-    Backends provide the native client (``_open``/``_close_native``) and a
-    :class:`PartitionSource`; the run loop and its guarantees are shared.
+    It holds a :class:`~qi.base.streaming.backend.ConsumerBackend` (the native
+    client), whose :class:`~qi.base.streaming.backend.PartitionSource` the run loop
+    drives; the run loop and its guarantees are shared by every backend.
     """
 
     _kind = "consumer"
+    _backend: ConsumerBackend
 
     def __init__(
         self,
         config: StreamingConfig,
         consumer_config: ConsumerConfig,
+        backend: ConsumerBackend,
         *,
         implementation: str,
+        translate: ErrorTranslation,
         logger: logging.Logger | None = None,
     ) -> None:
-        super().__init__(config, implementation=implementation, logger=logger)
+        super().__init__(
+            config, backend, implementation=implementation, translate=translate, logger=logger
+        )
         self._consumer_config = consumer_config
         self._subscription: SubscriptionConfig | None = None
         self._engine: ConsumerEngine | None = None
@@ -114,7 +120,7 @@ class StreamingConsumer(Endpoint):
                 self._error(ErrorCode.INVALID_ARGUMENT, "the consumer is already running", "run")
             )
         engine = ConsumerEngine(
-            self._create_source(self._subscription),
+            self._backend.partition_source(self._subscription),
             config,
             self._consumer_config,
             request_timeout=self._config.request_timeout,
@@ -279,20 +285,17 @@ class StreamingConsumer(Endpoint):
             if engine is not None:
                 deadline = await engine.stop(timeout, timeout)
         finally:
-            await self._close_native(deadline)
+            await self._backend.close(deadline)
 
     def _close_bound(self) -> float:
         # The running handler may take request_timeout; committing, leaving the group and
         # releasing the native client share the rest (see ConsumerEngine.stop).
         return 2 * self._config.request_timeout
 
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
-        """A group member for ``subscription`` on the connected native client."""
-
-    @abstractmethod
-    async def _close_native(self, deadline: float) -> None:
-        """Release the native client by ``deadline`` (``time.monotonic()``), or let it finish
-        in the background then. The engine has already left the group, if it ran."""
+    def _abandon(self) -> ConsumerBackend:
+        """Stop as a killed process stops: no commit, no leaving the group (``abandon``)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.abandon()
+        self._state = State.CLOSED
+        return self._backend

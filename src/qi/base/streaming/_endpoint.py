@@ -25,6 +25,12 @@ from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._config import StreamingConfig
+from qi.base.streaming.backend import (
+    EndpointBackend,
+    ErrorTranslation,
+    OperationFailed,
+    not_connected,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,18 +41,6 @@ _LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
 # Extra seconds a lifecycle call may take beyond its configured timeout before the
 # boundary gives up on it: backends enforce the real timeout, this is the safety net.
 _GRACE: Final = 2.0
-
-
-class OperationFailed(Exception):
-    """Raised inside a backend to end an operation with a QiError it has already built.
-
-    The boundary returns ``error`` as the Failure unchanged; backends use it where
-    a return value cannot carry the error (inside ``_open``, deep in a helper).
-    """
-
-    def __init__(self, error: QiError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 M = TypeVar("M", bound=Callable[..., Any])
@@ -99,19 +93,24 @@ class State(enum.Enum):
 
 
 class Endpoint(ABC):
-    """What producers, consumers and admins share: a lifecycle, a logger and an error table."""
+    """What producers, consumers and admins share: a lifecycle, a logger, the backend object
+    they hold and its error table."""
 
     _kind: str = "endpoint"
 
     def __init__(
         self,
         config: StreamingConfig,
+        backend: EndpointBackend,
         *,
         implementation: str,
+        translate: ErrorTranslation,
         logger: logging.Logger | None = None,
     ) -> None:
         self._config = config
+        self._backend = backend
         self._implementation = implementation
+        self._translate_native = translate
         self._logger = logger if logger is not None else _LIBRARY_LOGGER
         self._state = State.UNOPENED
         self._lifecycle_lock = asyncio.Lock()
@@ -137,12 +136,14 @@ class Endpoint(ABC):
             if self._state is State.CONNECTED:
                 return Success(None)
             bound = self._config.connection_timeout + _GRACE
-            outcome = await self._guard("connect", ErrorCode.CONNECTION_FAILED, self._open, bound)
+            outcome = await self._guard(
+                "connect", ErrorCode.CONNECTION_FAILED, self._backend.open, bound
+            )
             if outcome is None:
                 self._state = State.CONNECTED
                 self._logger.debug("%s %s connected", self._implementation, self._kind)
                 return Success(None)
-            # A half-opened native client must not leak: close whatever _open created.
+            # A half-opened native client must not leak: close whatever open() created.
             await self._guard("disconnect", ErrorCode.CONNECTION_FAILED, self._close, bound)
             return Failure(outcome)
 
@@ -154,7 +155,7 @@ class Endpoint(ABC):
                 return Success(None)
             # Closed first, so operations started from now on fail fast instead of racing the close.
             self._state = State.CLOSED
-            bound = self._close_bound() + _GRACE
+            bound = self._close_bound() + self._backend.close_grace + _GRACE
             outcome = await self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
             return Success(None) if outcome is None else Failure(outcome)
@@ -164,7 +165,7 @@ class Endpoint(ABC):
         """The backend's own client object, for what this API does not cover."""
         if self._state is not State.CONNECTED:
             return Failure(self._not_connected("get_native_client"))
-        return Success(self._native_client())
+        return Success(self._backend.native_client())
 
     def __del__(self) -> None:
         if getattr(self, "_state", None) is State.CONNECTED:
@@ -175,28 +176,15 @@ class Endpoint(ABC):
                 source=self,
             )
 
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    async def _open(self) -> None:
-        """Create the native client and prove a broker answers; raise on failure."""
+    # -- what each kind of endpoint provides ------------------------------------------------
 
     @abstractmethod
     async def _close(self) -> None:
-        """Release the native client; must tolerate a half-finished _open."""
-
-    @abstractmethod
-    def _native_client(self) -> object:
-        """The backend's own client object."""
+        """Release the backend's native client; must tolerate a half-finished open."""
 
     def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        """Turn a native exception into a QiError; backends override this with their table."""
-        return self._error(
-            fallback,
-            f"{operation} failed: {type(exc).__name__}: {exc}",
-            operation,
-            exception_type=type(exc).__name__,
-        )
+        """A native error as a QiError, through the backend's error table."""
+        return self._translate_native(exc, operation, fallback)
 
     def _close_bound(self) -> float:
         """Seconds disconnect() may take; producers and consumers flush within request_timeout."""
@@ -223,11 +211,7 @@ class Endpoint(ABC):
         )
 
     def _not_connected(self, operation: str) -> QiError:
-        return self._error(
-            ErrorCode.NOT_CONNECTED,
-            f"the {self._kind} is not connected: call connect() or get it from a StreamingClient",
-            operation,
-        )
+        return not_connected(self._implementation, self._kind, operation)
 
     async def _guard(
         self,

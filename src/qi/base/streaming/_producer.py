@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from abc import abstractmethod
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
 from qi.base.streaming._endpoint import Endpoint, State, operation, without_arguments
-from qi.base.streaming._transaction import NativeTransactions, Transaction
+from qi.base.streaming._transaction import Transaction
 from qi.base.streaming._types import (
     BatchProduceResult,
     MessageBatch,
@@ -21,6 +20,7 @@ from qi.base.streaming._types import (
     StreamingMessage,
 )
 from qi.base.streaming._validation import checked_message_size, topic_problem
+from qi.base.streaming.backend import ErrorTranslation, ProducerBackend
 
 _ALL_ACKNOWLEDGED: Final = frozenset({ProduceResult})
 """The outcome types of a batch whose every message was acknowledged."""
@@ -92,25 +92,35 @@ _send_flexibly.__qualname__ = "StreamingProducer.send"
 _send_flexibly.__signature__ = _SEND_SIGNATURE  # type: ignore[attr-defined]
 
 
+@final
 class StreamingProducer(Endpoint):
     """Writes messages to topics; every message ends acknowledged or reported failed.
 
-    Backends implement ``_send`` and ``_send_batch`` and receive only messages
-    that passed validation here.
+    It holds a :class:`~qi.base.streaming.backend.ProducerBackend`, which receives
+    only messages that passed validation here.
     """
 
     _kind = "producer"
+    _backend: ProducerBackend
 
     def __init__(
         self,
         config: StreamingConfig,
         producer_config: ProducerConfig,
+        backend: ProducerBackend,
         *,
         implementation: str,
+        translate: ErrorTranslation,
         logger: logging.Logger | None = None,
     ) -> None:
-        super().__init__(config, implementation=implementation, logger=logger)
+        super().__init__(
+            config, backend, implementation=implementation, translate=translate, logger=logger
+        )
         self._producer_config = producer_config
+        # The backend's two delivery methods, bound once: send() is the hot path.
+        self._send = backend.send
+        self._send_batch = backend.send_batch
+        self._native_transactions = backend.transactions
         # Topic names already found valid: a service sends to a few topics many times,
         # and the name check (a regular expression) cost more than the rest of send's
         # validation. Bounded, so a caller inventing names cannot grow it without end.
@@ -272,30 +282,8 @@ class StreamingProducer(Endpoint):
         if self._open_transaction is transaction:
             self._open_transaction = None
 
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    def _send(
-        self, topic: str, message: StreamingMessage
-    ) -> Awaitable[Result[ProduceResult, QiError]]:
-        """Deliver one validated message; failures carry ``context["delivery"]``.
-
-        A coroutine, or any awaitable: a backend that can hand the message over at once
-        may return a future of the Result and save send() a coroutine per call.
-        """
-
-    @abstractmethod
-    async def _send_batch(
-        self, topic: str, messages: Sequence[StreamingMessage]
-    ) -> Sequence[ProduceResult | QiError]:
-        """Deliver validated messages; one outcome per message, in input order.
-
-        Within a partition the messages must be written in input order.
-        """
-
-    @abstractmethod
-    def _native_transactions(self) -> NativeTransactions:
-        """The transactional side of the connected native producer (it has a transactional_id)."""
+    async def _close(self) -> None:
+        await self._backend.close()
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -21,41 +21,24 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
 from qi.base.streaming._consumer import StreamingConsumer
-from qi.base.streaming._source import TopicPartition
 from qi.base.streaming._types import (
     BatchProduceResult,
     MessageBatch,
     ProduceResult,
     StreamingMessage,
 )
+from qi.base.streaming.backend import NativeTransactions, TopicPartition
 
 if TYPE_CHECKING:
     from qi.base.streaming._producer import StreamingProducer
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class NativeTransactions(Protocol):
-    """A backend's transactional producer, as a transaction sees it. Methods may raise;
-    the transaction translates through the producer's error table."""
-
-    async def begin(self) -> None:
-        """Begin a transaction: the producer's sends from now on belong to it."""
-
-    async def send_offsets(self, offsets: Mapping[TopicPartition, int], group: object) -> None:
-        """Add a group's next offsets to read; ``group`` is the consumer's group metadata."""
-
-    async def commit(self) -> None:
-        """Commit the open transaction: its records and offsets become visible."""
-
-    async def abort(self) -> None:
-        """Abort the open transaction: its records are never shown to read_committed readers."""
 
 
 class TransactionState(enum.Enum):

@@ -22,8 +22,8 @@ from qi.base.streaming._config import (
     SubscriptionConfig,
     TopicConfig,
 )
-from qi.base.streaming._source import SeekTarget
 from qi.base.streaming._types import NO_HEADERS, StreamingMessage
+from qi.base.streaming.backend import SeekTarget
 
 _TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
 # Kafka's wire types: partition counts are int32, replication factors int16.

@@ -41,8 +41,7 @@ from aiokafka.protocol.types import (
 )
 
 from qi.base.streaming._codes import ErrorCode, streaming_error
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._source import TopicPartition
+from qi.base.streaming.backend import OperationFailed, TopicPartition
 from qi.base.streaming.backends.aiokafka import _errors
 
 _TXN_OFFSET_COMMIT: Final = 28

@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from qi.base import QiError
 from qi.base.streaming._codes import ErrorCode, streaming_error
-from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming.backend import OperationFailed
 from qi.base.streaming.backends.confluent._errors import (
     IMPLEMENTATION,
     contract_code,
