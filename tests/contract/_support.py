@@ -61,6 +61,9 @@ CATEGORIES: Final[dict[str, ErrorCategory]] = {
 
 # Generous bounds: on success the waits end as soon as the condition holds, so only
 # a failing test pays for them. Real brokers need seconds for a group join.
+ON_MEMORY_BROKER: Final = frozenset({"memory", "fourth"})
+"""Backends whose broker is the in-process one: ``memory``, and the test-only ``fourth``
+that wraps it (tests/fourth_backend)."""
 MESSAGE_WAIT: Final = 30.0
 DELIVERY_VALUES: Final = ("not_written", "unknown")
 

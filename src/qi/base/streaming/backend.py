@@ -25,8 +25,10 @@ through the one :meth:`ConnectorBackend.translate_error` of the backend (its
 error table), except :class:`OperationFailed`, which carries a QiError the
 backend already built. Cancellation is never caught.
 
-A backend imports only this module, the public types of ``qi.base`` and
-``qi.base.streaming``, and the hot-path helpers; the factory finds it by name
+A backend imports only this module (which also re-exports the few shared helpers
+backends use: the delivery verdicts, Kafka's key partitioner, topic-name checks,
+shared empty mappings), the public types of ``qi.base`` and ``qi.base.streaming``,
+and the hot-path helpers (``_build``); tests/test_layers.py checks it. the factory finds it by name
 (``qi.base.streaming.backends.<name>``, whose ``backend(config, logger)``
 returns its :class:`ConnectorBackend`). See ``docs/architecture.md``.
 """
@@ -40,12 +42,16 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from qi.base import QiError, Result
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode, streaming_error
 from qi.base.streaming._config import (
+    EMPTY_MAPPING,
     ConsumerConfig,
     ProducerConfig,
     SubscriptionConfig,
     TopicConfig,
 )
+from qi.base.streaming._murmur2 import partition_for_key
 from qi.base.streaming._types import (
+    NO_CONSUMED_HEADERS,
+    NO_HEADERS,
     ConsumedMessage,
     GroupDescription,
     PartitionOffsets,
@@ -53,13 +59,17 @@ from qi.base.streaming._types import (
     StreamingMessage,
     TopicMetadata,
 )
+from qi.base.streaming._validation import broker_address_problem, is_internal_topic
 
 if TYPE_CHECKING:
     from qi.base.streaming._consumer import StreamingConsumer
 
 __all__ = [
     "DELIVERY_UNKNOWN",
+    "EMPTY_MAPPING",
     "NOT_WRITTEN",
+    "NO_CONSUMED_HEADERS",
+    "NO_HEADERS",
     "AdminBackend",
     "ConnectorBackend",
     "ConsumerBackend",
@@ -73,7 +83,10 @@ __all__ = [
     "SeekTarget",
     "TopicPartition",
     "abandon",
+    "broker_address_problem",
+    "is_internal_topic",
     "not_connected",
+    "partition_for_key",
     "streaming_error",
 ]
 

@@ -12,16 +12,17 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 
 from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import StreamingConfig, TopicConfig
-from qi.base.streaming._group_offsets import TopicPartitionKey
-from qi.base.streaming._types import (
+from qi.base.streaming import (
+    ErrorCode,
     GroupDescription,
     PartitionMetadata,
     PartitionOffsets,
+    StreamingConfig,
+    TopicConfig,
     TopicMetadata,
 )
 from qi.base.streaming.backend import AdminBackend, OperationFailed
+from qi.base.streaming.backend import TopicPartition as TopicPartitionKey
 from qi.base.streaming.backends.aiokafka import _errors
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._group_admin import AiokafkaGroupAdmin

@@ -22,8 +22,9 @@ from typing import Any, Final
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition
 
+from qi.base.streaming import ProduceResult, StreamingMessage
 from qi.base.streaming._build import PRODUCE_RESULT_SETTERS
-from qi.base.streaming._types import NO_HEADERS, ProduceResult, StreamingMessage
+from qi.base.streaming.backend import NO_HEADERS
 
 _PARTITIONER: Final = DefaultPartitioner()
 # aiokafka wants a list; its builder only reads it, so all header-less records share this one.

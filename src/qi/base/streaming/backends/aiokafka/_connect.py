@@ -16,10 +16,8 @@ from typing import Final
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError
 
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import StreamingConfig
-from qi.base.streaming._validation import broker_address_problem
-from qi.base.streaming.backend import OperationFailed
+from qi.base.streaming import ErrorCode, StreamingConfig
+from qi.base.streaming.backend import OperationFailed, broker_address_problem
 from qi.base.streaming.backends.aiokafka._errors import contract_error
 from qi.base.streaming.backends.aiokafka._settings import client_settings
 

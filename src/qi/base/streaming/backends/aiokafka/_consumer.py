@@ -22,14 +22,14 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.util import commit_structure_validate
 
+from qi.base.streaming import ConsumedMessage, ConsumerConfig, StreamingConfig, SubscriptionConfig
 from qi.base.streaming._build import (
     CONSUMED_MESSAGE_SETTERS,
     consumed_headers,
     datetime_from_millis,
 )
-from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
-from qi.base.streaming._types import NO_CONSUMED_HEADERS, ConsumedMessage
 from qi.base.streaming.backend import (
+    NO_CONSUMED_HEADERS,
     ConsumerBackend,
     PartitionSource,
     RebalanceListener,

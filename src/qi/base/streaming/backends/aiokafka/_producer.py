@@ -28,10 +28,19 @@ from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, ErrorCode
-from qi.base.streaming._config import ProducerConfig, StreamingConfig
-from qi.base.streaming._types import ProduceResult, StreamingMessage
-from qi.base.streaming.backend import NativeTransactions, OperationFailed, ProducerBackend
+from qi.base.streaming import (
+    ErrorCode,
+    ProducerConfig,
+    ProduceResult,
+    StreamingConfig,
+    StreamingMessage,
+)
+from qi.base.streaming.backend import (
+    DELIVERY_UNKNOWN,
+    NativeTransactions,
+    OperationFailed,
+    ProducerBackend,
+)
 from qi.base.streaming.backends.aiokafka import _errors
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation

@@ -17,11 +17,9 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError, KafkaTimeoutError, for_code
 
 from qi.base import QiError
+from qi.base.streaming import ErrorCode, ProduceResult, StreamingConfig, StreamingMessage
 from qi.base.streaming._build import produce_result
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
-from qi.base.streaming._config import StreamingConfig
-from qi.base.streaming._types import ProduceResult, StreamingMessage
-from qi.base.streaming.backend import OperationFailed, not_connected
+from qi.base.streaming.backend import DELIVERY_UNKNOWN, NOT_WRITTEN, OperationFailed, not_connected
 from qi.base.streaming.backends.aiokafka import _errors
 from qi.base.streaming.backends.aiokafka._batch import (
     Layout,

@@ -22,16 +22,17 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import StreamingConfig, TopicConfig
-from qi.base.streaming._group_offsets import TopicPartitionKey
-from qi.base.streaming._types import (
+from qi.base.streaming import (
+    ErrorCode,
     GroupDescription,
     PartitionMetadata,
     PartitionOffsets,
+    StreamingConfig,
+    TopicConfig,
     TopicMetadata,
 )
 from qi.base.streaming.backend import AdminBackend
+from qi.base.streaming.backend import TopicPartition as TopicPartitionKey
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,
     client_settings,

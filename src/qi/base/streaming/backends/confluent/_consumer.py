@@ -9,7 +9,7 @@ from typing import Any, Final, Literal
 
 from confluent_kafka import Consumer
 
-from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
+from qi.base.streaming import ConsumerConfig, StreamingConfig, SubscriptionConfig
 from qi.base.streaming.backend import ConsumerBackend, PartitionSource
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,

@@ -50,8 +50,8 @@ from typing import Any, Final, cast
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from qi.base import QiError
+from qi.base.streaming import ProduceResult, StreamingMessage
 from qi.base.streaming._build import PRODUCE_RESULT_SETTERS as _PRODUCED
-from qi.base.streaming._types import ProduceResult, StreamingMessage
 
 # flush() slice while a call waits: only bounds how quickly the thread notices a stop
 # request, since flush() returns as soon as librdkafka has nothing left to deliver.

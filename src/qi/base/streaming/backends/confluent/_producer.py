@@ -17,10 +17,16 @@ from typing import Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
-from qi.base.streaming._config import ProducerConfig, StreamingConfig
-from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming import (
+    ErrorCode,
+    ProducerConfig,
+    ProduceResult,
+    StreamingConfig,
+    StreamingMessage,
+)
 from qi.base.streaming.backend import (
+    DELIVERY_UNKNOWN,
+    NOT_WRITTEN,
     NativeTransactions,
     OperationFailed,
     ProducerBackend,

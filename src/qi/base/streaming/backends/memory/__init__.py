@@ -25,8 +25,7 @@ from __future__ import annotations
 import logging
 
 from qi.base.streaming import StreamingConfig
-from qi.base.streaming._murmur2 import partition_for_key
-from qi.base.streaming.backend import ConnectorBackend
+from qi.base.streaming.backend import ConnectorBackend, partition_for_key
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.backends.memory._connector import MemoryBackend
 from qi.base.streaming.backends.memory._consumer import crash

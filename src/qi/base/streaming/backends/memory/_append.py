@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from qi.base import QiError
+from qi.base.streaming import ProduceResult, StreamingMessage
 from qi.base.streaming._build import PRODUCE_RESULT_SETTERS
-from qi.base.streaming._codes import NOT_WRITTEN
-from qi.base.streaming._murmur2 import partition_for_key
-from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming.backend import NOT_WRITTEN, partition_for_key
 from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
 from qi.base.streaming.backends.memory._log import (
     Topic,
