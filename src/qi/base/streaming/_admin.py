@@ -8,9 +8,9 @@ from typing import final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._admin_groups import GroupAdmin, is_sequence
+from qi.base.streaming._boundary import boundary
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import TopicConfig
-from qi.base.streaming._endpoint import operation
 from qi.base.streaming._types import TopicMetadata
 from qi.base.streaming._validation import is_internal_topic, topic_config_problem, topic_problem
 
@@ -29,7 +29,7 @@ class StreamingAdmin(GroupAdmin):
 
     _kind = "admin"
 
-    @operation("create_topics", ErrorCode.ADMIN_FAILED)
+    @boundary("create_topics", ErrorCode.ADMIN_FAILED)
     async def create_topics(self, topics: Sequence[TopicConfig]) -> Result[None, QiError]:
         """Create topics; existing ones give STREAMING_TOPIC_ALREADY_EXISTS, bad ones
         STREAMING_INVALID_TOPIC or STREAMING_INVALID_CONFIG."""
@@ -56,7 +56,7 @@ class StreamingAdmin(GroupAdmin):
             Failure(self._per_topic_error("create_topics", problems)) if problems else Success(None)
         )
 
-    @operation("delete_topics", ErrorCode.ADMIN_FAILED)
+    @boundary("delete_topics", ErrorCode.ADMIN_FAILED)
     async def delete_topics(self, names: Sequence[str]) -> Result[None, QiError]:
         """Delete topics; missing ones give STREAMING_TOPIC_NOT_FOUND."""
         valid, problems = self._split_names("delete_topics", names)
@@ -69,13 +69,13 @@ class StreamingAdmin(GroupAdmin):
             Failure(self._per_topic_error("delete_topics", problems)) if problems else Success(None)
         )
 
-    @operation("list_topics", ErrorCode.ADMIN_FAILED)
+    @boundary("list_topics", ErrorCode.ADMIN_FAILED)
     async def list_topics(self) -> Result[tuple[str, ...], QiError]:
         """Names of the cluster's topics, sorted, without internal ``__*`` topics."""
         names = await self._backend.list_topics()
         return Success(tuple(sorted(name for name in names if not is_internal_topic(name))))
 
-    @operation("get_topic_metadata", ErrorCode.ADMIN_FAILED)
+    @boundary("get_topic_metadata", ErrorCode.ADMIN_FAILED)
     async def get_topic_metadata(
         self, names: Sequence[str]
     ) -> Result[tuple[TopicMetadata, ...], QiError]:

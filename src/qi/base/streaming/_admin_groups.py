@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._boundary import boundary
 from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._endpoint import Endpoint, operation
+from qi.base.streaming._endpoint import Endpoint
 from qi.base.streaming._group_offsets import (
     GROUP_ANSWER_CODES,
     ResetTarget,
@@ -40,7 +41,7 @@ class GroupAdmin(Endpoint):
 
     _backend: AdminBackend
 
-    @operation("get_topic_offsets", ErrorCode.ADMIN_FAILED)
+    @boundary("get_topic_offsets", ErrorCode.ADMIN_FAILED)
     async def get_topic_offsets(self, topic: str) -> Result[tuple[PartitionOffsets, ...], QiError]:
         """Log start and end (high watermark) of each partition of ``topic``; a missing
         topic gives STREAMING_TOPIC_NOT_FOUND."""
@@ -48,7 +49,7 @@ class GroupAdmin(Endpoint):
             return Failure(self._error(ErrorCode.INVALID_TOPIC, problem, "get_topic_offsets"))
         return await self._timed("get_topic_offsets", {}, lambda: self._offsets_of(topic))
 
-    @operation("list_groups", ErrorCode.ADMIN_FAILED)
+    @boundary("list_groups", ErrorCode.ADMIN_FAILED)
     async def list_groups(self) -> Result[tuple[str, ...], QiError]:
         """Ids of the cluster's consumer groups (with members or committed offsets), sorted."""
 
@@ -57,7 +58,7 @@ class GroupAdmin(Endpoint):
 
         return await self._timed("list_groups", {}, listed)
 
-    @operation("describe_group", ErrorCode.ADMIN_FAILED)
+    @boundary("describe_group", ErrorCode.ADMIN_FAILED)
     async def describe_group(self, group_id: str) -> Result[GroupDescription, QiError]:
         """State and active members of a group; an unknown group is state ``"dead"``
         with no members, as Kafka says."""
@@ -69,7 +70,7 @@ class GroupAdmin(Endpoint):
 
         return await self._timed("describe_group", {"group_id": group_id}, described)
 
-    @operation("get_group_lag", ErrorCode.ADMIN_FAILED)
+    @boundary("get_group_lag", ErrorCode.ADMIN_FAILED)
     async def get_group_lag(
         self, group_id: str, topics: Sequence[str] | None = None
     ) -> Result[tuple[PartitionLag, ...], QiError]:
@@ -107,7 +108,7 @@ class GroupAdmin(Endpoint):
 
         return await self._timed("get_group_lag", {"group_id": group_id}, measured)
 
-    @operation("reset_group_offsets", ErrorCode.ADMIN_FAILED)
+    @boundary("reset_group_offsets", ErrorCode.ADMIN_FAILED)
     async def reset_group_offsets(
         self, group_id: str, topic: str, to: ResetTarget
     ) -> Result[None, QiError]:
@@ -139,7 +140,7 @@ class GroupAdmin(Endpoint):
 
         return await self._timed(operation_name, {"group_id": group_id}, reset)
 
-    @operation("delete_group", ErrorCode.ADMIN_FAILED)
+    @boundary("delete_group", ErrorCode.ADMIN_FAILED)
     async def delete_group(self, group_id: str) -> Result[None, QiError]:
         """Delete a group and its committed offsets; a group with active members is refused
         (STREAMING_INVALID_ARGUMENT), an unknown one is STREAMING_ADMIN_FAILED."""

@@ -8,12 +8,13 @@ from typing import Final, final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._admin import StreamingAdmin
+from qi.base.streaming._boundary import boundary, sync_boundary
 from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._config import ConsumerConfig, ProducerConfig, StreamingConfig
 from qi.base.streaming._consumer import StreamingConsumer
 from qi.base.streaming._producer import StreamingProducer
 from qi.base.streaming._validation import consumer_config_problem, producer_config_problem
-from qi.base.streaming.backend import ConnectorBackend
+from qi.base.streaming.backend import ConnectorBackend, OperationFailed
 
 _LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
 
@@ -47,6 +48,7 @@ class StreamingConnector:
         """The client-wide configuration this connector was built with."""
         return self._config
 
+    @sync_boundary("create_producer", ErrorCode.INVALID_CONFIG)
     def create_producer(
         self, config: ProducerConfig | None = None
     ) -> Result[StreamingProducer, QiError]:
@@ -57,6 +59,7 @@ class StreamingConnector:
             return Failure(self._invalid_config(problem, "create_producer"))
         return Success(self._new_producer(config))
 
+    @sync_boundary("create_consumer", ErrorCode.INVALID_CONFIG)
     def create_consumer(self, config: ConsumerConfig) -> Result[StreamingConsumer, QiError]:
         """A new, unconnected consumer; STREAMING_INVALID_CONFIG if ``config`` is invalid."""
         problem = consumer_config_problem(config)
@@ -64,10 +67,12 @@ class StreamingConnector:
             return Failure(self._invalid_config(problem, "create_consumer"))
         return Success(self._new_consumer(config))
 
+    @sync_boundary("create_admin", ErrorCode.INVALID_CONFIG)
     def create_admin(self) -> Result[StreamingAdmin, QiError]:
         """A new, unconnected admin."""
         return Success(self._new_admin())
 
+    @boundary("is_healthy", ErrorCode.CONNECTION_FAILED)
     async def is_healthy(self) -> Result[bool, QiError]:
         """Success(True) if a broker answered within ``connection_timeout``, else Success(False)."""
         try:
@@ -75,18 +80,22 @@ class StreamingConnector:
                 return Success(await self._backend.probe())
         except TimeoutError:
             return Success(False)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._logger.debug("health probe failed", exc_info=True)
-            return Failure(
-                streaming_error(
-                    ErrorCode.CONNECTION_FAILED,
-                    f"health check failed: {type(exc).__name__}: {exc}",
-                    operation="is_healthy",
-                    implementation=self.implementation,
-                )
-            )
+
+    # -- what the boundary needs -----------------------------------------------------------
+
+    def _refusal(self, operation: str) -> QiError | None:
+        return None  # nothing to connect: a connector builds unconnected endpoints
+
+    def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
+        return self._error(
+            ErrorCode.INVALID_ARGUMENT, f"{operation}() was called wrongly: {exc}", operation
+        )
+
+    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+        if isinstance(exc, OperationFailed):
+            return exc.error
+        self._logger.debug("%s failed", operation, exc_info=True)
+        return self._backend.translate_error(exc, operation, fallback)
 
     # -- building endpoints around the backend's objects ----------------------------------
 
@@ -123,9 +132,9 @@ class StreamingConnector:
         )
 
     def _invalid_config(self, problem: str, operation: str) -> QiError:
+        return self._error(ErrorCode.INVALID_CONFIG, problem, operation)
+
+    def _error(self, code: ErrorCode, message: str, operation: str) -> QiError:
         return streaming_error(
-            ErrorCode.INVALID_CONFIG,
-            problem,
-            operation=operation,
-            implementation=self.implementation,
+            code, message, operation=operation, implementation=self.implementation
         )

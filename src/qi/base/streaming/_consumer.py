@@ -8,6 +8,7 @@ import time
 from typing import Final, final
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._boundary import boundary
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import (
     ConsumerConfig,
@@ -15,7 +16,7 @@ from qi.base.streaming._config import (
     StreamingConfig,
     SubscriptionConfig,
 )
-from qi.base.streaming._endpoint import Endpoint, State, operation
+from qi.base.streaming._endpoint import Endpoint, State
 from qi.base.streaming._engine import ConsumerEngine
 from qi.base.streaming._validation import (
     parse_offset,
@@ -66,7 +67,7 @@ class StreamingConsumer(Endpoint):
         # run()'s join of the group, while it is under way: disconnect() cancels it.
         self._starting: asyncio.Task[Result[None, QiError]] | None = None
 
-    @operation("subscribe", ErrorCode.CONNECTION_FAILED)
+    @boundary("subscribe", ErrorCode.CONNECTION_FAILED)
     async def subscribe(self, config: SubscriptionConfig) -> Result[None, QiError]:
         """Choose the topics (names and/or a pattern) that ``run`` will read.
 
@@ -91,7 +92,7 @@ class StreamingConsumer(Endpoint):
         self._subscription = config
         return Success(None)
 
-    @operation("run", ErrorCode.CONNECTION_FAILED)
+    @boundary("run", ErrorCode.CONNECTION_FAILED)
     async def run(self, config: ConsumerRunConfig) -> Result[None, QiError]:
         """Start handling messages in the background; return once the group assigned partitions.
 
@@ -158,7 +159,7 @@ class StreamingConsumer(Endpoint):
                 await engine.stop(0.0, _FAILED_RUN_PATIENCE)
         return started
 
-    @operation("commit_offsets", ErrorCode.COMMIT_FAILED)
+    @boundary("commit_offsets", ErrorCode.COMMIT_FAILED)
     async def commit_offsets(self) -> Result[None, QiError]:
         """Commit the offsets of every message handled so far; nothing to commit is a Success.
 
@@ -168,7 +169,7 @@ class StreamingConsumer(Endpoint):
             return Success(None)
         return await self._engine.commit("commit_offsets")
 
-    @operation("seek", ErrorCode.INVALID_ARGUMENT)
+    @boundary("seek", ErrorCode.INVALID_ARGUMENT)
     async def seek(self, topic: str, partition: int, offset: int | str) -> Result[None, QiError]:
         """Make the next message handled on an assigned partition come from ``offset``.
 

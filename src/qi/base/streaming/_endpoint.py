@@ -1,11 +1,10 @@
-"""The lifecycle and the error boundary shared by producers, consumers and admins.
+"""The lifecycle shared by producers, consumers and admins, and what the boundary needs of them.
 
-Every public coroutine of an endpoint is wrapped by :func:`operation`, which
-is what makes "never raises" structural: it refuses work on an endpoint that is
-not connected, turns a call with the wrong arguments into
+Every public method of an endpoint is wrapped by the one boundary
+(:func:`~qi.base.streaming._boundary.boundary`): it refuses work on an endpoint
+that is not connected, turns a call with the wrong arguments into
 ``STREAMING_INVALID_ARGUMENT``, and turns any exception that escapes a backend
-into a QiError through the backend's own translation table. Cancellation is
-the one thing it lets through, because swallowing it would break asyncio.
+into a QiError through the backend's own error table.
 
     UNOPENED --connect()--> CONNECTED --disconnect()--> CLOSED --connect()--> CONNECTED
 """
@@ -14,15 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
-import inspect
 import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, ParamSpec, TypeVar
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._boundary import boundary, sync_boundary
 from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._config import StreamingConfig
 from qi.base.streaming.backend import (
@@ -41,44 +39,6 @@ _LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
 # Extra seconds a lifecycle call may take beyond its configured timeout before the
 # boundary gives up on it: backends enforce the real timeout, this is the safety net.
 _GRACE: Final = 2.0
-
-
-M = TypeVar("M", bound=Callable[..., Any])
-
-
-def without_arguments(name: str) -> Callable[[M], M]:
-    """Make a method that takes no arguments answer extra ones with a Failure, not a TypeError."""
-
-    def decorate(method: M) -> M:
-        def refuse(
-            self: Endpoint, args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> Failure[QiError]:
-            given = ", ".join([*(type(arg).__name__ for arg in args), *kwargs])
-            return Failure(
-                self._error(
-                    ErrorCode.INVALID_ARGUMENT, f"{name}() takes no arguments, got {given}", name
-                )
-            )
-
-        if inspect.iscoroutinefunction(method):
-
-            @functools.wraps(method)
-            async def guarded_async(self: Endpoint, /, *args: Any, **kwargs: Any) -> Any:
-                if args or kwargs:
-                    return refuse(self, args, kwargs)
-                return await method(self)
-
-            return cast(M, guarded_async)
-
-        @functools.wraps(method)
-        def guarded(self: Endpoint, /, *args: Any, **kwargs: Any) -> Any:
-            if args or kwargs:
-                return refuse(self, args, kwargs)
-            return method(self)
-
-        return cast(M, guarded)
-
-    return decorate
 
 
 class State(enum.Enum):
@@ -124,7 +84,7 @@ class Endpoint(ABC):
         """Whether the endpoint is connected and accepts operations."""
         return self._state is State.CONNECTED
 
-    @without_arguments("connect")
+    @boundary("connect", ErrorCode.CONNECTION_FAILED, refuse=False)
     async def connect(self) -> Result[None, QiError]:
         """Connect to the brokers; connecting a connected endpoint does nothing.
 
@@ -147,7 +107,7 @@ class Endpoint(ABC):
             await self._guard("disconnect", ErrorCode.CONNECTION_FAILED, self._close, bound)
             return Failure(outcome)
 
-    @without_arguments("disconnect")
+    @boundary("disconnect", ErrorCode.TIMEOUT, refuse=False)
     async def disconnect(self) -> Result[None, QiError]:
         """Flush and release everything; disconnecting twice does nothing."""
         async with self._lifecycle_lock:
@@ -160,7 +120,7 @@ class Endpoint(ABC):
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
             return Success(None) if outcome is None else Failure(outcome)
 
-    @without_arguments("get_native_client")
+    @sync_boundary("get_native_client", ErrorCode.INVALID_ARGUMENT)
     def get_native_client(self) -> Result[object, QiError]:
         """The backend's own client object, for what this API does not cover."""
         if self._state is not State.CONNECTED:
@@ -198,7 +158,7 @@ class Endpoint(ABC):
         )
 
     def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
-        """The QiError for an exception that escaped ``operation`` (see :func:`operation`)."""
+        """The QiError for an exception that escaped ``operation``."""
         if isinstance(exc, OperationFailed):
             return exc.error
         self._logger.debug("%s failed", operation, exc_info=True)
@@ -212,6 +172,10 @@ class Endpoint(ABC):
 
     def _not_connected(self, operation: str) -> QiError:
         return not_connected(self._implementation, self._kind, operation)
+
+    def _refusal(self, operation: str) -> QiError | None:
+        """Operations run only on a connected endpoint."""
+        return None if self._state is State.CONNECTED else self._not_connected(operation)
 
     async def _guard(
         self,
@@ -229,53 +193,6 @@ class Endpoint(ABC):
             return self._error(code, f"{operation} did not finish within {bound:.1f}s", operation)
         except asyncio.CancelledError:
             raise
-        except OperationFailed as failed:
-            return failed.error
         except Exception as exc:
-            return self._translate(exc, operation, fallback)
+            return self._escaped(exc, operation, fallback)
         return None
-
-
-def operation(
-    name: str, fallback: ErrorCode
-) -> Callable[
-    [Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]]],
-    Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]],
-]:
-    """Make a public endpoint coroutine total: it returns a Result whatever happens inside.
-
-    ``fallback`` is the code for an unexpected exception the backend's table does
-    not know better (for example STREAMING_PRODUCE_FAILED for a send).
-    """
-
-    def decorate(
-        method: Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]],
-    ) -> Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]]:
-        signature = inspect.signature(method)
-
-        @functools.wraps(method)
-        async def guarded(self: E, /, *args: P.args, **kwargs: P.kwargs) -> Result[T, QiError]:
-            if self._state is not State.CONNECTED:
-                return Failure(self._not_connected(name))
-            try:
-                return await method(self, *args, **kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, TypeError) and not _binds(signature, self, args, kwargs):
-                    return Failure(self._wrong_call(name, exc))
-                return Failure(self._escaped(exc, name, fallback))
-
-        return guarded
-
-    return decorate
-
-
-def _binds(
-    signature: inspect.Signature, self: object, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> bool:
-    try:
-        signature.bind(self, *args, **kwargs)
-    except TypeError:
-        return False
-    return True
