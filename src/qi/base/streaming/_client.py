@@ -165,18 +165,7 @@ class StreamingClient:
 
     def _get_connector(self) -> Result[StreamingConnector, QiError]:
         if self._connector is None:
-            try:
-                self._connector = create_connector(self._implementation, self._config, self._logger)
-            except Exception as exc:  # a broken backend install must still not raise
-                self._logger.debug("creating the connector failed", exc_info=True)
-                return Failure(
-                    streaming_error(
-                        ErrorCode.UNKNOWN_IMPLEMENTATION,
-                        f"the {self._implementation!r} backend failed to load: {exc}",
-                        operation="create_connector",
-                        implementation=str(self._implementation)[:100],
-                    )
-                )
+            self._connector = create_connector(self._implementation, self._config, self._logger)
         return self._connector
 
     async def _get(

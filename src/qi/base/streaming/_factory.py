@@ -68,11 +68,13 @@ def create_connector(
             )
         )
     module_name, libraries, extra = known
+    logger = logger if logger is not None else _LIBRARY_LOGGER
     try:
         module = importlib.import_module(module_name)
+        backend: ConnectorBackend = module.backend(config, logger)
     except ImportError as exc:
         if exc.name is None or exc.name.split(".")[0] not in libraries:
-            raise
+            return Failure(_failed_to_load(shown, exc, logger))
         return Failure(
             streaming_error(
                 ErrorCode.UNKNOWN_IMPLEMENTATION,
@@ -82,9 +84,20 @@ def create_connector(
                 missing_dependency=exc.name,
             )
         )
-    logger = logger if logger is not None else _LIBRARY_LOGGER
-    backend: ConnectorBackend = module.backend(config, logger)
+    except Exception as exc:
+        return Failure(_failed_to_load(shown, exc, logger))
     return Success(StreamingConnector(config, backend, logger))
+
+
+def _failed_to_load(shown: str, exc: Exception, logger: logging.Logger) -> QiError:
+    """A backend whose installation is broken: nothing public may raise, not even then."""
+    logger.debug("creating the %s connector failed", shown, exc_info=True)
+    return streaming_error(
+        ErrorCode.UNKNOWN_IMPLEMENTATION,
+        f"the {shown!r} backend failed to load: {exc}",
+        operation="create_connector",
+        implementation=shown[:100],
+    )
 
 
 def available_implementations() -> tuple[str, ...]:
