@@ -5,7 +5,8 @@ producer, consumer and admin, and the transaction. Whatever happens inside, the
 call returns a Result:
 
 - a call refused before it starts (an endpoint that is not connected, a
-  transaction that ended) is the guarded object's ``_refusal``;
+  transaction that ended) is the guarded object's ``_refusal``, asked only when
+  its ``_accepts_calls`` flag is down;
 - a call whose arguments do not fit the method's signature is
   STREAMING_INVALID_ARGUMENT (``_wrong_call``);
 - any exception that escapes is turned into a QiError by ``_escaped``: an
@@ -39,8 +40,13 @@ M = TypeVar("M", bound=Callable[..., Any])
 class Guarded(Protocol):
     """What the boundary asks of the object whose methods it wraps."""
 
+    _accepts_calls: bool
+    """True while every call may run: ``_refusal`` is asked only when this is False (it
+    is read on every call, so it is a plain attribute, not a method)."""
+
     def _refusal(self, operation: str) -> QiError | None:
-        """Why ``operation`` cannot run now, or None."""
+        """Why ``operation`` cannot run now, or None (needed where ``_accepts_calls`` can be
+        False)."""
 
     def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
         """The error of a call whose arguments do not fit the method."""
@@ -87,7 +93,7 @@ def boundary(
 
         @functools.wraps(method)
         async def guarded(self: Guarded, /, *args: Any, **kwargs: Any) -> Any:
-            if refuse:
+            if refuse and not self._accepts_calls:
                 refusal = self._refusal(name)
                 if refusal is not None:
                     return Failure(_not_written(refusal) if produces else refusal)

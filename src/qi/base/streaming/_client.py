@@ -50,6 +50,9 @@ class StreamingClient:
         self._consumers: dict[ConsumerConfig, StreamingConsumer] = {}
         self._admin: StreamingAdmin | None = None
         self._lock = asyncio.Lock()
+        # A client takes every call in any state (it connects what it hands out): the
+        # boundary never asks it for a refusal.
+        self._accepts_calls = True
 
     @property
     def implementation(self) -> str:
@@ -145,9 +148,6 @@ class StreamingClient:
         await self.disconnect()
 
     # -- internals -----------------------------------------------------------------------------
-
-    def _refusal(self, operation: str) -> QiError | None:
-        return None  # a client works in any state: it connects what it hands out
 
     def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
         return self._client_error(ErrorCode.INVALID_ARGUMENT, f"{operation}(): {exc}", operation)

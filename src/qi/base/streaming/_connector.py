@@ -37,6 +37,8 @@ class StreamingConnector:
         self._config = config
         self._backend = backend
         self._logger = logger if logger is not None else _LIBRARY_LOGGER
+        # Nothing to connect, nothing to refuse: the boundary never asks for a refusal.
+        self._accepts_calls = True
 
     @property
     def implementation(self) -> str:
@@ -82,9 +84,6 @@ class StreamingConnector:
             return Success(False)
 
     # -- what the boundary needs -----------------------------------------------------------
-
-    def _refusal(self, operation: str) -> QiError | None:
-        return None  # nothing to connect: a connector builds unconnected endpoints
 
     def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
         return self._error(

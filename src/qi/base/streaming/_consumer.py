@@ -298,5 +298,5 @@ class StreamingConsumer(Endpoint):
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.abandon()
-        self._state = State.CLOSED
+        self._set_state(State.CLOSED)
         return self._backend

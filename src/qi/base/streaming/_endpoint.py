@@ -73,6 +73,7 @@ class Endpoint(ABC):
         self._translate_native = translate
         self._logger = logger if logger is not None else _LIBRARY_LOGGER
         self._state = State.UNOPENED
+        self._accepts_calls = False  # the boundary's fast path: connected, nothing to refuse
         self._lifecycle_lock = asyncio.Lock()
 
     @property
@@ -100,7 +101,7 @@ class Endpoint(ABC):
                 "connect", ErrorCode.CONNECTION_FAILED, self._backend.open, bound
             )
             if outcome is None:
-                self._state = State.CONNECTED
+                self._set_state(State.CONNECTED)
                 self._logger.debug("%s %s connected", self._implementation, self._kind)
                 return Success(None)
             # A half-opened native client must not leak: close whatever open() created.
@@ -114,7 +115,7 @@ class Endpoint(ABC):
             if self._state is not State.CONNECTED:
                 return Success(None)
             # Closed first, so operations started from now on fail fast instead of racing the close.
-            self._state = State.CLOSED
+            self._set_state(State.CLOSED)
             bound = self._close_bound() + self._backend.close_grace + _GRACE
             outcome = await self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
@@ -176,6 +177,14 @@ class Endpoint(ABC):
     def _refusal(self, operation: str) -> QiError | None:
         """Operations run only on a connected endpoint."""
         return None if self._state is State.CONNECTED else self._not_connected(operation)
+
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        self._accepts_calls = state is State.CONNECTED and not self._refuses_some_calls
+
+    # Whether _refusal refuses some calls even while connected (a transactional producer's
+    # own sends): then the boundary asks it on every call.
+    _refuses_some_calls = False
 
     async def _guard(
         self,

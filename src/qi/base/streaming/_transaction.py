@@ -69,6 +69,8 @@ class Transaction:
         self._native = native
         self._on_end = on_end
         self._state = TransactionState.OPEN
+        # Whether a call may run depends on the producer too: the boundary always asks.
+        self._accepts_calls = False
 
     def __repr__(self) -> str:
         return f"Transaction(state={self._state.value!r})"
