@@ -11,10 +11,15 @@ import asyncio
 from collections.abc import Mapping
 
 from qi.base import Failure
-from qi.base.streaming import ErrorCode, GroupDescription, StreamingConfig
-from qi.base.streaming._codes import streaming_error
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming.backends.memory import discard_broker
+from qi.base.streaming import (
+    ErrorCode,
+    GroupDescription,
+    StreamingAdmin,
+    StreamingConfig,
+    StreamingConnector,
+)
+from qi.base.streaming.backend import AdminBackend, OperationFailed, streaming_error
+from qi.base.streaming.backends.memory import MemoryBackend, discard_broker
 from qi.base.streaming.backends.memory._admin import MemoryAdmin
 from qi.base.streaming.testing._cluster import private_memory_brokers
 
@@ -26,7 +31,7 @@ def _config() -> StreamingConfig:
 class _SilentAdmin(MemoryAdmin):
     """A backend whose group description never comes."""
 
-    async def _describe_group(self, group_id: str) -> GroupDescription:
+    async def describe_group(self, group_id: str) -> GroupDescription:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
@@ -34,10 +39,10 @@ class _SilentAdmin(MemoryAdmin):
 class _RacedAdmin(MemoryAdmin):
     """A backend that finds the group idle, then meets the broker's refusal: a member joined."""
 
-    async def _describe_group(self, group_id: str) -> GroupDescription:
+    async def describe_group(self, group_id: str) -> GroupDescription:
         return GroupDescription(group_id, "empty", ())
 
-    async def _delete_group(self, group_id: str) -> None:
+    async def delete_group(self, group_id: str) -> None:
         raise OperationFailed(
             streaming_error(
                 ErrorCode.COMMIT_FAILED,
@@ -49,13 +54,28 @@ class _RacedAdmin(MemoryAdmin):
             )
         )
 
-    async def _alter_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> None:
+    async def alter_offsets(self, group_id: str, offsets: Mapping[tuple[str, int], int]) -> None:
         raise AssertionError("not reached")
+
+
+class _AdminOf(MemoryBackend):
+    """The memory backend, with a given admin backend."""
+
+    def __init__(self, config: StreamingConfig, admin: AdminBackend) -> None:
+        super().__init__(config)
+        self._admin = admin
+
+    def admin(self) -> AdminBackend:
+        return self._admin
+
+
+def _public_admin(config: StreamingConfig, backend: AdminBackend) -> StreamingAdmin:
+    return StreamingConnector(config, _AdminOf(config, backend)).create_admin().unwrap()
 
 
 async def test_a_group_call_that_gets_no_answer_times_out_with_the_group_named() -> None:
     config = _config()
-    admin = _SilentAdmin(config)
+    admin = _public_admin(config, _SilentAdmin(config))
     assert (await admin.connect()).is_success()
     try:
         for outcome in (
@@ -73,7 +93,7 @@ async def test_a_group_call_that_gets_no_answer_times_out_with_the_group_named()
 
 async def test_a_broker_refusing_a_group_that_became_busy_is_an_invalid_argument() -> None:
     config = _config()
-    admin = _RacedAdmin(config)
+    admin = _public_admin(config, _RacedAdmin(config))
     assert (await admin.connect()).is_success()
     try:
         outcome = await admin.delete_group("raced")

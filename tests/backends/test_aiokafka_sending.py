@@ -150,7 +150,7 @@ async def test_a_full_queue_fails_with_queue_full_not_written(
     producer, topic = await _producer(client, partitions=1)
     ok(await producer.send(topic, StreamingMessage(b"before")))
     budget = QueueBudget(100)
-    producer._sender._budget = budget  # type: ignore[attr-defined]
+    producer._backend._sender._budget = budget  # type: ignore[attr-defined]
     await asyncio.to_thread(dev_broker.stop)
     batch = MessageBatch(topic, tuple(StreamingMessage(b"x") for _ in range(300)))
     began = time.monotonic()
@@ -171,7 +171,7 @@ async def test_more_sends_at_once_than_the_queue_holds_join_in_turns(
 ) -> None:
     producer, topic = await _producer(client, partitions=1)
     ok(await producer.send(topic, StreamingMessage(b"before")))
-    producer._sender._budget = QueueBudget(100)  # type: ignore[attr-defined]
+    producer._backend._sender._budget = QueueBudget(100)  # type: ignore[attr-defined]
     first = [asyncio.ensure_future(producer.send(topic, StreamingMessage(b"a"))) for _ in range(50)]
     await asyncio.sleep(0)  # queued: aiokafka holds their batch while the next sends arrive
     more = [asyncio.ensure_future(producer.send(topic, StreamingMessage(b"b"))) for _ in range(150)]

@@ -31,7 +31,7 @@ from qi.base.streaming import (
     create_streaming_client,
 )
 from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming.backend import OperationFailed
 from qi.base.streaming.backends.aiokafka import _private
 from qi.base.streaming.backends.aiokafka._errors import translate
 from qi.base.streaming.backends.aiokafka._transactions import (

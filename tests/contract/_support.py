@@ -53,6 +53,9 @@ CATEGORIES: Final[dict[str, ErrorCategory]] = {
     "STREAMING_PRODUCER_FENCED": ErrorCategory.CONCURRENCY,
 }
 
+ON_MEMORY_BROKER: Final = frozenset({"memory", "fourth"})
+"""Backends whose broker is the in-process one: ``memory``, and the test-only ``fourth``
+that wraps it (tests/fourth_backend)."""
 DELIVERY_VALUES: Final = ("not_written", "unknown")
 
 

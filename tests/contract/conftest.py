@@ -28,6 +28,7 @@ from qi.base.streaming import (
     StreamingConsumer,
     StreamingProducer,
     TopicConfig,
+    _factory,
     create_streaming_client,
 )
 from qi.base.streaming.devbroker import kind_from_environment
@@ -35,6 +36,7 @@ from qi.base.streaming.testing import quick_config
 from testkit import Collector, ok, unique
 
 from ._support import (
+    ON_MEMORY_BROKER,
     CollectingConsumerFactory,
     ConsumerConfigFactory,
     MemberClientsFactory,
@@ -42,8 +44,11 @@ from ._support import (
     start_collecting,
 )
 
-ALL_BACKENDS: Final = ("memory", "confluent", "aiokafka")
+ALL_BACKENDS: Final = ("memory", "confluent", "aiokafka", "fourth")
 REAL_BACKENDS: Final = frozenset({"confluent", "aiokafka"})
+# The test-only backend written against qi.base.streaming.backend alone (tests/fourth_backend):
+# it runs on the memory broker, so it shares memory's fixtures.
+TEST_BACKENDS: Final = {"fourth": ("fourth_backend", (), None)}
 
 
 def _selected_backends() -> list[Any]:
@@ -53,6 +58,15 @@ def _selected_backends() -> list[Any]:
         pytest.param(name, id=name, marks=[pytest.mark.broker] if name in REAL_BACKENDS else [])
         for name in names
     ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_backends_known() -> Iterator[None]:
+    """Let create_connector build the test-only backends by name, as it builds the others."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, entry in TEST_BACKENDS.items():
+            patch.setitem(_factory._BACKENDS, name, entry)
+        yield
 
 
 @pytest.fixture(params=_selected_backends())
@@ -92,7 +106,7 @@ def streaming_config(brokers: tuple[str, ...]) -> StreamingConfig:
 @pytest.fixture
 def unreachable_config(backend: str, streaming_config: StreamingConfig) -> StreamingConfig:
     """A config whose brokers never answer, with a short connection timeout."""
-    if backend == "memory":
+    if backend in ON_MEMORY_BROKER:
         # The in-process broker has no port to close: its fault hook makes it unreachable.
         from qi.base.streaming.backends.memory import broker_for
 

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from qi.base.streaming import StreamingConfig
 
-from ._support import CollectingConsumerFactory, TopicFactory
+from ._support import ON_MEMORY_BROKER, CollectingConsumerFactory, TopicFactory
 
 # Milliseconds no datetime holds: beyond the year 9999.
 FAR_FUTURE = 2**62
@@ -31,7 +31,7 @@ def _write(
     for partition, _ in records:
         values.append(f"{partition}:{counts.get(partition, 0)}".encode())
         counts[partition] = counts.get(partition, 0) + 1
-    if backend == "memory":
+    if backend in ON_MEMORY_BROKER:
         from qi.base.streaming.backends.memory import broker_for
 
         broker = broker_for(config.brokers)

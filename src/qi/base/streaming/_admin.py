@@ -3,32 +3,33 @@ offsets come from :class:`~qi.base.streaming._admin_groups.GroupAdmin`."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._admin_groups import GroupAdmin, is_sequence
+from qi.base.streaming._boundary import boundary
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import TopicConfig
-from qi.base.streaming._endpoint import operation
 from qi.base.streaming._types import TopicMetadata
 from qi.base.streaming._validation import is_internal_topic, topic_config_problem, topic_problem
 
 
+@final
 class StreamingAdmin(GroupAdmin):
     """Creates, deletes, lists and describes topics; describes, measures, resets and
     deletes consumer groups.
 
     Topics are handled one by one: the valid ones are still created or deleted
     when others fail, and the Failure's ``context["topics"]`` names the
-    offending ones. Backends return a per-topic error map and never see an
-    invalid name. Group calls finish within ``request_timeout``
-    (STREAMING_TIMEOUT otherwise).
+    offending ones. It holds a :class:`~qi.base.streaming.backend.AdminBackend`,
+    which returns a per-topic error map and never sees an invalid name. Group calls
+    finish within ``request_timeout`` (STREAMING_TIMEOUT otherwise).
     """
 
     _kind = "admin"
 
-    @operation("create_topics", ErrorCode.ADMIN_FAILED)
+    @boundary("create_topics", ErrorCode.ADMIN_FAILED)
     async def create_topics(self, topics: Sequence[TopicConfig]) -> Result[None, QiError]:
         """Create topics; existing ones give STREAMING_TOPIC_ALREADY_EXISTS, bad ones
         STREAMING_INVALID_TOPIC or STREAMING_INVALID_CONFIG."""
@@ -50,12 +51,12 @@ class StreamingAdmin(GroupAdmin):
         if valid:
             # A name given twice is created once, with its first config.
             unique = {config.topic: config for config in reversed(valid)}
-            problems.update(await self._create_topics(list(reversed(unique.values()))))
+            problems.update(await self._backend.create_topics(list(reversed(unique.values()))))
         return (
             Failure(self._per_topic_error("create_topics", problems)) if problems else Success(None)
         )
 
-    @operation("delete_topics", ErrorCode.ADMIN_FAILED)
+    @boundary("delete_topics", ErrorCode.ADMIN_FAILED)
     async def delete_topics(self, names: Sequence[str]) -> Result[None, QiError]:
         """Delete topics; missing ones give STREAMING_TOPIC_NOT_FOUND."""
         valid, problems = self._split_names("delete_topics", names)
@@ -63,18 +64,18 @@ class StreamingAdmin(GroupAdmin):
             return Failure(valid)
         if valid:
             # A name given twice is deleted once.
-            problems.update(await self._delete_topics(list(dict.fromkeys(valid))))
+            problems.update(await self._backend.delete_topics(list(dict.fromkeys(valid))))
         return (
             Failure(self._per_topic_error("delete_topics", problems)) if problems else Success(None)
         )
 
-    @operation("list_topics", ErrorCode.ADMIN_FAILED)
+    @boundary("list_topics", ErrorCode.ADMIN_FAILED)
     async def list_topics(self) -> Result[tuple[str, ...], QiError]:
         """Names of the cluster's topics, sorted, without internal ``__*`` topics."""
-        names = await self._list_topics()
+        names = await self._backend.list_topics()
         return Success(tuple(sorted(name for name in names if not is_internal_topic(name))))
 
-    @operation("get_topic_metadata", ErrorCode.ADMIN_FAILED)
+    @boundary("get_topic_metadata", ErrorCode.ADMIN_FAILED)
     async def get_topic_metadata(
         self, names: Sequence[str]
     ) -> Result[tuple[TopicMetadata, ...], QiError]:
@@ -85,7 +86,7 @@ class StreamingAdmin(GroupAdmin):
             return Failure(valid)
         if problems:
             return Failure(self._per_topic_error("get_topic_metadata", problems))
-        found = await self._describe_topics(valid)
+        found = await self._backend.describe_topics(valid)
         missing = {
             name: self._error(
                 ErrorCode.TOPIC_NOT_FOUND, f"topic {name!r} does not exist", "get_topic_metadata"
@@ -97,24 +98,5 @@ class StreamingAdmin(GroupAdmin):
             return Failure(self._per_topic_error("get_topic_metadata", missing))
         return Success(tuple(found[name] for name in valid))
 
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    async def _create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
-        """Create valid topics; return the errors of those that failed, by name.
-
-        A created topic must be visible to ``_list_topics`` and ``_describe_topics``
-        when this returns.
-        """
-
-    @abstractmethod
-    async def _delete_topics(self, names: Sequence[str]) -> Mapping[str, QiError]:
-        """Delete topics; return the errors of those that failed, by name."""
-
-    @abstractmethod
-    async def _list_topics(self) -> Sequence[str]:
-        """All topic names, internal ones included (the contract layer filters them)."""
-
-    @abstractmethod
-    async def _describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
-        """Metadata of the named topics that exist; missing ones are simply absent."""
+    async def _close(self) -> None:
+        await self._backend.close()

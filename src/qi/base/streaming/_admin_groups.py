@@ -7,14 +7,14 @@ helpers the topic half uses, so that both halves check names the same way.
 from __future__ import annotations
 
 import asyncio
-from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._boundary import boundary
 from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._endpoint import Endpoint, operation
+from qi.base.streaming._endpoint import Endpoint
 from qi.base.streaming._group_offsets import (
     GROUP_ANSWER_CODES,
     ResetTarget,
@@ -27,6 +27,7 @@ from qi.base.streaming._group_offsets import (
 )
 from qi.base.streaming._types import GroupDescription, PartitionLag, PartitionOffsets
 from qi.base.streaming._validation import topic_problem
+from qi.base.streaming.backend import AdminBackend
 
 T = TypeVar("T")
 
@@ -38,7 +39,9 @@ class GroupAdmin(Endpoint):
     every error of a call about a group carries ``context["group_id"]``.
     """
 
-    @operation("get_topic_offsets", ErrorCode.ADMIN_FAILED)
+    _backend: AdminBackend
+
+    @boundary("get_topic_offsets", ErrorCode.ADMIN_FAILED)
     async def get_topic_offsets(self, topic: str) -> Result[tuple[PartitionOffsets, ...], QiError]:
         """Log start and end (high watermark) of each partition of ``topic``; a missing
         topic gives STREAMING_TOPIC_NOT_FOUND."""
@@ -46,16 +49,16 @@ class GroupAdmin(Endpoint):
             return Failure(self._error(ErrorCode.INVALID_TOPIC, problem, "get_topic_offsets"))
         return await self._timed("get_topic_offsets", {}, lambda: self._offsets_of(topic))
 
-    @operation("list_groups", ErrorCode.ADMIN_FAILED)
+    @boundary("list_groups", ErrorCode.ADMIN_FAILED)
     async def list_groups(self) -> Result[tuple[str, ...], QiError]:
         """Ids of the cluster's consumer groups (with members or committed offsets), sorted."""
 
         async def listed() -> Result[tuple[str, ...], QiError]:
-            return Success(tuple(sorted(set(await self._list_groups()))))
+            return Success(tuple(sorted(set(await self._backend.list_groups()))))
 
         return await self._timed("list_groups", {}, listed)
 
-    @operation("describe_group", ErrorCode.ADMIN_FAILED)
+    @boundary("describe_group", ErrorCode.ADMIN_FAILED)
     async def describe_group(self, group_id: str) -> Result[GroupDescription, QiError]:
         """State and active members of a group; an unknown group is state ``"dead"``
         with no members, as Kafka says."""
@@ -63,11 +66,11 @@ class GroupAdmin(Endpoint):
             return Failure(refused)
 
         async def described() -> Result[GroupDescription, QiError]:
-            return Success(await self._describe_group(group_id))
+            return Success(await self._backend.describe_group(group_id))
 
         return await self._timed("describe_group", {"group_id": group_id}, described)
 
-    @operation("get_group_lag", ErrorCode.ADMIN_FAILED)
+    @boundary("get_group_lag", ErrorCode.ADMIN_FAILED)
     async def get_group_lag(
         self, group_id: str, topics: Sequence[str] | None = None
     ) -> Result[tuple[PartitionLag, ...], QiError]:
@@ -89,10 +92,10 @@ class GroupAdmin(Endpoint):
         async def measured() -> Result[tuple[PartitionLag, ...], QiError]:
             if (unknown := await self._unknown_group("get_group_lag", group_id)) is not None:
                 return Failure(unknown)
-            committed = await self._committed_offsets(group_id)
+            committed = await self._backend.committed_offsets(group_id)
             lags: list[PartitionLag] = []
             for topic in named if named is not None else sorted({key[0] for key in committed}):
-                partitions = await self._topic_offsets(topic)
+                partitions = await self._backend.topic_offsets(topic)
                 if partitions is None:
                     if named is None:
                         continue  # a deleted topic whose offsets the broker still keeps
@@ -105,7 +108,7 @@ class GroupAdmin(Endpoint):
 
         return await self._timed("get_group_lag", {"group_id": group_id}, measured)
 
-    @operation("reset_group_offsets", ErrorCode.ADMIN_FAILED)
+    @boundary("reset_group_offsets", ErrorCode.ADMIN_FAILED)
     async def reset_group_offsets(
         self, group_id: str, topic: str, to: ResetTarget
     ) -> Result[None, QiError]:
@@ -123,21 +126,21 @@ class GroupAdmin(Endpoint):
         async def reset() -> Result[None, QiError]:
             if (refused := await self._idle_group(operation_name, group_id)) is not None:
                 return Failure(refused)
-            partitions = await self._topic_offsets(topic)
+            partitions = await self._backend.topic_offsets(topic)
             if partitions is None:
                 return Failure(self._topic_not_found(operation_name, topic))
             targets: dict[TopicPartitionKey, int]
             if isinstance(to, datetime):
-                found = await self._offsets_at(topic, timestamp_millis(to))
+                found = await self._backend.offsets_at(topic, timestamp_millis(to))
                 targets = time_targets(partitions, found)
             else:
                 targets = fixed_targets(partitions, to)
-            await self._alter_offsets(group_id, targets)
+            await self._backend.alter_offsets(group_id, targets)
             return Success(None)
 
         return await self._timed(operation_name, {"group_id": group_id}, reset)
 
-    @operation("delete_group", ErrorCode.ADMIN_FAILED)
+    @boundary("delete_group", ErrorCode.ADMIN_FAILED)
     async def delete_group(self, group_id: str) -> Result[None, QiError]:
         """Delete a group and its committed offsets; a group with active members is refused
         (STREAMING_INVALID_ARGUMENT), an unknown one is STREAMING_ADMIN_FAILED."""
@@ -147,41 +150,10 @@ class GroupAdmin(Endpoint):
         async def deleted() -> Result[None, QiError]:
             if (refused := await self._idle_group("delete_group", group_id)) is not None:
                 return Failure(refused)
-            await self._delete_group(group_id)
+            await self._backend.delete_group(group_id)
             return Success(None)
 
         return await self._timed("delete_group", {"group_id": group_id}, deleted)
-
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    async def _topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
-        """Start and end offsets of every partition, by partition; None if the topic is absent."""
-
-    @abstractmethod
-    async def _list_groups(self) -> Sequence[str]:
-        """Ids of every consumer group the cluster knows."""
-
-    @abstractmethod
-    async def _describe_group(self, group_id: str) -> GroupDescription:
-        """The group's state in snake case (``"dead"`` when unknown) and its members."""
-
-    @abstractmethod
-    async def _committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
-        """Every committed offset of the group (the next offset to read)."""
-
-    @abstractmethod
-    async def _offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
-        """Per partition, the first offset stamped at or after ``timestamp_ms`` (>= 0); None
-        (or absent) where no message is."""
-
-    @abstractmethod
-    async def _alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
-        """Commit ``offsets`` for a group without active members."""
-
-    @abstractmethod
-    async def _delete_group(self, group_id: str) -> None:
-        """Delete a group without active members."""
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -223,7 +195,7 @@ class GroupAdmin(Endpoint):
         return result
 
     async def _offsets_of(self, topic: str) -> Result[tuple[PartitionOffsets, ...], QiError]:
-        partitions = await self._topic_offsets(topic)
+        partitions = await self._backend.topic_offsets(topic)
         if partitions is None:
             return Failure(self._topic_not_found("get_topic_offsets", topic))
         return Success(partitions)
@@ -244,12 +216,12 @@ class GroupAdmin(Endpoint):
 
     async def _unknown_group(self, operation: str, group_id: str) -> QiError | None:
         """STREAMING_ADMIN_FAILED when the cluster does not know the group."""
-        description = await self._describe_group(group_id)
+        description = await self._backend.describe_group(group_id)
         return self._dead_group(operation, description)
 
     async def _idle_group(self, operation: str, group_id: str) -> QiError | None:
         """Why the group's offsets cannot be changed now: unknown, or members still active."""
-        description = await self._describe_group(group_id)
+        description = await self._backend.describe_group(group_id)
         if (unknown := self._dead_group(operation, description)) is not None:
             return unknown
         if not description.members:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from types import TracebackType
-from typing import Concatenate, Final, ParamSpec, TypeVar
+from typing import Final, ParamSpec, TypeVar
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._admin import StreamingAdmin
+from qi.base.streaming._boundary import boundary
 from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._config import ConsumerConfig, ProducerConfig, StreamingConfig
 from qi.base.streaming._connector import StreamingConnector
@@ -27,46 +26,6 @@ EndpointT = TypeVar("EndpointT", bound=Endpoint)
 Key = TypeVar("Key")
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def _client_operation(
-    name: str, fallback: ErrorCode
-) -> Callable[
-    [Callable[Concatenate[StreamingClient, P], Awaitable[Result[T, QiError]]]],
-    Callable[Concatenate[StreamingClient, P], Awaitable[Result[T, QiError]]],
-]:
-    """Make a client coroutine total: wrong arguments and unexpected errors become Failures."""
-
-    def decorate(
-        method: Callable[Concatenate[StreamingClient, P], Awaitable[Result[T, QiError]]],
-    ) -> Callable[Concatenate[StreamingClient, P], Awaitable[Result[T, QiError]]]:
-        signature = inspect.signature(method)
-
-        @functools.wraps(method)
-        async def guarded(
-            self: StreamingClient, /, *args: P.args, **kwargs: P.kwargs
-        ) -> Result[T, QiError]:
-            try:
-                signature.bind(self, *args, **kwargs)
-            except TypeError as exc:
-                return Failure(
-                    self._client_error(ErrorCode.INVALID_ARGUMENT, f"{name}(): {exc}", name)
-                )
-            try:
-                return await method(self, *args, **kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._logger.debug("%s failed", name, exc_info=True)
-                return Failure(
-                    self._client_error(
-                        fallback, f"{name} failed: {type(exc).__name__}: {exc}", name
-                    )
-                )
-
-        return guarded
-
-    return decorate
 
 
 class StreamingClient:
@@ -91,13 +50,16 @@ class StreamingClient:
         self._consumers: dict[ConsumerConfig, StreamingConsumer] = {}
         self._admin: StreamingAdmin | None = None
         self._lock = asyncio.Lock()
+        # A client takes every call in any state (it connects what it hands out): the
+        # boundary never asks it for a refusal.
+        self._accepts_calls = True
 
     @property
     def implementation(self) -> str:
         """The backend name this client was created with."""
         return str(self._implementation)
 
-    @_client_operation("get_producer", ErrorCode.CONNECTION_FAILED)
+    @boundary("get_producer", ErrorCode.CONNECTION_FAILED)
     async def get_producer(
         self, config: ProducerConfig | None = None
     ) -> Result[StreamingProducer, QiError]:
@@ -115,7 +77,7 @@ class StreamingClient:
             lambda connector: connector.create_producer(config),
         )
 
-    @_client_operation("get_consumer", ErrorCode.CONNECTION_FAILED)
+    @boundary("get_consumer", ErrorCode.CONNECTION_FAILED)
     async def get_consumer(self, config: ConsumerConfig) -> Result[StreamingConsumer, QiError]:
         """A connected consumer for ``config``, cached by config.
 
@@ -130,7 +92,7 @@ class StreamingClient:
             lambda connector: connector.create_consumer(config),
         )
 
-    @_client_operation("get_admin", ErrorCode.CONNECTION_FAILED)
+    @boundary("get_admin", ErrorCode.CONNECTION_FAILED)
     async def get_admin(self) -> Result[StreamingAdmin, QiError]:
         """The client's one connected admin.
 
@@ -145,7 +107,7 @@ class StreamingClient:
             self._admin = result.value
         return result
 
-    @_client_operation("disconnect", ErrorCode.TIMEOUT)
+    @boundary("disconnect", ErrorCode.TIMEOUT)
     async def disconnect(self) -> Result[None, QiError]:
         """Disconnect every instance handed out; the first failure is returned, all are tried."""
         async with self._lock:
@@ -163,7 +125,7 @@ class StreamingClient:
                 return outcome
         return Success(None)
 
-    @_client_operation("is_healthy", ErrorCode.CONNECTION_FAILED)
+    @boundary("is_healthy", ErrorCode.CONNECTION_FAILED)
     async def is_healthy(self) -> Result[bool, QiError]:
         """Success(True) if a broker answered within ``connection_timeout``, else Success(False).
 
@@ -187,6 +149,15 @@ class StreamingClient:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
+        return self._client_error(ErrorCode.INVALID_ARGUMENT, f"{operation}(): {exc}", operation)
+
+    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+        self._logger.debug("%s failed", operation, exc_info=True)
+        return self._client_error(
+            fallback, f"{operation} failed: {type(exc).__name__}: {exc}", operation
+        )
+
     def _client_error(self, code: ErrorCode, message: str, operation: str) -> QiError:
         return streaming_error(
             code, message, operation=operation, implementation=str(self._implementation)[:100]
@@ -194,18 +165,7 @@ class StreamingClient:
 
     def _get_connector(self) -> Result[StreamingConnector, QiError]:
         if self._connector is None:
-            try:
-                self._connector = create_connector(self._implementation, self._config, self._logger)
-            except Exception as exc:  # a broken backend install must still not raise
-                self._logger.debug("creating the connector failed", exc_info=True)
-                return Failure(
-                    streaming_error(
-                        ErrorCode.UNKNOWN_IMPLEMENTATION,
-                        f"the {self._implementation!r} backend failed to load: {exc}",
-                        operation="create_connector",
-                        implementation=str(self._implementation)[:100],
-                    )
-                )
+            self._connector = create_connector(self._implementation, self._config, self._logger)
         return self._connector
 
     async def _get(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from abc import abstractmethod
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, final
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._boundary import boundary, sync_boundary
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import (
     ConsumerConfig,
@@ -16,9 +16,8 @@ from qi.base.streaming._config import (
     StreamingConfig,
     SubscriptionConfig,
 )
-from qi.base.streaming._endpoint import Endpoint, State, operation, without_arguments
+from qi.base.streaming._endpoint import Endpoint, State
 from qi.base.streaming._engine import ConsumerEngine
-from qi.base.streaming._source import PartitionSource, TopicPartition
 from qi.base.streaming._types import PartitionPosition
 from qi.base.streaming._validation import (
     parse_offset,
@@ -29,6 +28,7 @@ from qi.base.streaming._validation import (
     topic_problem,
     transaction_offsets,
 )
+from qi.base.streaming.backend import ConsumerBackend, ErrorTranslation, TopicPartition
 
 if TYPE_CHECKING:
     from qi.base.streaming._telemetry_process import ConsumerTelemetry
@@ -37,24 +37,31 @@ if TYPE_CHECKING:
 _FAILED_RUN_PATIENCE: Final = 1.0
 
 
+@final
 class StreamingConsumer(Endpoint):
     """Reads topics as a member of a consumer group, at least once.
 
-    Backends provide the native client (``_open``/``_close_native``) and a
-    :class:`PartitionSource`; the run loop and its guarantees are shared.
+    It holds a :class:`~qi.base.streaming.backend.ConsumerBackend` (the native
+    client), whose :class:`~qi.base.streaming.backend.PartitionSource` the run loop
+    drives; the run loop and its guarantees are shared by every backend.
     """
 
     _kind = "consumer"
+    _backend: ConsumerBackend
 
     def __init__(
         self,
         config: StreamingConfig,
         consumer_config: ConsumerConfig,
+        backend: ConsumerBackend,
         *,
         implementation: str,
+        translate: ErrorTranslation,
         logger: logging.Logger | None = None,
     ) -> None:
-        super().__init__(config, implementation=implementation, logger=logger)
+        super().__init__(
+            config, backend, implementation=implementation, translate=translate, logger=logger
+        )
         self._consumer_config = consumer_config
         self._subscription: SubscriptionConfig | None = None
         self._engine: ConsumerEngine | None = None
@@ -70,7 +77,7 @@ class StreamingConsumer(Endpoint):
 
             self._telemetry = ConsumerTelemetry(config, consumer_config, self.get_positions)
 
-    @operation("subscribe", ErrorCode.CONNECTION_FAILED)
+    @boundary("subscribe", ErrorCode.CONNECTION_FAILED)
     async def subscribe(self, config: SubscriptionConfig) -> Result[None, QiError]:
         """Choose the topics (names and/or a pattern) that ``run`` will read.
 
@@ -95,7 +102,7 @@ class StreamingConsumer(Endpoint):
         self._subscription = config
         return Success(None)
 
-    @operation("run", ErrorCode.CONNECTION_FAILED)
+    @boundary("run", ErrorCode.CONNECTION_FAILED)
     async def run(self, config: ConsumerRunConfig) -> Result[None, QiError]:
         """Start handling messages in the background; return once the group assigned partitions.
 
@@ -126,7 +133,7 @@ class StreamingConsumer(Endpoint):
         if self._telemetry is not None:
             config = self._telemetry.instrument(config)
         engine = ConsumerEngine(
-            self._create_source(self._subscription),
+            self._backend.partition_source(self._subscription),
             config,
             self._consumer_config,
             request_timeout=self._config.request_timeout,
@@ -164,7 +171,7 @@ class StreamingConsumer(Endpoint):
                 await engine.stop(0.0, _FAILED_RUN_PATIENCE)
         return started
 
-    @operation("commit_offsets", ErrorCode.COMMIT_FAILED)
+    @boundary("commit_offsets", ErrorCode.COMMIT_FAILED)
     async def commit_offsets(self) -> Result[None, QiError]:
         """Commit the offsets of every message handled so far; nothing to commit is a Success.
 
@@ -174,7 +181,7 @@ class StreamingConsumer(Endpoint):
             return Success(None)
         return await self._engine.commit("commit_offsets")
 
-    @operation("seek", ErrorCode.INVALID_ARGUMENT)
+    @boundary("seek", ErrorCode.INVALID_ARGUMENT)
     async def seek(self, topic: str, partition: int, offset: int | str) -> Result[None, QiError]:
         """Make the next message handled on an assigned partition come from ``offset``.
 
@@ -208,7 +215,7 @@ class StreamingConsumer(Endpoint):
             )
         return await self._engine.seek((topic, partition), target)
 
-    @without_arguments("get_positions")
+    @sync_boundary("get_positions", ErrorCode.CONNECTION_FAILED)
     def get_positions(self) -> Result[tuple[PartitionPosition, ...], QiError]:
         """Where the running consumer stands on each assigned partition, as it last knew.
 
@@ -222,10 +229,8 @@ class StreamingConsumer(Endpoint):
         engine = self._engine
         if engine is None:
             return Success(())
-        try:
-            return Success(engine.positions())
-        except Exception as exc:  # the backend's client may fail to say (closing, say)
-            return Failure(self._escaped(exc, "get_positions", ErrorCode.CONNECTION_FAILED))
+        # The boundary turns a backend client failing to say (closing, say) into a Failure.
+        return Success(engine.positions())
 
     def _transactional_problem(self, config: ConsumerRunConfig) -> str | None:
         """Whether the run loop can commit this consumer's progress in the named producer's
@@ -310,20 +315,17 @@ class StreamingConsumer(Endpoint):
             if engine is not None:
                 deadline = await engine.stop(timeout, timeout)
         finally:
-            await self._close_native(deadline)
+            await self._backend.close(deadline)
 
     def _close_bound(self) -> float:
         # The running handler may take request_timeout; committing, leaving the group and
         # releasing the native client share the rest (see ConsumerEngine.stop).
         return 2 * self._config.request_timeout
 
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
-        """A group member for ``subscription`` on the connected native client."""
-
-    @abstractmethod
-    async def _close_native(self, deadline: float) -> None:
-        """Release the native client by ``deadline`` (``time.monotonic()``), or let it finish
-        in the background then. The engine has already left the group, if it ran."""
+    def _abandon(self) -> ConsumerBackend:
+        """Stop as a killed process stops: no commit, no leaving the group (``abandon``)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.abandon()
+        self._set_state(State.CLOSED)
+        return self._backend

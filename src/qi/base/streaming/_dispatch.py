@@ -23,8 +23,8 @@ from qi.base import Failure, QiError
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerRunConfig
 from qi.base.streaming._fast_values import EACH_MESSAGE_SETTERS
-from qi.base.streaming._source import PartitionSource, TopicPartition
 from qi.base.streaming._types import ConsumedMessage, EachBatchPayload, EachMessagePayload
+from qi.base.streaming.backend import PartitionSource, TopicPartition
 
 
 class ErrorFactory(Protocol):

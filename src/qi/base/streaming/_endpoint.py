@@ -1,11 +1,10 @@
-"""The lifecycle and the error boundary shared by producers, consumers and admins.
+"""The lifecycle shared by producers, consumers and admins, and what the boundary needs of them.
 
-Every public coroutine of an endpoint is wrapped by :func:`operation`, which
-is what makes "never raises" structural: it refuses work on an endpoint that is
-not connected, turns a call with the wrong arguments into
+Every public method of an endpoint is wrapped by the one boundary
+(:func:`~qi.base.streaming._boundary.boundary`): it refuses work on an endpoint
+that is not connected, turns a call with the wrong arguments into
 ``STREAMING_INVALID_ARGUMENT``, and turns any exception that escapes a backend
-into a QiError through the backend's own translation table. Cancellation is
-the one thing it lets through, because swallowing it would break asyncio.
+into a QiError through the backend's own error table.
 
     UNOPENED --connect()--> CONNECTED --disconnect()--> CLOSED --connect()--> CONNECTED
 """
@@ -14,17 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
-import inspect
 import logging
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final, ParamSpec, TypeVar
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._boundary import boundary, sync_boundary
 from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._config import StreamingConfig
+from qi.base.streaming.backend import (
+    EndpointBackend,
+    ErrorTranslation,
+    OperationFailed,
+    not_connected,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,56 +39,6 @@ _LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
 # Extra seconds a lifecycle call may take beyond its configured timeout before the
 # boundary gives up on it: backends enforce the real timeout, this is the safety net.
 _GRACE: Final = 2.0
-
-
-class OperationFailed(Exception):
-    """Raised inside a backend to end an operation with a QiError it has already built.
-
-    The boundary returns ``error`` as the Failure unchanged; backends use it where
-    a return value cannot carry the error (inside ``_open``, deep in a helper).
-    """
-
-    def __init__(self, error: QiError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-M = TypeVar("M", bound=Callable[..., Any])
-
-
-def without_arguments(name: str) -> Callable[[M], M]:
-    """Make a method that takes no arguments answer extra ones with a Failure, not a TypeError."""
-
-    def decorate(method: M) -> M:
-        def refuse(
-            self: Endpoint, args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> Failure[QiError]:
-            given = ", ".join([*(type(arg).__name__ for arg in args), *kwargs])
-            return Failure(
-                self._error(
-                    ErrorCode.INVALID_ARGUMENT, f"{name}() takes no arguments, got {given}", name
-                )
-            )
-
-        if inspect.iscoroutinefunction(method):
-
-            @functools.wraps(method)
-            async def guarded_async(self: Endpoint, /, *args: Any, **kwargs: Any) -> Any:
-                if args or kwargs:
-                    return refuse(self, args, kwargs)
-                return await method(self)
-
-            return cast(M, guarded_async)
-
-        @functools.wraps(method)
-        def guarded(self: Endpoint, /, *args: Any, **kwargs: Any) -> Any:
-            if args or kwargs:
-                return refuse(self, args, kwargs)
-            return method(self)
-
-        return cast(M, guarded)
-
-    return decorate
 
 
 class State(enum.Enum):
@@ -99,21 +53,27 @@ class State(enum.Enum):
 
 
 class Endpoint(ABC):
-    """What producers, consumers and admins share: a lifecycle, a logger and an error table."""
+    """What producers, consumers and admins share: a lifecycle, a logger, the backend object
+    they hold and its error table."""
 
     _kind: str = "endpoint"
 
     def __init__(
         self,
         config: StreamingConfig,
+        backend: EndpointBackend,
         *,
         implementation: str,
+        translate: ErrorTranslation,
         logger: logging.Logger | None = None,
     ) -> None:
         self._config = config
+        self._backend = backend
         self._implementation = implementation
+        self._translate_native = translate
         self._logger = logger if logger is not None else _LIBRARY_LOGGER
         self._state = State.UNOPENED
+        self._accepts_calls = False  # the boundary's fast path: connected, nothing to refuse
         self._lifecycle_lock = asyncio.Lock()
 
     @property
@@ -125,7 +85,7 @@ class Endpoint(ABC):
         """Whether the endpoint is connected and accepts operations."""
         return self._state is State.CONNECTED
 
-    @without_arguments("connect")
+    @boundary("connect", ErrorCode.CONNECTION_FAILED, refuse=False)
     async def connect(self) -> Result[None, QiError]:
         """Connect to the brokers; connecting a connected endpoint does nothing.
 
@@ -137,34 +97,36 @@ class Endpoint(ABC):
             if self._state is State.CONNECTED:
                 return Success(None)
             bound = self._config.connection_timeout + _GRACE
-            outcome = await self._guard("connect", ErrorCode.CONNECTION_FAILED, self._open, bound)
+            outcome = await self._guard(
+                "connect", ErrorCode.CONNECTION_FAILED, self._backend.open, bound
+            )
             if outcome is None:
-                self._state = State.CONNECTED
+                self._set_state(State.CONNECTED)
                 self._logger.debug("%s %s connected", self._implementation, self._kind)
                 return Success(None)
-            # A half-opened native client must not leak: close whatever _open created.
+            # A half-opened native client must not leak: close whatever open() created.
             await self._guard("disconnect", ErrorCode.CONNECTION_FAILED, self._close, bound)
             return Failure(outcome)
 
-    @without_arguments("disconnect")
+    @boundary("disconnect", ErrorCode.TIMEOUT, refuse=False)
     async def disconnect(self) -> Result[None, QiError]:
         """Flush and release everything; disconnecting twice does nothing."""
         async with self._lifecycle_lock:
             if self._state is not State.CONNECTED:
                 return Success(None)
             # Closed first, so operations started from now on fail fast instead of racing the close.
-            self._state = State.CLOSED
-            bound = self._close_bound() + _GRACE
+            self._set_state(State.CLOSED)
+            bound = self._close_bound() + self._backend.close_grace + _GRACE
             outcome = await self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
             return Success(None) if outcome is None else Failure(outcome)
 
-    @without_arguments("get_native_client")
+    @sync_boundary("get_native_client", ErrorCode.INVALID_ARGUMENT)
     def get_native_client(self) -> Result[object, QiError]:
         """The backend's own client object, for what this API does not cover."""
         if self._state is not State.CONNECTED:
             return Failure(self._not_connected("get_native_client"))
-        return Success(self._native_client())
+        return Success(self._backend.native_client())
 
     def __del__(self) -> None:
         if getattr(self, "_state", None) is State.CONNECTED:
@@ -175,28 +137,15 @@ class Endpoint(ABC):
                 source=self,
             )
 
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    async def _open(self) -> None:
-        """Create the native client and prove a broker answers; raise on failure."""
+    # -- what each kind of endpoint provides ------------------------------------------------
 
     @abstractmethod
     async def _close(self) -> None:
-        """Release the native client; must tolerate a half-finished _open."""
-
-    @abstractmethod
-    def _native_client(self) -> object:
-        """The backend's own client object."""
+        """Release the backend's native client; must tolerate a half-finished open."""
 
     def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        """Turn a native exception into a QiError; backends override this with their table."""
-        return self._error(
-            fallback,
-            f"{operation} failed: {type(exc).__name__}: {exc}",
-            operation,
-            exception_type=type(exc).__name__,
-        )
+        """A native error as a QiError, through the backend's error table."""
+        return self._translate_native(exc, operation, fallback)
 
     def _close_bound(self) -> float:
         """Seconds disconnect() may take; producers and consumers flush within request_timeout."""
@@ -210,7 +159,7 @@ class Endpoint(ABC):
         )
 
     def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
-        """The QiError for an exception that escaped ``operation`` (see :func:`operation`)."""
+        """The QiError for an exception that escaped ``operation``."""
         if isinstance(exc, OperationFailed):
             return exc.error
         self._logger.debug("%s failed", operation, exc_info=True)
@@ -223,11 +172,19 @@ class Endpoint(ABC):
         )
 
     def _not_connected(self, operation: str) -> QiError:
-        return self._error(
-            ErrorCode.NOT_CONNECTED,
-            f"the {self._kind} is not connected: call connect() or get it from a StreamingClient",
-            operation,
-        )
+        return not_connected(self._implementation, self._kind, operation)
+
+    def _refusal(self, operation: str) -> QiError | None:
+        """Operations run only on a connected endpoint."""
+        return None if self._state is State.CONNECTED else self._not_connected(operation)
+
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        self._accepts_calls = state is State.CONNECTED and not self._refuses_some_calls
+
+    # Whether _refusal refuses some calls even while connected (a transactional producer's
+    # own sends): then the boundary asks it on every call.
+    _refuses_some_calls = False
 
     async def _guard(
         self,
@@ -245,53 +202,6 @@ class Endpoint(ABC):
             return self._error(code, f"{operation} did not finish within {bound:.1f}s", operation)
         except asyncio.CancelledError:
             raise
-        except OperationFailed as failed:
-            return failed.error
         except Exception as exc:
-            return self._translate(exc, operation, fallback)
+            return self._escaped(exc, operation, fallback)
         return None
-
-
-def operation(
-    name: str, fallback: ErrorCode
-) -> Callable[
-    [Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]]],
-    Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]],
-]:
-    """Make a public endpoint coroutine total: it returns a Result whatever happens inside.
-
-    ``fallback`` is the code for an unexpected exception the backend's table does
-    not know better (for example STREAMING_PRODUCE_FAILED for a send).
-    """
-
-    def decorate(
-        method: Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]],
-    ) -> Callable[Concatenate[E, P], Awaitable[Result[T, QiError]]]:
-        signature = inspect.signature(method)
-
-        @functools.wraps(method)
-        async def guarded(self: E, /, *args: P.args, **kwargs: P.kwargs) -> Result[T, QiError]:
-            if self._state is not State.CONNECTED:
-                return Failure(self._not_connected(name))
-            try:
-                return await method(self, *args, **kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, TypeError) and not _binds(signature, self, args, kwargs):
-                    return Failure(self._wrong_call(name, exc))
-                return Failure(self._escaped(exc, name, fallback))
-
-        return guarded
-
-    return decorate
-
-
-def _binds(
-    signature: inspect.Signature, self: object, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> bool:
-    try:
-        signature.bind(self, *args, **kwargs)
-    except TypeError:
-        return False
-    return True

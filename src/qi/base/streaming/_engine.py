@@ -46,8 +46,8 @@ from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
 from qi.base.streaming._dispatch import ErrorFactory, PartitionState
 from qi.base.streaming._exactly_once import Translate, dispatcher_for
-from qi.base.streaming._source import PartitionSource, SeekTarget, TopicPartition
 from qi.base.streaming._types import PartitionPosition
+from qi.base.streaming.backend import PartitionSource, SeekTarget, TopicPartition
 
 # How long one fetch may block: short, so stop() and pauses take effect promptly.
 _FETCH_WAIT: Final = 0.25

@@ -37,8 +37,8 @@ from qi.base import Failure, QiError, Result
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerRunConfig
 from qi.base.streaming._dispatch import Dispatcher, ErrorFactory, PartitionState, Report
-from qi.base.streaming._source import PartitionSource, TopicPartition
 from qi.base.streaming._types import ConsumedMessage, EachBatchPayload, EachMessagePayload
+from qi.base.streaming.backend import PartitionSource, TopicPartition
 
 if TYPE_CHECKING:
     from qi.base.streaming._producer import StreamingProducer

@@ -17,10 +17,14 @@ from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._config import StreamingConfig
 from qi.base.streaming._connector import StreamingConnector
 from qi.base.streaming._validation import streaming_config_problem
+from qi.base.streaming.backend import ConnectorBackend
+
+_LIBRARY_LOGGER: Final = logging.getLogger("qi.base.streaming")
 
 Implementation = Literal["confluent", "aiokafka", "memory"]
 
-# name -> (module defining `connector(config, logger)`, the third-party modules it needs, extra)
+# name -> (module defining `backend(config, logger)`, the third-party modules it needs, extra).
+# The one place the core names its backends, by module path only: none is imported until asked.
 _BACKENDS: Final[dict[str, tuple[str, tuple[str, ...], str | None]]] = {
     "confluent": ("qi.base.streaming.backends.confluent", ("confluent_kafka",), "confluent"),
     "aiokafka": ("qi.base.streaming.backends.aiokafka", ("aiokafka",), "aiokafka"),
@@ -42,8 +46,8 @@ def create_connector(
     not installed), STREAMING_INVALID_CONFIG.
     """
     shown = implementation if isinstance(implementation, str) else repr(implementation)
-    backend = _BACKENDS.get(implementation) if isinstance(implementation, str) else None
-    if backend is None:
+    known = _BACKENDS.get(implementation) if isinstance(implementation, str) else None
+    if known is None:
         return Failure(
             streaming_error(
                 ErrorCode.UNKNOWN_IMPLEMENTATION,
@@ -63,12 +67,14 @@ def create_connector(
                 implementation=shown,
             )
         )
-    module_name, libraries, extra = backend
+    module_name, libraries, extra = known
+    logger = logger if logger is not None else _LIBRARY_LOGGER
     try:
         module = importlib.import_module(module_name)
+        backend: ConnectorBackend = module.backend(config, logger)
     except ImportError as exc:
         if exc.name is None or exc.name.split(".")[0] not in libraries:
-            raise
+            return Failure(_failed_to_load(shown, exc, logger))
         return Failure(
             streaming_error(
                 ErrorCode.UNKNOWN_IMPLEMENTATION,
@@ -78,8 +84,20 @@ def create_connector(
                 missing_dependency=exc.name,
             )
         )
-    connector: StreamingConnector = module.connector(config, logger)
-    return Success(connector)
+    except Exception as exc:
+        return Failure(_failed_to_load(shown, exc, logger))
+    return Success(StreamingConnector(config, backend, logger))
+
+
+def _failed_to_load(shown: str, exc: Exception, logger: logging.Logger) -> QiError:
+    """A backend whose installation is broken: nothing public may raise, not even then."""
+    logger.debug("creating the %s connector failed", shown, exc_info=True)
+    return streaming_error(
+        ErrorCode.UNKNOWN_IMPLEMENTATION,
+        f"the {shown!r} backend failed to load: {exc}",
+        operation="create_connector",
+        implementation=shown[:100],
+    )
 
 
 def available_implementations() -> tuple[str, ...]:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-from abc import abstractmethod
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Final, cast, final
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
+from qi.base.streaming._boundary import boundary, with_verdict
+from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
-from qi.base.streaming._endpoint import Endpoint, State, operation, without_arguments
-from qi.base.streaming._transaction import NativeTransactions, Transaction
+from qi.base.streaming._endpoint import Endpoint
+from qi.base.streaming._transaction import Transaction
 from qi.base.streaming._types import (
     BatchProduceResult,
     MessageBatch,
@@ -21,6 +19,7 @@ from qi.base.streaming._types import (
     StreamingMessage,
 )
 from qi.base.streaming._validation import checked_message_size, topic_problem
+from qi.base.streaming.backend import ErrorTranslation, ProducerBackend
 
 if TYPE_CHECKING:
     from qi.base.streaming._telemetry_send import ProducerTelemetry
@@ -31,97 +30,41 @@ _VALID_TOPICS_KEPT: Final = 1_000
 """Most valid topic names a producer remembers (it forgets them all, then starts again)."""
 
 
-def _signature(
-    self: StreamingProducer, topic: str, message: StreamingMessage
-) -> Result[ProduceResult, QiError]:
-    raise NotImplementedError  # never called: it only carries send()'s signature
-
-
-_SEND_SIGNATURE: Final = inspect.signature(_signature)
-
-
-def with_verdict(error: QiError) -> QiError:
-    """A produce failure that does not say whether its message was written may have been."""
-    if "delivery" in error.context:
-        return error
-    return error.with_context(delivery=DELIVERY_UNKNOWN)
-
-
-async def _send_flexibly(
-    self: StreamingProducer, *args: Any, **kwargs: Any
-) -> Result[ProduceResult, QiError]:
-    """Send one message and wait for the broker's acknowledgement (per ``acks``).
-
-    Failures: STREAMING_INVALID_TOPIC, STREAMING_INVALID_MESSAGE,
-    STREAMING_MESSAGE_TOO_LARGE, STREAMING_TOPIC_NOT_FOUND, STREAMING_QUEUE_FULL,
-    STREAMING_PRODUCE_FAILED, STREAMING_TIMEOUT, STREAMING_NOT_CONNECTED; each
-    says in ``context["delivery"]`` whether the message may have been written.
-    """
-    # StreamingProducer.send. It is the one coroutine of a send, rather than operation()'s
-    # wrapper around a coroutine around the backend's: concurrent senders (a gather of
-    # thousands) went 20-35% faster without the two extra coroutines per call. So it takes
-    # any arguments and checks them itself, with the same boundary as operation().
-    if self._state is not State.CONNECTED:
-        return Failure(self._not_connected("send"))
-    if self._transactional:
-        return Failure(self._outside_transaction("send"))
-    if len(args) == 2 and not kwargs:
-        topic, message = args
-    else:
-        try:
-            bound = _SEND_SIGNATURE.bind(self, *args, **kwargs)
-        except TypeError as exc:
-            return Failure(self._wrong_call("send", exc))
-        topic, message = bound.arguments["topic"], bound.arguments["message"]
-    try:
-        telemetry = self._telemetry
-        if telemetry is not None:
-            return await telemetry.send(topic, message, "send", self._send_validated)
-        problem = self._topic_problem(topic)
-        if problem is not None:
-            return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, "send", topic))
-        rejection = self._message_rejection(message, "send", topic)
-        if rejection is not None:
-            return Failure(rejection)
-        outcome = await self._send(topic, message)
-        if type(outcome) is Failure:
-            return Failure(with_verdict(outcome.error))
-        return outcome
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        return Failure(self._escaped(exc, "send", ErrorCode.PRODUCE_FAILED))
-
-
-_send_flexibly.__name__ = "send"
-_send_flexibly.__qualname__ = "StreamingProducer.send"
-_send_flexibly.__signature__ = _SEND_SIGNATURE  # type: ignore[attr-defined]
-
-
+@final
 class StreamingProducer(Endpoint):
     """Writes messages to topics; every message ends acknowledged or reported failed.
 
-    Backends implement ``_send`` and ``_send_batch`` and receive only messages
-    that passed validation here.
+    It holds a :class:`~qi.base.streaming.backend.ProducerBackend`, which receives
+    only messages that passed validation here.
     """
 
     _kind = "producer"
+    _backend: ProducerBackend
 
     def __init__(
         self,
         config: StreamingConfig,
         producer_config: ProducerConfig,
+        backend: ProducerBackend,
         *,
         implementation: str,
+        translate: ErrorTranslation,
         logger: logging.Logger | None = None,
     ) -> None:
-        super().__init__(config, implementation=implementation, logger=logger)
+        super().__init__(
+            config, backend, implementation=implementation, translate=translate, logger=logger
+        )
         self._producer_config = producer_config
+        # The backend's two delivery methods, bound once: send() is the hot path.
+        self._send = backend.send
+        self._send_batch = backend.send_batch
+        self._native_transactions = backend.transactions
         # Topic names already found valid: a service sends to a few topics many times,
         # and the name check (a regular expression) cost more than the rest of send's
         # validation. Bounded, so a caller inventing names cannot grow it without end.
         self._valid_topics: set[str] = set()
         self._transactional = producer_config.transactional_id is not None
+        self._refuses_some_calls = self._transactional  # its sends go through transactions
         self._open_transaction: Transaction | None = None
         self._telemetry: ProducerTelemetry | None = None
         if config.telemetry is not None:
@@ -141,7 +84,7 @@ class StreamingProducer(Endpoint):
         return problem
 
     if TYPE_CHECKING:
-        # What type checkers see; the implementation is _send_flexibly, below the class.
+        # What type checkers see: the boundary makes the plain function below a coroutine.
 
         async def send(
             self, topic: str, message: StreamingMessage
@@ -149,9 +92,27 @@ class StreamingProducer(Endpoint):
             raise NotImplementedError
 
     else:
-        send = _send_flexibly
 
-    @operation("send_batch", ErrorCode.PRODUCE_FAILED)
+        @boundary("send", ErrorCode.PRODUCE_FAILED, produces=True)
+        def send(
+            self, topic: str, message: StreamingMessage
+        ) -> Failure[QiError] | Awaitable[Result[ProduceResult, QiError]]:
+            """Send one message and wait for the broker's acknowledgement (per ``acks``).
+
+            Failures: STREAMING_INVALID_TOPIC, STREAMING_INVALID_MESSAGE,
+            STREAMING_MESSAGE_TOO_LARGE, STREAMING_TOPIC_NOT_FOUND, STREAMING_QUEUE_FULL,
+            STREAMING_PRODUCE_FAILED, STREAMING_TIMEOUT, STREAMING_NOT_CONNECTED; each
+            says in ``context["delivery"]`` whether the message may have been written.
+            """
+            # A plain function returning the backend's awaitable: the boundary's wrapper is
+            # then the one coroutine of a send (concurrent senders, a gather of thousands,
+            # went 20-35% faster without a second coroutine per call).
+            telemetry = self._telemetry
+            if telemetry is not None:
+                return telemetry.send(topic, message, "send", self._delivered)
+            return self._checked_send(topic, message, "send")
+
+    @boundary("send_batch", ErrorCode.PRODUCE_FAILED, produces=True)
     async def send_batch(self, batch: MessageBatch) -> Result[BatchProduceResult, QiError]:
         """Send a batch; Success only when every message was acknowledged.
 
@@ -160,11 +121,9 @@ class StreamingProducer(Endpoint):
         own Result, in input order. A batch that is wrong as a whole (not a
         MessageBatch, an invalid topic) fails whole with that code instead.
         """
-        if self._transactional:
-            return Failure(self._outside_transaction("send_batch"))
         return await self._send_batch_checked(batch, "send_batch")
 
-    @operation("transaction", ErrorCode.TRANSACTION_FAILED)
+    @boundary("transaction", ErrorCode.TRANSACTION_FAILED)
     async def transaction(self) -> Result[Transaction, QiError]:
         """Begin a transaction; its sends and consumer offsets commit or abort together.
 
@@ -258,7 +217,7 @@ class StreamingProducer(Endpoint):
                 outcomes[index] = outcome
         return self._batch_outcome(topic, [outcome for outcome in outcomes if outcome is not None])
 
-    @without_arguments("disconnect")
+    @boundary("disconnect", ErrorCode.TIMEOUT, refuse=False)
     async def disconnect(self) -> Result[None, QiError]:
         """Flush and release everything; a transaction still open is aborted first.
 
@@ -272,60 +231,49 @@ class StreamingProducer(Endpoint):
                 self._logger.warning("aborting the open transaction failed: %s", aborted.error)
         return await super().disconnect()
 
-    async def _send_in_transaction(
+    def _send_in_transaction(
         self, topic: str, message: StreamingMessage
-    ) -> Result[ProduceResult, QiError]:
-        """send's work within a transaction (which has checked the call and the state)."""
+    ) -> Failure[QiError] | Awaitable[Result[ProduceResult, QiError]]:
+        """A transaction's send: a refusal, or the delivery (traced when telemetry is on)."""
         telemetry = self._telemetry
         if telemetry is not None:
-            return await telemetry.send(topic, message, "transaction.send", self._send_validated)
-        return await self._send_validated(topic, message, "transaction.send")
+            return telemetry.send(topic, message, "transaction.send", self._delivered)
+        return self._checked_send(topic, message, "transaction.send")
 
-    async def _send_validated(
+    async def _delivered(
         self, topic: str, message: StreamingMessage, operation: str
     ) -> Result[ProduceResult, QiError]:
-        """Validate one message and hand it to the backend (the call and state were checked)."""
-        problem = self._topic_problem(topic)
-        if problem is not None:
-            return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, operation, topic))
+        """:meth:`_checked_send` awaited: what a traced send's span waits for."""
+        sent = self._checked_send(topic, message, operation)
+        return sent if isinstance(sent, Failure) else await sent
+
+    def _checked_send(
+        self, topic: str, message: StreamingMessage, operation: str
+    ) -> Failure[QiError] | Awaitable[Result[ProduceResult, QiError]]:
+        """send's work, for the producer and its transactions: a refusal, or the delivery."""
+        if type(topic) is not str or topic not in self._valid_topics:  # else known valid
+            problem = self._topic_problem(topic)
+            if problem is not None:
+                return Failure(self._rejected(ErrorCode.INVALID_TOPIC, problem, operation, topic))
         rejection = self._message_rejection(message, operation, topic)
         if rejection is not None:
             return Failure(rejection)
-        outcome = await self._send(topic, message)
-        if type(outcome) is Failure:
-            return Failure(with_verdict(outcome.error))
-        return outcome
+        return self._send(topic, message)
 
     def _transaction_ended(self, transaction: Transaction) -> None:
         if self._open_transaction is transaction:
             self._open_transaction = None
 
-    # -- what a backend provides -------------------------------------------------------------
-
-    @abstractmethod
-    def _send(
-        self, topic: str, message: StreamingMessage
-    ) -> Awaitable[Result[ProduceResult, QiError]]:
-        """Deliver one validated message; failures carry ``context["delivery"]``.
-
-        A coroutine, or any awaitable: a backend that can hand the message over at once
-        may return a future of the Result and save send() a coroutine per call.
-        """
-
-    @abstractmethod
-    async def _send_batch(
-        self, topic: str, messages: Sequence[StreamingMessage]
-    ) -> Sequence[ProduceResult | QiError]:
-        """Deliver validated messages; one outcome per message, in input order.
-
-        Within a partition the messages must be written in input order.
-        """
-
-    @abstractmethod
-    def _native_transactions(self) -> NativeTransactions:
-        """The transactional side of the connected native producer (it has a transactional_id)."""
+    async def _close(self) -> None:
+        await self._backend.close()
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def _refusal(self, operation: str) -> QiError | None:
+        refusal = super()._refusal(operation)
+        if refusal is None and self._transactional and operation in ("send", "send_batch"):
+            return self._outside_transaction(operation)
+        return refusal
 
     def _outside_transaction(self, operation: str) -> QiError:
         """Why a transactional producer refuses a send of its own."""
@@ -339,13 +287,6 @@ class StreamingProducer(Endpoint):
             f"a producer with a transactional_id sends only within transactions; {open_now}",
             operation,
             delivery=NOT_WRITTEN,
-        )
-
-    def _not_connected(self, operation: str) -> QiError:
-        error = super()._not_connected(operation)
-        # A send refused for want of a connection certainly wrote nothing.
-        return (
-            error if operation == "get_native_client" else error.with_context(delivery=NOT_WRITTEN)
         )
 
     def _message_rejection(self, message: object, operation: str, topic: str) -> QiError | None:
@@ -364,14 +305,6 @@ class StreamingProducer(Endpoint):
                 limit=limit,
             )
         return None
-
-    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
-        # Whatever escaped the backend, the caller must be able to judge a resend.
-        return with_verdict(super()._escaped(exc, operation, fallback))
-
-    def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
-        # Refused before anything was handed to a backend.
-        return super()._wrong_call(operation, exc).with_context(delivery=NOT_WRITTEN)
 
     def _rejected(
         self, code: ErrorCode, message: str, operation: str, topic: object, **context: object

@@ -17,45 +17,27 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
-import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._boundary import boundary
 from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
 from qi.base.streaming._consumer import StreamingConsumer
-from qi.base.streaming._source import TopicPartition
 from qi.base.streaming._types import (
     BatchProduceResult,
     MessageBatch,
     ProduceResult,
     StreamingMessage,
 )
+from qi.base.streaming.backend import NativeTransactions, TopicPartition
 
 if TYPE_CHECKING:
     from qi.base.streaming._producer import StreamingProducer
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class NativeTransactions(Protocol):
-    """A backend's transactional producer, as a transaction sees it. Methods may raise;
-    the transaction translates through the producer's error table."""
-
-    async def begin(self) -> None:
-        """Begin a transaction: the producer's sends from now on belong to it."""
-
-    async def send_offsets(self, offsets: Mapping[TopicPartition, int], group: object) -> None:
-        """Add a group's next offsets to read; ``group`` is the consumer's group metadata."""
-
-    async def commit(self) -> None:
-        """Commit the open transaction: its records and offsets become visible."""
-
-    async def abort(self) -> None:
-        """Abort the open transaction: its records are never shown to read_committed readers."""
 
 
 class TransactionState(enum.Enum):
@@ -67,48 +49,6 @@ class TransactionState(enum.Enum):
     """commit() succeeded; every call is refused."""
     ABORTED = "aborted"
     """abort() ran (even if the broker could not be told); every call is refused."""
-
-
-def _total(
-    name: str, fallback: ErrorCode
-) -> Callable[
-    [Callable[Concatenate[Transaction, P], Awaitable[Result[T, QiError]]]],
-    Callable[Concatenate[Transaction, P], Awaitable[Result[T, QiError]]],
-]:
-    """Make a transaction method return a Result whatever it is given or whatever fails.
-
-    A call on an ended transaction, or of a disconnected producer, is refused before
-    the method runs; wrong arguments are STREAMING_INVALID_ARGUMENT; what escapes the
-    backend goes through the producer's error table (``fallback`` when it knows nothing).
-    """
-
-    def decorate(
-        method: Callable[Concatenate[Transaction, P], Awaitable[Result[T, QiError]]],
-    ) -> Callable[Concatenate[Transaction, P], Awaitable[Result[T, QiError]]]:
-        signature = inspect.signature(method)
-
-        @functools.wraps(method)
-        async def guarded(
-            self: Transaction, /, *args: P.args, **kwargs: P.kwargs
-        ) -> Result[T, QiError]:
-            producer = self._producer
-            try:
-                signature.bind(self, *args, **kwargs)
-            except TypeError as exc:
-                return Failure(producer._wrong_call(f"transaction.{name}", exc))
-            refusal = self._refusal(name)
-            if refusal is not None:
-                return Failure(refusal)
-            try:
-                return await method(self, *args, **kwargs)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                return Failure(producer._escaped(exc, f"transaction.{name}", fallback))
-
-        return guarded
-
-    return decorate
 
 
 class Transaction:
@@ -129,25 +69,39 @@ class Transaction:
         self._native = native
         self._on_end = on_end
         self._state = TransactionState.OPEN
+        # Whether a call may run depends on the producer too: the boundary always asks.
+        self._accepts_calls = False
 
     def __repr__(self) -> str:
         return f"Transaction(state={self._state.value!r})"
 
-    @_total("send", ErrorCode.PRODUCE_FAILED)
-    async def send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
-        """Send one message within the transaction; read_committed readers see it on commit.
+    if TYPE_CHECKING:
+        # What type checkers see: the boundary makes the plain function below a coroutine.
 
-        Failures: those of ``StreamingProducer.send``, STREAMING_TRANSACTION_FAILED
-        (abort and retry), STREAMING_PRODUCER_FENCED, STREAMING_INVALID_ARGUMENT (ended).
-        """
-        return await self._producer._send_in_transaction(topic, message)
+        async def send(
+            self, topic: str, message: StreamingMessage
+        ) -> Result[ProduceResult, QiError]:
+            raise NotImplementedError
 
-    @_total("send_batch", ErrorCode.PRODUCE_FAILED)
+    else:
+
+        @boundary("transaction.send", ErrorCode.PRODUCE_FAILED, produces=True)
+        def send(
+            self, topic: str, message: StreamingMessage
+        ) -> Failure[QiError] | Awaitable[Result[ProduceResult, QiError]]:
+            """Send one message within the transaction; read_committed readers see it on commit.
+
+            Failures: those of ``StreamingProducer.send``, STREAMING_TRANSACTION_FAILED
+            (abort and retry), STREAMING_PRODUCER_FENCED, STREAMING_INVALID_ARGUMENT (ended).
+            """
+            return self._producer._send_in_transaction(topic, message)
+
+    @boundary("transaction.send_batch", ErrorCode.PRODUCE_FAILED, produces=True)
     async def send_batch(self, batch: MessageBatch) -> Result[BatchProduceResult, QiError]:
         """Send a batch within the transaction, with ``StreamingProducer.send_batch``'s outcomes."""
         return await self._producer._send_batch_checked(batch, "transaction.send_batch")
 
-    @_total("send_offsets", ErrorCode.TRANSACTION_FAILED)
+    @boundary("transaction.send_offsets", ErrorCode.TRANSACTION_FAILED)
     async def send_offsets(
         self,
         consumer: StreamingConsumer,
@@ -179,7 +133,7 @@ class Transaction:
             await self._native.send_offsets(chosen, group)
         return Success(None)
 
-    @_total("send_offsets", ErrorCode.TRANSACTION_FAILED)
+    @boundary("transaction.send_offsets", ErrorCode.TRANSACTION_FAILED)
     async def _send_group_offsets(
         self, offsets: Mapping[TopicPartition, int], group: object
     ) -> Result[None, QiError]:
@@ -187,7 +141,7 @@ class Transaction:
         await self._native.send_offsets(offsets, group)
         return Success(None)
 
-    @_total("commit", ErrorCode.TRANSACTION_FAILED)
+    @boundary("transaction.commit", ErrorCode.TRANSACTION_FAILED)
     async def commit(self) -> Result[None, QiError]:
         """Commit: the transaction's records and offsets become visible together.
 
@@ -208,7 +162,7 @@ class Transaction:
         self._end(TransactionState.COMMITTED)
         return Success(None)
 
-    @_total("abort", ErrorCode.TRANSACTION_FAILED)
+    @boundary("transaction.abort", ErrorCode.TRANSACTION_FAILED)
     async def abort(self) -> Result[None, QiError]:
         """Abort: nothing of the transaction is ever shown to read_committed readers.
 
@@ -238,18 +192,24 @@ class Transaction:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _refusal(self, name: str) -> QiError | None:
+    # -- what the boundary needs: the producer's lifecycle and error table -------------------
+
+    def _refusal(self, operation: str) -> QiError | None:
         producer = self._producer
         if self._state is not TransactionState.OPEN:
             return producer._error(
                 ErrorCode.INVALID_ARGUMENT,
                 f"the transaction is {self._state.value}: begin another with transaction()",
-                f"transaction.{name}",
+                operation,
                 delivery=NOT_WRITTEN,
             )
-        if not producer.is_connected():
-            return producer._not_connected(f"transaction.{name}")
-        return None
+        return producer._refusal(operation)
+
+    def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
+        return self._producer._wrong_call(operation, exc)
+
+    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+        return self._producer._escaped(exc, operation, fallback)
 
     def _end(self, state: TransactionState) -> None:
         self._state = state

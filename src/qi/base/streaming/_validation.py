@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from qi.base.streaming._config import (
     ConsumerConfig,
@@ -24,8 +24,10 @@ from qi.base.streaming._config import (
     TelemetryConfig,
     TopicConfig,
 )
-from qi.base.streaming._source import SeekTarget
 from qi.base.streaming._types import NO_HEADERS, StreamingMessage
+
+if TYPE_CHECKING:
+    from qi.base.streaming.backend import SeekTarget
 
 _TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
 # Kafka's wire types: partition counts are int32, replication factors int16.

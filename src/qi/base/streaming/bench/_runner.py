@@ -77,8 +77,8 @@ def backend_problem(backend: str) -> str | None:
         return f"not available: {exc}"
     except Exception as exc:  # a backend being written can fail in any way on import
         return f"not available: the backend fails to import ({type(exc).__name__}: {exc})"
-    if not callable(getattr(module, "connector", None)):
-        return "not available: the backend package has no connector() yet"
+    if not callable(getattr(module, "backend", None)):
+        return "not available: the backend package has no backend() yet"
     return None
 
 

@@ -6,17 +6,17 @@ import logging
 
 import aiokafka  # noqa: F401  (imported first so a missing library is a clear ImportError)
 
-from qi.base.streaming._config import StreamingConfig
-from qi.base.streaming._connector import StreamingConnector
-from qi.base.streaming.backends.aiokafka._connector import AiokafkaConnector
+from qi.base.streaming import StreamingConfig
+from qi.base.streaming.backend import ConnectorBackend
+from qi.base.streaming.backends.aiokafka._connector import AiokafkaBackend
 from qi.base.streaming.backends.aiokafka._redaction import install_redaction
 
 install_redaction()
 
 
-def connector(config: StreamingConfig, logger: logging.Logger | None) -> StreamingConnector:
-    """The aiokafka connector for ``config``."""
-    return AiokafkaConnector(config, logger)
+def backend(config: StreamingConfig, logger: logging.Logger) -> ConnectorBackend:
+    """The aiokafka backend for ``config`` (called by ``create_connector``)."""
+    return AiokafkaBackend(config, logger)
 
 
-__all__ = ["AiokafkaConnector", "connector"]
+__all__ = ["AiokafkaBackend", "backend"]

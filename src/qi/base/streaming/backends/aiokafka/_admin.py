@@ -12,17 +12,17 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 
 from qi.base import QiError
-from qi.base.streaming._admin import StreamingAdmin
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import StreamingConfig, TopicConfig
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._group_offsets import TopicPartitionKey
-from qi.base.streaming._types import (
+from qi.base.streaming import (
+    ErrorCode,
     GroupDescription,
     PartitionMetadata,
     PartitionOffsets,
+    StreamingConfig,
+    TopicConfig,
     TopicMetadata,
 )
+from qi.base.streaming.backend import AdminBackend, OperationFailed
+from qi.base.streaming.backend import TopicPartition as TopicPartitionKey
 from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._group_admin import AiokafkaGroupAdmin
@@ -32,27 +32,27 @@ from qi.base.streaming.backends.aiokafka._metadata import (
 )
 from qi.base.streaming.backends.aiokafka._settings import admin_settings
 
-IMPLEMENTATION: Final = "aiokafka"
 # Pause between metadata polls while waiting for a created or deleted topic to show.
 _VISIBILITY_POLL: Final = 0.05
 _CLOSE_GRACE: Final = 2.0
 
 
-class AiokafkaAdmin(StreamingAdmin):
-    """A StreamingAdmin over ``aiokafka.admin.AIOKafkaAdminClient``."""
+class AiokafkaAdmin(AdminBackend):
+    """The admin backend over ``aiokafka.admin.AIOKafkaAdminClient``."""
 
-    def __init__(self, config: StreamingConfig, *, logger: logging.Logger | None = None) -> None:
-        super().__init__(config, implementation=IMPLEMENTATION, logger=logger)
+    def __init__(self, config: StreamingConfig, logger: logging.Logger) -> None:
+        self._config = config
+        self._logger = logger
         self._admin: Any = None
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         admin = AIOKafkaAdminClient(**admin_settings(self._config))
         self._admin = admin
         # Describing a missing topic must not create it (see _metadata).
         forbid_topic_auto_creation(_private.admin_client(admin))
-        await start_within(self._config, admin.start, self._error)
+        await start_within(self._config, admin.start)
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         admin, self._admin = self._admin, None
         if admin is None:
             return
@@ -62,15 +62,12 @@ class AiokafkaAdmin(StreamingAdmin):
         except TimeoutError:
             self._logger.warning("aiokafka admin did not close within %.1fs", _CLOSE_GRACE)
 
-    def _native_client(self) -> object:
+    def native_client(self) -> object:
         return self._admin
-
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        return _errors.translate(exc, operation, fallback, implementation=IMPLEMENTATION)
 
     # -- operations ----------------------------------------------------------------------------
 
-    async def _create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
+    async def create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
         new_topics = [
             NewTopic(
                 topic.topic,
@@ -88,19 +85,19 @@ class AiokafkaAdmin(StreamingAdmin):
             await self._wait_until(created, visible=True)
         return errors
 
-    async def _delete_topics(self, names: Sequence[str]) -> Mapping[str, QiError]:
+    async def delete_topics(self, names: Sequence[str]) -> Mapping[str, QiError]:
         async with self._bounded("delete_topics"):
             response = await self._admin.delete_topics(list(names), timeout_ms=self._timeout_ms())
             errors = self._topic_errors(response.topic_error_codes, "delete_topics")
             await self._wait_until([name for name in names if name not in errors], visible=False)
         return errors
 
-    async def _list_topics(self) -> Sequence[str]:
+    async def list_topics(self) -> Sequence[str]:
         async with self._bounded("list_topics"):
             metadata = await topic_metadata(_private.admin_client(self._admin), None)
         return [entry["topic"] for entry in metadata["topics"] if entry["error_code"] == 0]
 
-    async def _describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
+    async def describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
         async with self._bounded("get_topic_metadata"):
             metadata = await topic_metadata(_private.admin_client(self._admin), list(names))
         found: dict[str, TopicMetadata] = {}
@@ -113,38 +110,38 @@ class AiokafkaAdmin(StreamingAdmin):
             found[entry["topic"]] = _topic_metadata(entry)
         return found
 
-    async def _topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
+    async def topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
         leaders = await self._leaders(topic)
         if leaders is None:
             return None
         return await AiokafkaGroupAdmin(self._admin).topic_offsets(topic, leaders)
 
-    async def _list_groups(self) -> Sequence[str]:
+    async def list_groups(self) -> Sequence[str]:
         return await AiokafkaGroupAdmin(self._admin).list_groups()
 
-    async def _describe_group(self, group_id: str) -> GroupDescription:
+    async def describe_group(self, group_id: str) -> GroupDescription:
         return await AiokafkaGroupAdmin(self._admin).describe_group(group_id)
 
-    async def _committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
+    async def committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
         return await AiokafkaGroupAdmin(self._admin).committed_offsets(group_id)
 
-    async def _offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
+    async def offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
         leaders = await self._leaders(topic)
         if leaders is None:
             return {}
         return await AiokafkaGroupAdmin(self._admin).offsets_at(topic, leaders, timestamp_ms)
 
-    async def _alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
+    async def alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
         await AiokafkaGroupAdmin(self._admin).alter_offsets(group_id, offsets)
 
-    async def _delete_group(self, group_id: str) -> None:
+    async def delete_group(self, group_id: str) -> None:
         await AiokafkaGroupAdmin(self._admin).delete_group(group_id)
 
     # -- helpers -------------------------------------------------------------------------------
 
     async def _leaders(self, topic: str) -> dict[int, int] | None:
         """Each partition's leader, or None when the topic does not exist."""
-        described = (await self._describe_topics([topic])).get(topic)
+        described = (await self.describe_topics([topic])).get(topic)
         if described is None:
             return None
         return {partition.partition_id: partition.leader for partition in described.partitions}
@@ -160,7 +157,7 @@ class AiokafkaAdmin(StreamingAdmin):
                 yield
         except TimeoutError as exc:
             raise OperationFailed(
-                self._error(
+                _errors.contract_error(
                     ErrorCode.TIMEOUT,
                     f"{operation} did not finish within {self._config.request_timeout:.1f}s",
                     operation,
@@ -176,9 +173,9 @@ class AiokafkaAdmin(StreamingAdmin):
                 continue
             detail = answer[2] if len(answer) > 2 and answer[2] else None
             exc = for_code(code)(detail) if detail else for_code(code)()
-            errors[name] = self._translate(exc, operation, ErrorCode.ADMIN_FAILED).with_context(
-                topic=name
-            )
+            errors[name] = _errors.translate_native(
+                exc, operation, ErrorCode.ADMIN_FAILED
+            ).with_context(topic=name)
         return errors
 
     async def _wait_until(self, names: Sequence[str], *, visible: bool) -> None:

@@ -20,13 +20,14 @@ from typing import Any, Final
 
 from aiokafka.partitioner import DefaultPartitioner
 
+from qi.base.streaming import ProduceResult, StreamingMessage
 from qi.base.streaming._fast_values import (
     PRODUCE_RESULT_SETTERS,
     LastTimestamp,
     datetime_from_millis,
     millis_from_datetime,
 )
-from qi.base.streaming._types import NO_HEADERS, ProduceResult, StreamingMessage
+from qi.base.streaming.backend import NO_HEADERS
 from qi.base.streaming.backends.aiokafka import _private
 
 _PARTITIONER: Final = DefaultPartitioner()

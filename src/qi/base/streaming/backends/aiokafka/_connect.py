@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import Final
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError
 
-from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import StreamingConfig
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._validation import broker_address_problem
+from qi.base.streaming import ErrorCode, StreamingConfig
+from qi.base.streaming.backend import OperationFailed, broker_address_problem
+from qi.base.streaming.backends.aiokafka._errors import contract_error
 from qi.base.streaming.backends.aiokafka._settings import client_settings
 
 # Settings of AIOKafkaClient that a single connection takes too.
@@ -34,15 +32,7 @@ _CONNECTION_SETTINGS: Final = (
 )
 
 
-class _ErrorFactory(Protocol):
-    def __call__(
-        self, code: ErrorCode, message: str, operation: str, **context: Any
-    ) -> QiError: ...
-
-
-async def start_within(
-    config: StreamingConfig, start: Callable[[], Awaitable[None]], error: _ErrorFactory
-) -> None:
+async def start_within(config: StreamingConfig, start: Callable[[], Awaitable[None]]) -> None:
     """Run ``start`` within ``connection_timeout``; raise what explains a failure best."""
     try:
         async with asyncio.timeout(config.connection_timeout):
@@ -55,7 +45,7 @@ async def start_within(
                 raise
     except TimeoutError as exc:
         raise OperationFailed(
-            error(
+            contract_error(
                 ErrorCode.CONNECTION_FAILED,
                 f"no broker of {', '.join(config.brokers)} answered within "
                 f"{config.connection_timeout:.1f}s",

@@ -1,21 +1,26 @@
-"""The aiokafka connector: builds the aiokafka-backed producers, consumers and admins."""
+"""The aiokafka backend object: builds the aiokafka-backed producers, consumers and admins."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Final
 
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
-from qi.base.streaming._admin import StreamingAdmin
-from qi.base.streaming._config import ConsumerConfig, ProducerConfig
-from qi.base.streaming._connector import StreamingConnector
-from qi.base.streaming._consumer import StreamingConsumer
-from qi.base.streaming._producer import StreamingProducer
+from qi.base import QiError
+from qi.base.streaming import ConsumerConfig, ErrorCode, ProducerConfig, StreamingConfig
+from qi.base.streaming.backend import (
+    AdminBackend,
+    ConnectorBackend,
+    ConsumerBackend,
+    ProducerBackend,
+)
 from qi.base.streaming.backends.aiokafka._admin import AiokafkaAdmin
 from qi.base.streaming.backends.aiokafka._consumer import AiokafkaConsumer
+from qi.base.streaming.backends.aiokafka._errors import IMPLEMENTATION, translate_native
 from qi.base.streaming.backends.aiokafka._producer import AiokafkaProducer
 from qi.base.streaming.backends.aiokafka._settings import client_settings
 
@@ -23,21 +28,25 @@ from qi.base.streaming.backends.aiokafka._settings import client_settings
 _CLOSE_GRACE: Final = 1.0
 
 
-class AiokafkaConnector(StreamingConnector):
+class AiokafkaBackend(ConnectorBackend):
     """Producers, consumers and admins built on aiokafka (pure Python)."""
 
-    implementation = "aiokafka"
+    implementation = IMPLEMENTATION
 
-    def _new_producer(self, config: ProducerConfig) -> StreamingProducer:
-        return AiokafkaProducer(self._config, config, logger=self._logger)
+    def __init__(self, config: StreamingConfig, logger: logging.Logger) -> None:
+        self._config = config
+        self._logger = logger
 
-    def _new_consumer(self, config: ConsumerConfig) -> StreamingConsumer:
-        return AiokafkaConsumer(self._config, config, logger=self._logger)
+    def producer(self, config: ProducerConfig) -> ProducerBackend:
+        return AiokafkaProducer(self._config, config, self._logger)
 
-    def _new_admin(self) -> StreamingAdmin:
-        return AiokafkaAdmin(self._config, logger=self._logger)
+    def consumer(self, config: ConsumerConfig) -> ConsumerBackend:
+        return AiokafkaConsumer(self._config, config, self._logger)
 
-    async def _probe(self) -> bool:
+    def admin(self) -> AdminBackend:
+        return AiokafkaAdmin(self._config, self._logger)
+
+    async def probe(self) -> bool:
         client = AIOKafkaClient(**client_settings(self._config))
         try:
             async with asyncio.timeout(self._config.connection_timeout):
@@ -49,3 +58,6 @@ class AiokafkaConnector(StreamingConnector):
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(_CLOSE_GRACE):
                     await client.close()
+
+    def translate_error(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+        return translate_native(exc, operation, fallback)

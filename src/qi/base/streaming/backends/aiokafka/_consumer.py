@@ -22,24 +22,22 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.util import commit_structure_validate
 
-from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
-from qi.base.streaming._consumer import StreamingConsumer
+from qi.base.streaming import ConsumedMessage, ConsumerConfig, StreamingConfig, SubscriptionConfig
 from qi.base.streaming._fast_values import (
     CONSUMED_MESSAGE_SETTERS,
     consumed_headers,
     datetime_from_millis,
 )
-from qi.base.streaming._source import (
+from qi.base.streaming.backend import (
+    NO_CONSUMED_HEADERS,
+    ConsumerBackend,
     PartitionSource,
     RebalanceListener,
     SeekTarget,
 )
-from qi.base.streaming._source import (
+from qi.base.streaming.backend import (
     TopicPartition as PartitionKey,
 )
-from qi.base.streaming._types import NO_CONSUMED_HEADERS, ConsumedMessage
 from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
@@ -47,7 +45,6 @@ from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_crea
 from qi.base.streaming.backends.aiokafka._settings import consumer_settings
 from qi.base.streaming.backends.aiokafka._transactions import AiokafkaGroupMetadata
 
-IMPLEMENTATION: Final = "aiokafka"
 _LOGGER: Final = logging.getLogger(__name__)
 # Seconds aiokafka's stop() may take beyond request_timeout (leave group, close sockets).
 _STOP_GRACE: Final = 2.0
@@ -112,25 +109,15 @@ def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> lis
     return built
 
 
-class _TopicsGone(Exception):
-    """Offsets of topics the cluster no longer has: they can never be committed."""
-
-    def __init__(self, topics: tuple[str, ...]) -> None:
-        super().__init__(f"cannot commit offsets of deleted topic(s) {', '.join(topics)}")
-        self.topics = topics
-
-
-class AiokafkaConsumer(StreamingConsumer):
-    """A StreamingConsumer over ``aiokafka.AIOKafkaConsumer``."""
+class AiokafkaConsumer(ConsumerBackend):
+    """The consumer backend over ``aiokafka.AIOKafkaConsumer``."""
 
     def __init__(
-        self,
-        config: StreamingConfig,
-        consumer_config: ConsumerConfig,
-        *,
-        logger: logging.Logger | None = None,
+        self, config: StreamingConfig, consumer_config: ConsumerConfig, logger: logging.Logger
     ) -> None:
-        super().__init__(config, consumer_config, implementation=IMPLEMENTATION, logger=logger)
+        self._config = config
+        self._consumer_config = consumer_config
+        self._logger = logger
         self._consumer: Any = None
         self._from_beginning = False
         self._started = False
@@ -138,32 +125,20 @@ class AiokafkaConsumer(StreamingConsumer):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         self._consumer = self._build(from_beginning=False)
         await self._start_native()
 
-    async def _close_native(self, deadline: float) -> None:
+    async def close(self, deadline: float) -> None:
         consumer, self._consumer = self._consumer, None
         self._started = False
         if consumer is not None:
             await self._stop_native(consumer, max(deadline - time.monotonic(), _MIN_PATIENCE))
 
-    def _native_client(self) -> object:
+    def native_client(self) -> object:
         return self._consumer
 
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        if isinstance(exc, _TopicsGone):
-            return self._error(
-                ErrorCode.COMMIT_FAILED,
-                f"{operation} failed: {exc}",
-                operation,
-                kafka_error="UNKNOWN_TOPIC_OR_PART",
-                retriable=False,
-                topics=exc.topics,
-            )
-        return _errors.translate(exc, operation, fallback, implementation=IMPLEMENTATION)
-
-    def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
+    def partition_source(self, subscription: SubscriptionConfig) -> PartitionSource:
         return _AiokafkaSource(self, subscription)
 
     # -- the native consumer, as the source needs it ------------------------------------------
@@ -178,7 +153,7 @@ class AiokafkaConsumer(StreamingConsumer):
         return consumer
 
     async def _start_native(self) -> None:
-        await start_within(self._config, self._consumer.start, self._error)
+        await start_within(self._config, self._consumer.start)
         self._started = True
         adapt_group_coordinator(self._consumer)
 
@@ -346,7 +321,7 @@ class _AiokafkaSource(PartitionSource):
             offsets = commit_structure_validate(live)
             await _private.group_coordinator(self._consumer).commit_offsets(None, offsets)
         if gone:
-            raise _TopicsGone(tuple(sorted(gone)))
+            raise _errors.TopicsGone(tuple(sorted(gone)))
 
     async def seek(self, partition: PartitionKey, target: SeekTarget) -> None:
         self._sought_during_fetch.add(partition)

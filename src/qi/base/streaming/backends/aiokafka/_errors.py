@@ -21,7 +21,10 @@ from typing import Any, Final, NamedTuple
 from aiokafka import errors as kafka
 
 from qi.base import QiError
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode, streaming_error
+from qi.base.streaming import ErrorCode
+from qi.base.streaming.backend import DELIVERY_UNKNOWN, NOT_WRITTEN, streaming_error
+
+IMPLEMENTATION: Final = "aiokafka"
 
 
 class InvalidRecordError(kafka.BrokerResponseError):  # type: ignore[misc]
@@ -241,6 +244,35 @@ def translate(
         implementation=implementation,
         **extra,
         **context,
+    )
+
+
+class TopicsGone(Exception):
+    """Offsets of topics the cluster no longer has: they can never be committed."""
+
+    def __init__(self, topics: tuple[str, ...]) -> None:
+        super().__init__(f"cannot commit offsets of deleted topic(s) {', '.join(topics)}")
+        self.topics = topics
+
+
+def translate_native(exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+    """The backend's error table, applied: what the boundary calls for anything raised."""
+    if isinstance(exc, TopicsGone):
+        return contract_error(
+            ErrorCode.COMMIT_FAILED,
+            f"{operation} failed: {exc}",
+            operation,
+            kafka_error="UNKNOWN_TOPIC_OR_PART",
+            retriable=False,
+            topics=exc.topics,
+        )
+    return translate(exc, operation, fallback, implementation=IMPLEMENTATION)
+
+
+def contract_error(code: ErrorCode, message: str, operation: str, **context: Any) -> QiError:
+    """A QiError the aiokafka backend builds itself (not from an aiokafka exception)."""
+    return streaming_error(
+        code, message, operation=operation, implementation=IMPLEMENTATION, **context
     )
 
 

@@ -24,8 +24,8 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 from aiokafka.protocol.commit import OffsetCommitRequest
 from aiokafka.protocol.offset import OffsetRequest
 
-from qi.base.streaming._group_offsets import TopicPartitionKey
-from qi.base.streaming._types import GroupDescription, GroupMember, PartitionOffsets
+from qi.base.streaming import GroupDescription, GroupMember, PartitionOffsets
+from qi.base.streaming.backend import TopicPartition as TopicPartitionKey
 from qi.base.streaming.backends.aiokafka import _private
 
 # ListOffsets' special timestamps: the log start and the high watermark.

@@ -27,12 +27,19 @@ from aiokafka.producer.transaction_manager import TransactionState
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, ErrorCode
-from qi.base.streaming._config import ProducerConfig, StreamingConfig
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._producer import StreamingProducer
-from qi.base.streaming._transaction import NativeTransactions
-from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming import (
+    ErrorCode,
+    ProducerConfig,
+    ProduceResult,
+    StreamingConfig,
+    StreamingMessage,
+)
+from qi.base.streaming.backend import (
+    DELIVERY_UNKNOWN,
+    NativeTransactions,
+    OperationFailed,
+    ProducerBackend,
+)
 from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._connect import start_within
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
@@ -45,7 +52,6 @@ from qi.base.streaming.backends.aiokafka._transactions import (
 )
 from qi.base.streaming.backends.aiokafka._vanished import DeletedTopicWatch
 
-IMPLEMENTATION: Final = "aiokafka"
 # Seconds aiokafka's stop() may take after the flush: closing sockets, ending its sender task.
 _STOP_GRACE: Final = 3.0
 # What aiokafka itself sends as the transaction timeout of a non-transactional producer id.
@@ -55,17 +61,15 @@ _NO_TRANSACTION_TIMEOUT_MS: Final = 2**31 - 1
 _NO_IDEMPOTENCE_ERRORS: Final = frozenset({-1, 35})
 
 
-class AiokafkaProducer(StreamingProducer):
-    """A StreamingProducer over ``aiokafka.AIOKafkaProducer``."""
+class AiokafkaProducer(ProducerBackend):
+    """The producer backend over ``aiokafka.AIOKafkaProducer``."""
 
     def __init__(
-        self,
-        config: StreamingConfig,
-        producer_config: ProducerConfig,
-        *,
-        logger: logging.Logger | None = None,
+        self, config: StreamingConfig, producer_config: ProducerConfig, logger: logging.Logger
     ) -> None:
-        super().__init__(config, producer_config, implementation=IMPLEMENTATION, logger=logger)
+        self._config = config
+        self._producer_config = producer_config
+        self._logger = logger
         self._producer: Any = None
         # send() calls of this loop iteration, by topic, not yet handed to a flush task.
         self._pending: dict[str, tuple[list[StreamingMessage], list[asyncio.Future[Any]]]] = {}
@@ -75,12 +79,12 @@ class AiokafkaProducer(StreamingProducer):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         try:
             producer = AIOKafkaProducer(**producer_settings(self._config, self._producer_config))
         except (ValueError, RuntimeError) as exc:  # a codec library missing, a bad combination
             raise OperationFailed(
-                self._error(
+                _errors.contract_error(
                     ErrorCode.INVALID_CONFIG, f"aiokafka refused the settings: {exc}", "connect"
                 )
             ) from exc
@@ -94,7 +98,7 @@ class AiokafkaProducer(StreamingProducer):
                 await self._check_idempotence(producer.client)
             await producer.start()
 
-        await start_within(self._config, start, self._error)
+        await start_within(self._config, start)
         if self._producer_config.transactional_id is not None:
             fence_offset_commits(producer)
         give_back_refused_sequences(producer)
@@ -115,7 +119,7 @@ class AiokafkaProducer(StreamingProducer):
             return
         name = for_code(error_code).message
         raise OperationFailed(
-            self._error(
+            _errors.contract_error(
                 ErrorCode.INVALID_CONFIG,
                 "idempotence is not supported by the broker (it answered the producer-id "
                 f"request with {name}): use ProducerConfig(idempotent=False) with this broker",
@@ -125,7 +129,7 @@ class AiokafkaProducer(StreamingProducer):
             )
         )
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         producer, self._producer = self._producer, None
         if producer is None:
             return
@@ -157,22 +161,19 @@ class AiokafkaProducer(StreamingProducer):
         elif stopping.exception() is not None:
             self._logger.debug("aiokafka producer stop failed", exc_info=stopping.exception())
 
-    def _close_bound(self) -> float:
-        return self._config.request_timeout + _STOP_GRACE
+    # Stopping aiokafka after the flush (closing sockets, ending its sender task) takes more.
+    close_grace = _STOP_GRACE
 
-    def _native_client(self) -> object:
+    def native_client(self) -> object:
         return self._producer
 
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        return _errors.translate(exc, operation, fallback, implementation=IMPLEMENTATION)
-
-    def _native_transactions(self) -> NativeTransactions:
+    def transactions(self) -> NativeTransactions:
         assert self._producer is not None
         return AiokafkaTransactions(self._producer, self._config.request_timeout)
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def _send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
+    async def send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
         # Sends issued in the same loop iteration go out together as one send of many messages:
         # a few record batches and one wait instead of a coroutine, a timer and a future per
         # message. One send alone is a one-record batch queued at once, without lingering.
@@ -209,7 +210,7 @@ class AiokafkaProducer(StreamingProducer):
         except OperationFailed as exc:
             outcomes = [exc.error] * len(messages)
         except Exception as exc:  # the boundary would translate it; this task is ours to do so
-            error = self._translate(exc, "send", ErrorCode.PRODUCE_FAILED).with_context(
+            error = _errors.translate_native(exc, "send", ErrorCode.PRODUCE_FAILED).with_context(
                 topic=topic, delivery=DELIVERY_UNKNOWN
             )
             outcomes = [error] * len(messages)
@@ -225,7 +226,7 @@ class AiokafkaProducer(StreamingProducer):
                     Failure(outcome) if isinstance(outcome, QiError) else Success(outcome)
                 )
 
-    async def _send_batch(
+    async def send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
     ) -> Sequence[ProduceResult | QiError]:
         outcomes = await self._sender.deliver(topic, messages, "send_batch")

@@ -17,11 +17,9 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError, KafkaTimeoutError, for_code
 
 from qi.base import QiError
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
-from qi.base.streaming._config import StreamingConfig
-from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming import ErrorCode, ProduceResult, StreamingConfig, StreamingMessage
 from qi.base.streaming._fast_values import LastTimestamp, produce_result
-from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming.backend import DELIVERY_UNKNOWN, NOT_WRITTEN, OperationFailed, not_connected
 from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._batch import (
     Layout,
@@ -30,6 +28,11 @@ from qi.base.streaming.backends.aiokafka._batch import (
     acknowledged,
 )
 from qi.base.streaming.backends.aiokafka._budget import QueueBudget
+from qi.base.streaming.backends.aiokafka._errors import (
+    IMPLEMENTATION,
+    contract_error,
+    translate_native,
+)
 from qi.base.streaming.backends.aiokafka._metadata import topic_metadata
 
 
@@ -41,15 +44,9 @@ def retrieve(future: asyncio.Future[Any]) -> None:
 
 
 class SenderOwner(Protocol):
-    """What a Sender needs of its producer: the native client of the moment and its errors."""
+    """What a Sender needs of its producer: the native client of the moment."""
 
     _producer: Any
-
-    def _error(self, code: ErrorCode, message: str, operation: str, **context: Any) -> QiError: ...
-
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError: ...
-
-    def _not_connected(self, operation: str) -> QiError: ...
 
 
 class Sender:
@@ -78,7 +75,7 @@ class Sender:
         producer = self._owner._producer
         if producer is None:
             raise OperationFailed(
-                self._owner._not_connected(operation).with_context(
+                not_connected(IMPLEMENTATION, "producer", operation).with_context(
                     topic=topic, delivery=NOT_WRITTEN
                 )
             )
@@ -326,7 +323,7 @@ class Sender:
         exc = future.exception()
         if exc is not None:
             delivery = _errors.delivery_after(exc, batch.native.retry_count)
-            return self._owner._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
+            return translate_native(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
                 topic=topic, delivery=delivery
             )
         return None
@@ -342,12 +339,12 @@ class Sender:
                 for entry in metadata["topics"]:
                     if entry["topic"] == topic and entry["error_code"] != 0:
                         exc = for_code(entry["error_code"])()
-                        return self._owner._translate(
+                        return translate_native(
                             exc, operation, ErrorCode.PRODUCE_FAILED
                         ).with_context(topic=topic, delivery=NOT_WRITTEN)
                 await producer.partitions_for(topic)
         except KafkaError as exc:  # no connection: nothing of the call was sent
-            return self._owner._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
+            return translate_native(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
                 topic=topic, delivery=NOT_WRITTEN
             )
         except TimeoutError:
@@ -383,7 +380,7 @@ class Sender:
                 kafka_error=_errors.kafka_error_name(exc),
                 retriable=True,
             )
-        return self._owner._translate(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
+        return translate_native(exc, operation, ErrorCode.PRODUCE_FAILED).with_context(
             topic=topic, delivery=NOT_WRITTEN
         )
 
@@ -396,6 +393,4 @@ class Sender:
         delivery: str,
         **context: Any,
     ) -> QiError:
-        return self._owner._error(
-            code, message, operation, topic=topic, delivery=delivery, **context
-        )
+        return contract_error(code, message, operation, topic=topic, delivery=delivery, **context)

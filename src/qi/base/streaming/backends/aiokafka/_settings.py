@@ -10,12 +10,7 @@ from __future__ import annotations
 import ssl
 from typing import Any, Final
 
-from qi.base.streaming._config import (
-    ConsumerConfig,
-    ProducerConfig,
-    SecurityConfig,
-    StreamingConfig,
-)
+from qi.base.streaming import ConsumerConfig, ProducerConfig, SecurityConfig, StreamingConfig
 
 # Room for the record batch header and each record's varint framing on top of the
 # key, value and header bytes that max_message_bytes limits (our check runs first,

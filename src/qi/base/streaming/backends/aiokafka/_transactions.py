@@ -39,9 +39,8 @@ from aiokafka.protocol.types import (
     TaggedFields,
 )
 
-from qi.base.streaming._codes import ErrorCode, streaming_error
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._source import TopicPartition
+from qi.base.streaming import ErrorCode
+from qi.base.streaming.backend import OperationFailed, TopicPartition, streaming_error
 from qi.base.streaming.backends.aiokafka import _errors, _private
 
 _TXN_OFFSET_COMMIT: Final = 28

@@ -11,13 +11,13 @@ import logging
 
 import confluent_kafka  # noqa: F401  (first: the factory reads ImportError.name)
 
-from qi.base.streaming._config import StreamingConfig
-from qi.base.streaming._connector import StreamingConnector
-from qi.base.streaming.backends.confluent._connector import ConfluentConnector
+from qi.base.streaming import StreamingConfig
+from qi.base.streaming.backend import ConnectorBackend
+from qi.base.streaming.backends.confluent._connector import ConfluentBackend
 
-__all__ = ["ConfluentConnector", "connector"]
+__all__ = ["ConfluentBackend", "backend"]
 
 
-def connector(config: StreamingConfig, logger: logging.Logger | None = None) -> StreamingConnector:
-    """The confluent connector for ``config``."""
-    return ConfluentConnector(config, logger)
+def backend(config: StreamingConfig, logger: logging.Logger) -> ConnectorBackend:
+    """The confluent backend for ``config`` (called by ``create_connector``)."""
+    return ConfluentBackend(config, logger)

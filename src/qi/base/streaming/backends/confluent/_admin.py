@@ -22,23 +22,24 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from qi.base import QiError
-from qi.base.streaming._admin import StreamingAdmin
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import StreamingConfig, TopicConfig
-from qi.base.streaming._group_offsets import TopicPartitionKey
-from qi.base.streaming._types import (
+from qi.base.streaming import (
+    ErrorCode,
     GroupDescription,
     PartitionMetadata,
     PartitionOffsets,
+    StreamingConfig,
+    TopicConfig,
     TopicMetadata,
 )
+from qi.base.streaming.backend import AdminBackend
+from qi.base.streaming.backend import TopicPartition as TopicPartitionKey
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,
     client_settings,
     prove_broker,
 )
 from qi.base.streaming.backends.confluent._errors import (
-    IMPLEMENTATION,
+    contract_error,
     kafka_error,
     translate_exception,
 )
@@ -55,17 +56,18 @@ _WORKER_PATIENCE: Final = 1.0
 _METADATA_POLL: Final = 0.05
 
 
-class ConfluentAdmin(StreamingAdmin):
-    """A StreamingAdmin over ``confluent_kafka.admin.AdminClient``."""
+class ConfluentAdmin(AdminBackend):
+    """The admin backend over ``confluent_kafka.admin.AdminClient``."""
 
-    def __init__(self, config: StreamingConfig, logger: logging.Logger | None = None) -> None:
-        super().__init__(config, implementation=IMPLEMENTATION, logger=logger)
+    def __init__(self, config: StreamingConfig, logger: logging.Logger) -> None:
+        self._config = config
+        self._logger = logger
         self._admin: AdminClient | None = None
         self._worker: BlockingWorker | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         settings = admin_settings(self._config)
         self._logger.debug("creating a confluent admin with %s", redacted(settings))
         errors = ClientErrors(self._logger)
@@ -80,22 +82,19 @@ class ConfluentAdmin(StreamingAdmin):
             serve=admin.poll,
         )
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         worker, self._worker = self._worker, None
         self._admin = None
         # A metadata request may still run (bounded by request_timeout); do not wait it out.
         if worker is not None and not await worker.close(_WORKER_PATIENCE):
             self._logger.debug("a confluent admin metadata request is still running")
 
-    def _native_client(self) -> object:
+    def native_client(self) -> object:
         return self._admin
-
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        return translate_exception(exc, operation, fallback)
 
     # -- operations ----------------------------------------------------------------------------
 
-    async def _create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
+    async def create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
         admin = self._client()
         timeout = self._config.request_timeout
         futures = admin.create_topics(
@@ -123,7 +122,7 @@ class ConfluentAdmin(StreamingAdmin):
             )
         return errors
 
-    async def _delete_topics(self, names: Sequence[str]) -> Mapping[str, QiError]:
+    async def delete_topics(self, names: Sequence[str]) -> Mapping[str, QiError]:
         admin = self._client()
         timeout = self._config.request_timeout
         futures = admin.delete_topics(
@@ -137,10 +136,10 @@ class ConfluentAdmin(StreamingAdmin):
             )
         return errors
 
-    async def _list_topics(self) -> Sequence[str]:
+    async def list_topics(self) -> Sequence[str]:
         return list((await self._metadata()).topics)
 
-    async def _describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
+    async def describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
         # All topics, not the named ones: a metadata request naming a missing topic
         # could make a broker with automatic creation create it.
         topics = (await self._metadata()).topics
@@ -163,31 +162,31 @@ class ConfluentAdmin(StreamingAdmin):
             )
         return described
 
-    async def _topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
+    async def topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
         partitions = await self._partitions_of(topic)
         if partitions is None:
             return None
         return await self._groups().topic_offsets(topic, partitions)
 
-    async def _list_groups(self) -> Sequence[str]:
+    async def list_groups(self) -> Sequence[str]:
         return await self._groups().list_groups()
 
-    async def _describe_group(self, group_id: str) -> GroupDescription:
+    async def describe_group(self, group_id: str) -> GroupDescription:
         return await self._groups().describe_group(group_id)
 
-    async def _committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
+    async def committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
         return await self._groups().committed_offsets(group_id)
 
-    async def _offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
+    async def offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
         partitions = await self._partitions_of(topic)
         if partitions is None:
             return {}
         return await self._groups().offsets_at(topic, partitions, timestamp_ms)
 
-    async def _alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
+    async def alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
         await self._groups().alter_offsets(group_id, offsets)
 
-    async def _delete_group(self, group_id: str) -> None:
+    async def delete_group(self, group_id: str) -> None:
         await self._groups().delete_group(group_id)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -197,7 +196,7 @@ class ConfluentAdmin(StreamingAdmin):
 
     async def _partitions_of(self, topic: str) -> list[int] | None:
         """The topic's partition numbers, or None when it does not exist."""
-        described = (await self._describe_topics([topic])).get(topic)
+        described = (await self.describe_topics([topic])).get(topic)
         if described is None:
             return None
         return [partition.partition_id for partition in described.partitions]
@@ -227,7 +226,7 @@ class ConfluentAdmin(StreamingAdmin):
         for name, future in waiting.items():
             if not future.done():
                 future.cancel()
-                errors[name] = self._error(
+                errors[name] = contract_error(
                     ErrorCode.TIMEOUT,
                     f"{operation} got no answer within {self._config.request_timeout:.1f}s",
                     operation,

@@ -11,8 +11,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode, streaming_error
-from qi.base.streaming._endpoint import OperationFailed
+from qi.base.streaming import ErrorCode
+from qi.base.streaming.backend import OperationFailed, streaming_error
 from qi.base.streaming.backends.confluent._errors import (
     IMPLEMENTATION,
     contract_code,

@@ -1,15 +1,20 @@
-"""The confluent connector: builds librdkafka-backed producers, consumers and admins."""
+"""The confluent backend object: builds librdkafka-backed producers, consumers and admins."""
 
 from __future__ import annotations
 
+import logging
+
 from confluent_kafka.admin import AdminClient
 
-from qi.base.streaming._admin import StreamingAdmin
-from qi.base.streaming._config import ConsumerConfig, ProducerConfig
-from qi.base.streaming._connector import StreamingConnector
-from qi.base.streaming._consumer import StreamingConsumer
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._producer import StreamingProducer
+from qi.base import QiError
+from qi.base.streaming import ConsumerConfig, ErrorCode, ProducerConfig, StreamingConfig
+from qi.base.streaming.backend import (
+    AdminBackend,
+    ConnectorBackend,
+    ConsumerBackend,
+    OperationFailed,
+    ProducerBackend,
+)
 from qi.base.streaming.backends.confluent._admin import ConfluentAdmin
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,
@@ -17,27 +22,31 @@ from qi.base.streaming.backends.confluent._connect import (
     prove_broker,
 )
 from qi.base.streaming.backends.confluent._consumer import ConfluentConsumer
-from qi.base.streaming.backends.confluent._errors import IMPLEMENTATION
+from qi.base.streaming.backends.confluent._errors import IMPLEMENTATION, translate_exception
 from qi.base.streaming.backends.confluent._producer import ConfluentProducer
 from qi.base.streaming.backends.confluent._settings import admin_settings
 from qi.base.streaming.backends.confluent._worker import BlockingWorker
 
 
-class ConfluentConnector(StreamingConnector):
+class ConfluentBackend(ConnectorBackend):
     """The ``confluent`` backend: confluent-kafka, i.e. librdkafka."""
 
     implementation = IMPLEMENTATION
 
-    def _new_producer(self, config: ProducerConfig) -> StreamingProducer:
+    def __init__(self, config: StreamingConfig, logger: logging.Logger) -> None:
+        self._config = config
+        self._logger = logger
+
+    def producer(self, config: ProducerConfig) -> ProducerBackend:
         return ConfluentProducer(self._config, config, self._logger)
 
-    def _new_consumer(self, config: ConsumerConfig) -> StreamingConsumer:
+    def consumer(self, config: ConsumerConfig) -> ConsumerBackend:
         return ConfluentConsumer(self._config, config, self._logger)
 
-    def _new_admin(self) -> StreamingAdmin:
+    def admin(self) -> AdminBackend:
         return ConfluentAdmin(self._config, self._logger)
 
-    async def _probe(self) -> bool:
+    async def probe(self) -> bool:
         # A throw-away client: librdkafka clients are cheap, and a probe must not
         # depend on (or disturb) the endpoints in use.
         errors = ClientErrors(self._logger)
@@ -50,3 +59,6 @@ class ConfluentConnector(StreamingConnector):
         finally:
             await worker.close(patience=1.0)
         return True
+
+    def translate_error(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+        return translate_exception(exc, operation, fallback)

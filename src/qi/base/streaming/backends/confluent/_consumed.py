@@ -15,13 +15,13 @@ from typing import cast
 
 from confluent_kafka import KafkaError, Message
 
+from qi.base.streaming import ConsumedMessage
 from qi.base.streaming._fast_values import (
     CONSUMED_MESSAGE_SETTERS,
     LastTimestamp,
     consumed_headers,
     datetime_from_millis,
 )
-from qi.base.streaming._types import ConsumedMessage
 
 _NativeHeaders = list[tuple[str, str | bytes | None]]
 

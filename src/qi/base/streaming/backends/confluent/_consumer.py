@@ -1,4 +1,4 @@
-"""The confluent consumer endpoint: owns the native Consumer and its worker thread."""
+"""The confluent consumer backend: owns the native Consumer and its worker thread."""
 
 from __future__ import annotations
 
@@ -9,17 +9,13 @@ from typing import Any, Final, Literal
 
 from confluent_kafka import Consumer
 
-from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
-from qi.base.streaming._consumer import StreamingConsumer
-from qi.base.streaming._source import PartitionSource
+from qi.base.streaming import ConsumerConfig, StreamingConfig, SubscriptionConfig
+from qi.base.streaming.backend import ConsumerBackend, PartitionSource
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,
     client_settings,
     prove_broker,
 )
-from qi.base.streaming.backends.confluent._errors import IMPLEMENTATION, translate_exception
 from qi.base.streaming.backends.confluent._settings import consumer_settings, redacted
 from qi.base.streaming.backends.confluent._source import ConfluentSource
 from qi.base.streaming.backends.confluent._worker import BlockingWorker
@@ -35,8 +31,8 @@ def _ignore_outcome(future: asyncio.Future[Any]) -> None:
         future.exception()  # retrieved, so asyncio does not log it as never retrieved
 
 
-class ConfluentConsumer(StreamingConsumer):
-    """A StreamingConsumer over ``confluent_kafka.Consumer``.
+class ConfluentConsumer(ConsumerBackend):
+    """The consumer backend over ``confluent_kafka.Consumer``.
 
     ``auto.offset.reset`` is fixed when a librdkafka consumer is created, but
     ``from_beginning`` is only known at ``subscribe``; and a run ends by closing
@@ -46,12 +42,11 @@ class ConfluentConsumer(StreamingConsumer):
     """
 
     def __init__(
-        self,
-        config: StreamingConfig,
-        consumer_config: ConsumerConfig,
-        logger: logging.Logger | None = None,
+        self, config: StreamingConfig, consumer_config: ConsumerConfig, logger: logging.Logger
     ) -> None:
-        super().__init__(config, consumer_config, implementation=IMPLEMENTATION, logger=logger)
+        self._config = config
+        self._consumer_config = consumer_config
+        self._logger = logger
         self._native_consumer: Consumer | None = None
         self._native_state: _NativeState = "closed"
         self._from_beginning = False
@@ -59,7 +54,7 @@ class ConfluentConsumer(StreamingConsumer):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         self._worker = BlockingWorker("qi-confluent-consumer")
         errors = ClientErrors(self._logger)
         consumer = self._build(from_beginning=False, errors=errors)
@@ -71,7 +66,7 @@ class ConfluentConsumer(StreamingConsumer):
             serve=consumer.poll,
         )
 
-    async def _close_native(self, deadline: float) -> None:
+    async def close(self, deadline: float) -> None:
         worker, self._worker = self._worker, None
         consumer, state = self._native_consumer, self._native_state
         self._native_state = "closed"
@@ -94,15 +89,12 @@ class ConfluentConsumer(StreamingConsumer):
                 "its thread ends when librdkafka returns"
             )
 
-    def _native_client(self) -> object:
+    def native_client(self) -> object:
         return self._native_consumer
-
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        return translate_exception(exc, operation, fallback)
 
     # -- runs ----------------------------------------------------------------------------------
 
-    def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
+    def partition_source(self, subscription: SubscriptionConfig) -> PartitionSource:
         if self._worker is None:
             raise RuntimeError("the consumer is not connected")
         return ConfluentSource(

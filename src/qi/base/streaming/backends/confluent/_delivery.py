@@ -49,12 +49,12 @@ from typing import Any, Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from qi.base import QiError
+from qi.base.streaming import ProduceResult, StreamingMessage
 from qi.base.streaming._fast_values import (
     PRODUCE_RESULT_SETTERS,
     LastTimestamp,
     datetime_from_millis,
 )
-from qi.base.streaming._types import ProduceResult, StreamingMessage
 
 # flush() slice while a call waits: only bounds how quickly the thread notices a stop
 # request, since flush() returns as soon as librdkafka has nothing left to deliver.

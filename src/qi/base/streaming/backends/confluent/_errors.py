@@ -15,7 +15,8 @@ from typing import Any, Final
 from confluent_kafka import KafkaError, KafkaException
 
 from qi.base import QiError
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode, streaming_error
+from qi.base.streaming import ErrorCode
+from qi.base.streaming.backend import DELIVERY_UNKNOWN, NOT_WRITTEN, streaming_error
 
 IMPLEMENTATION: Final = "confluent"
 
@@ -244,6 +245,13 @@ def kafka_error(
         retriable=bool(error.retriable()) or name in RETRIABLE,
         fatal=bool(error.fatal()) or code is ErrorCode.PRODUCER_FENCED,
         **context,
+    )
+
+
+def contract_error(code: ErrorCode, message: str, operation: str, **context: Any) -> QiError:
+    """A QiError the confluent backend builds itself (not from a librdkafka error)."""
+    return streaming_error(
+        code, message, operation=operation, implementation=IMPLEMENTATION, **context
     )
 
 

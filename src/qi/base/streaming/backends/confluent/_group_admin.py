@@ -25,8 +25,8 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # OffsetSpec:
     OffsetSpec,
 )
 
-from qi.base.streaming._group_offsets import TopicPartitionKey
-from qi.base.streaming._types import GroupDescription, GroupMember, PartitionOffsets
+from qi.base.streaming import GroupDescription, GroupMember, PartitionOffsets
+from qi.base.streaming.backend import TopicPartition as TopicPartitionKey
 
 # Kafka's state names in the contract's snake case (see GroupDescription.state).
 _STATES: Final[Mapping[ConsumerGroupState, str]] = {

@@ -17,12 +17,21 @@ from typing import Final
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
-from qi.base.streaming._config import ProducerConfig, StreamingConfig
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._producer import StreamingProducer
-from qi.base.streaming._transaction import NativeTransactions
-from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming import (
+    ErrorCode,
+    ProducerConfig,
+    ProduceResult,
+    StreamingConfig,
+    StreamingMessage,
+)
+from qi.base.streaming.backend import (
+    DELIVERY_UNKNOWN,
+    NOT_WRITTEN,
+    NativeTransactions,
+    OperationFailed,
+    ProducerBackend,
+    not_connected,
+)
 from qi.base.streaming.backends.confluent._connect import (
     ClientErrors,
     client_settings,
@@ -31,6 +40,7 @@ from qi.base.streaming.backends.confluent._connect import (
 from qi.base.streaming.backends.confluent._delivery import DeliveryHub, Outcome, Sends
 from qi.base.streaming.backends.confluent._errors import (
     IMPLEMENTATION,
+    contract_error,
     kafka_error,
     reported_delivery,
     translate_exception,
@@ -47,6 +57,11 @@ _SPACE_WAIT: Final = 0.05
 # Pause between metadata requests while librdkafka still believes a topic that exists
 # (deleted and created again) to be missing.
 _TOPIC_RECHECK: Final = 0.1
+
+
+def _disconnected(operation: str) -> QiError:
+    """A send that found the producer disconnected under it: nothing was handed over."""
+    return not_connected(IMPLEMENTATION, "producer", operation).with_context(delivery=NOT_WRITTEN)
 
 
 class EpochTimestamp(ValueError):
@@ -82,16 +97,15 @@ def _produce(
     )
 
 
-class ConfluentProducer(StreamingProducer):
-    """A StreamingProducer over ``confluent_kafka.Producer``."""
+class ConfluentProducer(ProducerBackend):
+    """The producer backend over ``confluent_kafka.Producer``."""
 
     def __init__(
-        self,
-        config: StreamingConfig,
-        producer_config: ProducerConfig,
-        logger: logging.Logger | None = None,
+        self, config: StreamingConfig, producer_config: ProducerConfig, logger: logging.Logger
     ) -> None:
-        super().__init__(config, producer_config, implementation=IMPLEMENTATION, logger=logger)
+        self._config = config
+        self._producer_config = producer_config
+        self._logger = logger
         self._producer: Producer | None = None
         self._hub: DeliveryHub | None = None
         self._worker: BlockingWorker | None = None
@@ -104,7 +118,7 @@ class ConfluentProducer(StreamingProducer):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         settings = producer_settings(self._config, self._producer_config)
         self._logger.debug("creating a confluent producer with %s", redacted(settings))
         errors = ClientErrors(self._logger)
@@ -132,7 +146,7 @@ class ConfluentProducer(StreamingProducer):
                 producer, self._worker, self._config.request_timeout
             )
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         hub, self._hub = self._hub, None
         worker, self._worker = self._worker, None
         try:
@@ -146,25 +160,22 @@ class ConfluentProducer(StreamingProducer):
             self._producer = None
             self._transactions = None
 
-    def _native_client(self) -> object:
+    def native_client(self) -> object:
         return self._producer
 
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        return translate_exception(exc, operation, fallback)
-
-    def _native_transactions(self) -> NativeTransactions:
+    def transactions(self) -> NativeTransactions:
         # One per connection: it remembers an abort librdkafka must be asked to resume.
         assert self._transactions is not None
         return self._transactions
 
     # -- sending -------------------------------------------------------------------------------
 
-    def _send(
+    def send(
         self, topic: str, message: StreamingMessage
     ) -> Awaitable[Result[ProduceResult, QiError]]:
         hub, producer = self._hub, self._producer
         if hub is None or producer is None:
-            raise OperationFailed(self._not_connected("send"))
+            raise OperationFailed(_disconnected("send"))
         sends = Sends(
             topic, 1, asyncio.get_running_loop().create_future(), self._finish_one, (message,)
         )
@@ -204,7 +215,7 @@ class ConfluentProducer(StreamingProducer):
         outcome = (await self._explained(sends.topic, sends.messages, sends.outcomes, "send"))[0]
         return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
 
-    async def _send_batch(
+    async def send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
     ) -> Sequence[ProduceResult | QiError]:
         return await self._deliver(topic, messages, "send_batch")
@@ -214,7 +225,7 @@ class ConfluentProducer(StreamingProducer):
     ) -> list[ProduceResult | QiError]:
         hub, producer = self._hub, self._producer
         if hub is None or producer is None:
-            raise OperationFailed(self._not_connected(operation))
+            raise OperationFailed(_disconnected(operation))
         sends = Sends(topic, len(messages), asyncio.get_running_loop().create_future())
         produced = await self._produce(hub, producer, sends, messages, operation)
         hub.handed_over(sends, produced)
@@ -256,7 +267,7 @@ class ConfluentProducer(StreamingProducer):
                 now = time.monotonic()
                 deadline = now + self._config.request_timeout if deadline is None else deadline
                 if hub.closing:
-                    refused = self._not_connected(operation).with_context(delivery=NOT_WRITTEN)
+                    refused = _disconnected(operation)
                     self._fail_rest(sends, index, refused)
                     return produced
                 if now >= deadline:
@@ -366,7 +377,7 @@ class ConfluentProducer(StreamingProducer):
         )
 
     def _epoch_refused(self, operation: str, topic: str) -> QiError:
-        return self._error(
+        return contract_error(
             ErrorCode.INVALID_MESSAGE,
             "the confluent backend cannot send a timestamp of 0 ms (librdkafka reads 0 as "
             '"now"): use one from 1 ms on, or the aiokafka or memory backend',
@@ -387,7 +398,7 @@ class ConfluentProducer(StreamingProducer):
             outcomes[index] = error
 
     def _queue_full(self, operation: str, topic: str) -> QiError:
-        return self._error(
+        return contract_error(
             ErrorCode.QUEUE_FULL,
             f"the local producer queue stayed full for {self._config.request_timeout:.1f}s",
             operation,
@@ -423,7 +434,7 @@ class ConfluentProducer(StreamingProducer):
             return kafka_error(
                 outcome, operation, ErrorCode.PRODUCE_FAILED, topic=topic, delivery=delivery
             )
-        return self._error(
+        return contract_error(
             ErrorCode.PRODUCE_FAILED,
             "the producer was disconnected before the message was acknowledged",
             operation,

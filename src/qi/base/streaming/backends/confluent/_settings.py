@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from qi.base.streaming._config import (
-    ConsumerConfig,
-    ProducerConfig,
-    SecurityConfig,
-    StreamingConfig,
-)
+from qi.base.streaming import ConsumerConfig, ProducerConfig, SecurityConfig, StreamingConfig
 
 Settings = dict[str, str | int | float | bool]
 

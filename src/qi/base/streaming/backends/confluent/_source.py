@@ -41,17 +41,16 @@ from confluent_kafka import (
     TopicPartition as NativePartition,
 )
 
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import SubscriptionConfig
+from qi.base.streaming import ConsumedMessage, ErrorCode, SubscriptionConfig
 from qi.base.streaming._fast_values import LastTimestamp
-from qi.base.streaming._source import (
+from qi.base.streaming.backend import (
+    NO_CONSUMED_HEADERS,
     PartitionSource,
     RebalanceListener,
     SeekTarget,
     TopicPartition,
+    is_internal_topic,
 )
-from qi.base.streaming._types import NO_CONSUMED_HEADERS, ConsumedMessage
-from qi.base.streaming._validation import is_internal_topic
 from qi.base.streaming.backends.confluent._consumed import consumed
 from qi.base.streaming.backends.confluent._errors import (
     ERROR_CODES,

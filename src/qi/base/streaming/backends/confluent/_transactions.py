@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from confluent_kafka import Producer
 from confluent_kafka import TopicPartition as NativePartition
 
-from qi.base.streaming._source import TopicPartition
+from qi.base.streaming.backend import TopicPartition
 from qi.base.streaming.backends.confluent._worker import BlockingWorker
 
 

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import logging
 
-from qi.base.streaming._config import StreamingConfig
-from qi.base.streaming._connector import StreamingConnector
-from qi.base.streaming._murmur2 import partition_for_key
+from qi.base.streaming import StreamingConfig
+from qi.base.streaming.backend import ConnectorBackend, partition_for_key
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for, discard_broker
-from qi.base.streaming.backends.memory._connector import MemoryConnector
+from qi.base.streaming.backends.memory._connector import MemoryBackend
 from qi.base.streaming.backends.memory._consumer import crash
 from qi.base.streaming.backends.memory._errors import BrokerError
 from qi.base.streaming.backends.memory._group import GroupEvent
@@ -36,16 +35,16 @@ from qi.base.streaming.backends.memory._group import GroupEvent
 __all__ = [
     "BrokerError",
     "GroupEvent",
+    "MemoryBackend",
     "MemoryBroker",
-    "MemoryConnector",
+    "backend",
     "broker_for",
-    "connector",
     "crash",
     "discard_broker",
     "partition_for_key",
 ]
 
 
-def connector(config: StreamingConfig, logger: logging.Logger | None) -> StreamingConnector:
-    """The memory backend's connector for ``config`` (called by ``create_connector``)."""
-    return MemoryConnector(config, logger)
+def backend(config: StreamingConfig, logger: logging.Logger) -> ConnectorBackend:
+    """The memory backend for ``config`` (called by ``create_connector``)."""
+    return MemoryBackend(config, logger)

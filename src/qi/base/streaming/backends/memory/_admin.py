@@ -7,29 +7,24 @@ reads and changes the broker's own group and log state.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Final
 
 from qi.base import QiError
-from qi.base.streaming._admin import StreamingAdmin
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import StreamingConfig, TopicConfig
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._group_offsets import TopicPartitionKey
-from qi.base.streaming._types import (
+from qi.base.streaming import (
     GroupDescription,
     GroupMember,
     PartitionOffsets,
+    StreamingConfig,
+    TopicConfig,
     TopicMetadata,
 )
+from qi.base.streaming.backend import AdminBackend, OperationFailed, TopicPartition
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for
 from qi.base.streaming.backends.memory._errors import (
-    IMPLEMENTATION,
     BrokerError,
     MemoryBrokerError,
     broker_error,
-    translate,
     unreachable,
 )
 
@@ -37,27 +32,24 @@ from qi.base.streaming.backends.memory._errors import (
 _MEMBER_HOST: Final = "in-process"
 
 
-class MemoryAdmin(StreamingAdmin):
+class MemoryAdmin(AdminBackend):
     """Manages topics and consumer groups of the in-process broker."""
 
-    def __init__(self, config: StreamingConfig, logger: logging.Logger | None = None) -> None:
-        super().__init__(config, implementation=IMPLEMENTATION, logger=logger)
+    def __init__(self, config: StreamingConfig) -> None:
+        self._config = config
         self._broker: MemoryBroker | None = None
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         broker = broker_for(self._config.brokers)
         if not await broker.wait_reachable(self._config.connection_timeout):
             raise OperationFailed(unreachable(self._config, "connect"))
         self._broker = broker
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         self._broker = None
 
-    def _native_client(self) -> object:
+    def native_client(self) -> object:
         return self._broker
-
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        return translate(exc, operation, fallback)
 
     async def _reach(self, operation: str) -> MemoryBroker:
         """The broker, once reachable; STREAMING_CONNECTION_FAILED after request_timeout."""
@@ -67,7 +59,7 @@ class MemoryAdmin(StreamingAdmin):
             raise OperationFailed(unreachable(self._config, operation))
         return broker
 
-    async def _create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
+    async def create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
         broker = await self._reach("create_topics")
         errors: dict[str, QiError] = {}
         for config in topics:
@@ -79,7 +71,7 @@ class MemoryAdmin(StreamingAdmin):
                 )
         return errors
 
-    async def _delete_topics(self, names: Sequence[str]) -> Mapping[str, QiError]:
+    async def delete_topics(self, names: Sequence[str]) -> Mapping[str, QiError]:
         broker = await self._reach("delete_topics")
         errors: dict[str, QiError] = {}
         for name in names:
@@ -90,11 +82,11 @@ class MemoryAdmin(StreamingAdmin):
                 )
         return errors
 
-    async def _list_topics(self) -> Sequence[str]:
+    async def list_topics(self) -> Sequence[str]:
         broker = await self._reach("list_topics")
         return broker.topic_names()
 
-    async def _describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
+    async def describe_topics(self, names: Sequence[str]) -> Mapping[str, TopicMetadata]:
         broker = await self._reach("get_topic_metadata")
         found: dict[str, TopicMetadata] = {}
         for name in names:
@@ -103,14 +95,14 @@ class MemoryAdmin(StreamingAdmin):
                 found[name] = metadata
         return found
 
-    async def _topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
+    async def topic_offsets(self, topic: str) -> tuple[PartitionOffsets, ...] | None:
         found = (await self._reach("get_topic_offsets")).topic(topic)
         return None if found is None else found.offsets()
 
-    async def _list_groups(self) -> Sequence[str]:
+    async def list_groups(self) -> Sequence[str]:
         return (await self._reach("list_groups")).group_ids()
 
-    async def _describe_group(self, group_id: str) -> GroupDescription:
+    async def describe_group(self, group_id: str) -> GroupDescription:
         group = (await self._reach("describe_group")).known_group(group_id)
         if group is None:
             return GroupDescription(group_id, "dead", ())
@@ -122,10 +114,10 @@ class MemoryAdmin(StreamingAdmin):
         )
         return GroupDescription(group_id, group.state(), members)
 
-    async def _committed_offsets(self, group_id: str) -> Mapping[TopicPartitionKey, int]:
+    async def committed_offsets(self, group_id: str) -> Mapping[TopicPartition, int]:
         return (await self._reach("get_group_lag")).committed(group_id)
 
-    async def _offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
+    async def offsets_at(self, topic: str, timestamp_ms: int) -> Mapping[int, int | None]:
         found = (await self._reach("reset_group_offsets")).topic(topic)
         if found is None:
             raise MemoryBrokerError(BrokerError.UNKNOWN_TOPIC_OR_PART, f"no topic {topic!r}")
@@ -134,8 +126,8 @@ class MemoryAdmin(StreamingAdmin):
             for partition in range(len(found.logs))
         }
 
-    async def _alter_offsets(self, group_id: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
+    async def alter_offsets(self, group_id: str, offsets: Mapping[TopicPartition, int]) -> None:
         (await self._reach("reset_group_offsets")).group(group_id).reset_offsets(offsets)
 
-    async def _delete_group(self, group_id: str) -> None:
+    async def delete_group(self, group_id: str) -> None:
         (await self._reach("delete_group")).delete_group(group_id)

@@ -16,14 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from qi.base import QiError
-from qi.base.streaming._codes import NOT_WRITTEN
+from qi.base.streaming import ProduceResult, StreamingMessage
 from qi.base.streaming._fast_values import (
     PRODUCE_RESULT_SETTERS,
     datetime_from_millis,
     millis_from_datetime,
 )
-from qi.base.streaming._murmur2 import partition_for_key
-from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming.backend import NOT_WRITTEN, partition_for_key
 from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
 from qi.base.streaming.backends.memory._log import Topic, encode_headers
 from qi.base.streaming.backends.memory._records import (

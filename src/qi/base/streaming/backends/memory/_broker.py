@@ -34,9 +34,15 @@ from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
 from qi.base import QiError
-from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
-from qi.base.streaming._config import TopicConfig
-from qi.base.streaming._types import ConsumedMessage, ProduceResult, StreamingMessage, TopicMetadata
+from qi.base.streaming import (
+    ConsumedMessage,
+    ErrorCode,
+    ProduceResult,
+    StreamingMessage,
+    TopicConfig,
+    TopicMetadata,
+)
+from qi.base.streaming.backend import NOT_WRITTEN
 from qi.base.streaming.backends.memory._append import append_messages
 from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
 from qi.base.streaming.backends.memory._group import ConsumerGroup, GroupObserver

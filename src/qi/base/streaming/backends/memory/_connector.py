@@ -1,32 +1,43 @@
-"""The memory connector: builds endpoints bound to the process's broker for ``brokers``."""
+"""The memory backend object: builds endpoint backends bound to the broker of ``brokers``."""
 
 from __future__ import annotations
 
-from qi.base.streaming._admin import StreamingAdmin
-from qi.base.streaming._config import ConsumerConfig, ProducerConfig
-from qi.base.streaming._connector import StreamingConnector
-from qi.base.streaming._consumer import StreamingConsumer
-from qi.base.streaming._producer import StreamingProducer
+import logging
+
+from qi.base import QiError
+from qi.base.streaming import ConsumerConfig, ErrorCode, ProducerConfig, StreamingConfig
+from qi.base.streaming.backend import (
+    AdminBackend,
+    ConnectorBackend,
+    ConsumerBackend,
+    ProducerBackend,
+)
 from qi.base.streaming.backends.memory._admin import MemoryAdmin
 from qi.base.streaming.backends.memory._broker import broker_for
 from qi.base.streaming.backends.memory._consumer import MemoryConsumer
-from qi.base.streaming.backends.memory._errors import IMPLEMENTATION
+from qi.base.streaming.backends.memory._errors import IMPLEMENTATION, translate
 from qi.base.streaming.backends.memory._producer import MemoryProducer
 
 
-class MemoryConnector(StreamingConnector):
+class MemoryBackend(ConnectorBackend):
     """The ``memory`` backend: an in-process broker shared by equal ``brokers`` values."""
 
     implementation = IMPLEMENTATION
 
-    def _new_producer(self, config: ProducerConfig) -> StreamingProducer:
-        return MemoryProducer(self._config, config, self._logger)
+    def __init__(self, config: StreamingConfig, logger: logging.Logger | None = None) -> None:
+        self._config = config
 
-    def _new_consumer(self, config: ConsumerConfig) -> StreamingConsumer:
-        return MemoryConsumer(self._config, config, self._logger)
+    def producer(self, config: ProducerConfig) -> ProducerBackend:
+        return MemoryProducer(self._config, config)
 
-    def _new_admin(self) -> StreamingAdmin:
-        return MemoryAdmin(self._config, self._logger)
+    def consumer(self, config: ConsumerConfig) -> ConsumerBackend:
+        return MemoryConsumer(self._config, config)
 
-    async def _probe(self) -> bool:
+    def admin(self) -> AdminBackend:
+        return MemoryAdmin(self._config)
+
+    async def probe(self) -> bool:
         return broker_for(self._config.brokers).reachable
+
+    def translate_error(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+        return translate(exc, operation, fallback)

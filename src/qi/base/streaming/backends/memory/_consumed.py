@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TypeAlias
 
+from qi.base.streaming import ConsumedMessage
 from qi.base.streaming._fast_values import CONSUMED_MESSAGE_SETTERS, datetime_from_millis
-from qi.base.streaming._types import ConsumedMessage
 
 Record: TypeAlias = tuple[bytes | None, bytes | None, int, Mapping[str, bytes] | None]
 """A stored message: key, value (None for a tombstone), timestamp (milliseconds, as Kafka

@@ -7,52 +7,45 @@ and the other members do then.
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import Final
 
-from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import ConsumerConfig, StreamingConfig, SubscriptionConfig
-from qi.base.streaming._consumer import StreamingConsumer
-from qi.base.streaming._endpoint import OperationFailed, State
-from qi.base.streaming._source import PartitionSource
+from qi.base.streaming import ConsumerConfig, StreamingConfig, StreamingConsumer, SubscriptionConfig
+from qi.base.streaming.backend import (
+    ConsumerBackend,
+    OperationFailed,
+    PartitionSource,
+    abandon,
+)
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for
-from qi.base.streaming.backends.memory._errors import IMPLEMENTATION, translate, unreachable
+from qi.base.streaming.backends.memory._errors import IMPLEMENTATION, unreachable
 from qi.base.streaming.backends.memory._member import MemberSource
 
 # Member ids only need to be unique within the process's brokers.
 _MEMBER_NUMBERS: Final = itertools.count(1)
 
 
-class MemoryConsumer(StreamingConsumer):
+class MemoryConsumer(ConsumerBackend):
     """Reads from the in-process broker of its ``brokers`` value as a group member."""
 
-    def __init__(
-        self,
-        config: StreamingConfig,
-        consumer_config: ConsumerConfig,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        super().__init__(config, consumer_config, implementation=IMPLEMENTATION, logger=logger)
+    def __init__(self, config: StreamingConfig, consumer_config: ConsumerConfig) -> None:
+        self._config = config
+        self._consumer_config = consumer_config
         self._broker: MemoryBroker | None = None
         self._member: MemberSource | None = None
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         broker = broker_for(self._config.brokers)
         if not await broker.wait_reachable(self._config.connection_timeout):
             raise OperationFailed(unreachable(self._config, "connect"))
         self._broker = broker
 
-    async def _close_native(self, deadline: float) -> None:
+    async def close(self, deadline: float) -> None:
         self._broker = None
 
-    def _native_client(self) -> object:
+    def native_client(self) -> object:
         return self._broker
 
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        return translate(exc, operation, fallback)
-
-    def _create_source(self, subscription: SubscriptionConfig) -> PartitionSource:
+    def partition_source(self, subscription: SubscriptionConfig) -> PartitionSource:
         broker = self._broker
         assert broker is not None
         self._member = MemberSource(
@@ -67,13 +60,11 @@ class MemoryConsumer(StreamingConsumer):
         )
         return self._member
 
-    def _crash(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            engine.abandon()
+    def crash(self) -> None:
+        """Vanish from the broker without a word: the group keeps the member until its
+        session times out."""
         if self._member is not None:
             self._member.crash()
-        self._state = State.CLOSED
         self._broker = None
 
 
@@ -87,6 +78,8 @@ def crash(consumer: StreamingConsumer) -> None:
     The consumer counts as disconnected afterwards. Raises TypeError for a consumer of
     another backend.
     """
-    if not isinstance(consumer, MemoryConsumer):
+    if not isinstance(consumer, StreamingConsumer) or consumer.implementation != IMPLEMENTATION:
         raise TypeError(f"crash() needs a memory consumer, got {type(consumer).__name__}")
-    consumer._crash()
+    backend = abandon(consumer)
+    assert isinstance(backend, MemoryConsumer)
+    backend.crash()

@@ -12,8 +12,8 @@ from enum import StrEnum
 from typing import Any, Final
 
 from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode, streaming_error
-from qi.base.streaming._config import StreamingConfig
+from qi.base.streaming import ErrorCode, StreamingConfig
+from qi.base.streaming.backend import streaming_error
 
 IMPLEMENTATION: Final = "memory"
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, Protocol
 
-from qi.base.streaming._source import TopicPartition
+from qi.base.streaming.backend import TopicPartition
 from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
 
 _LOGGER: Final = logging.getLogger("qi.base.streaming.memory")

@@ -15,14 +15,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from qi.base.streaming._config import EMPTY_MAPPING
-from qi.base.streaming._types import (
-    NO_CONSUMED_HEADERS,
-    ConsumedMessage,
-    PartitionMetadata,
-    PartitionOffsets,
-    TopicMetadata,
-)
+from qi.base.streaming import ConsumedMessage, PartitionMetadata, PartitionOffsets, TopicMetadata
+from qi.base.streaming.backend import EMPTY_MAPPING, NO_CONSUMED_HEADERS
 from qi.base.streaming.backends.memory._consumed import Record, consumed_messages
 from qi.base.streaming.backends.memory._topic_configs import TopicSettings
 

@@ -12,16 +12,14 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Final
 
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._config import SubscriptionConfig
-from qi.base.streaming._source import (
+from qi.base.streaming import ConsumedMessage, ErrorCode, SubscriptionConfig
+from qi.base.streaming.backend import (
     PartitionSource,
     RebalanceListener,
     SeekTarget,
     TopicPartition,
+    is_internal_topic,
 )
-from qi.base.streaming._types import ConsumedMessage
-from qi.base.streaming._validation import is_internal_topic
 from qi.base.streaming.backends.memory._broker import MemoryBroker
 from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
 from qi.base.streaming.backends.memory._group import ConsumerGroup

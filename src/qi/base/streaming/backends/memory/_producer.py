@@ -9,20 +9,26 @@ broker and a delayed acknowledgement.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 
 from qi.base import Failure, QiError, Result, Success
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
-from qi.base.streaming._config import ProducerConfig, StreamingConfig
-from qi.base.streaming._endpoint import OperationFailed
-from qi.base.streaming._producer import StreamingProducer
-from qi.base.streaming._source import TopicPartition
-from qi.base.streaming._transaction import NativeTransactions
-from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming import (
+    ErrorCode,
+    ProducerConfig,
+    ProduceResult,
+    StreamingConfig,
+    StreamingMessage,
+)
+from qi.base.streaming.backend import (
+    DELIVERY_UNKNOWN,
+    NOT_WRITTEN,
+    NativeTransactions,
+    OperationFailed,
+    ProducerBackend,
+    TopicPartition,
+)
 from qi.base.streaming.backends.memory._broker import MemoryBroker, broker_for
 from qi.base.streaming.backends.memory._errors import (
-    IMPLEMENTATION,
     BrokerError,
     MemoryBrokerError,
     broker_error,
@@ -78,16 +84,12 @@ class MemoryTransactions:
             raise OperationFailed(unreachable(self._config, operation))
 
 
-class MemoryProducer(StreamingProducer):
+class MemoryProducer(ProducerBackend):
     """Writes to the in-process broker of its ``brokers`` value."""
 
-    def __init__(
-        self,
-        config: StreamingConfig,
-        producer_config: ProducerConfig,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        super().__init__(config, producer_config, implementation=IMPLEMENTATION, logger=logger)
+    def __init__(self, config: StreamingConfig, producer_config: ProducerConfig) -> None:
+        self._config = config
+        self._producer_config = producer_config
         self._broker: MemoryBroker | None = None
         # Where messages with neither key nor partition go: one partition for a while, as
         # librdkafka's default sticky.partitioning.linger.ms (twice linger.ms) does.
@@ -98,7 +100,7 @@ class MemoryProducer(StreamingProducer):
         self._session: ProducerSession | None = None
         self._transactions: MemoryTransactions | None = None
 
-    async def _open(self) -> None:
+    async def open(self) -> None:
         broker = broker_for(self._config.brokers)
         if not await broker.wait_reachable(self._config.connection_timeout):
             raise OperationFailed(unreachable(self._config, "connect"))
@@ -113,27 +115,24 @@ class MemoryProducer(StreamingProducer):
         self._drained = asyncio.Event()
         self._drained.set()
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         # Sends still waiting on a fault end by themselves within request_timeout.
         if self._drained is not None:
             await self._drained.wait()
 
-    def _native_client(self) -> object:
+    def native_client(self) -> object:
         return self._broker
 
-    def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
-        return translate(exc, operation, fallback)
-
-    def _native_transactions(self) -> NativeTransactions:
+    def transactions(self) -> NativeTransactions:
         assert self._transactions is not None
         return self._transactions
 
-    async def _send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
+    async def send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
         outcomes = await self._deliver(topic, (message,), "send")
         outcome = outcomes if isinstance(outcomes, QiError) else outcomes[0]
         return Failure(outcome) if isinstance(outcome, QiError) else Success(outcome)
 
-    async def _send_batch(
+    async def send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
     ) -> Sequence[ProduceResult | QiError]:
         outcomes = await self._deliver(topic, messages, "send_batch")

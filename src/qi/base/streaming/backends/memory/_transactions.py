@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from qi.base import QiError
-from qi.base.streaming._codes import ErrorCode
-from qi.base.streaming._source import TopicPartition
-from qi.base.streaming._types import ProduceResult, StreamingMessage
+from qi.base.streaming import ErrorCode, ProduceResult, StreamingMessage
+from qi.base.streaming.backend import TopicPartition
 from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
 from qi.base.streaming.backends.memory._group import ConsumerGroup
 from qi.base.streaming.backends.memory._records import StickyPartitions
