@@ -11,7 +11,9 @@
     I5 after a crash or rebalance, only what was handled after the last successful commit
        comes again;
     I6 every call returns within its bound (plus ``slack``); no task or thread outlives
-       disconnect().
+       disconnect();
+    I7 (exactly-once pipelines) the output topic, read with read_committed, holds exactly
+       one transformed record per acknowledged input record (``_output_rules``).
 
 ``exact`` histories know every assignment, revocation and commit of every member (the
 memory broker's observers tell them). Histories of real brokers do not: commits are
@@ -40,18 +42,23 @@ from ._events import (
     HandlerStarted,
     Holding,
     Leftovers,
+    Output,
+    OutputsRead,
     Produced,
     Quiet,
+    Reported,
     Revoked,
     Revoking,
     Sought,
     TopicPartition,
+    Wrote,
 )
 from ._handler_rules import HandlerRules
+from ._output_rules import OutputRules
 from ._report import offsets, ranges, report, stamp
 
 
-class Checker(HandlerRules):
+class Checker(HandlerRules, OutputRules):
     """Checks a history event by event; see the module docstring for what it asserts."""
 
     # -- reading -------------------------------------------------------------------------------
@@ -109,6 +116,14 @@ class Checker(HandlerRules):
                     self._violate("I6", event, f"still alive after disconnect(): {left}", member)
             case Quiet():
                 self._quiet(event)
+            case Wrote():
+                self.written.append(event)
+            case Output():
+                self._output(event)
+            case OutputsRead():
+                self._outputs_read(event)
+            case Reported():
+                pass  # for the drivers' own assertions (a fenced member)
 
     # -- what the drivers ask ------------------------------------------------------------------
 
