@@ -88,7 +88,7 @@ async def main(settings: dict[str, Any]) -> int:
     consumer = got.value
     subscription = SubscriptionConfig(topics=(settings["topic"],), from_beginning=True)
     (await consumer.subscribe(subscription)).unwrap()
-    producer = await _transactional_producer(settings, client)
+    producer = await _transactional_producer(settings, client, record)
 
     def report(error: QiError) -> None:
         if producer is not None:
@@ -142,16 +142,26 @@ async def main(settings: dict[str, Any]) -> int:
 
 
 async def _transactional_producer(
-    settings: dict[str, Any], client: StreamingClient
+    settings: dict[str, Any], client: StreamingClient, record: Callable[[Event], None]
 ) -> StreamingProducer | None:
-    """The exactly-once member's producer (None for an at-least-once member)."""
+    """The exactly-once member's producer (None for an at-least-once member); once it is
+    recorded, every older producer of its transactional id is fenced."""
     if settings.get("output_topic") is None:
         return None
     config = ProducerConfig(
         transactional_id=settings["transactional_id"],
         transaction_timeout=settings["transaction_timeout"],
     )
-    got = await client.get_producer(config)
+    # Connecting, then registering the transactional id: each within connection_timeout.
+    bound = 2 * settings["connection_timeout"]
+    got = await timed(
+        record,
+        settings["member"],
+        "get_producer",
+        bound,
+        "2 * connection_timeout",
+        client.get_producer(config),
+    )
     return got.unwrap()
 
 

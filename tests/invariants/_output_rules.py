@@ -11,12 +11,14 @@ an input nobody acknowledged (a produce whose answer a cut lost) may show, but o
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Final
 
-from ._events import Output, OutputsRead, Wrote
+from ._events import Output, OutputsRead, Reported, Wrote
 from ._report import offsets, ranges
 from ._state import HistoryState
 
 Source = tuple[str, int, int]
+FENCED: Final = "STREAMING_PRODUCER_FENCED"
 
 
 class OutputRules(HistoryState):
@@ -26,6 +28,13 @@ class OutputRules(HistoryState):
         super().__init__(exact=exact, slack=slack)
         self.outputs: dict[Source, list[Output]] = defaultdict(list)
         self.written: list[Wrote] = []
+        self.reported: list[Reported] = []
+        """What transactional members' run loops told on_error."""
+
+    @property
+    def fenced(self) -> list[str]:
+        """Members whose run loop stopped on STREAMING_PRODUCER_FENCED, in order."""
+        return [event.member for event in self.reported if event.code == FENCED]
 
     def _output(self, event: Output) -> None:
         self.outputs[event.source].append(event)

@@ -3,8 +3,9 @@
 Shared by every driver: the memory driver keeps events in a list, a child process
 appends them to a file (one ``os.write`` per line). Message values carry their own
 test plan (``plan:SEQ:FAILS:DELAY_MS``), so a handler knows how to behave in any
-process: sleep ``DELAY_MS``, then fail the first ``FAILS`` deliveries (raising, or
-returning a Failure for odd ``SEQ``) and succeed afterwards.
+process: write its outputs (exactly-once members), sleep ``DELAY_MS``, then fail the
+first ``FAILS`` deliveries (raising, or returning a Failure for odd ``SEQ``) and
+succeed afterwards.
 """
 
 from __future__ import annotations
@@ -188,11 +189,9 @@ class PlannedHandler:
         transaction: Transaction | None,
     ) -> Failure[QiError] | None:
         plans = [Plan.of(message.value) for message in messages]
-        delay = max(plan.delay_ms for plan in plans)
-        if delay:
-            await asyncio.sleep(delay / 1000)
         if transaction is not None and self._output_topic is not None:
-            # Written before a planned failure: the abort that follows must hide them.
+            # Written first: a member paused in the delay holds them in its open transaction,
+            # and the abort that follows a planned failure must hide them.
             for message in messages:
                 sent = await transaction.send(
                     self._output_topic, transformed(topic, partition, message)
@@ -203,6 +202,9 @@ class PlannedHandler:
                 self._record(
                     Wrote(now(), self.member, sent.value.partition, sent.value.offset, source)
                 )
+        delay = max(plan.delay_ms for plan in plans)
+        if delay:
+            await asyncio.sleep(delay / 1000)
         for message, plan in zip(messages, plans, strict=True):
             key = (topic, partition, message.offset)
             attempt = self._attempts[key] = self._attempts.get(key, 0) + 1
