@@ -183,7 +183,8 @@ class RealGroup:
             "member": name,
             "outfile": str(history),
             "each_batch": self.random.random() < 0.3,
-            "auto_commit": self.random.random() < 0.5,
+            # Drawn either way: the seed's schedule stays the same.
+            "auto_commit": self.random.random() < 0.5 and not self.transactional,
             "commit_interval": COMMIT_INTERVAL,
             "max_batch_size": 20,
             "retry_backoff": 0.05,
