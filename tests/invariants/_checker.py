@@ -15,6 +15,10 @@
     I7 (exactly-once pipelines) the output topic, read with read_committed, holds exactly
        one transformed record per acknowledged input record (``_output_rules``).
 
+``transactional`` histories (exactly-once members) treat a failed handler call, and
+any other error their run loop reports, as an abort: the member's progress since its
+last commit is void, and its next call on each partition is checked as a restart.
+
 ``exact`` histories know every assignment, revocation and commit of every member (the
 memory broker's observers tell them). Histories of real brokers do not: commits are
 read group-wide at snapshots, so I2 and I5 are checked in their group-wide form, and a
@@ -122,8 +126,10 @@ class Checker(HandlerRules, OutputRules):
                 self._output(event)
             case OutputsRead():
                 self._outputs_read(event)
-            case Reported():
-                self.reported.append(event)  # for the drivers' own assertions
+            case Reported(member=member, code=code):
+                self.reported.append(event)
+                if self.transactional and code != "STREAMING_HANDLER_FAILED":
+                    self._aborted(member)  # a failed transaction call: it may have aborted
 
     # -- what the drivers ask ------------------------------------------------------------------
 
@@ -133,6 +139,13 @@ class Checker(HandlerRules, OutputRules):
             key: sorted(set(part.produced) - part.handled) for key, part in self._partitions.items()
         }
         return {key: values for key, values in missing.items() if values}
+
+    def uncommitted(self) -> int:
+        """Acknowledged messages at or past their partition's last commit seen."""
+        return sum(
+            sum(1 for offset in part.produced if offset >= (part.committed or 0))
+            for part in self._partitions.values()
+        )
 
     def frontier(self, key: TopicPartition) -> int:
         """Every offset below it was handled by the group: a seek there skips nothing."""

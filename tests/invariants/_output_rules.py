@@ -24,8 +24,8 @@ FENCED: Final = "STREAMING_PRODUCER_FENCED"
 class OutputRules(HistoryState):
     """Collects what the pipeline wrote and what a read_committed reader saw; checks I7."""
 
-    def __init__(self, *, exact: bool, slack: float) -> None:
-        super().__init__(exact=exact, slack=slack)
+    def __init__(self, *, exact: bool, slack: float, transactional: bool = False) -> None:
+        super().__init__(exact=exact, slack=slack, transactional=transactional)
         self.outputs: dict[Source, list[Output]] = defaultdict(list)
         self.written: list[Wrote] = []
         self.reported: list[Reported] = []

@@ -320,6 +320,30 @@ def test_a_correct_exactly_once_history_passes() -> None:
     assert _check(story, exact=False) == []
 
 
+def test_a_transactional_member_giving_up_what_an_abort_voided_breaks_nothing() -> None:
+    """A failure aborts the member's transaction: what it handled on every partition since
+    its last commit is void, so giving the partitions up without committing it is right."""
+    story = Story()
+    story.produce(T0, 3)
+    story.produce(T1, 1)
+    story.assign("m1#1", T0, T1)
+    story.handle("m1#1", T0, 0, 1)
+    story.handle("m1#1", T1, 0, outcome="failed")
+    story.give_up("m1#1", T0, commit=None)
+    story.give_up("m1#1", T1, commit=None)
+    story.assign("m2#1", T0, T1)
+    story.handle("m2#1", T0, 0, 1, 2)
+    story.handle("m2#1", T1, 0)
+    story.commit("m2#1", T0, 3)
+    story.commit("m2#1", T1, 1)
+    story.quiet()
+    checker = Checker(exact=False, slack=0.5, transactional=True)
+    checker.feed_all(story.events)
+    assert checker.violations == []
+    text = _only(_check(story, exact=False), "I5")  # at-least-once, that would be lost work
+    assert "gave the partition up with 0..1 handled but not committed" in text
+
+
 def test_i7_an_input_without_output_and_one_shown_twice() -> None:
     story = _pipeline_story()
     story.output(T0, 0, 1, 1)

@@ -159,7 +159,7 @@ async def _play(
                 await group.read_outputs(OUTPUT_READ)
         finally:
             await group.close()
-    checker = Checker(exact=False, slack=SLACK)
+    checker = Checker(exact=False, slack=SLACK, transactional=transactional)
     checker.feed_all(group.merged())
     problems = [*group.run_failures, *([checker.report()] if checker.violations else [])]
     assert not problems, f"{backend} on {broker}, seed {seed}, {described}:\n" + "\n".join(problems)
