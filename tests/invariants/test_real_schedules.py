@@ -31,7 +31,7 @@ from typing import Final
 import pytest
 
 from qi.base.streaming.devbroker import DevBroker
-from reliability._proxy import ProxiedBroker
+from reliability._proxy import ProxiedBroker, ProxiedNoida
 from reliability._support import backend_params
 
 from ._checker import Checker
@@ -65,9 +65,15 @@ ZOMBIE_SLEEP_MS: Final = 5000
 
 @contextlib.contextmanager
 def _cluster(kind: str) -> Iterator[Cluster]:
+    """``tansu`` and ``noida-proxied`` behind the fault proxy, ``noida`` without it."""
     if kind == "tansu":
         with ProxiedBroker() as proxied:
             yield Cluster(proxied.bootstrap, proxied.proxy)
+    elif kind == "noida-proxied":
+        with ProxiedNoida() as fronted:
+            yield Cluster(
+                fronted.bootstrap, fronted.proxy, NOIDA_SESSION_TIMEOUT, evicts_dead_members=False
+            )
     else:
         with DevBroker(kind="noida") as broker:
             yield Cluster(broker.bootstrap, None, NOIDA_SESSION_TIMEOUT, evicts_dead_members=False)
@@ -241,15 +247,20 @@ async def test_an_exactly_once_pipeline_under_faults_shows_each_output_once(
     backend: str, tmp_path: Path
 ) -> None:
     """Members write each input's transformation in the run loop's transactions, through
-    slow and failing handlers (a failure aborts what the transaction wrote) and the faults
-    noida-db allows; read_committed then shows exactly one output per input (I7).
+    slow and failing handlers (a failure aborts what the transaction wrote), connections
+    cut and stalled by the fault proxy, and the membership changes noida-db allows (see
+    ``_fault_kinds``); read_committed then shows exactly one output per input (I7).
 
-    noida-db only: Tansu's read_committed shows aborted records (README, Development
-    brokers), so on it I7 would report the aborted writes, not the library.
+    noida-db only, behind the proxy (``ProxiedNoida``): Tansu's read_committed shows
+    aborted records (README, Development brokers), so on it I7 would report the aborted
+    writes, not the library.
     """
+
+    done: list[str] = []
 
     async def schedule(group: RealGroup) -> str:
         _, actions = await asyncio.gather(_produce(group), _faults(group))
+        done.extend(actions)
         return f"exactly-once, {MESSAGES} messages, faults {actions}"
 
     seed = int(os.environ.get("QI_SEED", "13"))
@@ -260,6 +271,7 @@ async def test_an_exactly_once_pipeline_under_faults_shows_each_output_once(
     hidden = [wrote for wrote in checker.written if (wrote.partition, wrote.offset) not in visible]
     assert len(visible) == MESSAGES + UNREPRESENTABLE
     assert hidden, "no transaction aborted: the planned failures should have aborted some"
+    assert {"cut", "stall"} <= set(done), done
 
 
 async def _history_shows(child: Child, needle: bytes, within: float) -> None:
