@@ -241,21 +241,15 @@ async def test_records_whose_timestamp_python_cannot_hold_skip_nothing(
 # -- exactly-once: a consume-transform-produce pipeline ----------------------------------------
 
 
-@pytest.mark.timeout(3600 if LONG else 300)
-@pytest.mark.parametrize("backend", backend_params(("confluent", "aiokafka")))
-async def test_an_exactly_once_pipeline_under_faults_shows_each_output_once(
-    backend: str, tmp_path: Path
-) -> None:
-    """Members write each input's transformation in the run loop's transactions, through
-    slow and failing handlers (a failure aborts what the transaction wrote), connections
-    cut and stalled by the fault proxy, and the membership changes noida-db allows (see
-    ``_fault_kinds``); read_committed then shows exactly one output per input (I7).
+LIBRDKAFKA_HANG: Final = (
+    "librdkafka 2.16 keeps send_offsets_to_transaction blocked past its timeout after cuts, "
+    "for good at times (librdkafka issue 5456; librdkafka_send_offsets_hang.py shows it with "
+    "the raw client): the member's producer is stuck and its partitions make no progress"
+)
 
-    noida-db only, behind the proxy (``ProxiedNoida``): Tansu's read_committed shows
-    aborted records (README, Development brokers), so on it I7 would report the aborted
-    writes, not the library.
-    """
 
+async def _pipeline(backend: str, broker: str, tmp_path: Path) -> list[str]:
+    """The exactly-once schedule on ``broker``; the faults it went through."""
     done: list[str] = []
 
     async def schedule(group: RealGroup) -> str:
@@ -264,14 +258,44 @@ async def test_an_exactly_once_pipeline_under_faults_shows_each_output_once(
         return f"exactly-once, {MESSAGES} messages, faults {actions}"
 
     seed = int(os.environ.get("QI_SEED", "13"))
-    checker = await _play(backend, "noida", tmp_path, seed, schedule, transactional=True)
-    visible = {
-        (output.partition, output.offset) for found in checker.outputs.values() for output in found
-    }
+    checker = await _play(backend, broker, tmp_path, seed, schedule, transactional=True)
+    shown = [output for found in checker.outputs.values() for output in found]
+    visible = {(output.partition, output.offset) for output in shown}
     hidden = [wrote for wrote in checker.written if (wrote.partition, wrote.offset) not in visible]
     assert len(visible) == MESSAGES + UNREPRESENTABLE
     assert hidden, "no transaction aborted: the planned failures should have aborted some"
+    return done
+
+
+@pytest.mark.timeout(3600 if LONG else 300)
+@pytest.mark.parametrize(
+    "backend", backend_params(("confluent", "aiokafka"), xfail={"confluent": LIBRDKAFKA_HANG})
+)
+async def test_an_exactly_once_pipeline_through_cuts_and_stalls_shows_each_output_once(
+    backend: str, tmp_path: Path
+) -> None:
+    """Members write each input's transformation in the run loop's transactions, through
+    slow and failing handlers (a failure aborts what the transaction wrote) and connections
+    cut and stalled by the fault proxy; read_committed then shows exactly one output per
+    input (I7), and the history keeps every other invariant.
+
+    noida-db, behind the proxy (``ProxiedNoida``): Tansu's read_committed shows aborted
+    records (README, Development brokers), so on it I7 would report the aborted writes,
+    not the library.
+    """
+    done = await _pipeline(backend, "noida-proxied", tmp_path)
     assert {"cut", "stall"} <= set(done), done
+
+
+@pytest.mark.timeout(3600 if LONG else 300)
+@pytest.mark.parametrize("backend", backend_params(("confluent",)))
+async def test_an_exactly_once_pipeline_while_members_join_and_leave_shows_each_output_once(
+    backend: str, tmp_path: Path
+) -> None:
+    """The same on noida-db without the proxy, members joining and leaving (confluent only:
+    on noida-db an aiokafka group cannot change members, see ``_fault_kinds``)."""
+    done = await _pipeline(backend, "noida", tmp_path)
+    assert {"join", "leave"} <= set(done), done
 
 
 async def _history_shows(child: Child, needle: bytes, within: float) -> None:
@@ -282,7 +306,7 @@ async def _history_shows(child: Child, needle: bytes, within: float) -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("backend", backend_params(("confluent", "aiokafka")))
+@pytest.mark.parametrize("backend", backend_params(("confluent",)))
 async def test_a_paused_member_resumed_after_its_replacement_started_is_fenced(
     backend: str, tmp_path: Path
 ) -> None:
@@ -293,7 +317,11 @@ async def test_a_paused_member_resumed_after_its_replacement_started_is_fenced(
 
     On noida-db the replacement cannot join while the frozen member holds the group
     (noida-db evicts no one), so it takes over the transactional id first and the
-    partitions once the fenced member has left.
+    partitions once the fenced member has left. confluent only: an aiokafka group on
+    noida-db cannot change members (see ``_fault_kinds``); tried, noida-db dropped the
+    replacement's member id mid-handler and gave its partition to another member while
+    both held it, and without KIP-447 fencing it took both transactions' offsets, so
+    outputs showed twice. The memory backend's zombie test covers the loop's side.
     """
     seen: dict[str, str] = {}
     slow_input: list[tuple[str, int, int]] = []
