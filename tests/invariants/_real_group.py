@@ -28,6 +28,7 @@ from qi.base import Failure, Success
 from qi.base.streaming import (
     ErrorCode,
     MessageBatch,
+    ProducerConfig,
     ProduceResult,
     StreamingClient,
     StreamingConfig,
@@ -230,6 +231,18 @@ class RealGroup:
             child.process.send_signal(signal.SIGKILL)
         await child.process.wait()
         self.history.append(Crashed(now(), child.name))
+
+    async def take_transactional_id(self, child: Child) -> None:
+        """Register ``child``'s transactional id from this process, as a new instance of it
+        starting elsewhere would: the broker fences ``child``'s producer and aborts its
+        open transaction."""
+        assert self._client is not None
+        label = child.name.split("#")[0]
+        config = ProducerConfig(
+            transactional_id=f"{self.group}-{label}", transaction_timeout=TRANSACTION_TIMEOUT
+        )
+        producer = _ok(await self._client.get_producer(config))
+        await producer.disconnect()
 
     def pause(self, child: Child) -> None:
         """SIGSTOP: the member freezes mid-whatever, connections open (a long GC pause)."""
