@@ -11,7 +11,13 @@
     I5 after a crash or rebalance, only what was handled after the last successful commit
        comes again;
     I6 every call returns within its bound (plus ``slack``); no task or thread outlives
-       disconnect().
+       disconnect();
+    I7 (exactly-once pipelines) the output topic, read with read_committed, holds exactly
+       one transformed record per acknowledged input record (``_output_rules``).
+
+``transactional`` histories (exactly-once members) treat a failed handler call, and
+any other error their run loop reports, as an abort: the member's progress since its
+last commit is void, and its next call on each partition is checked as a restart.
 
 ``exact`` histories know every assignment, revocation and commit of every member (the
 memory broker's observers tell them). Histories of real brokers do not: commits are
@@ -41,18 +47,23 @@ from ._events import (
     HandlerStarted,
     Holding,
     Leftovers,
+    Output,
+    OutputsRead,
     Produced,
     Quiet,
+    Reported,
     Revoked,
     Revoking,
     Sought,
     TopicPartition,
+    Wrote,
 )
 from ._handler_rules import HandlerRules
+from ._output_rules import OutputRules
 from ._report import offsets, ranges, report, stamp
 
 
-class Checker(HandlerRules):
+class Checker(HandlerRules, OutputRules):
     """Checks a history event by event; see the module docstring for what it asserts."""
 
     # -- reading -------------------------------------------------------------------------------
@@ -112,6 +123,16 @@ class Checker(HandlerRules):
                 pass  # context for the report only
             case Quiet():
                 self._quiet(event)
+            case Wrote():
+                self.written.append(event)
+            case Output():
+                self._output(event)
+            case OutputsRead():
+                self._outputs_read(event)
+            case Reported(member=member, code=code):
+                self.reported.append(event)
+                if self.transactional and code != "STREAMING_HANDLER_FAILED":
+                    self._aborted(member)  # a failed transaction call: it may have aborted
 
     # -- what the drivers ask ------------------------------------------------------------------
 
@@ -121,6 +142,13 @@ class Checker(HandlerRules):
             key: sorted(set(part.produced) - part.handled) for key, part in self._partitions.items()
         }
         return {key: values for key, values in missing.items() if values}
+
+    def uncommitted(self) -> int:
+        """Acknowledged messages at or past their partition's last commit seen."""
+        return sum(
+            sum(1 for offset in part.produced if offset >= (part.committed or 0))
+            for part in self._partitions.values()
+        )
 
     def frontier(self, key: TopicPartition) -> int:
         """Every offset below it was handled by the group: a seek there skips nothing."""

@@ -3,7 +3,11 @@
     python -m invariants._child_member '<json settings>'      (with tests/ on sys.path)
 
 Settings: backend, brokers, topic, group, member (the history's name for it), outfile,
-each_batch, auto_commit, and the timeouts. Every event is one line appended to
+each_batch, auto_commit, and the timeouts; with ``output_topic`` the member is an
+exactly-once pipeline stage: the run loop handles messages in transactions of a
+producer with ``transactional_id``, the handler writes each input's transformation
+to ``output_topic`` in them, every ``on_error`` is recorded, and a fenced producer
+makes the member disconnect and exit, as a service would. Every event is one line appended to
 ``outfile`` with a single ``os.write``, so a SIGKILL never leaves half a line. The
 member runs until SIGTERM, then disconnects and records what of the library is still
 alive; with ``auto_commit`` off it commits every ``commit_interval`` itself. Every
@@ -26,13 +30,16 @@ from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming import (
     ConsumerConfig,
     ErrorCode,
+    ProducerConfig,
+    StreamingClient,
     StreamingConfig,
     StreamingConsumer,
+    StreamingProducer,
     SubscriptionConfig,
     create_streaming_client,
 )
 
-from ._events import Event, Holding, to_line
+from ._events import Event, Holding, Reported, to_line
 from ._recorder import PlannedHandler, library_leftovers, now, timed
 
 JOIN_ATTEMPTS = 3
@@ -84,13 +91,20 @@ async def main(settings: dict[str, Any]) -> int:
     consumer = got.value
     subscription = SubscriptionConfig(topics=(settings["topic"],), from_beginning=True)
     (await consumer.subscribe(subscription)).unwrap()
+    producer = await _transactional_producer(settings, client, record)
 
     def report(error: QiError) -> None:
+        if producer is not None:
+            record(Reported(now(), member, error.code))
+        if error.code == ErrorCode.PRODUCER_FENCED:
+            stop.set()  # another process owns the transactional id now: leave the group
         if error.code != ErrorCode.HANDLER_FAILED:
             print(f"{member}: {error}", file=sys.stderr)
 
-    handler = PlannedHandler(record, member, {})
-    run_config = handler.run_config(settings["each_batch"], settings["retry_backoff"], report)
+    handler = PlannedHandler(record, member, {}, settings.get("output_topic"))
+    run_config = handler.run_config(
+        settings["each_batch"], settings["retry_backoff"], report, producer
+    )
     join_bound = 2 * session_timeout + connection_timeout
 
     async def join() -> Result[None, QiError]:
@@ -129,10 +143,36 @@ async def main(settings: dict[str, Any]) -> int:
     )
     if not running.done():
         print(f"{member}: stopped while joining: {await running}", file=sys.stderr)
+    if producer is not None:  # after the consumer: its disconnect commits the last transaction
+        await producer.disconnect()
     record(library_leftovers(member))
     await client.disconnect()
     os.close(descriptor)
     return 0
+
+
+async def _transactional_producer(
+    settings: dict[str, Any], client: StreamingClient, record: Callable[[Event], None]
+) -> StreamingProducer | None:
+    """The exactly-once member's producer (None for an at-least-once member); once it is
+    recorded, every older producer of its transactional id is fenced."""
+    if settings.get("output_topic") is None:
+        return None
+    config = ProducerConfig(
+        transactional_id=settings["transactional_id"],
+        transaction_timeout=settings["transaction_timeout"],
+    )
+    # Connecting, then registering the transactional id: each within connection_timeout.
+    bound = 2 * settings["connection_timeout"]
+    got = await timed(
+        record,
+        settings["member"],
+        "get_producer",
+        bound,
+        "2 * connection_timeout",
+        client.get_producer(config),
+    )
+    return got.unwrap()
 
 
 async def _serve(
@@ -159,7 +199,7 @@ async def _serve(
             if now_holding != holding:
                 holding = now_holding
                 record(Holding(now(), member, holding))
-            if not settings["auto_commit"]:
+            if not settings["auto_commit"] and settings.get("output_topic") is None:
                 await timed(
                     record,
                     member,

@@ -197,6 +197,52 @@ class Quiet:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Wrote:
+    """A handler's send in the loop's open transaction was acknowledged: output ``offset``
+    of ``partition`` transforms input ``source`` (visible only if the transaction commits)."""
+
+    kind: ClassVar[str] = "wrote"
+    at: float
+    member: str
+    partition: int
+    offset: int
+    source: tuple[str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """The run loop told ``on_error`` about ``code`` (the transactional members log every one)."""
+
+    kind: ClassVar[str] = "reported"
+    at: float
+    member: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record of the output topic, read with read_committed once the group was quiet."""
+
+    kind: ClassVar[str] = "output"
+    at: float
+    partition: int
+    offset: int
+    source: tuple[str, int, int]
+    """The input record (topic, partition, offset) it says it transforms."""
+    value: str
+    """The input's value, as the transformation carried it over."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputsRead:
+    """The output topic was read to its end (``complete``) or as far as the reader got."""
+
+    kind: ClassVar[str] = "outputs-read"
+    at: float
+    complete: bool
+
+
 Event = (
     Produced
     | HandlerStarted
@@ -214,6 +260,10 @@ Event = (
     | Leftovers
     | Fault
     | Quiet
+    | Wrote
+    | Reported
+    | Output
+    | OutputsRead
 )
 
 _TYPES: Final[dict[str, type[Any]]] = {
@@ -235,6 +285,10 @@ _TYPES: Final[dict[str, type[Any]]] = {
         Leftovers,
         Fault,
         Quiet,
+        Wrote,
+        Reported,
+        Output,
+        OutputsRead,
     )
 }
 

@@ -148,3 +148,13 @@ class HandlerRules(HistoryState):
             lane.progress = event.last + 1
             if lane.committable is None or lane.progress > lane.committable:
                 lane.committable = lane.progress
+        if self.transactional and event.outcome != "ok":
+            self._aborted(member)
+
+    def _aborted(self, member: str) -> None:
+        """The member's open transaction aborted: what it handled since its last commit is
+        void, and each partition it covered starts again at the committed offset (checked
+        as a restart: it may repeat what was not committed, never skip)."""
+        for (name, _), lane in self._lanes.items():
+            if name == member:
+                lane.last, lane.last_outcome, lane.progress = None, None, None

@@ -6,6 +6,14 @@ exact assignments, revocations and commits (histories are ``exact``).
 
 Timeouts are short, so a schedule that hangs fails in seconds; handlers sleep at most
 a tenth of ``request_timeout``, so a revocation never gives up waiting for one.
+
+A ``transactional`` cluster is an exactly-once pipeline: each member runs with a
+transactional producer (its id follows the member's label, so a replacement fences
+the member it replaces), writes each input's transformation to ``output_topic`` in
+the run loop's transactions, and records what ``on_error`` hears; once quiet, the
+output topic is read with read_committed for I7. Its history is checked in the
+group-wide form: an abort sends every partition its transaction covered back to the
+committed offset, which the recorder cannot tell from a skip without the engine.
 """
 
 from __future__ import annotations
@@ -22,10 +30,12 @@ from qi.base import QiError, Result, Success
 from qi.base.streaming import (
     ConsumerConfig,
     MessageBatch,
+    ProducerConfig,
     StreamingClient,
     StreamingConfig,
     StreamingConsumer,
     StreamingMessage,
+    StreamingProducer,
     SubscriptionConfig,
     TopicConfig,
     create_streaming_client,
@@ -41,12 +51,22 @@ from ._events import (
     Crashed,
     Event,
     Evicted,
+    OutputsRead,
     Quiet,
+    Reported,
     Revoked,
     Revoking,
     Sought,
 )
-from ._recorder import Plan, PlannedHandler, library_leftovers, now, record_produced, timed
+from ._recorder import (
+    Plan,
+    PlannedHandler,
+    library_leftovers,
+    now,
+    output_of,
+    record_produced,
+    timed,
+)
 from ._stepped import SteppedLoops
 
 T = TypeVar("T")
@@ -83,6 +103,8 @@ class Member:
     each_batch: bool
     incarnation: int = 0
     state: Literal["running", "stopped", "crashed"] = "stopped"
+    producer: StreamingProducer | None = None
+    """An exactly-once member's transactional producer."""
 
     @property
     def name(self) -> str:
@@ -98,8 +120,11 @@ class MemoryCluster:
     history: list[Event] = field(default_factory=list)
     checker: Checker = field(default_factory=lambda: Checker(exact=True, slack=SLACK))
     members: list[Member] = field(default_factory=list)
+    transactional: bool = False
 
     def __post_init__(self) -> None:
+        if self.transactional:
+            self.checker = Checker(exact=False, slack=SLACK, transactional=True)
         run = uuid.uuid4().hex[:10]
         self.prefix = f"inv-{run}"
         self.brokers = (f"memory-{self.prefix}:9092",)
@@ -120,6 +145,13 @@ class MemoryCluster:
         self._producer = self._on_control(self._client.get_producer(), "get_producer")
         self._admin = self._on_control(self._client.get_admin(), "get_admin")
         self.new_topic(3)
+        self.output_topic: str | None = None
+        if self.transactional:
+            self.output_topic = f"{self.prefix}-out"
+            # As many partitions as any input topic: an output goes to its input's partition.
+            self._on_control(
+                self._admin.create_topics([TopicConfig(self.output_topic, 3)]), "create_topics"
+            )
 
     # -- the schedule's operations -------------------------------------------------------------
 
@@ -155,14 +187,23 @@ class MemoryCluster:
 
     def add_member(self, each_batch: bool, auto_commit: bool) -> Member:
         """A new consumer on a loop of its own, started (run() returned)."""
-        label = f"m{next(self._labels)}"
+        member = self.new_member(each_batch, auto_commit)
+        self.start(member)
+        return member
+
+    def new_member(
+        self, each_batch: bool, auto_commit: bool, replacing: Member | None = None
+    ) -> Member:
+        """A consumer on a loop of its own, connected, not started; ``replacing`` a member,
+        the next incarnation of its label (an exactly-once one fences it, here and now)."""
+        label = f"m{next(self._labels)}" if replacing is None else replacing.label
         loop = self.loops.new_loop()
         client = create_streaming_client("memory", self._config(label))
         settings = ConsumerConfig(
             group_id=self.group,
             session_timeout=SESSION_TIMEOUT,
             heartbeat_interval=SESSION_TIMEOUT / 4,
-            auto_commit=auto_commit,
+            auto_commit=auto_commit and not self.transactional,
             auto_commit_interval=AUTO_COMMIT_INTERVAL,
             max_batch_size=MAX_BATCH_SIZE,
         )
@@ -170,8 +211,13 @@ class MemoryCluster:
             loop, client.get_consumer(settings), "get_consumer", CONNECTION_TIMEOUT
         )
         member = Member(label, loop, client, ok(consumer), each_batch)
+        if replacing is not None:
+            member.incarnation = replacing.incarnation
+        if self.transactional:
+            config = ProducerConfig(transactional_id=self._client_id(label))
+            producer = self._run(loop, client.get_producer(config), "get_producer", REQUEST_TIMEOUT)
+            member.producer = ok(producer)
         self.members.append(member)
-        self.start(member)
         return member
 
     def start(self, member: Member) -> None:
@@ -187,8 +233,13 @@ class MemoryCluster:
         )
         ok(self._run(member.loop, consumer.subscribe(subscription), "subscribe", REQUEST_TIMEOUT))
         self._joining[self._client_id(member.label)] = name
-        handler = PlannedHandler(self.record, name, self._attempts)
-        config = handler.run_config(member.each_batch, RETRY_BACKOFF)
+        handler = PlannedHandler(self.record, name, self._attempts, self.output_topic)
+
+        def report(error: QiError) -> None:
+            if member.producer is not None:
+                self.record(Reported(now(), name, error.code))
+
+        config = handler.run_config(member.each_batch, RETRY_BACKOFF, report, member.producer)
         started = self._call(
             member,
             "run",
@@ -235,6 +286,20 @@ class MemoryCluster:
         self.broker.reset()
         self.expire_sessions()
 
+    def replace(self, member: Member) -> Member:
+        """Start the next incarnation of a crashed ``member`` (its transactional id too)."""
+        replacement = self.new_member(member.each_batch, auto_commit=False, replacing=member)
+        self.start(replacement)
+        return replacement
+
+    def pause(self, member: Member) -> None:
+        """Freeze the member mid-flight: its loop gets no turns (a SIGSTOP)."""
+        self.loops.pause(member.loop)
+
+    def resume(self, member: Member) -> None:
+        """Let a paused member carry on."""
+        self.loops.resume(member.loop)
+
     def expire_sessions(self) -> None:
         """Make the coordinator notice dead members now (Kafka would after session_timeout)."""
 
@@ -280,7 +345,22 @@ class MemoryCluster:
         for member in self.members:
             if member.state == "running":
                 self.disconnect(member)
+        if self.output_topic is not None:
+            self.read_outputs(self.output_topic)
         self.feed()
+
+    def read_outputs(self, topic: str) -> None:
+        """What a read_committed consumer of ``topic`` sees, straight from the broker's log,
+        and whether a transaction still open holds any of it back."""
+        log = self.broker.topic(topic)
+        assert log is not None
+        complete = True
+        for partition in range(len(log.logs)):
+            end = log.readable_end(partition, committed_only=True)
+            complete = complete and end == len(log.logs[partition])
+            for message in log.read(partition, 0, end, committed_only=True):
+                self.record(output_of(partition, message.offset, message.key, message.value))
+        self.record(OutputsRead(now(), complete))
 
     def close(self) -> None:
         """Disconnect what is left, close every loop, forget the broker."""
@@ -408,7 +488,11 @@ class _Progress:
             return False
         self._checked = at
         self._cluster.feed()
-        missing = sum(len(offsets) for offsets in self._cluster.checker.unhandled().values())
+        checker = self._cluster.checker
+        if self._cluster.transactional:  # handled is not enough: committed with its outputs
+            missing = checker.uncommitted()
+        else:
+            missing = sum(len(offsets) for offsets in checker.unhandled().values())
         if missing != self._missing:
             self._missing, self._since = missing, at
         return missing == 0 or at - self._since > STUCK

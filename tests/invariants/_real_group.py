@@ -28,6 +28,7 @@ from qi.base import Success
 from qi.base.streaming import (
     ErrorCode,
     MessageBatch,
+    ProducerConfig,
     ProduceResult,
     StreamingClient,
     StreamingConfig,
@@ -39,7 +40,18 @@ from reliability._proxy import FaultProxy
 from reliability._support import producer_config_for
 from testkit import ok
 
-from ._events import Call, CommitSnapshot, Crashed, Event, Fault, Produced, Quiet, read_lines
+from ._events import (
+    Call,
+    CommitSnapshot,
+    Crashed,
+    Event,
+    Fault,
+    OutputsRead,
+    Produced,
+    Quiet,
+    read_lines,
+)
+from ._output_reader import read_committed_outputs
 from ._recorder import Plan, now, record_produced, timed
 
 SESSION_TIMEOUT: Final = 4.0
@@ -52,6 +64,8 @@ COMMIT_INTERVAL: Final = 0.3
 STUCK_SESSIONS: Final = 4
 """Session timeouts without progress after which a settling group counts as stuck: a dead
 member's session expires and the rebalance that follows ends well within them."""
+TRANSACTION_TIMEOUT: Final = 20.0
+"""Exactly-once members' transactions: a killed member's open one ends by then at worst."""
 SLACK: Final = 2.0
 """Seconds a call may outlive its bound on a real broker (scheduling of three processes)."""
 UNREPRESENTABLE_MS: Final = 2**62
@@ -98,6 +112,8 @@ class RealGroup:
     workdir: Path
     seed: int
     partitions: int = 6
+    transactional: bool = False
+    """Exactly-once members: each input's transformation goes to ``output_topic``."""
     history: list[Event] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
     run_failures: list[str] = field(default_factory=list)
@@ -106,6 +122,7 @@ class RealGroup:
         run = uuid.uuid4().hex[:10]
         self.topic = f"inv-{run}"
         self.group = f"inv-{run}-group"
+        self.output_topic = f"inv-{run}-out" if self.transactional else None
         self.random = random.Random(self.seed)
         self._labels = 0
         self._seq = 0
@@ -125,7 +142,8 @@ class RealGroup:
         )
         self._client = create_streaming_client(self.backend, config)
         admin = ok(await self._client.get_admin())
-        ok(await admin.create_topics([TopicConfig(self.topic, num_partitions=self.partitions)]))
+        topics = [self.topic] if self.output_topic is None else [self.topic, self.output_topic]
+        ok(await admin.create_topics([TopicConfig(name, self.partitions) for name in topics]))
         self._snapshots = asyncio.create_task(self._snapshot_loop())
 
     async def close(self) -> None:
@@ -148,10 +166,16 @@ class RealGroup:
         """Members whose process runs."""
         return [child for child in self.children if child.process.returncode is None]
 
-    async def start_member(self) -> Child:
-        """A new member process (its run() is recorded by the child)."""
-        self._labels += 1
-        name = f"m{self._labels}#1"
+    async def start_member(self, replacing: Child | None = None) -> Child:
+        """A new member process (its run() is recorded by the child); ``replacing`` a member
+        it is the next incarnation of, with the same transactional id."""
+        if replacing is None:
+            self._labels += 1
+            label, incarnation = f"m{self._labels}", 1
+        else:
+            label, before = replacing.name.split("#")
+            incarnation = int(before) + 1
+        name = f"{label}#{incarnation}"
         history = self.workdir / f"{name}.jsonl"
         stderr = self.workdir / f"{name}.err"
         settings: dict[str, Any] = {
@@ -162,13 +186,17 @@ class RealGroup:
             "member": name,
             "outfile": str(history),
             "each_batch": self.random.random() < 0.3,
-            "auto_commit": self.random.random() < 0.5,
+            # Drawn either way: the seed's schedule stays the same.
+            "auto_commit": self.random.random() < 0.5 and not self.transactional,
             "commit_interval": COMMIT_INTERVAL,
             "max_batch_size": 20,
             "retry_backoff": 0.05,
             "session_timeout": self.cluster.session_timeout,
             "request_timeout": REQUEST_TIMEOUT,
             "connection_timeout": CONNECTION_TIMEOUT,
+            "output_topic": self.output_topic,
+            "transactional_id": f"{self.group}-{label}",
+            "transaction_timeout": TRANSACTION_TIMEOUT,
         }
         with stderr.open("wb") as errors:
             process = await asyncio.create_subprocess_exec(
@@ -205,6 +233,26 @@ class RealGroup:
             child.process.send_signal(signal.SIGKILL)
         await child.process.wait()
         self.history.append(Crashed(now(), child.name))
+
+    async def take_transactional_id(self, child: Child) -> None:
+        """Register ``child``'s transactional id from this process, as a new instance of it
+        starting elsewhere would: the broker fences ``child``'s producer and aborts its
+        open transaction."""
+        assert self._client is not None
+        label = child.name.split("#")[0]
+        config = ProducerConfig(
+            transactional_id=f"{self.group}-{label}", transaction_timeout=TRANSACTION_TIMEOUT
+        )
+        producer = ok(await self._client.get_producer(config))
+        await producer.disconnect()
+
+    def pause(self, child: Child) -> None:
+        """SIGSTOP: the member freezes mid-whatever, connections open (a long GC pause)."""
+        child.process.send_signal(signal.SIGSTOP)
+
+    def resume(self, child: Child) -> None:
+        """SIGCONT: the paused member carries on as if nothing happened."""
+        child.process.send_signal(signal.SIGCONT)
 
     async def stop(self, child: Child) -> None:
         """SIGTERM: the member disconnects (recording how long that took) and exits."""
@@ -316,6 +364,31 @@ class RealGroup:
                         produced.discard((event["partition"], offset))
         return len(produced)
 
+    def uncommitted(self) -> int:
+        """Acknowledged messages at or past the group's last committed offsets (read at the
+        last snapshot): what an exactly-once group has yet to commit with its outputs."""
+        snapshots = [event for event in self.history if isinstance(event, CommitSnapshot)]
+        committed = {(t, p): o for t, p, o in snapshots[-1].offsets} if snapshots else {}
+        return sum(
+            1
+            for event in self.history
+            if isinstance(event, Produced)
+            and event.offset >= committed.get((event.topic, event.partition), 0)
+        )
+
+    async def read_outputs(self, within: float) -> None:
+        """Read the output topic with read_committed, into the history (``Output`` events)."""
+        assert self.output_topic is not None
+        outputs, complete = await asyncio.to_thread(
+            read_committed_outputs,
+            self.cluster.bootstrap,
+            self.output_topic,
+            self.partitions,
+            within,
+        )
+        self.history.extend(outputs)
+        self.history.append(OutputsRead(now(), complete))
+
     async def settle(self, within: float) -> None:
         """Let the group finish the work, mark quiet, stop every member.
 
@@ -330,7 +403,7 @@ class RealGroup:
         missing, since = -1, time.monotonic()
         stuck = STUCK_SESSIONS * self.cluster.session_timeout
         while time.monotonic() < deadline and time.monotonic() - since < stuck:
-            left = self.unhandled()
+            left = self.uncommitted() if self.transactional else self.unhandled()
             if not left:
                 break
             if left != missing:

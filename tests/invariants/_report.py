@@ -18,12 +18,16 @@ from ._events import (
     HandlerStarted,
     Holding,
     Leftovers,
+    Output,
+    OutputsRead,
     Produced,
     Quiet,
+    Reported,
     Revoked,
     Revoking,
     Sought,
     TopicPartition,
+    Wrote,
 )
 
 INVARIANTS: Final = {
@@ -36,6 +40,8 @@ INVARIANTS: Final = {
     "I5": "after a crash or rebalance, only what was handled after the last successful commit "
     "comes again",
     "I6": "every call returns within its bound; no task or thread outlives disconnect()",
+    "I7": "exactly-once: the output topic, read with read_committed, holds exactly one "
+    "transformed record per acknowledged input record, none missing and none twice",
 }
 
 
@@ -114,6 +120,14 @@ def describe(event: Event, origin: float) -> str:
             return f"{at} {member} left tasks {list(tasks)} threads {list(threads)}"
         case Quiet():
             return f"{at} quiet"
+        case Wrote(member=member, partition=partition, offset=offset, source=(_, _, source)):
+            return f"{at} {member} wrote {source} as output [{partition}]@{offset}"
+        case Reported(member=member, code=code):
+            return f"{at} {member} on_error {code}"
+        case Output(partition=partition, offset=offset, source=(_, _, source)):
+            return f"{at} output [{partition}]@{offset} transforms {source}"
+        case OutputsRead(complete=complete):
+            return f"{at} output read {'to its end' if complete else 'in part'}"
     raise AssertionError(f"unknown event {event!r}")
 
 

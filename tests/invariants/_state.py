@@ -56,8 +56,10 @@ class Lane:
 class HistoryState:
     """The checker's memory of the history so far, and the violations found in it."""
 
-    def __init__(self, *, exact: bool, slack: float) -> None:
+    def __init__(self, *, exact: bool, slack: float, transactional: bool = False) -> None:
         self.exact: Final = exact
+        self.transactional: Final = transactional
+        """Members handle in transactions: a failure voids their progress since the last commit."""
         self.slack: Final = slack
         self.violations: list[Violation] = []
         self.origin: float | None = None

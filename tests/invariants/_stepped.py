@@ -33,6 +33,7 @@ class SteppedLoops:
 
     def __init__(self) -> None:
         self._live: list[asyncio.AbstractEventLoop] = []
+        self._paused: list[asyncio.AbstractEventLoop] = []
         self._dead: list[asyncio.AbstractEventLoop] = []
         self.graveyard: list[object] = []
         """What crashed loops left (their consumers and clients), dropped only in close()."""
@@ -83,6 +84,16 @@ class SteppedLoops:
             self.step()
         return True
 
+    def pause(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Stop giving ``loop`` turns: everything on it freezes mid-flight (a SIGSTOP)."""
+        self._live.remove(loop)
+        self._paused.append(loop)
+
+    def resume(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give a paused loop turns again: it carries on as if nothing happened."""
+        self._paused.remove(loop)
+        self._live.append(loop)
+
     def crash(self, loop: asyncio.AbstractEventLoop, *remains: object) -> None:
         """Close ``loop`` as it stands: its pending tasks never run again.
 
@@ -96,6 +107,8 @@ class SteppedLoops:
 
     def close(self) -> None:
         """Finish the live loops (cancelling what is left) and bury the crashed ones."""
+        self._live.extend(self._paused)
+        self._paused.clear()
         for loop in self._live:
             with contextlib.suppress(Exception):
                 loop.run_until_complete(_cancel_everything())

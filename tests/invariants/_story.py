@@ -16,6 +16,8 @@ from ._events import (
     HandlerStarted,
     Leftovers,
     Outcome,
+    Output,
+    OutputsRead,
     Produced,
     Quiet,
     Revoked,
@@ -116,3 +118,15 @@ class Story:
 
     def quiet(self) -> None:
         self.events.append(Quiet(self._at()))
+
+    def output(self, key: TopicPartition, *sources: int, value: str | None = None) -> None:
+        """Records of the output topic (same partition) transforming ``sources`` of ``key``."""
+        for source in sources:
+            carried = f"v{source}" if value is None else value
+            offset = sum(1 for event in self.events if isinstance(event, Output))
+            self.events.append(
+                Output(self._at(), key[1], offset, (key[0], key[1], source), carried)
+            )
+
+    def outputs_read(self, complete: bool = True) -> None:
+        self.events.append(OutputsRead(self._at(), complete))

@@ -14,9 +14,13 @@ from ._events import (
     HandlerEnded,
     HandlerStarted,
     Leftovers,
+    Output,
+    OutputsRead,
     Produced,
     Quiet,
+    Reported,
     Sought,
+    Wrote,
     from_line,
     read_lines,
     to_line,
@@ -291,6 +295,86 @@ def test_i6_a_call_past_its_bound_and_what_outlives_disconnect() -> None:
     assert "'thread qi-confluent-consumer'" in text
 
 
+def _pipeline_story() -> Story:
+    """An exactly-once member: a failure on T1 aborts its transaction, which had handled
+    T0 too, so both partitions restart at their committed offsets."""
+    story = Story()
+    story.produce(T0, 3)
+    story.produce(T1, 2)
+    story.handle("m1#1", T0, 0, 1)
+    story.handle("m1#1", T1, 0, outcome="failed")
+    story.snapshot(T0, 0)
+    story.handle("m1#1", T0, 0, 1, 2)  # the abort rewound T0 as well
+    story.handle("m1#1", T1, 0, 1)
+    story.snapshot(T0, 3)
+    story.snapshot(T1, 2)
+    story.quiet()
+    return story
+
+
+def test_a_correct_exactly_once_history_passes() -> None:
+    story = _pipeline_story()
+    story.output(T0, 0, 1, 2)
+    story.output(T1, 0, 1)
+    story.outputs_read()
+    assert _check(story, exact=False) == []
+
+
+def test_a_transactional_member_giving_up_what_an_abort_voided_breaks_nothing() -> None:
+    """A failure aborts the member's transaction: what it handled on every partition since
+    its last commit is void, so giving the partitions up without committing it is right."""
+    story = Story()
+    story.produce(T0, 3)
+    story.produce(T1, 1)
+    story.assign("m1#1", T0, T1)
+    story.handle("m1#1", T0, 0, 1)
+    story.handle("m1#1", T1, 0, outcome="failed")
+    story.give_up("m1#1", T0, commit=None)
+    story.give_up("m1#1", T1, commit=None)
+    story.assign("m2#1", T0, T1)
+    story.handle("m2#1", T0, 0, 1, 2)
+    story.handle("m2#1", T1, 0)
+    story.commit("m2#1", T0, 3)
+    story.commit("m2#1", T1, 1)
+    story.quiet()
+    checker = Checker(exact=False, slack=0.5, transactional=True)
+    checker.feed_all(story.events)
+    assert checker.violations == []
+    text = _only(_check(story, exact=False), "I5")  # at-least-once, that would be lost work
+    assert "gave the partition up with 0..1 handled but not committed" in text
+
+
+def test_i7_an_input_without_output_and_one_shown_twice() -> None:
+    story = _pipeline_story()
+    story.output(T0, 0, 1, 1)
+    story.output(T1, 1)
+    story.outputs_read()
+    violations = _check(story, exact=False)
+    text = "\n".join(violation.explain(1000.0) for violation in violations)
+    assert [violation.invariant for violation in violations] == ["I7"] * 3, text
+    assert "on t[0]: input 1 shows 2 times: [0]@1, [0]@2" in text
+    assert "on t[0]: 1 input record(s) without an output: 2" in text
+    assert "on t[1]: 1 input record(s) without an output: 0" in text
+
+
+def test_i7_an_output_carrying_another_value() -> None:
+    story = _pipeline_story()
+    story.output(T0, 0, 1)
+    story.output(T0, 2, value="v7")
+    story.output(T1, 0, 1)
+    story.outputs_read()
+    text = _only(_check(story, exact=False), "I7")
+    assert "the output of input 2 carries 'v7', not 'v2'" in text
+
+
+def test_i7_an_output_topic_not_read_to_its_end() -> None:
+    story = _pipeline_story()
+    story.output(T0, 0, 1, 2)
+    story.output(T1, 0, 1)
+    story.outputs_read(complete=False)
+    assert "could not be read to its end" in _only(_check(story, exact=False), "I7")
+
+
 def test_a_violation_explains_the_partitions_recent_history() -> None:
     story = Story()
     story.produce(T0, 2)
@@ -328,6 +412,10 @@ def test_every_event_survives_a_line_of_json() -> None:
         Call(4.0, 3.0, "m1#1", "run", "STREAMING_TIMEOUT", 9.0, "2 * session_timeout"),
         Leftovers(4.5, "m1#1", ("task",), ()),
         Quiet(5.0),
+        Wrote(5.5, "m1#1", 2, 9, ("t", 0, 3)),
+        Reported(6.0, "m1#1", "STREAMING_PRODUCER_FENCED"),
+        Output(6.5, 2, 9, ("t", 0, 3), "v"),
+        OutputsRead(7.0, True),
         *_exact_story().events,
     ]
     lines = b"".join(to_line(event) for event in events)

@@ -12,7 +12,9 @@
         cluster.start_broker({"topic": 2})  # a stopped broker again, its topics back first
 
 Kafka clients learn broker addresses from metadata, so the broker advertises the
-proxy's address: after bootstrapping, clients still cannot bypass the proxy.
+proxy's address: after bootstrapping, clients still cannot bypass the proxy. noida-db
+always advertises its own listener; ``ProxiedNoida`` puts the proxy in front of it by
+rewriting that address in the broker's answers instead (``rewrite_advertised``).
 
 The proxy runs its own event loop in its own thread (see ``_loop_thread``), so it keeps
 forwarding while a test blocks its thread or its loop. Loopback only.
@@ -26,9 +28,10 @@ import ssl
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, Self
 
-from qi.base.streaming.devbroker import find_broker_binary
+from qi.base.streaming.devbroker import DevBroker, find_broker_binary
 
 from ._loop_thread import (
     CONTROL_TIMEOUT,
@@ -122,11 +125,20 @@ class FaultProxy(LoopThreadServer):
         """Client connections accepted since start: proof that clients came through here."""
         self.answers_lost = 0
         """Produce answers dropped by :meth:`lose_next_produce_answer` so far."""
+        self._advertised: tuple[bytes, bytes] | None = None
 
     @property
     def active(self) -> int:
         """Client connections open right now."""
         return self._control(lambda: len(self._links))
+
+    def rewrite_advertised(self, host: str, port: int) -> None:
+        """Make answers name the proxy wherever they name ``host:port`` (the upstream): in
+        Metadata and FindCoordinator answers a broker is a host string followed by its port
+        as a 32-bit integer, and only the port changes, so no frame changes size. Answers
+        are then forwarded a whole frame at a time. Call before ``start``."""
+        address = host.encode()
+        self._advertised = (address + port.to_bytes(4, "big"), address)
 
     # -- faults ----------------------------------------------------------------------------------
 
@@ -204,7 +216,9 @@ class FaultProxy(LoopThreadServer):
             upstream_reader, link.upstream = await asyncio.open_connection(host, port)
             await pump_until_one_ends(
                 self._pump_requests(reader, link),
-                self._pump(upstream_reader, writer, self._answers_of(link)),
+                self._pump(upstream_reader, writer, self._answers_of(link))
+                if self._advertised is None
+                else self._pump_frames(upstream_reader, writer, self._answers_of(link)),
             )
         except (OSError, asyncio.CancelledError):
             pass  # upstream down (the client sees a closed connection) or cut()
@@ -251,6 +265,28 @@ class FaultProxy(LoopThreadServer):
                 if not forwards(data):
                     return
                 writer.write(data)
+                await writer.drain()
+
+    async def _pump_frames(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        forwards: Callable[[bytes], bool],
+    ) -> None:
+        """Answers a frame at a time, the upstream's advertised address replaced by ours."""
+        assert self._flowing is not None and self._advertised is not None
+        upstream, host = self._advertised
+        ours = host + self.port.to_bytes(4, "big")
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                size = await reader.readexactly(4)
+                frame = size + await reader.readexactly(int.from_bytes(size, "big"))
+                if self._latency > 0:
+                    await asyncio.sleep(self._latency)
+                await self._flowing.wait()
+                if not forwards(frame):
+                    return
+                writer.write(frame.replace(upstream, ours))
                 await writer.drain()
 
     def _answers_of(self, link: _Link) -> Callable[[bytes], bool]:
@@ -300,3 +336,39 @@ class ProxiedBroker(FrontedBroker):
                     raise RuntimeError(f"could not make topic {name!r}: {made.stderr.strip()}")
         finally:
             self.proxy.restore()
+
+
+class ProxiedNoida:
+    """A private noida-db broker reachable only through a :class:`FaultProxy`, which rewrites
+    the address noida-db advertises (its own listener, always) into the proxy's."""
+
+    def __init__(self) -> None:
+        self.broker: Final = DevBroker(kind="noida")
+        self.proxy: Final = FaultProxy(lambda: (LOOPBACK, self.broker.port))
+        """The proxy every client connection goes through."""
+
+    @property
+    def bootstrap(self) -> str:
+        """What clients connect to: the proxy."""
+        return self.proxy.bootstrap
+
+    def __enter__(self) -> Self:
+        self.broker.start()
+        try:
+            self.proxy.rewrite_advertised(LOOPBACK, self.broker.port)
+            self.proxy.start()
+        except BaseException:
+            self.broker.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            self.proxy.close()
+        finally:
+            self.broker.stop()

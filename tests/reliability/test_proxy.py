@@ -13,7 +13,7 @@ import pytest
 
 from testkit import unique
 
-from ._proxy import ProxiedBroker
+from ._proxy import ProxiedBroker, ProxiedNoida
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
@@ -167,3 +167,23 @@ def test_a_lost_produce_answer_makes_the_idempotent_retry_a_duplicate(
             written.append((message.offset(), message.value()))
     consumer.close()
     assert written == [(0, b"first"), (1, b"m0"), (2, b"m1"), (3, b"m2")]  # each once
+
+
+def test_noida_behind_the_proxy_names_the_proxy_and_a_cut_reaches_its_clients() -> None:
+    """noida-db advertises its own listener; the proxy rewrites it, coordinator included."""
+    with ProxiedNoida() as fronted:
+        producer = confluent_kafka.Producer(
+            {"bootstrap.servers": fronted.bootstrap, "transactional.id": unique("proxy"), "log_level": 0}
+        )
+        try:
+            metadata = producer.list_topics(timeout=5)
+            advertised = {f"{broker.host}:{broker.port}" for broker in metadata.brokers.values()}
+            assert advertised == {fronted.bootstrap}
+            producer.init_transactions(10)  # found through FindCoordinator: the proxy again
+            assert fronted.proxy.cut() >= 1
+            producer.begin_transaction()
+            producer.produce(unique("proxy"), b"payload")
+            producer.commit_transaction(10)
+            assert fronted.broker.bootstrap != fronted.bootstrap
+        finally:
+            producer.close()

@@ -4,18 +4,30 @@ Each call blocks until the transaction coordinator answered (or its timeout), so
 it runs on the producer's worker thread, never on the event loop. Offsets go with
 the consumer's ``ConsumerGroupMetadata`` (group id, generation, member id), so the
 broker refuses those of a member that lost its partitions (KIP-447).
+
+librdkafka does not always keep to its own timeout: after connections were cut,
+``send_offsets_to_transaction`` (and ``commit_transaction``) can block for tens of
+seconds or for good (librdkafka issue 5456: its coordinator requests never time out;
+``tests/invariants/librdkafka_send_offsets_hang.py`` shows it with the raw client).
+So the caller stops waiting after the timeout and ``_GRACE``, with librdkafka's own
+``_TIMED_OUT``; the native call goes on on the worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Final
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka import TopicPartition as NativePartition
 
 from qi.base.streaming.backend import TopicPartition
 from qi.base.streaming.backends.confluent._worker import BlockingWorker
+
+_GRACE: Final = 1.0
+"""Seconds past a call's own timeout that its caller still waits for librdkafka."""
 
 
 class ConfluentTransactions:
@@ -32,8 +44,8 @@ class ConfluentTransactions:
 
     async def begin(self) -> None:
         if self._abort_owed:
-            await self._worker.run(
-                functools.partial(self._producer.abort_transaction, self._timeout)
+            await self._bounded(
+                functools.partial(self._producer.abort_transaction, self._timeout), abortable=False
             )
             self._abort_owed = False
         # Local to librdkafka: no request, so no need to leave the loop.
@@ -44,16 +56,33 @@ class ConfluentTransactions:
             NativePartition(topic, partition, offset)
             for (topic, partition), offset in offsets.items()
         ]
-        await self._worker.run(
-            functools.partial(
-                self._producer.send_offsets_to_transaction, positions, group, self._timeout
-            )
+        send = functools.partial(
+            self._producer.send_offsets_to_transaction, positions, group, self._timeout
         )
+        # As librdkafka says of its own offset-commit timeouts: abort the transaction.
+        await self._bounded(send, abortable=True)
 
     async def commit(self) -> None:
-        await self._worker.run(functools.partial(self._producer.commit_transaction, self._timeout))
+        commit = functools.partial(self._producer.commit_transaction, self._timeout)
+        await self._bounded(commit, abortable=False)  # the outcome is unknown: commit again
 
     async def abort(self) -> None:
         self._abort_owed = True
-        await self._worker.run(functools.partial(self._producer.abort_transaction, self._timeout))
+        abort = functools.partial(self._producer.abort_transaction, self._timeout)
+        await self._bounded(abort, abortable=False)
         self._abort_owed = False
+
+    async def _bounded(self, call: Callable[[], object], *, abortable: bool) -> None:
+        """Run ``call`` on the worker; raise ``_TIMED_OUT`` if it outlives its timeout."""
+        try:
+            async with asyncio.timeout(self._timeout + _GRACE):
+                await self._worker.run(call)
+        except TimeoutError:
+            reason = f"librdkafka did not return within its timeout of {self._timeout:g}s"
+            error = KafkaError(
+                KafkaError._TIMED_OUT,
+                reason,
+                retriable=not abortable,
+                txn_requires_abort=abortable,
+            )
+            raise KafkaException(error) from None
