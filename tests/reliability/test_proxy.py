@@ -173,7 +173,11 @@ def test_noida_behind_the_proxy_names_the_proxy_and_a_cut_reaches_its_clients() 
     """noida-db advertises its own listener; the proxy rewrites it, coordinator included."""
     with ProxiedNoida() as fronted:
         producer = confluent_kafka.Producer(
-            {"bootstrap.servers": fronted.bootstrap, "transactional.id": unique("proxy"), "log_level": 0}
+            {
+                "bootstrap.servers": fronted.bootstrap,
+                "transactional.id": unique("proxy"),
+                "log_level": 0,
+            }
         )
         try:
             metadata = producer.list_topics(timeout=5)
