@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from ._support import (
     ConsumerConfigFactory,
     TopicFactory,
     numbered,
+    start_collecting,
     start_consumer,
 )
 
@@ -337,3 +339,27 @@ async def test_the_sends_of_a_transaction_are_traced(
     assert _attributes(batch)["messaging.batch.message_count"] == 1
     sent = sum(point.value for point in telemetry.points("messaging.client.sent.messages"))
     assert sent == 2
+
+
+async def test_get_positions_answers_at_once_while_the_consumer_waits_for_messages(
+    client: StreamingClient,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # confluent-kafka lets one thread at a time into a Consumer: a get_positions() that
+    # asked librdkafka from the loop waited for the worker's poll (up to 0.25 s), every call.
+    topic = await make_topic()
+    producer = ok(await client.get_producer(producer_config))
+    ok(await producer.send(topic, StreamingMessage(b"one")))
+    consumer, collector = await start_collecting(client, consumer_config(), (topic,))
+    await collector.wait_for(1)
+    await wait_until(lambda: ok(consumer.get_positions())[0].lag == 0, what="no lag left")
+    took: list[float] = []
+    for _ in range(10):
+        started = time.perf_counter()
+        ok(consumer.get_positions())
+        took.append(time.perf_counter() - started)
+        await asyncio.sleep(0.03)  # the worker is back in poll() by now
+    assert sorted(took)[5] < 0.05, f"get_positions() took {sorted(took)}s"
+    ok(await consumer.disconnect())
