@@ -363,3 +363,41 @@ async def test_get_positions_answers_at_once_while_the_consumer_waits_for_messag
         await asyncio.sleep(0.03)  # the worker is back in poll() by now
     assert sorted(took)[5] < 0.05, f"get_positions() took {sorted(took)}s"
     ok(await consumer.disconnect())
+
+
+async def test_the_lag_gauge_reads_the_consumers_of_every_config_sharing_a_meter_provider(
+    backend: str,
+    streaming_config: StreamingConfig,
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # Another part of the service traces to its own provider but meters to the same one:
+    # the meter ignored the second config's gauge callback, so its consumers went missing.
+    other_config = TelemetryConfig(TracerProvider(), telemetry.config.meter_provider)
+    other = create_streaming_client(
+        backend, dataclasses.replace(streaming_config, telemetry=other_config)
+    )
+    try:
+        topic = await make_topic()
+        producer = ok(await traced_client.get_producer(producer_config))
+        ok(await producer.send(topic, StreamingMessage(b"one")))
+        groups = [consumer_config(), consumer_config()]
+        for client, group in zip((traced_client, other), groups, strict=True):
+            _, collector = await start_collecting(client, group, (topic,))
+            await collector.wait_for(1)
+
+        def lagging_groups() -> set[object]:
+            return {
+                point.attributes["messaging.consumer.group.name"]
+                for point in telemetry.points("messaging.kafka.consumer.lag")
+            }
+
+        await wait_until(
+            lambda: lagging_groups() == {group.group_id for group in groups},
+            what="both groups' lag in the gauge",
+        )
+    finally:
+        await other.disconnect()

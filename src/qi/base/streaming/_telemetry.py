@@ -26,7 +26,7 @@ from typing import Final, Protocol, cast
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from opentelemetry.trace import Span, StatusCode, TracerProvider
+from opentelemetry.trace import Span, StatusCode, Tracer, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from qi.base import QiError
@@ -52,16 +52,15 @@ class LagSource(Protocol):
 
 
 class Instruments:
-    """The tracer and metric instruments of one TelemetryConfig, made once.
+    """The metric instruments of one meter provider, made once.
 
     A meter hands back an instrument already made under the same name, and ignores a
-    second one's gauge callbacks: so one lag gauge reads every running consumer.
+    second one's gauge callbacks: so instruments are made once per meter provider (not
+    per TelemetryConfig, which may share one with another), and one lag gauge reads every
+    running consumer reporting to it.
     """
 
-    def __init__(self, config: TelemetryConfig) -> None:
-        tracer_provider = cast(TracerProvider | None, config.tracer_provider)
-        meter_provider = cast(MeterProvider | None, config.meter_provider)
-        self.tracer = trace.get_tracer(_SCOPE, tracer_provider=tracer_provider)
+    def __init__(self, meter_provider: MeterProvider | None) -> None:
         meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider)
         self.operation_duration = meter.create_histogram(
             "messaging.client.operation.duration",
@@ -100,15 +99,22 @@ class Instruments:
         return observations
 
 
-# Kept for the process's life: a config's instruments cannot be made a second time.
-_INSTRUMENTS: dict[TelemetryConfig, Instruments] = {}
+# Kept for the process's life: a meter provider's instruments cannot be made a second time.
+# Keyed by the provider (None: the global one).
+_INSTRUMENTS: dict[object, Instruments] = {}
 
 
 def instruments_for(config: TelemetryConfig) -> Instruments:
-    found = _INSTRUMENTS.get(config)
+    found = _INSTRUMENTS.get(config.meter_provider)
     if found is None:
-        found = _INSTRUMENTS[config] = Instruments(config)
+        provider = cast(MeterProvider | None, config.meter_provider)
+        found = _INSTRUMENTS[config.meter_provider] = Instruments(provider)
     return found
+
+
+def tracer_for(config: TelemetryConfig) -> Tracer:
+    provider = cast(TracerProvider | None, config.tracer_provider)
+    return trace.get_tracer(_SCOPE, tracer_provider=provider)
 
 
 def client_attributes(config: StreamingConfig) -> Attributes:

@@ -24,6 +24,7 @@ from qi.base.streaming._telemetry import (
     instruments_for,
     key_attribute,
     mark_failed,
+    tracer_for,
 )
 from qi.base.streaming._types import (
     ConsumedMessage,
@@ -86,7 +87,7 @@ class ConsumerTelemetry:
     ) -> None:
         assert config.telemetry is not None
         instruments = instruments_for(config.telemetry)
-        self._tracer = instruments.tracer
+        self._tracer = tracer_for(config.telemetry)
         self._duration = instruments.process_duration
         self._consumed = instruments.consumed
         group = consumer_config.group_id

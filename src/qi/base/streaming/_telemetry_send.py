@@ -20,6 +20,7 @@ from qi.base.streaming._telemetry import (
     key_attribute,
     mark_failed,
     span_name,
+    tracer_for,
 )
 from qi.base.streaming._types import (
     BatchProduceResult,
@@ -40,7 +41,7 @@ class ProducerTelemetry:
     def __init__(self, config: StreamingConfig) -> None:
         assert config.telemetry is not None
         instruments = instruments_for(config.telemetry)
-        self._tracer = instruments.tracer
+        self._tracer = tracer_for(config.telemetry)
         self._duration = instruments.operation_duration
         self._sent = instruments.sent
         self._span_attributes = {
