@@ -401,3 +401,26 @@ async def test_the_lag_gauge_reads_the_consumers_of_every_config_sharing_a_meter
         )
     finally:
         await other.disconnect()
+
+
+async def test_a_tombstone_is_marked_on_both_spans(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # The conventions require messaging.kafka.message.tombstone when it is true.
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(producer_config))
+    ok(await producer.send(topic, StreamingMessage(None, key="gone")))
+    ok(await producer.send(topic, StreamingMessage(b"kept", key="here")))
+    consumer, collector = await start_collecting(traced_client, consumer_config(), (topic,))
+    await collector.wait_for(2)
+    await wait_until(lambda: len(telemetry.finished(f"process {topic}")) == 2, what="2 spans")
+    ok(await consumer.disconnect())
+
+    for name in (f"send {topic}", f"process {topic}"):
+        tombstone, kept = telemetry.finished(name)
+        assert _attributes(tombstone)["messaging.kafka.message.tombstone"] is True
+        assert "messaging.kafka.message.tombstone" not in _attributes(kept)

@@ -152,7 +152,9 @@ class ConsumerTelemetry:
             key = key_attribute(message.key)
             if key is not None:
                 attributes["messaging.kafka.message.key"] = key
-            if message.value is not None:
+            if message.value is None:
+                attributes["messaging.kafka.message.tombstone"] = True
+            else:
                 attributes["messaging.message.body.size"] = len(message.value)
             link = _producer_link(message)
             return await self._process(

@@ -66,6 +66,8 @@ class ProducerTelemetry:
                 attributes["messaging.kafka.message.key"] = key
             if isinstance(message.partition, int):
                 attributes["messaging.destination.partition.id"] = str(message.partition)
+            if message.value is None:
+                attributes["messaging.kafka.message.tombstone"] = True
         error_type: str | None = None
         partition: int | None = None
         started = time.perf_counter()
