@@ -424,3 +424,36 @@ async def test_a_tombstone_is_marked_on_both_spans(
         tombstone, kept = telemetry.finished(name)
         assert _attributes(tombstone)["messaging.kafka.message.tombstone"] is True
         assert "messaging.kafka.message.tombstone" not in _attributes(kept)
+
+
+async def test_after_a_seek_to_latest_the_position_is_not_the_one_handled_before(
+    client: StreamingClient,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    producer = ok(await client.get_producer(producer_config))
+    for value in numbered("seek", 10):
+        ok(await producer.send(topic, StreamingMessage(value, partition=0)))
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_sixth(payload: EachMessagePayload) -> None:
+        if payload.message.offset == 5 and not release.is_set():
+            holding.set()
+            await release.wait()
+
+    consumer = await start_consumer(
+        client,
+        consumer_config(auto_commit=False),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        ConsumerRunConfig(each_message=hold_the_sixth),
+    )
+    await holding.wait()
+    ok(await consumer.seek(topic, 0, "latest"))
+    release.set()
+    # Nothing comes after the end: no fetch moves the partition. It used to say position 5
+    # and lag 5, for good, of a consumer standing at the end with nothing left to handle.
+    (where,) = ok(consumer.get_positions())
+    assert (where.position, where.lag) in {(None, None), (10, 0)}, where
+    ok(await consumer.disconnect())
