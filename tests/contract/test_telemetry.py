@@ -52,6 +52,7 @@ class Telemetry:
     spans: InMemorySpanExporter
     metrics: InMemoryMetricReader
     config: TelemetryConfig
+    tracer_provider: TracerProvider
 
     def finished(self, name: str) -> list[ReadableSpan]:
         return [span for span in self.spans.get_finished_spans() if span.name == name]
@@ -76,7 +77,8 @@ def telemetry() -> Iterator[Telemetry]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    yield Telemetry(spans, reader, TelemetryConfig(tracer_provider, meter_provider))
+    config = TelemetryConfig(tracer_provider, meter_provider)
+    yield Telemetry(spans, reader, config, tracer_provider)
     meter_provider.shutdown()
     tracer_provider.shutdown()
 
@@ -457,3 +459,29 @@ async def test_after_a_seek_to_latest_the_position_is_not_the_one_handled_before
     (where,) = ok(consumer.get_positions())
     assert (where.position, where.lag) in {(None, None), (10, 0)}, where
     ok(await consumer.disconnect())
+
+
+async def test_a_span_current_when_run_was_called_is_no_parent_of_the_process_spans(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # The run loop's tasks inherit the context run() was called in: every message handled
+    # for the consumer's life became a child of a service's long-ended startup span.
+    topic = await make_topic()
+    tracer = telemetry.tracer_provider.get_tracer("service")
+    with tracer.start_as_current_span("startup"):
+        consumer, collector = await start_collecting(traced_client, consumer_config(), (topic,))
+    producer = ok(await traced_client.get_producer(producer_config))
+    ok(await producer.send(topic, StreamingMessage(b"one")))
+    await collector.wait_for(1)
+    await wait_until(lambda: bool(telemetry.finished(f"process {topic}")), what="a process span")
+    ok(await consumer.disconnect())
+
+    (process,) = telemetry.finished(f"process {topic}")
+    (send,) = telemetry.finished(f"send {topic}")
+    assert process.parent is None
+    assert send.context is not None
+    assert [link.context.span_id for link in process.links] == [send.context.span_id]

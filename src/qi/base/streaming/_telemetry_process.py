@@ -199,8 +199,15 @@ class ConsumerTelemetry:
         error_type: str | None = None
         started = time.perf_counter()
         try:
+            # An empty parent context: the run loop's tasks inherit whatever was current when
+            # run() was called (a service's startup span, say), which is no parent of the
+            # messages handled for the consumer's whole life. The producer's span is linked.
             with self._tracer.start_as_current_span(
-                f"process {topic}", kind=SpanKind.CONSUMER, attributes=attributes, links=links
+                f"process {topic}",
+                context=Context(),
+                kind=SpanKind.CONSUMER,
+                attributes=attributes,
+                links=links,
             ) as span:
                 try:
                     outcome = await handler(payload)
