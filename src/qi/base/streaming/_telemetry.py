@@ -153,3 +153,16 @@ def mark_failed(span: Span, error: QiError) -> str:
     span.set_attribute("error.type", code)
     span.set_status(StatusCode.ERROR, error.message)
     return code
+
+
+def mark_raised(span: Span, exc: BaseException) -> str:
+    """Mark the span failed with what was raised; the type's name, for the metrics.
+
+    OpenTelemetry marks a span failed only for an Exception: a cancelled send or handler
+    call (asyncio.CancelledError is a BaseException) would count as failed in the metrics
+    and look fine in its span.
+    """
+    error_type = type(exc).__qualname__
+    span.set_attribute("error.type", error_type)
+    span.set_status(StatusCode.ERROR, f"{error_type}: {exc}")
+    return error_type

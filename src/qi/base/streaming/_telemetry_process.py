@@ -24,6 +24,7 @@ from qi.base.streaming._telemetry import (
     instruments_for,
     key_attribute,
     mark_failed,
+    mark_raised,
     tracer_for,
 )
 from qi.base.streaming._types import (
@@ -215,6 +216,9 @@ class ConsumerTelemetry:
                     # What on_error will be told: the handler failed.
                     error_type = str(ErrorCode.HANDLER_FAILED)
                     span.set_attribute("error.type", error_type)
+                    raise
+                except BaseException as exc:  # cancelled: by disconnect() or a revocation
+                    error_type = mark_raised(span, exc)
                     raise
                 if isinstance(outcome, Failure):
                     error_type = mark_failed(span, outcome.error)

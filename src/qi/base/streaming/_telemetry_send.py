@@ -19,6 +19,7 @@ from qi.base.streaming._telemetry import (
     instruments_for,
     key_attribute,
     mark_failed,
+    mark_raised,
     span_name,
     tracer_for,
 )
@@ -75,7 +76,11 @@ class ProducerTelemetry:
             with self._tracer.start_as_current_span(
                 span_name("send", topic), kind=SpanKind.PRODUCER, attributes=attributes
             ) as span:
-                outcome = await deliver(topic, _carrying_context(message), operation)
+                try:
+                    outcome = await deliver(topic, _carrying_context(message), operation)
+                except BaseException as exc:
+                    error_type = mark_raised(span, exc)
+                    raise
                 if isinstance(outcome, Success):
                     partition = outcome.value.partition
                     span.set_attribute("messaging.destination.partition.id", str(partition))
@@ -83,7 +88,8 @@ class ProducerTelemetry:
                 else:
                     error_type = mark_failed(span, outcome.error)
         except BaseException as exc:
-            error_type = type(exc).__qualname__
+            if error_type is None:  # the span could not be started
+                error_type = type(exc).__qualname__
             raise
         finally:
             metric = self._metric_attributes | {"messaging.destination.name": str(topic)[:300]}
@@ -121,11 +127,15 @@ class ProducerTelemetry:
                         for message in batch.messages
                     ),
                 )
-                outcome = await deliver(carried, operation)
+                try:
+                    outcome = await deliver(carried, operation)
+                except BaseException as exc:
+                    metric["error.type"] = mark_raised(span, exc)
+                    raise
                 if isinstance(outcome, Failure):
                     metric["error.type"] = mark_failed(span, outcome.error)
         except BaseException as exc:
-            metric["error.type"] = type(exc).__qualname__
+            metric.setdefault("error.type", type(exc).__qualname__)
             raise
         finally:
             self._duration.record(time.perf_counter() - started, metric)
