@@ -485,3 +485,32 @@ async def test_a_span_current_when_run_was_called_is_no_parent_of_the_process_sp
     assert process.parent is None
     assert send.context is not None
     assert [link.context.span_id for link in process.links] == [send.context.span_id]
+
+
+async def test_spans_and_metrics_of_refused_text_stay_exportable(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+) -> None:
+    # A lone surrogate in a key or topic (refused by validation) went into the span's
+    # attributes, and OTLP's protobuf refuses it, failing the export of the whole batch.
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(producer_config))
+    refused = [
+        await producer.send(topic, StreamingMessage(b"one", key="\udcff")),
+        await producer.send("bad\udcff", StreamingMessage(b"two")),
+        await producer.send_batch(MessageBatch("bad\udcff", (StreamingMessage(b"three"),))),
+    ]
+    assert all(isinstance(outcome, Failure) for outcome in refused)
+
+    texts: list[str] = []
+    for span in telemetry.spans.get_finished_spans():
+        texts.append(span.name)
+        texts.extend(value for value in _attributes(span).values() if isinstance(value, str))
+    for metric in ("messaging.client.sent.messages", "messaging.client.operation.duration"):
+        for point in telemetry.points(metric):
+            texts.extend(value for value in point.attributes.values() if isinstance(value, str))
+    assert len(telemetry.spans.get_finished_spans()) == 3
+    for text in texts:
+        text.encode("utf-8")  # what an exporter does

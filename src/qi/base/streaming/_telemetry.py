@@ -132,7 +132,7 @@ def client_attributes(config: StreamingConfig) -> Attributes:
 def key_attribute(key: object) -> str | None:
     """The key as the conventions want it: a string, left out when it has no string form."""
     if isinstance(key, str):
-        return key
+        return key if _encodable(key) else None
     if isinstance(key, bytes):
         try:
             return key.decode("utf-8")
@@ -141,10 +141,28 @@ def key_attribute(key: object) -> str | None:
     return None
 
 
+def destination(topic: object) -> str:
+    """The topic as an attribute: whatever the caller passed, as text, cut short."""
+    text = (topic if isinstance(topic, str) else str(topic))[:300]
+    return text if _encodable(text) else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def span_name(operation: str, topic: object) -> str:
-    if isinstance(topic, str) and 0 < len(topic) <= _LONGEST_TOPIC:
+    if isinstance(topic, str) and 0 < len(topic) <= _LONGEST_TOPIC and _encodable(topic):
         return f"{operation} {topic}"
     return operation
+
+
+def _encodable(text: str) -> bool:
+    """Whether an exporter can send ``text``: OTLP's protobuf refuses a str with a lone
+    surrogate (a key or topic that validation refuses), failing the whole export."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def mark_failed(span: Span, error: QiError) -> str:

@@ -16,6 +16,7 @@ from qi.base.streaming._telemetry import (
     SYSTEM,
     Attributes,
     client_attributes,
+    destination,
     instruments_for,
     key_attribute,
     mark_failed,
@@ -60,7 +61,8 @@ class ProducerTelemetry:
         self, topic: str, message: object, operation: str, deliver: SendOne
     ) -> Result[ProduceResult, QiError]:
         """``deliver`` one message inside a PRODUCER span, its context in the headers."""
-        attributes = self._span_attributes | {"messaging.destination.name": str(topic)[:300]}
+        name = destination(topic)
+        attributes = self._span_attributes | {"messaging.destination.name": name}
         if isinstance(message, StreamingMessage):
             key = key_attribute(message.key)
             if key is not None:
@@ -92,7 +94,7 @@ class ProducerTelemetry:
                 error_type = type(exc).__qualname__
             raise
         finally:
-            metric = self._metric_attributes | {"messaging.destination.name": str(topic)[:300]}
+            metric = self._metric_attributes | {"messaging.destination.name": name}
             if partition is not None:
                 metric["messaging.destination.partition.id"] = str(partition)
             if error_type is not None:
@@ -108,11 +110,12 @@ class ProducerTelemetry:
         if not isinstance(batch, MessageBatch) or not isinstance(batch.messages, tuple | list):
             return await deliver(batch, operation)  # refused whole, as without telemetry
         topic, count = batch.topic, len(batch.messages)
+        name = destination(topic)
         attributes = self._span_attributes | {
-            "messaging.destination.name": str(topic)[:300],
+            "messaging.destination.name": name,
             "messaging.batch.message_count": count,
         }
-        metric = self._metric_attributes | {"messaging.destination.name": str(topic)[:300]}
+        metric = self._metric_attributes | {"messaging.destination.name": name}
         started = time.perf_counter()
         outcome: Result[BatchProduceResult, QiError] | None = None
         try:
