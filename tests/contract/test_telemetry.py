@@ -514,3 +514,15 @@ async def test_spans_and_metrics_of_refused_text_stay_exportable(
     assert len(telemetry.spans.get_finished_spans()) == 3
     for text in texts:
         text.encode("utf-8")  # what an exporter does
+
+
+async def test_a_send_without_acknowledgement_gives_its_span_no_offset(
+    traced_client: StreamingClient, telemetry: Telemetry, make_topic: TopicFactory
+) -> None:
+    # With acks=0 the result's offset is -1, "unknown": no offset of the message.
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(ProducerConfig(acks=0, idempotent=False)))
+    sent = ok(await producer.send(topic, StreamingMessage(b"fire and forget")))
+    assert sent.offset < 0
+    (span,) = telemetry.finished(f"send {topic}")
+    assert "messaging.kafka.offset" not in _attributes(span)

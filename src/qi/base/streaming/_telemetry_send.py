@@ -86,7 +86,8 @@ class ProducerTelemetry:
                 if isinstance(outcome, Success):
                     partition = outcome.value.partition
                     span.set_attribute("messaging.destination.partition.id", str(partition))
-                    span.set_attribute("messaging.kafka.offset", outcome.value.offset)
+                    if outcome.value.offset >= 0:  # acks=0: no broker said where it went
+                        span.set_attribute("messaging.kafka.offset", outcome.value.offset)
                 else:
                     error_type = mark_failed(span, outcome.error)
         except BaseException as exc:
