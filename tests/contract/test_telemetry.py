@@ -387,8 +387,10 @@ async def test_the_lag_gauge_reads_the_consumers_of_every_config_sharing_a_meter
         producer = ok(await traced_client.get_producer(producer_config))
         ok(await producer.send(topic, StreamingMessage(b"one")))
         groups = [consumer_config(), consumer_config()]
+        consumers = []
         for client, group in zip((traced_client, other), groups, strict=True):
-            _, collector = await start_collecting(client, group, (topic,))
+            consumer, collector = await start_collecting(client, group, (topic,))
+            consumers.append(consumer)
             await collector.wait_for(1)
 
         def lagging_groups() -> set[object]:
@@ -401,6 +403,8 @@ async def test_the_lag_gauge_reads_the_consumers_of_every_config_sharing_a_meter
             lambda: lagging_groups() == {group.group_id for group in groups},
             what="both groups' lag in the gauge",
         )
+        for consumer in consumers:  # before the topic goes (see the README on Tansu)
+            ok(await consumer.disconnect())
     finally:
         await other.disconnect()
 
