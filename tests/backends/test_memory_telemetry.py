@@ -1,9 +1,10 @@
-"""Telemetry where only the memory broker's fault hooks can put a client: cancelled sends."""
+"""Telemetry on the memory backend alone: cancelled sends (its fault hooks), span attributes."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from typing import Any
 
 import pytest
@@ -76,3 +77,24 @@ async def test_a_cancelled_send_fails_its_span_as_it_fails_the_metrics() -> None
         assert span.status.status_code is StatusCode.ERROR
         assert dict(span.attributes or {})["error.type"] == "CancelledError"
     assert _error_types(reader, "messaging.client.sent.messages") == ["CancelledError"]
+
+
+async def test_an_ipv6_broker_is_the_server_address_without_its_brackets() -> None:
+    # server.address is the address itself: "::1", not "[::1]" as host:port writes it.
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    port = random.randrange(1_024, 65_536)  # the memory broker of this name is the test's own
+    brokers = (f"[::1]:{port}",)
+    config = dataclasses.replace(config_for(brokers), telemetry=TelemetryConfig(tracer_provider))
+    client = create_streaming_client("memory", config)
+    try:
+        ok(await ok(await client.get_admin()).create_topics([TopicConfig("ipv6")]))
+        ok(await ok(await client.get_producer()).send("ipv6", StreamingMessage(b"one")))
+    finally:
+        await client.disconnect()
+        tracer_provider.shutdown()
+
+    (span,) = spans.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert (attributes["server.address"], attributes["server.port"]) == ("::1", port)

@@ -119,6 +119,8 @@ def tracer_for(config: TelemetryConfig) -> Tracer:
 
 def client_attributes(config: StreamingConfig) -> Attributes:
     host, _, port = config.brokers[0].rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address, as [::1]:9092
+        host = host[1:-1]
     attributes: Attributes = {
         "messaging.system": SYSTEM,
         "messaging.client.id": config.client_id,
