@@ -84,7 +84,10 @@ class Instruments:
             description="Duration of a handler call (one message or one batch).",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
-        self.consumers: weakref.WeakSet[LagSource] = weakref.WeakSet()
+        # Weak references by id, not a WeakSet: the metric reader's thread reads them while
+        # the loop adds consumers and the collector drops them, and iterating a WeakSet
+        # then fails (set changed size); a copy of a dict's values is taken at once.
+        self._consumers: dict[int, weakref.ref[LagSource]] = {}
         meter.create_observable_gauge(
             "messaging.kafka.consumer.lag",
             callbacks=[self._observe_lag],
@@ -92,10 +95,17 @@ class Instruments:
             description="Messages of an assigned partition a running consumer has not handled.",
         )
 
+    def add_consumer(self, consumer: LagSource) -> None:
+        """Have the lag gauge read ``consumer`` for as long as it lives."""
+        key = id(consumer)
+        self._consumers[key] = weakref.ref(consumer, lambda _: self._consumers.pop(key, None))
+
     def _observe_lag(self, options: CallbackOptions) -> Iterable[Observation]:
         observations: list[Observation] = []
-        for consumer in list(self.consumers):
-            observations.extend(consumer.lag_observations())
+        for reference in list(self._consumers.values()):
+            consumer = reference()
+            if consumer is not None:
+                observations.extend(consumer.lag_observations())
         return observations
 
 

@@ -110,7 +110,7 @@ class ConsumerTelemetry:
         }
         # Weakly: the consumer holds this object, and the gauge must not keep it alive.
         self._positions = weakref.WeakMethod(positions)
-        instruments.consumers.add(self)
+        instruments.add_consumer(self)
 
     def instrument(self, run: ConsumerRunConfig) -> ConsumerRunConfig:
         """The run config with its handler called inside a CONSUMER span."""
