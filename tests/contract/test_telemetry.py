@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from ._support import (
     ConsumerConfigFactory,
     TopicFactory,
     numbered,
+    start_collecting,
     start_consumer,
 )
 
@@ -50,6 +52,7 @@ class Telemetry:
     spans: InMemorySpanExporter
     metrics: InMemoryMetricReader
     config: TelemetryConfig
+    tracer_provider: TracerProvider
 
     def finished(self, name: str) -> list[ReadableSpan]:
         return [span for span in self.spans.get_finished_spans() if span.name == name]
@@ -74,7 +77,8 @@ def telemetry() -> Iterator[Telemetry]:
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    yield Telemetry(spans, reader, TelemetryConfig(tracer_provider, meter_provider))
+    config = TelemetryConfig(tracer_provider, meter_provider)
+    yield Telemetry(spans, reader, config, tracer_provider)
     meter_provider.shutdown()
     tracer_provider.shutdown()
 
@@ -337,3 +341,192 @@ async def test_the_sends_of_a_transaction_are_traced(
     assert _attributes(batch)["messaging.batch.message_count"] == 1
     sent = sum(point.value for point in telemetry.points("messaging.client.sent.messages"))
     assert sent == 2
+
+
+async def test_get_positions_answers_at_once_while_the_consumer_waits_for_messages(
+    client: StreamingClient,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # confluent-kafka lets one thread at a time into a Consumer: a get_positions() that
+    # asked librdkafka from the loop waited for the worker's poll (up to 0.25 s), every call.
+    topic = await make_topic()
+    producer = ok(await client.get_producer(producer_config))
+    ok(await producer.send(topic, StreamingMessage(b"one")))
+    consumer, collector = await start_collecting(client, consumer_config(), (topic,))
+    await collector.wait_for(1)
+    await wait_until(lambda: ok(consumer.get_positions())[0].lag == 0, what="no lag left")
+    took: list[float] = []
+    for _ in range(10):
+        started = time.perf_counter()
+        ok(consumer.get_positions())
+        took.append(time.perf_counter() - started)
+        await asyncio.sleep(0.03)  # the worker is back in poll() by now
+    assert sorted(took)[5] < 0.05, f"get_positions() took {sorted(took)}s"
+    ok(await consumer.disconnect())
+
+
+async def test_the_lag_gauge_reads_the_consumers_of_every_config_sharing_a_meter_provider(
+    backend: str,
+    streaming_config: StreamingConfig,
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # Another part of the service traces to its own provider but meters to the same one:
+    # the meter ignored the second config's gauge callback, so its consumers went missing.
+    other_config = TelemetryConfig(TracerProvider(), telemetry.config.meter_provider)
+    other = create_streaming_client(
+        backend, dataclasses.replace(streaming_config, telemetry=other_config)
+    )
+    try:
+        topic = await make_topic()
+        producer = ok(await traced_client.get_producer(producer_config))
+        ok(await producer.send(topic, StreamingMessage(b"one")))
+        groups = [consumer_config(), consumer_config()]
+        consumers = []
+        for client, group in zip((traced_client, other), groups, strict=True):
+            consumer, collector = await start_collecting(client, group, (topic,))
+            consumers.append(consumer)
+            await collector.wait_for(1)
+
+        def lagging_groups() -> set[object]:
+            return {
+                point.attributes["messaging.consumer.group.name"]
+                for point in telemetry.points("messaging.kafka.consumer.lag")
+            }
+
+        await wait_until(
+            lambda: lagging_groups() == {group.group_id for group in groups},
+            what="both groups' lag in the gauge",
+        )
+        for consumer in consumers:  # before the topic goes (see the README on Tansu)
+            ok(await consumer.disconnect())
+    finally:
+        await other.disconnect()
+
+
+async def test_a_tombstone_is_marked_on_both_spans(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # The conventions require messaging.kafka.message.tombstone when it is true.
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(producer_config))
+    ok(await producer.send(topic, StreamingMessage(None, key="gone")))
+    ok(await producer.send(topic, StreamingMessage(b"kept", key="here")))
+    consumer, collector = await start_collecting(traced_client, consumer_config(), (topic,))
+    await collector.wait_for(2)
+    await wait_until(lambda: len(telemetry.finished(f"process {topic}")) == 2, what="2 spans")
+    ok(await consumer.disconnect())
+
+    for name in (f"send {topic}", f"process {topic}"):
+        tombstone, kept = telemetry.finished(name)
+        assert _attributes(tombstone)["messaging.kafka.message.tombstone"] is True
+        assert "messaging.kafka.message.tombstone" not in _attributes(kept)
+
+
+async def test_after_a_seek_to_latest_the_position_is_not_the_one_handled_before(
+    client: StreamingClient,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    producer = ok(await client.get_producer(producer_config))
+    for value in numbered("seek", 10):
+        ok(await producer.send(topic, StreamingMessage(value, partition=0)))
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_the_sixth(payload: EachMessagePayload) -> None:
+        if payload.message.offset == 5 and not release.is_set():
+            holding.set()
+            await release.wait()
+
+    consumer = await start_consumer(
+        client,
+        consumer_config(auto_commit=False),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        ConsumerRunConfig(each_message=hold_the_sixth),
+    )
+    await holding.wait()
+    ok(await consumer.seek(topic, 0, "latest"))
+    release.set()
+    # Nothing comes after the end: no fetch moves the partition. It used to say position 5
+    # and lag 5, for good, of a consumer standing at the end with nothing left to handle.
+    (where,) = ok(consumer.get_positions())
+    assert (where.position, where.lag) in {(None, None), (10, 0)}, where
+    ok(await consumer.disconnect())
+
+
+async def test_a_span_current_when_run_was_called_is_no_parent_of_the_process_spans(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # The run loop's tasks inherit the context run() was called in: every message handled
+    # for the consumer's life became a child of a service's long-ended startup span.
+    topic = await make_topic()
+    tracer = telemetry.tracer_provider.get_tracer("service")
+    with tracer.start_as_current_span("startup"):
+        consumer, collector = await start_collecting(traced_client, consumer_config(), (topic,))
+    producer = ok(await traced_client.get_producer(producer_config))
+    ok(await producer.send(topic, StreamingMessage(b"one")))
+    await collector.wait_for(1)
+    await wait_until(lambda: bool(telemetry.finished(f"process {topic}")), what="a process span")
+    ok(await consumer.disconnect())
+
+    (process,) = telemetry.finished(f"process {topic}")
+    (send,) = telemetry.finished(f"send {topic}")
+    assert process.parent is None
+    assert send.context is not None
+    assert [link.context.span_id for link in process.links] == [send.context.span_id]
+
+
+async def test_spans_and_metrics_of_refused_text_stay_exportable(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+) -> None:
+    # A lone surrogate in a key or topic (refused by validation) went into the span's
+    # attributes, and OTLP's protobuf refuses it, failing the export of the whole batch.
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(producer_config))
+    refused = [
+        await producer.send(topic, StreamingMessage(b"one", key="\udcff")),
+        await producer.send("bad\udcff", StreamingMessage(b"two")),
+        await producer.send_batch(MessageBatch("bad\udcff", (StreamingMessage(b"three"),))),
+    ]
+    assert all(isinstance(outcome, Failure) for outcome in refused)
+
+    texts: list[str] = []
+    for span in telemetry.spans.get_finished_spans():
+        texts.append(span.name)
+        texts.extend(value for value in _attributes(span).values() if isinstance(value, str))
+    for metric in ("messaging.client.sent.messages", "messaging.client.operation.duration"):
+        for point in telemetry.points(metric):
+            texts.extend(value for value in point.attributes.values() if isinstance(value, str))
+    assert len(telemetry.spans.get_finished_spans()) == 3
+    for text in texts:
+        text.encode("utf-8")  # what an exporter does
+
+
+async def test_a_send_without_acknowledgement_gives_its_span_no_offset(
+    traced_client: StreamingClient, telemetry: Telemetry, make_topic: TopicFactory
+) -> None:
+    # With acks=0 the result's offset is -1, "unknown": no offset of the message.
+    topic = await make_topic()
+    producer = ok(await traced_client.get_producer(ProducerConfig(acks=0, idempotent=False)))
+    sent = ok(await producer.send(topic, StreamingMessage(b"fire and forget")))
+    assert sent.offset < 0
+    (span,) = telemetry.finished(f"send {topic}")
+    assert "messaging.kafka.offset" not in _attributes(span)

@@ -296,8 +296,10 @@ class ConsumerEngine:
     def positions(self) -> tuple[PartitionPosition, ...]:
         """Where the handler stands on each assigned partition, from what is known already.
 
-        The position is the head of the buffer, else the first offset not handed over,
-        else the offset to commit; the end is the source's last-fetched high watermark.
+        The position is the head of the buffer, else the first offset not handed over;
+        unknown after a seek to "earliest" or "latest" until a fetch says where that is (the
+        offset handled before the seek is no position any more). The end is the source's
+        last-fetched high watermark.
         """
         ends = self._source.end_offsets()
         positions: list[PartitionPosition] = []
@@ -305,8 +307,6 @@ class ConsumerEngine:
             buffer = part.buffer
             head = buffer[0] if buffer else None
             position = part.next_offset if head is None else head.offset
-            if position is None:
-                position = part.progress()
             end = ends.get(key)
             lag = None if end is None or position is None else max(end - position, 0)
             positions.append(PartitionPosition(*key, position, part.committed, end, lag))

@@ -26,7 +26,7 @@ from typing import Final, Protocol, cast
 
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-from opentelemetry.trace import Span, StatusCode, TracerProvider
+from opentelemetry.trace import Span, StatusCode, Tracer, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
 from qi.base import QiError
@@ -52,16 +52,15 @@ class LagSource(Protocol):
 
 
 class Instruments:
-    """The tracer and metric instruments of one TelemetryConfig, made once.
+    """The metric instruments of one meter provider, made once.
 
     A meter hands back an instrument already made under the same name, and ignores a
-    second one's gauge callbacks: so one lag gauge reads every running consumer.
+    second one's gauge callbacks: so instruments are made once per meter provider (not
+    per TelemetryConfig, which may share one with another), and one lag gauge reads every
+    running consumer reporting to it.
     """
 
-    def __init__(self, config: TelemetryConfig) -> None:
-        tracer_provider = cast(TracerProvider | None, config.tracer_provider)
-        meter_provider = cast(MeterProvider | None, config.meter_provider)
-        self.tracer = trace.get_tracer(_SCOPE, tracer_provider=tracer_provider)
+    def __init__(self, meter_provider: MeterProvider | None) -> None:
         meter = metrics.get_meter(_SCOPE, meter_provider=meter_provider)
         self.operation_duration = meter.create_histogram(
             "messaging.client.operation.duration",
@@ -85,7 +84,10 @@ class Instruments:
             description="Duration of a handler call (one message or one batch).",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
-        self.consumers: weakref.WeakSet[LagSource] = weakref.WeakSet()
+        # Weak references by id, not a WeakSet: the metric reader's thread reads them while
+        # the loop adds consumers and the collector drops them, and iterating a WeakSet
+        # then fails (set changed size); a copy of a dict's values is taken at once.
+        self._consumers: dict[int, weakref.ref[LagSource]] = {}
         meter.create_observable_gauge(
             "messaging.kafka.consumer.lag",
             callbacks=[self._observe_lag],
@@ -93,26 +95,42 @@ class Instruments:
             description="Messages of an assigned partition a running consumer has not handled.",
         )
 
+    def add_consumer(self, consumer: LagSource) -> None:
+        """Have the lag gauge read ``consumer`` for as long as it lives."""
+        key = id(consumer)
+        self._consumers[key] = weakref.ref(consumer, lambda _: self._consumers.pop(key, None))
+
     def _observe_lag(self, options: CallbackOptions) -> Iterable[Observation]:
         observations: list[Observation] = []
-        for consumer in list(self.consumers):
-            observations.extend(consumer.lag_observations())
+        for reference in list(self._consumers.values()):
+            consumer = reference()
+            if consumer is not None:
+                observations.extend(consumer.lag_observations())
         return observations
 
 
-# Kept for the process's life: a config's instruments cannot be made a second time.
-_INSTRUMENTS: dict[TelemetryConfig, Instruments] = {}
+# Kept for the process's life: a meter provider's instruments cannot be made a second time.
+# Keyed by the provider (None: the global one).
+_INSTRUMENTS: dict[object, Instruments] = {}
 
 
 def instruments_for(config: TelemetryConfig) -> Instruments:
-    found = _INSTRUMENTS.get(config)
+    found = _INSTRUMENTS.get(config.meter_provider)
     if found is None:
-        found = _INSTRUMENTS[config] = Instruments(config)
+        provider = cast(MeterProvider | None, config.meter_provider)
+        found = _INSTRUMENTS[config.meter_provider] = Instruments(provider)
     return found
+
+
+def tracer_for(config: TelemetryConfig) -> Tracer:
+    provider = cast(TracerProvider | None, config.tracer_provider)
+    return trace.get_tracer(_SCOPE, tracer_provider=provider)
 
 
 def client_attributes(config: StreamingConfig) -> Attributes:
     host, _, port = config.brokers[0].rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # an IPv6 address, as [::1]:9092
+        host = host[1:-1]
     attributes: Attributes = {
         "messaging.system": SYSTEM,
         "messaging.client.id": config.client_id,
@@ -126,7 +144,7 @@ def client_attributes(config: StreamingConfig) -> Attributes:
 def key_attribute(key: object) -> str | None:
     """The key as the conventions want it: a string, left out when it has no string form."""
     if isinstance(key, str):
-        return key
+        return key if _encodable(key) else None
     if isinstance(key, bytes):
         try:
             return key.decode("utf-8")
@@ -135,10 +153,28 @@ def key_attribute(key: object) -> str | None:
     return None
 
 
+def destination(topic: object) -> str:
+    """The topic as an attribute: whatever the caller passed, as text, cut short."""
+    text = (topic if isinstance(topic, str) else str(topic))[:300]
+    return text if _encodable(text) else text.encode("utf-8", "replace").decode("utf-8")
+
+
 def span_name(operation: str, topic: object) -> str:
-    if isinstance(topic, str) and 0 < len(topic) <= _LONGEST_TOPIC:
+    if isinstance(topic, str) and 0 < len(topic) <= _LONGEST_TOPIC and _encodable(topic):
         return f"{operation} {topic}"
     return operation
+
+
+def _encodable(text: str) -> bool:
+    """Whether an exporter can send ``text``: OTLP's protobuf refuses a str with a lone
+    surrogate (a key or topic that validation refuses), failing the whole export."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def mark_failed(span: Span, error: QiError) -> str:
@@ -147,3 +183,16 @@ def mark_failed(span: Span, error: QiError) -> str:
     span.set_attribute("error.type", code)
     span.set_status(StatusCode.ERROR, error.message)
     return code
+
+
+def mark_raised(span: Span, exc: BaseException) -> str:
+    """Mark the span failed with what was raised; the type's name, for the metrics.
+
+    OpenTelemetry marks a span failed only for an Exception: a cancelled send or handler
+    call (asyncio.CancelledError is a BaseException) would count as failed in the metrics
+    and look fine in its span.
+    """
+    error_type = type(exc).__qualname__
+    span.set_attribute("error.type", error_type)
+    span.set_status(StatusCode.ERROR, f"{error_type}: {exc}")
+    return error_type

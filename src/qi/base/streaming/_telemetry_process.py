@@ -24,6 +24,8 @@ from qi.base.streaming._telemetry import (
     instruments_for,
     key_attribute,
     mark_failed,
+    mark_raised,
+    tracer_for,
 )
 from qi.base.streaming._types import (
     ConsumedMessage,
@@ -86,7 +88,7 @@ class ConsumerTelemetry:
     ) -> None:
         assert config.telemetry is not None
         instruments = instruments_for(config.telemetry)
-        self._tracer = instruments.tracer
+        self._tracer = tracer_for(config.telemetry)
         self._duration = instruments.process_duration
         self._consumed = instruments.consumed
         group = consumer_config.group_id
@@ -108,7 +110,7 @@ class ConsumerTelemetry:
         }
         # Weakly: the consumer holds this object, and the gauge must not keep it alive.
         self._positions = weakref.WeakMethod(positions)
-        instruments.consumers.add(self)
+        instruments.add_consumer(self)
 
     def instrument(self, run: ConsumerRunConfig) -> ConsumerRunConfig:
         """The run config with its handler called inside a CONSUMER span."""
@@ -151,7 +153,9 @@ class ConsumerTelemetry:
             key = key_attribute(message.key)
             if key is not None:
                 attributes["messaging.kafka.message.key"] = key
-            if message.value is not None:
+            if message.value is None:
+                attributes["messaging.kafka.message.tombstone"] = True
+            else:
                 attributes["messaging.message.body.size"] = len(message.value)
             link = _producer_link(message)
             return await self._process(
@@ -196,8 +200,15 @@ class ConsumerTelemetry:
         error_type: str | None = None
         started = time.perf_counter()
         try:
+            # An empty parent context: the run loop's tasks inherit whatever was current when
+            # run() was called (a service's startup span, say), which is no parent of the
+            # messages handled for the consumer's whole life. The producer's span is linked.
             with self._tracer.start_as_current_span(
-                f"process {topic}", kind=SpanKind.CONSUMER, attributes=attributes, links=links
+                f"process {topic}",
+                context=Context(),
+                kind=SpanKind.CONSUMER,
+                attributes=attributes,
+                links=links,
             ) as span:
                 try:
                     outcome = await handler(payload)
@@ -205,6 +216,9 @@ class ConsumerTelemetry:
                     # What on_error will be told: the handler failed.
                     error_type = str(ErrorCode.HANDLER_FAILED)
                     span.set_attribute("error.type", error_type)
+                    raise
+                except BaseException as exc:  # cancelled: by disconnect() or a revocation
+                    error_type = mark_raised(span, exc)
                     raise
                 if isinstance(outcome, Failure):
                     error_type = mark_failed(span, outcome.error)

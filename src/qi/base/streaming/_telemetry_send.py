@@ -16,10 +16,13 @@ from qi.base.streaming._telemetry import (
     SYSTEM,
     Attributes,
     client_attributes,
+    destination,
     instruments_for,
     key_attribute,
     mark_failed,
+    mark_raised,
     span_name,
+    tracer_for,
 )
 from qi.base.streaming._types import (
     BatchProduceResult,
@@ -40,7 +43,7 @@ class ProducerTelemetry:
     def __init__(self, config: StreamingConfig) -> None:
         assert config.telemetry is not None
         instruments = instruments_for(config.telemetry)
-        self._tracer = instruments.tracer
+        self._tracer = tracer_for(config.telemetry)
         self._duration = instruments.operation_duration
         self._sent = instruments.sent
         self._span_attributes = {
@@ -58,13 +61,16 @@ class ProducerTelemetry:
         self, topic: str, message: object, operation: str, deliver: SendOne
     ) -> Result[ProduceResult, QiError]:
         """``deliver`` one message inside a PRODUCER span, its context in the headers."""
-        attributes = self._span_attributes | {"messaging.destination.name": str(topic)[:300]}
+        name = destination(topic)
+        attributes = self._span_attributes | {"messaging.destination.name": name}
         if isinstance(message, StreamingMessage):
             key = key_attribute(message.key)
             if key is not None:
                 attributes["messaging.kafka.message.key"] = key
             if isinstance(message.partition, int):
                 attributes["messaging.destination.partition.id"] = str(message.partition)
+            if message.value is None:
+                attributes["messaging.kafka.message.tombstone"] = True
         error_type: str | None = None
         partition: int | None = None
         started = time.perf_counter()
@@ -72,18 +78,24 @@ class ProducerTelemetry:
             with self._tracer.start_as_current_span(
                 span_name("send", topic), kind=SpanKind.PRODUCER, attributes=attributes
             ) as span:
-                outcome = await deliver(topic, _carrying_context(message), operation)
+                try:
+                    outcome = await deliver(topic, _carrying_context(message), operation)
+                except BaseException as exc:
+                    error_type = mark_raised(span, exc)
+                    raise
                 if isinstance(outcome, Success):
                     partition = outcome.value.partition
                     span.set_attribute("messaging.destination.partition.id", str(partition))
-                    span.set_attribute("messaging.kafka.offset", outcome.value.offset)
+                    if outcome.value.offset >= 0:  # acks=0: no broker said where it went
+                        span.set_attribute("messaging.kafka.offset", outcome.value.offset)
                 else:
                     error_type = mark_failed(span, outcome.error)
         except BaseException as exc:
-            error_type = type(exc).__qualname__
+            if error_type is None:  # the span could not be started
+                error_type = type(exc).__qualname__
             raise
         finally:
-            metric = self._metric_attributes | {"messaging.destination.name": str(topic)[:300]}
+            metric = self._metric_attributes | {"messaging.destination.name": name}
             if partition is not None:
                 metric["messaging.destination.partition.id"] = str(partition)
             if error_type is not None:
@@ -99,11 +111,12 @@ class ProducerTelemetry:
         if not isinstance(batch, MessageBatch) or not isinstance(batch.messages, tuple | list):
             return await deliver(batch, operation)  # refused whole, as without telemetry
         topic, count = batch.topic, len(batch.messages)
+        name = destination(topic)
         attributes = self._span_attributes | {
-            "messaging.destination.name": str(topic)[:300],
+            "messaging.destination.name": name,
             "messaging.batch.message_count": count,
         }
-        metric = self._metric_attributes | {"messaging.destination.name": str(topic)[:300]}
+        metric = self._metric_attributes | {"messaging.destination.name": name}
         started = time.perf_counter()
         outcome: Result[BatchProduceResult, QiError] | None = None
         try:
@@ -118,11 +131,15 @@ class ProducerTelemetry:
                         for message in batch.messages
                     ),
                 )
-                outcome = await deliver(carried, operation)
+                try:
+                    outcome = await deliver(carried, operation)
+                except BaseException as exc:
+                    metric["error.type"] = mark_raised(span, exc)
+                    raise
                 if isinstance(outcome, Failure):
                     metric["error.type"] = mark_failed(span, outcome.error)
         except BaseException as exc:
-            metric["error.type"] = type(exc).__qualname__
+            metric.setdefault("error.type", type(exc).__qualname__)
             raise
         finally:
             self._duration.record(time.perf_counter() - started, metric)

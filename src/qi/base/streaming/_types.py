@@ -222,7 +222,8 @@ class PartitionPosition:
     partition: int
     """Partition number."""
     position: int | None
-    """Offset of the next message the handler gets, None until the first fetch said."""
+    """Offset of the next message the handler gets, None until the first fetch said (and
+    after a seek to "earliest" or "latest", until a fetch says where that is)."""
     committed: int | None
     """Offset this consumer last committed (the next to read), None until it committed."""
     end: int | None

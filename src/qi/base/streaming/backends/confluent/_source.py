@@ -122,6 +122,11 @@ class ConfluentSource(PartitionSource):
         # Where the last fetch moved the partitions it read, markers included; written on
         # the worker thread by the fetch, read on the loop once the fetch returned.
         self._fetched_to: dict[TopicPartition, int] = {}
+        # The high watermarks librdkafka last got from fetch responses, read on the worker
+        # thread after each fetch: end_offsets() runs on the loop (or a metric reader's
+        # thread), and confluent-kafka 2.16 lets one thread at a time into a Consumer, so
+        # asking it there would block until the worker's poll() returns.
+        self._ends: dict[TopicPartition, int] = {}
 
     # -- PartitionSource -----------------------------------------------------------------------
 
@@ -140,19 +145,7 @@ class ConfluentSource(PartitionSource):
         return self._fetched_to
 
     def end_offsets(self) -> Mapping[TopicPartition, int]:
-        consumer = self._consumer
-        if consumer is None:
-            return {}
-        ends: dict[TopicPartition, int] = {}
-        for key in tuple(self._assigned):
-            try:
-                # cached=True: librdkafka's copy, updated by every fetch response; no request.
-                _, high = consumer.get_watermark_offsets(NativePartition(*key), cached=True)
-            except (KafkaException, RuntimeError):  # RuntimeError: closed meanwhile
-                return ends
-            if high >= 0:
-                ends[key] = high
-        return ends
+        return self._ends
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         await self._worker.run(functools.partial(self._commit, dict(offsets)), nestable=True)
@@ -244,7 +237,20 @@ class ConfluentSource(PartitionSource):
             for key, position in self._positions(consumer).items()
             if position != before.get(key)
         }
+        self._ends = self._high_watermarks(consumer)
         return self._group(messages) if messages else {}
+
+    def _high_watermarks(self, consumer: Consumer) -> dict[TopicPartition, int]:
+        ends: dict[TopicPartition, int] = {}
+        for key in self._assigned:
+            try:
+                # cached=True: librdkafka's copy, updated by every fetch response; no request.
+                _, high = consumer.get_watermark_offsets(NativePartition(*key), cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                ends[key] = high
+        return ends
 
     def _positions(self, consumer: Consumer) -> dict[TopicPartition, int]:
         """The known positions of the assigned partitions (none before the first fetch)."""
