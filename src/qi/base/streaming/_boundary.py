@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
 from qi.base import Failure, QiError, Success
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
+from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode, streaming_error
 
 M = TypeVar("M", bound=Callable[..., Any])
 
@@ -88,7 +88,7 @@ def boundary(
             if isinstance(exc, TypeError) and not _binds(signature, self, args, kwargs):
                 error = self._wrong_call(name, exc)
                 return _not_written(error) if produces else error
-            error = self._escaped(exc, name, fallback)
+            error = _described(self, exc, name, fallback)
             return with_verdict(error) if produces else error
 
         @functools.wraps(method)
@@ -127,11 +127,29 @@ def sync_boundary(name: str, fallback: ErrorCode) -> Callable[[M], M]:
             except Exception as exc:
                 if isinstance(exc, TypeError) and not _binds(signature, self, args, kwargs):
                     return Failure(self._wrong_call(name, exc))
-                return Failure(self._escaped(exc, name, fallback))
+                return Failure(_described(self, exc, name, fallback))
 
         return cast(M, guarded)
 
     return decorate
+
+
+def _described(self: Guarded, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+    """``_escaped``, or, when describing the exception raised too (its ``__str__`` fails, the
+    logger is broken), an error built from its type name alone: the boundary must not raise."""
+    try:
+        return self._escaped(exc, operation, fallback)
+    except Exception as failed:
+        # A transaction says its producer's implementation; every other guarded object its own.
+        owner = getattr(self, "_producer", self)
+        return streaming_error(
+            fallback,
+            f"{operation} failed: {type(exc).__name__} (describing it failed too: "
+            f"{type(failed).__name__})",
+            operation=operation,
+            implementation=str(getattr(owner, "implementation", "unknown")),
+            exception_type=type(exc).__name__,
+        )
 
 
 def _binds(
