@@ -134,6 +134,26 @@ def sync_boundary(name: str, fallback: ErrorCode) -> Callable[[M], M]:
     return decorate
 
 
+def answers_wrong_calls(answer: Callable[[TypeError], Any]) -> Callable[[M], M]:
+    """For a public module function: a call whose arguments do not fit its signature gets
+    ``answer(the binding's TypeError)`` instead of raising, as the methods' boundary does."""
+
+    def decorate(function: M) -> M:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def total(*args: Any, **kwargs: Any) -> Any:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                return answer(exc)
+            return function(*args, **kwargs)
+
+        return cast(M, total)
+
+    return decorate
+
+
 def _described(self: Guarded, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
     """``_escaped``, or, when describing the exception raised too (its ``__str__`` fails, the
     logger is broken), an error built from its type name alone: the boundary must not raise."""
