@@ -97,9 +97,17 @@ class Endpoint(ABC):
             if self._state is State.CONNECTED:
                 return Success(None)
             bound = self._config.connection_timeout + _GRACE
-            outcome = await self._guard(
-                "connect", ErrorCode.CONNECTION_FAILED, self._backend.open, bound
-            )
+            try:
+                outcome = await self._guard(
+                    "connect", ErrorCode.CONNECTION_FAILED, self._backend.open, bound
+                )
+            except asyncio.CancelledError:
+                # Cancelled inside open(): what it created (threads, tasks, connections)
+                # must not outlive the call, and connecting again would build another.
+                await asyncio.shield(
+                    self._guard("disconnect", ErrorCode.CONNECTION_FAILED, self._close, bound)
+                )
+                raise
             if outcome is None:
                 self._set_state(State.CONNECTED)
                 self._logger.debug("%s %s connected", self._implementation, self._kind)
