@@ -125,7 +125,16 @@ class Endpoint(ABC):
             # Closed first, so operations started from now on fail fast instead of racing the close.
             self._set_state(State.CLOSED)
             bound = self._close_bound() + self._backend.close_grace + _GRACE
-            outcome = await self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
+            closing = asyncio.ensure_future(
+                self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
+            )
+            try:
+                outcome = await asyncio.shield(closing)
+            except asyncio.CancelledError:
+                # A close cut short would leave a half-closed native client (threads, tasks,
+                # connections) behind: it finishes (bounded) before a connect may start.
+                await asyncio.wait({closing})
+                raise
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
             return Success(None) if outcome is None else Failure(outcome)
 
