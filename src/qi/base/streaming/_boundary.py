@@ -12,7 +12,8 @@ call returns a Result:
 - any exception that escapes is turned into a QiError by ``_escaped``: an
   :class:`~qi.base.streaming.backend.OperationFailed` gives its error, anything
   else goes through the backend's one error table;
-- cancellation is let through, because swallowing it would break asyncio.
+- cancellation of the calling task is let through, because swallowing it would break
+  asyncio (a future cancelled under a call nobody cancelled is a failure instead).
 
 A produce operation's failures all say whether the message may have been written
 (``context["delivery"]``): refused calls certainly wrote nothing, and a failure
@@ -51,7 +52,7 @@ class Guarded(Protocol):
     def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
         """The error of a call whose arguments do not fit the method."""
 
-    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+    def _escaped(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         """The error of an exception that escaped ``operation``."""
 
 
@@ -84,7 +85,7 @@ def boundary(
     def decorate(method: M) -> M:
         signature = inspect.signature(method)
 
-        def wrong(self: Guarded, exc: Exception, args: Any, kwargs: Any) -> QiError:
+        def wrong(self: Guarded, exc: BaseException, args: Any, kwargs: Any) -> QiError:
             if isinstance(exc, TypeError) and not _binds(signature, self, args, kwargs):
                 error = self._wrong_call(name, exc)
                 return _not_written(error) if produces else error
@@ -101,8 +102,13 @@ def boundary(
                 outcome = method(self, *args, **kwargs)
                 if type(outcome) is not Failure and type(outcome) is not Success:
                     outcome = await outcome
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                # Nobody cancelled this call: a future it awaited was cancelled under it
+                # (a backend's). Passed on, it would end a caller that never asked for it.
+                return Failure(wrong(self, exc, args, kwargs))
             except Exception as exc:
                 return Failure(wrong(self, exc, args, kwargs))
             if produces and type(outcome) is Failure:
@@ -154,7 +160,7 @@ def answers_wrong_calls(answer: Callable[[TypeError], Any]) -> Callable[[M], M]:
     return decorate
 
 
-def _described(self: Guarded, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+def _described(self: Guarded, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
     """``_escaped``, or, when describing the exception raised too (its ``__str__`` fails, the
     logger is broken), an error built from its type name alone: the boundary must not raise."""
     try:

@@ -152,7 +152,7 @@ class StreamingClient:
     def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
         return self._client_error(ErrorCode.INVALID_ARGUMENT, f"{operation}(): {exc}", operation)
 
-    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+    def _escaped(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         self._logger.debug("%s failed", operation, exc_info=True)
         return self._client_error(
             fallback, f"{operation} failed: {type(exc).__name__}: {exc}", operation

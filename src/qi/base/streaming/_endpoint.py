@@ -175,7 +175,7 @@ class Endpoint(ABC):
             code, message, operation=operation, implementation=self._implementation, **context
         )
 
-    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+    def _escaped(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         """The QiError for an exception that escaped ``operation``."""
         if isinstance(exc, OperationFailed):
             return exc.error
