@@ -161,3 +161,20 @@ async def test_the_next_transaction_after_an_abort_that_finished_late_begins(
     await wait_until(lambda: not producer.in_transaction, "the late call to complete")
     await transactions.begin()
     assert producer.begun == 1
+
+
+async def test_the_next_transaction_begins_after_an_abort_of_a_commit_that_completed_late(
+    late: tuple[_LateProducer, ConfluentTransactions],
+) -> None:
+    # commit timed out (the outcome unknown), the caller aborted instead of committing
+    # again, and the commit completed meanwhile: librdkafka has no transaction left to
+    # abort (_STATE), so the abort owed to it is settled, not asked before every begin.
+    producer, transactions = late
+    with pytest.raises(KafkaException):
+        await transactions.commit()
+    producer.release.set()
+    await wait_until(lambda: not producer.in_transaction, "the late commit to complete")
+    with pytest.raises(KafkaException):
+        await transactions.abort()
+    await transactions.begin()
+    assert producer.begun == 1

@@ -52,7 +52,15 @@ class ConfluentTransactions:
     async def begin(self) -> None:
         if self._abort_owed:
             abort = functools.partial(self._producer.abort_transaction, self._timeout)
-            await self._bounded("abort", abort, abortable=False)
+            try:
+                await self._bounded("abort", abort, abortable=False)
+            except KafkaException as exc:
+                # _STATE: librdkafka has no transaction to abort (a commit that timed out
+                # completed meanwhile): nothing is owed; begin_transaction says if it can.
+                if not (exc.args and isinstance(exc.args[0], KafkaError)):
+                    raise
+                if exc.args[0].code() != KafkaError._STATE:
+                    raise
             self._abort_owed = False
         # Local to librdkafka: no request, so no need to leave the loop.
         self._producer.begin_transaction()
