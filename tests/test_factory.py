@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
 from qi.base import Failure
-from qi.base.streaming import StreamingConfig, _factory, create_connector
+from qi.base.streaming import (
+    StreamingConfig,
+    _factory,
+    create_connector,
+    create_streaming_client,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,3 +31,32 @@ def test_a_backend_that_fails_to_load_is_a_failure(
     assert outcome.error.code == "STREAMING_UNKNOWN_IMPLEMENTATION"
     assert outcome.error.context["implementation"] == "broken"
     assert "failed to load" in outcome.error.message
+
+
+WRONG_CALLS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+    ((), {}),
+    (("memory",), {}),
+    (("memory", StreamingConfig("factory-test", ("f:1",))), {"bogus": 1}),
+    (("memory", StreamingConfig("factory-test", ("f:1",)), None, "extra"), {}),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs"), WRONG_CALLS)
+def test_create_connector_called_wrongly_is_an_invalid_argument(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    outcome = cast(Any, create_connector)(*args, **kwargs)
+    assert isinstance(outcome, Failure)
+    assert outcome.error.code == "STREAMING_INVALID_ARGUMENT"
+    assert outcome.error.context["operation"] == "create_connector"
+
+
+@pytest.mark.parametrize(("args", "kwargs"), WRONG_CALLS)
+async def test_create_streaming_client_called_wrongly_reports_it_on_first_use(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    # The contract: create_streaming_client never raises; problems surface on first use.
+    async with cast(Any, create_streaming_client)(*args, **kwargs) as client:
+        for outcome in (await client.get_producer(), await client.is_healthy()):
+            assert isinstance(outcome, Failure)
+            assert outcome.error.code == "STREAMING_INVALID_ARGUMENT"

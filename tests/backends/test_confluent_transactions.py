@@ -10,18 +10,20 @@ the timeout (and a second of grace) all the same.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from qi.base.streaming import ErrorCode
 from qi.base.streaming.backends.confluent._errors import translate_exception
 from qi.base.streaming.backends.confluent._transactions import ConfluentTransactions
 from qi.base.streaming.backends.confluent._worker import BlockingWorker
+from testkit import wait_until
 
 TIMEOUT = 0.2
 BOUND = TIMEOUT + 1.0 + 0.5
@@ -76,3 +78,103 @@ async def test_a_commit_that_librdkafka_never_returns_times_out_after_its_timeou
     error = translate_exception(raised.value, "transaction.commit", ErrorCode.TRANSACTION_FAILED)
     assert error.code == ErrorCode.TIMEOUT  # the outcome is unknown: commit again
     assert error.context["retriable"] is True
+
+
+class _LateProducer:
+    """librdkafka's state machine where the first commit or abort blocks past its timeout,
+    then completes: asked again afterwards, librdkafka answers ``_STATE`` ("Operation not
+    valid in state Ready"), as it does on the development broker once a transaction ended."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.in_transaction = True
+        self.blocked_once = False
+        self.begun = 0
+
+    def _end(self) -> None:
+        if not self.blocked_once:
+            self.blocked_once = True
+            self.release.wait(30)
+        if not self.in_transaction:
+            ready = KafkaError(KafkaError._STATE, "Operation not valid in state Ready")
+            raise KafkaException(ready)
+        self.in_transaction = False
+
+    def commit_transaction(self, *_: Any) -> None:
+        self._end()
+
+    def abort_transaction(self, *_: Any) -> None:
+        self._end()
+
+    def begin_transaction(self) -> None:
+        assert not self.in_transaction
+        self.in_transaction = True
+        self.begun += 1
+
+
+@pytest.fixture
+async def late() -> AsyncIterator[tuple[_LateProducer, ConfluentTransactions]]:
+    producer = _LateProducer()
+    worker = BlockingWorker("qi-test-transactions")
+    try:
+        yield producer, ConfluentTransactions(cast(Producer, producer), worker, TIMEOUT)
+    finally:
+        producer.release.set()
+        await worker.close(5.0)
+
+
+async def test_a_commit_tried_again_after_a_timeout_answers_what_the_late_commit_did(
+    late: tuple[_LateProducer, ConfluentTransactions],
+) -> None:
+    # The exactly-once run loop commits again after a timeout; a second commit_transaction
+    # would reach librdkafka after the first one committed and fail with _STATE, and the
+    # loop would abort and redo work that is already committed.
+    producer, transactions = late
+    with pytest.raises(KafkaException):
+        await transactions.commit()
+    producer.release.set()
+    await wait_until(lambda: not producer.in_transaction, "the late call to complete")
+    await transactions.commit()
+
+
+async def test_a_commit_tried_again_while_the_first_is_blocked_waits_for_it(
+    late: tuple[_LateProducer, ConfluentTransactions],
+) -> None:
+    producer, transactions = late
+    with pytest.raises(KafkaException):
+        await transactions.commit()
+    again = asyncio.ensure_future(transactions.commit())
+    await asyncio.sleep(TIMEOUT / 2)
+    producer.release.set()
+    await again
+
+
+async def test_the_next_transaction_after_an_abort_that_finished_late_begins(
+    late: tuple[_LateProducer, ConfluentTransactions],
+) -> None:
+    # begin() resumes an abort that failed; one that completed after its caller gave up
+    # must not be asked again (librdkafka: _STATE), or no transaction would ever begin.
+    producer, transactions = late
+    with pytest.raises(KafkaException):
+        await transactions.abort()
+    producer.release.set()
+    await wait_until(lambda: not producer.in_transaction, "the late call to complete")
+    await transactions.begin()
+    assert producer.begun == 1
+
+
+async def test_the_next_transaction_begins_after_an_abort_of_a_commit_that_completed_late(
+    late: tuple[_LateProducer, ConfluentTransactions],
+) -> None:
+    # commit timed out (the outcome unknown), the caller aborted instead of committing
+    # again, and the commit completed meanwhile: librdkafka has no transaction left to
+    # abort (_STATE), so the abort owed to it is settled, not asked before every begin.
+    producer, transactions = late
+    with pytest.raises(KafkaException):
+        await transactions.commit()
+    producer.release.set()
+    await wait_until(lambda: not producer.in_transaction, "the late commit to complete")
+    with pytest.raises(KafkaException):
+        await transactions.abort()
+    await transactions.begin()
+    assert producer.begun == 1

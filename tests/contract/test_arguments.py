@@ -212,3 +212,30 @@ async def test_client_methods_never_raise(client: StreamingClient, backend: str)
     ]
     await _check(cases, backend)
     assert ok(await client.is_healthy()) is True
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("this exception cannot be described")
+
+
+class _UnhashableTopic(str):
+    """A topic name (a str) that fails as soon as it is hashed, with an unprintable error."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        raise _Unprintable()
+
+
+async def test_an_exception_that_cannot_be_described_is_still_a_failure(
+    producer: StreamingProducer, make_topic: TopicFactory, backend: str
+) -> None:
+    # Describing an escaped exception (str(exc), the debug log) runs inside the boundary's
+    # own handler: when that raises too, the call must still return its Failure.
+    topic = await make_topic()
+    sent = await producer.send(_UnhashableTopic(topic), StreamingMessage(b"x"))
+    error = expect_failure(sent, "STREAMING_PRODUCE_FAILED", implementation=backend)
+    assert error.context["exception_type"] == "_Unprintable"
+    assert error.context["delivery"] == "unknown"
+    ok(await producer.send(topic, StreamingMessage(b"x")))

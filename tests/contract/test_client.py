@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import threading
 import time
 from typing import Any, cast
 
@@ -18,7 +21,7 @@ from qi.base.streaming import (
     create_connector,
     create_streaming_client,
 )
-from testkit import ok
+from testkit import ok, wait_until
 
 from ._support import ConsumerConfigFactory, TopicFactory, expect_failure
 
@@ -201,7 +204,10 @@ async def test_connector_builds_unconnected_instances(
 
 
 async def test_connector_rejects_invalid_configs(
-    backend: str, streaming_config: StreamingConfig, consumer_config: ConsumerConfigFactory
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
 ) -> None:
     connector = ok(create_connector(backend, streaming_config))
     expect_failure(
@@ -270,3 +276,62 @@ async def test_results_are_plain_values(client: StreamingClient) -> None:
             assert healthy is True
         case Failure(error=error):
             pytest.fail(f"is_healthy failed: {error}")
+
+
+async def test_a_connect_cancelled_while_opening_leaves_nothing_running(
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # A cancelled connect() must close the native client its open had created (threads,
+    # tasks, connections), as a failed one does: connect() again would build another.
+    connector = ok(create_connector(backend, streaming_config))
+    threads = set(threading.enumerate())
+    tasks = set(asyncio.all_tasks())
+    endpoints: list[Any] = [
+        ok(connector.create_producer(producer_config)),
+        ok(connector.create_consumer(consumer_config())),
+        ok(connector.create_admin()),
+    ]
+    for endpoint in endpoints:
+        attempt = asyncio.ensure_future(endpoint.connect())
+        await asyncio.sleep(0)  # one step: the connect is now inside the backend's open
+        attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await attempt
+        ok(await endpoint.disconnect())
+
+    def nothing_left() -> bool:
+        return set(threading.enumerate()) <= threads and set(asyncio.all_tasks()) <= tasks
+
+    await wait_until(nothing_left, "the native clients of the cancelled connects to close")
+
+
+async def test_a_disconnect_cancelled_while_closing_still_closes(
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    connector = ok(create_connector(backend, streaming_config))
+    threads = set(threading.enumerate())
+    tasks = set(asyncio.all_tasks())
+    endpoints: list[Any] = [
+        ok(connector.create_producer(producer_config)),
+        ok(connector.create_consumer(consumer_config())),
+        ok(connector.create_admin()),
+    ]
+    for endpoint in endpoints:
+        ok(await endpoint.connect())
+        attempt = asyncio.ensure_future(endpoint.disconnect())
+        await asyncio.sleep(0)  # one step: the disconnect is now inside the backend's close
+        attempt.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await attempt
+        assert not endpoint.is_connected()
+
+    def nothing_left() -> bool:
+        return set(threading.enumerate()) <= threads and set(asyncio.all_tasks()) <= tasks
+
+    await wait_until(nothing_left, "the native clients of the cancelled disconnects to close")

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import pytest
 
-from qi.base import QiError, Success
+from qi.base import Failure, QiError, Success
 from qi.base.streaming import (
     ConsumerConfig,
     MessageBatch,
@@ -411,3 +411,16 @@ async def test_concurrent_transactions_of_one_producer_are_refused(
     refused = second if isinstance(first, Success) else first
     expect_failure(refused, "STREAMING_INVALID_ARGUMENT")
     ok(await began[0].value.abort())
+
+
+async def test_a_send_refused_while_its_transaction_commits_says_nothing_was_written(
+    txn_producer: StreamingProducer, topic: str
+) -> None:
+    txn = await begin(txn_producer)
+    ok(await txn.send(topic, StreamingMessage(b"first")))
+    # A send made while the commit is under way joins the transaction or is refused, as the
+    # backend's client decides (aiokafka refuses it before handing anything over).
+    committed, late = await asyncio.gather(txn.commit(), txn.send(topic, StreamingMessage(b"late")))
+    ok(committed)
+    if isinstance(late, Failure):
+        assert late.error.context["delivery"] == "not_written", late.error

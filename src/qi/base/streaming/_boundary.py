@@ -12,7 +12,8 @@ call returns a Result:
 - any exception that escapes is turned into a QiError by ``_escaped``: an
   :class:`~qi.base.streaming.backend.OperationFailed` gives its error, anything
   else goes through the backend's one error table;
-- cancellation is let through, because swallowing it would break asyncio.
+- cancellation of the calling task is let through, because swallowing it would break
+  asyncio (a future cancelled under a call nobody cancelled is a failure instead).
 
 A produce operation's failures all say whether the message may have been written
 (``context["delivery"]``): refused calls certainly wrote nothing, and a failure
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
 from qi.base import Failure, QiError, Success
-from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode
+from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode, streaming_error
 
 M = TypeVar("M", bound=Callable[..., Any])
 
@@ -51,7 +52,7 @@ class Guarded(Protocol):
     def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
         """The error of a call whose arguments do not fit the method."""
 
-    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+    def _escaped(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         """The error of an exception that escaped ``operation``."""
 
 
@@ -84,11 +85,11 @@ def boundary(
     def decorate(method: M) -> M:
         signature = inspect.signature(method)
 
-        def wrong(self: Guarded, exc: Exception, args: Any, kwargs: Any) -> QiError:
+        def wrong(self: Guarded, exc: BaseException, args: Any, kwargs: Any) -> QiError:
             if isinstance(exc, TypeError) and not _binds(signature, self, args, kwargs):
                 error = self._wrong_call(name, exc)
                 return _not_written(error) if produces else error
-            error = self._escaped(exc, name, fallback)
+            error = _described(self, exc, name, fallback)
             return with_verdict(error) if produces else error
 
         @functools.wraps(method)
@@ -101,8 +102,13 @@ def boundary(
                 outcome = method(self, *args, **kwargs)
                 if type(outcome) is not Failure and type(outcome) is not Success:
                     outcome = await outcome
-            except asyncio.CancelledError:
-                raise
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                # Nobody cancelled this call: a future it awaited was cancelled under it
+                # (a backend's). Passed on, it would end a caller that never asked for it.
+                return Failure(wrong(self, exc, args, kwargs))
             except Exception as exc:
                 return Failure(wrong(self, exc, args, kwargs))
             if produces and type(outcome) is Failure:
@@ -127,11 +133,49 @@ def sync_boundary(name: str, fallback: ErrorCode) -> Callable[[M], M]:
             except Exception as exc:
                 if isinstance(exc, TypeError) and not _binds(signature, self, args, kwargs):
                     return Failure(self._wrong_call(name, exc))
-                return Failure(self._escaped(exc, name, fallback))
+                return Failure(_described(self, exc, name, fallback))
 
         return cast(M, guarded)
 
     return decorate
+
+
+def answers_wrong_calls(answer: Callable[[TypeError], Any]) -> Callable[[M], M]:
+    """For a public module function: a call whose arguments do not fit its signature gets
+    ``answer(the binding's TypeError)`` instead of raising, as the methods' boundary does."""
+
+    def decorate(function: M) -> M:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def total(*args: Any, **kwargs: Any) -> Any:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                return answer(exc)
+            return function(*args, **kwargs)
+
+        return cast(M, total)
+
+    return decorate
+
+
+def _described(self: Guarded, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
+    """``_escaped``, or, when describing the exception raised too (its ``__str__`` fails, the
+    logger is broken), an error built from its type name alone: the boundary must not raise."""
+    try:
+        return self._escaped(exc, operation, fallback)
+    except Exception as failed:
+        # A transaction says its producer's implementation; every other guarded object its own.
+        owner = getattr(self, "_producer", self)
+        return streaming_error(
+            fallback,
+            f"{operation} failed: {type(exc).__name__} (describing it failed too: "
+            f"{type(failed).__name__})",
+            operation=operation,
+            implementation=str(getattr(owner, "implementation", "unknown")),
+            exception_type=type(exc).__name__,
+        )
 
 
 def _binds(

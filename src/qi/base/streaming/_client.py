@@ -6,11 +6,11 @@ import asyncio
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Final, ParamSpec, TypeVar
+from typing import Final, ParamSpec, TypeVar, cast
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._admin import StreamingAdmin
-from qi.base.streaming._boundary import boundary
+from qi.base.streaming._boundary import answers_wrong_calls, boundary
 from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._config import ConsumerConfig, ProducerConfig, StreamingConfig
 from qi.base.streaming._connector import StreamingConnector
@@ -152,7 +152,7 @@ class StreamingClient:
     def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
         return self._client_error(ErrorCode.INVALID_ARGUMENT, f"{operation}(): {exc}", operation)
 
-    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+    def _escaped(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         self._logger.debug("%s failed", operation, exc_info=True)
         return self._client_error(
             fallback, f"{operation} failed: {type(exc).__name__}: {exc}", operation
@@ -205,6 +205,21 @@ class StreamingClient:
             return Success(endpoint)
 
 
+def _refusing_client(exc: TypeError) -> StreamingClient:
+    """The client of a call that did not fit: its first use reports the call."""
+    client = StreamingClient("unknown", cast(StreamingConfig, None))
+    client._connector = Failure(
+        streaming_error(
+            ErrorCode.INVALID_ARGUMENT,
+            f"create_streaming_client() was called wrongly: {exc}",
+            operation="create_streaming_client",
+            implementation="unknown",
+        )
+    )
+    return client
+
+
+@answers_wrong_calls(_refusing_client)
 def create_streaming_client(
     implementation: Implementation | str,
     config: StreamingConfig,

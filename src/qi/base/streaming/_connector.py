@@ -90,7 +90,7 @@ class StreamingConnector:
             ErrorCode.INVALID_ARGUMENT, f"{operation}() was called wrongly: {exc}", operation
         )
 
-    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+    def _escaped(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         if isinstance(exc, OperationFailed):
             return exc.error
         self._logger.debug("%s failed", operation, exc_info=True)

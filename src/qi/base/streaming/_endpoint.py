@@ -97,9 +97,17 @@ class Endpoint(ABC):
             if self._state is State.CONNECTED:
                 return Success(None)
             bound = self._config.connection_timeout + _GRACE
-            outcome = await self._guard(
-                "connect", ErrorCode.CONNECTION_FAILED, self._backend.open, bound
-            )
+            try:
+                outcome = await self._guard(
+                    "connect", ErrorCode.CONNECTION_FAILED, self._backend.open, bound
+                )
+            except asyncio.CancelledError:
+                # Cancelled inside open(): what it created (threads, tasks, connections)
+                # must not outlive the call, and connecting again would build another.
+                await asyncio.shield(
+                    self._guard("disconnect", ErrorCode.CONNECTION_FAILED, self._close, bound)
+                )
+                raise
             if outcome is None:
                 self._set_state(State.CONNECTED)
                 self._logger.debug("%s %s connected", self._implementation, self._kind)
@@ -117,7 +125,16 @@ class Endpoint(ABC):
             # Closed first, so operations started from now on fail fast instead of racing the close.
             self._set_state(State.CLOSED)
             bound = self._close_bound() + self._backend.close_grace + _GRACE
-            outcome = await self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
+            closing = asyncio.ensure_future(
+                self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
+            )
+            try:
+                outcome = await asyncio.shield(closing)
+            except asyncio.CancelledError:
+                # A close cut short would leave a half-closed native client (threads, tasks,
+                # connections) behind: it finishes (bounded) before a connect may start.
+                await asyncio.wait({closing})
+                raise
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
             return Success(None) if outcome is None else Failure(outcome)
 
@@ -158,7 +175,7 @@ class Endpoint(ABC):
             code, message, operation=operation, implementation=self._implementation, **context
         )
 
-    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+    def _escaped(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         """The QiError for an exception that escaped ``operation``."""
         if isinstance(exc, OperationFailed):
             return exc.error

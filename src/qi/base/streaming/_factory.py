@@ -13,6 +13,7 @@ import logging
 from typing import Final, Literal
 
 from qi.base import Failure, QiError, Result, Success
+from qi.base.streaming._boundary import answers_wrong_calls
 from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._config import StreamingConfig
 from qi.base.streaming._connector import StreamingConnector
@@ -35,6 +36,18 @@ IMPLEMENTATIONS: Final[tuple[str, ...]] = tuple(_BACKENDS)
 """Names ``create_connector`` knows."""
 
 
+def _called_wrongly(exc: TypeError) -> Failure[QiError]:
+    return Failure(
+        streaming_error(
+            ErrorCode.INVALID_ARGUMENT,
+            f"create_connector() was called wrongly: {exc}",
+            operation="create_connector",
+            implementation="unknown",
+        )
+    )
+
+
+@answers_wrong_calls(_called_wrongly)
 def create_connector(
     implementation: Implementation | str,
     config: StreamingConfig,
@@ -43,7 +56,8 @@ def create_connector(
     """Build the named backend's connector for ``config``.
 
     Failures: STREAMING_UNKNOWN_IMPLEMENTATION (unknown name, or its library is
-    not installed), STREAMING_INVALID_CONFIG.
+    not installed), STREAMING_INVALID_CONFIG, STREAMING_INVALID_ARGUMENT (called with
+    arguments that do not fit).
     """
     shown = implementation if isinstance(implementation, str) else repr(implementation)
     known = _BACKENDS.get(implementation) if isinstance(implementation, str) else None

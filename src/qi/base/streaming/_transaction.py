@@ -208,7 +208,7 @@ class Transaction:
     def _wrong_call(self, operation: str, exc: TypeError) -> QiError:
         return self._producer._wrong_call(operation, exc)
 
-    def _escaped(self, exc: Exception, operation: str, fallback: ErrorCode) -> QiError:
+    def _escaped(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         return self._producer._escaped(exc, operation, fallback)
 
     def _end(self, state: TransactionState) -> None:

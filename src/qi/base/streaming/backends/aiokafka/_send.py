@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from aiokafka.errors import KafkaError, KafkaTimeoutError, for_code
+from aiokafka.errors import IllegalOperation, KafkaError, KafkaTimeoutError, for_code
 
 from qi.base import QiError
 from qi.base.streaming import ErrorCode, ProduceResult, StreamingConfig, StreamingMessage
@@ -203,7 +203,7 @@ class Sender:
                     budget.release_when_done(future, 1)
                     queued_in = _private.last_queued(producer, topic, partition)
                     joined.append((index, partition, native["timestamp_ms"], future, queued_in))
-        except (TimeoutError, KafkaError) as exc:
+        except (TimeoutError, KafkaError, IllegalOperation) as exc:
             refused = self._refused(exc, "send", topic)
             for rest in range(index, len(messages)):
                 if results[rest] is None and not (joined and joined[-1][0] == rest):
@@ -265,7 +265,9 @@ class Sender:
                     future = await producer.send_batch(
                         batch.builder, topic, partition=batch.partition
                     )
-            except (TimeoutError, KafkaError) as exc:
+            # IllegalOperation: a transactional producer not in a transaction (its commit
+            # under way) refuses before appending anything.
+            except (TimeoutError, KafkaError, IllegalOperation) as exc:
                 batch.refused = exc
                 budget.release(len(batch.indexes))
                 continue

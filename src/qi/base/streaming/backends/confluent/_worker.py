@@ -55,6 +55,11 @@ class BlockingWorker:
         loop in :meth:`wait_serving` (a rebalance callback waiting for the run loop),
         so that what that wait depends on never queues behind it.
         """
+        return await self.submit(call, nestable=nestable)
+
+    def submit(self, call: Callable[[], T], *, nestable: bool = False) -> asyncio.Future[T]:
+        """Queue ``call()`` as :meth:`run` does; its future, which a caller that stops
+        waiting may keep (the call goes on all the same)."""
         if self._closed:
             raise RuntimeError(f"{self._name} is closed")
         loop = asyncio.get_running_loop()
@@ -66,7 +71,7 @@ class BlockingWorker:
             self._lock.notify_all()
         if start:
             self._start(loop)
-        return await future
+        return future
 
     def wait_serving(self, waited: concurrent.futures.Future[T], timeout: float) -> T:
         """On a worker thread: wait for ``waited``, running nestable calls meanwhile.
