@@ -1,4 +1,5 @@
-"""create_connector is total: a backend that fails to load is a Failure, never an exception."""
+"""create_connector is total (a backend that fails to load is a Failure, never an exception),
+and the way from a client to an endpoint checks a config once."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import pytest
 
 from qi.base import Failure
 from qi.base.streaming import (
+    ConsumerConfig,
+    ProducerConfig,
     StreamingConfig,
+    _client,
+    _connector,
     _factory,
+    _validation,
     create_connector,
     create_streaming_client,
 )
+from testkit import ok, unique
 
 
 @pytest.mark.parametrize(
@@ -60,3 +67,28 @@ async def test_create_streaming_client_called_wrongly_reports_it_on_first_use(
         for outcome in (await client.get_producer(), await client.is_healthy()):
             assert isinstance(outcome, Failure)
             assert outcome.error.code == "STREAMING_INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("kind", ["producer", "consumer"])
+async def test_a_client_validates_an_endpoint_config_once(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The client checks a config before its cache; the connector must not check it again.
+    checks: list[object] = []
+    counted = {"producer": "producer_config_problem", "consumer": "consumer_config_problem"}[kind]
+    check = getattr(_validation, counted)
+
+    def counting(config: object) -> str | None:
+        checks.append(config)
+        problem: str | None = check(config)
+        return problem
+
+    for module in (_client, _connector):
+        monkeypatch.setattr(module, counted, counting)
+    config = StreamingConfig("factory-test", ("localhost:9092",))
+    async with create_streaming_client("memory", config) as client:
+        if kind == "producer":
+            ok(await client.get_producer(ProducerConfig()))
+        else:
+            ok(await client.get_consumer(ConsumerConfig(group_id=unique("once"))))
+    assert len(checks) == 1

@@ -127,7 +127,9 @@ async def test_a_member_that_owns_nothing_still_counts_as_polling() -> None:
     # aiokafka's heartbeat leaves the group (and does not rejoin) once its fetcher has been
     # idle for max_poll_interval_ms: waiting for partitions must not count as idle.
     consumer = _IdleConsumer()
-    source = _AiokafkaSource(cast(Any, None), SubscriptionConfig(topics=("t",)))
+    source = _AiokafkaSource(
+        cast(Any, None), SubscriptionConfig(topics=("t",)), request_timeout=1.0
+    )
     source._consumer = consumer
     fetching = asyncio.ensure_future(source.fetch(10, 0.3))
     await asyncio.sleep(0.1)

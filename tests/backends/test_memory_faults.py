@@ -181,7 +181,7 @@ async def test_consumers_read_nothing_while_unreachable_and_catch_up_after(setup
     await wait_until(lambda: len(seen) == 1, "the first message")
     setup.broker.set_unreachable()
     # Written behind the broker's back (the producer would wait): the consumer must not see it.
-    setup.broker.produce("a", [StreamingMessage(b"2")], StickyPartitions(0.0), False, "test")
+    setup.broker.produce("a", [StreamingMessage(b"2")], StickyPartitions(0.0), False)
     await asyncio.sleep(0.3)
     assert len(seen) == 1
     setup.broker.set_unreachable(False)

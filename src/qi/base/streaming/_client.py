@@ -74,7 +74,7 @@ class StreamingClient:
             self._producers,
             config,
             producer_config_problem(config),
-            lambda connector: connector.create_producer(config),
+            lambda connector: connector._create_valid_producer(config),
         )
 
     @boundary("get_consumer", ErrorCode.CONNECTION_FAILED)
@@ -89,7 +89,7 @@ class StreamingClient:
             self._consumers,
             config,
             consumer_config_problem(config),
-            lambda connector: connector.create_consumer(config),
+            lambda connector: connector._create_valid_consumer(config),
         )
 
     @boundary("get_admin", ErrorCode.CONNECTION_FAILED)

@@ -59,7 +59,7 @@ class StreamingConnector:
         problem = producer_config_problem(config)
         if problem is not None:
             return Failure(self._invalid_config(problem, "create_producer"))
-        return Success(self._new_producer(config))
+        return self._create_valid_producer(config)
 
     @sync_boundary("create_consumer", ErrorCode.INVALID_CONFIG)
     def create_consumer(self, config: ConsumerConfig) -> Result[StreamingConsumer, QiError]:
@@ -67,6 +67,18 @@ class StreamingConnector:
         problem = consumer_config_problem(config)
         if problem is not None:
             return Failure(self._invalid_config(problem, "create_consumer"))
+        return self._create_valid_consumer(config)
+
+    # A StreamingClient validates a config before it looks in its cache (an invalid
+    # config may compare equal to a valid one), so it creates through these two, which
+    # do not check it a second time.
+
+    @sync_boundary("create_producer", ErrorCode.INVALID_CONFIG)
+    def _create_valid_producer(self, config: ProducerConfig) -> Result[StreamingProducer, QiError]:
+        return Success(self._new_producer(config))
+
+    @sync_boundary("create_consumer", ErrorCode.INVALID_CONFIG)
+    def _create_valid_consumer(self, config: ConsumerConfig) -> Result[StreamingConsumer, QiError]:
         return Success(self._new_consumer(config))
 
     @sync_boundary("create_admin", ErrorCode.INVALID_CONFIG)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from qi.base import QiError, Result
 from qi.base.streaming._codes import DELIVERY_UNKNOWN, NOT_WRITTEN, ErrorCode, streaming_error
@@ -75,6 +75,7 @@ __all__ = [
     "ConsumerBackend",
     "EndpointBackend",
     "ErrorTranslation",
+    "NativeConsumerLease",
     "NativeTransactions",
     "OperationFailed",
     "PartitionSource",
@@ -95,6 +96,9 @@ TopicPartition = tuple[str, int]
 
 SeekTarget = int | Literal["earliest", "latest"]
 """An absolute offset, or the start or end of the partition."""
+
+NativeT_co = TypeVar("NativeT_co", covariant=True)
+"""A backend's native consumer type (see :class:`NativeConsumerLease`)."""
 
 ErrorTranslation = Callable[[BaseException, str, ErrorCode], QiError]
 """``translate(native_error, operation, fallback)``: a backend's error table, applied.
@@ -301,6 +305,13 @@ class NativeTransactions(Protocol):
 # the core's run loop. A backend only has to be a group member that can fetch, commit,
 # seek and pause: a PartitionSource. It reports assignment changes to the
 # RebalanceListener the run loop gives it.
+#
+# How a ConsumerBackend wires a source, the same in every backend: partition_source()
+# builds it from explicit constructor arguments only (the subscription, plain settings
+# such as timeouts and the group id, and the native objects it shares: a broker handle, a
+# worker thread). A backend that rebuilds its native consumer per run (the reset policy is
+# fixed when it is built) also passes a NativeConsumerLease. A source never holds its
+# ConsumerBackend and never calls a private member of it.
 
 
 class RebalanceListener(Protocol):
@@ -321,6 +332,22 @@ class RebalanceListener(Protocol):
 
     def report_commit_failure(self, exc: BaseException) -> None:
         """Committing the offsets of revoked partitions failed; the run loop reports it."""
+
+
+class NativeConsumerLease(Protocol[NativeT_co]):
+    """How a source gets the backend's native consumer for one run and gives it back."""
+
+    async def acquire(self, from_beginning: bool) -> NativeT_co:
+        """The native consumer for a new run, ready to subscribe, whose reset policy for a
+        group without committed offsets is the earliest offset if ``from_beginning``, else
+        the latest; built anew when the one at hand does not fit or is spent."""
+        ...
+
+    async def release(self, patience: float) -> None:
+        """The run is over: leave the group and stop the native consumer the last
+        :meth:`acquire` handed out (or was building) within about ``patience`` seconds;
+        the rest goes on in the background. It is not used again."""
+        ...
 
 
 class PartitionSource(ABC):

@@ -1,1 +1,1 @@
-"""Backends: each subpackage provides `connector(config, logger)` for one implementation."""
+"""Backends: each subpackage provides `backend(config, logger)` for one implementation."""

@@ -31,6 +31,7 @@ from qi.base.streaming._fast_values import (
 from qi.base.streaming.backend import (
     NO_CONSUMED_HEADERS,
     ConsumerBackend,
+    NativeConsumerLease,
     PartitionSource,
     RebalanceListener,
     SeekTarget,
@@ -139,9 +140,9 @@ class AiokafkaConsumer(ConsumerBackend):
         return self._consumer
 
     def partition_source(self, subscription: SubscriptionConfig) -> PartitionSource:
-        return _AiokafkaSource(self, subscription)
+        return _AiokafkaSource(self, subscription, request_timeout=self._config.request_timeout)
 
-    # -- the native consumer, as the source needs it ------------------------------------------
+    # -- the native consumer, lent to one run at a time (NativeConsumerLease) ------------------
 
     def _build(self, *, from_beginning: bool) -> Any:
         settings = consumer_settings(
@@ -177,7 +178,7 @@ class AiokafkaConsumer(ConsumerBackend):
         if not stopping.cancelled() and stopping.exception() is not None:
             self._logger.debug("aiokafka consumer stop failed", exc_info=stopping.exception())
 
-    async def _ready_consumer(self, from_beginning: bool) -> Any:
+    async def acquire(self, from_beginning: bool) -> Any:
         """The started native consumer, rebuilt if it was stopped or starts elsewhere.
 
         aiokafka fixes the reset policy when a consumer is built, and connect() had to
@@ -192,8 +193,8 @@ class AiokafkaConsumer(ConsumerBackend):
         await self._start_native()
         return self._consumer
 
-    async def _native_stopped(self, patience: float) -> None:
-        """The source left the group: the native consumer is spent, a new run builds another."""
+    async def release(self, patience: float) -> None:
+        """The run left the group: the native consumer is spent, a new run builds another."""
         consumer = self._consumer
         self._started = False
         if consumer is not None:
@@ -216,9 +217,16 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class _AiokafkaSource(PartitionSource):
     """One run of an AiokafkaConsumer: a subscription on its native consumer."""
 
-    def __init__(self, owner: AiokafkaConsumer, subscription: SubscriptionConfig) -> None:
-        self._owner = owner
+    def __init__(
+        self,
+        lease: NativeConsumerLease[Any],
+        subscription: SubscriptionConfig,
+        *,
+        request_timeout: float,
+    ) -> None:
+        self._lease = lease
         self._subscription = subscription
+        self._request_timeout = request_timeout
         self._consumer: Any = None
         self._listener: RebalanceListener | None = None
         # Partitions the engine has been told it owns. A fetch asks only for these: records of a
@@ -234,7 +242,7 @@ class _AiokafkaSource(PartitionSource):
 
     async def start(self, listener: RebalanceListener) -> None:
         self._listener = listener
-        consumer = await self._owner._ready_consumer(self._subscription.from_beginning)
+        consumer = await self._lease.acquire(self._subscription.from_beginning)
         self._consumer = consumer
         topics = list(self._subscription.topics)
         pattern = self._subscription.pattern
@@ -329,7 +337,7 @@ class _AiokafkaSource(PartitionSource):
         self._starts.pop(partition, None)
         if target == "earliest" or target == "latest":
             # aiokafka waits for the new position up to its (join-sized) request timeout.
-            async with asyncio.timeout(self._owner._config.request_timeout):
+            async with asyncio.timeout(self._request_timeout):
                 if target == "earliest":
                     await self._consumer.seek_to_beginning(tp)
                 else:
@@ -365,7 +373,7 @@ class _AiokafkaSource(PartitionSource):
         )
 
     async def stop(self, patience: float) -> None:
-        await self._owner._native_stopped(patience)
+        await self._lease.release(patience)
 
     # -- rebalance -----------------------------------------------------------------------------
 
@@ -374,7 +382,7 @@ class _AiokafkaSource(PartitionSource):
         # the background. Wait for them, so that run() returns only when "from now on" is fixed:
         # a message produced after run() returned is then read even without from_beginning.
         try:
-            async with asyncio.timeout(self._owner._config.request_timeout):
+            async with asyncio.timeout(self._request_timeout):
                 for key in partitions:
                     # The broker may still hand out partitions of a deleted topic: no position
                     # will ever come for them.
@@ -398,7 +406,7 @@ class _AiokafkaSource(PartitionSource):
         try:
             offsets = await listener.partitions_revoked(partitions)
             if offsets:
-                async with asyncio.timeout(self._owner._config.request_timeout):
+                async with asyncio.timeout(self._request_timeout):
                     await self.commit(offsets)
         except asyncio.CancelledError:
             raise

@@ -1,11 +1,13 @@
-"""The aiokafka producer: one delivery future per message, each message its own result.
+"""The aiokafka producer: messages laid out as record batches, each message its own result.
 
-aiokafka's ``send()`` queues a message into a per-partition batch and returns a
-future that resolves to that message's own offset (batch base offset plus its
-index), so a batch of ours is simply its messages queued in input order: the
-order within a partition is the queue order, and every message keeps its own
-outcome. Handing messages over and waiting for them is ``_send.Sender``'s part;
-this module is the lifecycle and the pooling of concurrent ``send()`` calls.
+A call's messages are laid out into aiokafka record batches in input order
+(``_batch``: ``create_batch``/``send_batch``, no future per message), so a
+partition receives them in that order; each message's offset is read back from
+its batch's base offset plus its position in the batch, so every message keeps
+its own outcome. Handing messages over and waiting for them is ``_send.Sender``'s
+part (sends arriving while aiokafka still holds a batch of ours join its open
+batches); this module is the lifecycle, the transactions and the pooling of
+concurrent ``send()`` calls.
 """
 
 from __future__ import annotations

@@ -98,15 +98,16 @@ class ConfluentConsumer(ConsumerBackend):
         if self._worker is None:
             raise RuntimeError("the consumer is not connected")
         return ConfluentSource(
-            self._acquire,
+            self,
             self._worker,
             subscription,
             request_timeout=self._config.request_timeout,
             logger=self._logger,
-            on_closed=self._closed_by_run,
         )
 
-    async def _acquire(self, from_beginning: bool) -> Consumer:
+    # -- the native consumer, lent to one run at a time (NativeConsumerLease) ------------------
+
+    async def acquire(self, from_beginning: bool) -> Consumer:
         """A native consumer for a new run, with the reset policy it needs."""
         consumer = self._native_consumer
         if consumer is not None and self._native_state == "fresh":
@@ -119,9 +120,21 @@ class ConfluentConsumer(ConsumerBackend):
         self._native_state = "used"
         return consumer
 
-    def _closed_by_run(self, consumer: Consumer) -> None:
-        if consumer is self._native_consumer:
-            self._native_state = "closed"
+    async def release(self, patience: float) -> None:
+        """Close the consumer the run used (librdkafka's close leaves the group), waiting at
+        most ``patience`` seconds; the close goes on after that."""
+        consumer, worker = self._native_consumer, self._worker
+        if consumer is None or worker is None or self._native_state != "used":
+            return
+        # This close is the native consumer's last call: nobody must queue another.
+        self._native_state = "closed"
+        closing = asyncio.ensure_future(worker.run(consumer.close))
+        await asyncio.wait({closing}, timeout=patience)
+        if not closing.done():
+            closing.add_done_callback(_ignore_outcome)
+            self._logger.debug("leaving the group goes on after %.1fs", patience)
+            return
+        closing.result()
 
     def _build(self, *, from_beginning: bool, errors: ClientErrors) -> Consumer:
         settings = consumer_settings(

@@ -27,7 +27,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 from confluent_kafka import (
@@ -45,6 +45,7 @@ from qi.base.streaming import ConsumedMessage, ErrorCode, SubscriptionConfig
 from qi.base.streaming._fast_values import LastTimestamp
 from qi.base.streaming.backend import (
     NO_CONSUMED_HEADERS,
+    NativeConsumerLease,
     PartitionSource,
     RebalanceListener,
     SeekTarget,
@@ -78,26 +79,19 @@ _SURFACED: Final = frozenset(
 )
 
 
-def _ignore_outcome(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved, so asyncio does not log it as never retrieved
-
-
 class ConfluentSource(PartitionSource):
     """One run of a consumer: subscribe, fetch, commit, seek, leave."""
 
     def __init__(
         self,
-        acquire: Callable[[bool], Awaitable[Consumer]],
+        lease: NativeConsumerLease[Consumer],
         worker: BlockingWorker,
         subscription: SubscriptionConfig,
         *,
         request_timeout: float,
         logger: logging.Logger,
-        on_closed: Callable[[Consumer], None],
     ) -> None:
-        self._acquire = acquire
-        self._on_closed = on_closed
+        self._lease = lease
         self._worker = worker
         self._topics = frozenset(subscription.topics)
         self._pattern = None if subscription.pattern is None else re.compile(subscription.pattern)
@@ -133,7 +127,7 @@ class ConfluentSource(PartitionSource):
     async def start(self, listener: RebalanceListener) -> None:
         self._listener = listener
         self._loop = asyncio.get_running_loop()
-        self._consumer = await self._acquire(self._from_beginning)
+        self._consumer = await self._lease.acquire(self._from_beginning)
         await self._worker.run(functools.partial(self._refresh, force=True))
 
     async def fetch(
@@ -195,18 +189,8 @@ class ConfluentSource(PartitionSource):
         return await self._worker.run(consumer.consumer_group_metadata, nestable=True)
 
     async def stop(self, patience: float) -> None:
-        consumer = self._consumer
-        if consumer is None:
-            return
-        # This close is the native consumer's last call: nobody must queue another.
-        self._on_closed(consumer)
-        closing = asyncio.ensure_future(self._worker.run(consumer.close))
-        await asyncio.wait({closing}, timeout=patience)
-        if not closing.done():
-            closing.add_done_callback(_ignore_outcome)
-            self._logger.debug("leaving the group goes on after %.1fs", patience)
-            return
-        closing.result()
+        if self._consumer is not None:
+            await self._lease.release(patience)
 
     # -- worker thread -------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ fit the topic's ``max.message.bytes`` (the broker's ``message.max.bytes`` by
 default), and a compacted topic takes only keyed records: like Kafka, which refuses
 a record batch with a keyless record whole, the memory broker refuses every record
 of the call sent to that partition. A refused message fails ``not_written``, as in a
-real produce response.
+real produce response. Failures are the broker's native errors (``MemoryBrokerError``);
+the producer turns them into QiErrors through the backend's table.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from qi.base import QiError
 from qi.base.streaming import ProduceResult, StreamingMessage
 from qi.base.streaming._fast_values import (
     PRODUCE_RESULT_SETTERS,
@@ -23,7 +23,7 @@ from qi.base.streaming._fast_values import (
     millis_from_datetime,
 )
 from qi.base.streaming.backend import NOT_WRITTEN, partition_for_key
-from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
+from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
 from qi.base.streaming.backends.memory._log import Topic, encode_headers
 from qi.base.streaming.backends.memory._records import (
     MOST_FRAMING_BYTES,
@@ -31,8 +31,11 @@ from qi.base.streaming.backends.memory._records import (
     record_batch_bytes,
 )
 
-Injector = Callable[[int], QiError | None]
+Injector = Callable[[int], MemoryBrokerError | None]
 """An injected failure for the next message, given its partition (None: no failure)."""
+
+Outcomes = list[ProduceResult | MemoryBrokerError]
+"""One outcome per message, in input order: its result, or the broker's refusal."""
 
 
 def append_messages(
@@ -40,10 +43,10 @@ def append_messages(
     messages: Sequence[StreamingMessage],
     sticky: StickyPartitions,
     acks_none: bool,
-    operation: str,
     inject: Injector | None,
-) -> list[ProduceResult | QiError]:
-    """Append ``messages`` in order; one outcome per message."""
+) -> tuple[Outcomes, int]:
+    """Append ``messages`` in order: one outcome per message, and how many failed (so that
+    a call without failures costs no second pass)."""
     name, logs, settings = topic.name, topic.logs, topic.settings
     count = len(logs)
     limit = settings.max_batch_bytes
@@ -63,8 +66,9 @@ def append_messages(
                         unkeyed = sticky.partition(name, count)
                     partition = unkeyed
                 refused.add(partition)
-    outcomes: list[ProduceResult | QiError] = []
+    outcomes: Outcomes = []
     append = outcomes.append
+    failures = 0
     new = object.__new__
     set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
     for message in messages:
@@ -80,7 +84,8 @@ def append_messages(
                     unkeyed = sticky.partition(name, count)
                 partition = unkeyed
         elif partition >= count:
-            append(_bad_partition(name, partition, count, operation))
+            append(_bad_partition(name, partition, count))
+            failures += 1
             continue
         value = message.value
         if value is not None and type(value) is not bytes:
@@ -95,14 +100,17 @@ def append_messages(
         ):
             size = record_batch_bytes(key, value, stored_headers)
             if size > limit:
-                append(_too_large(name, partition, size, limit, operation))
+                append(_too_large(name, partition, size, limit))
+                failures += 1
                 continue
         if refused and partition in refused:
-            append(_keyless_on_compacted(name, partition, operation))
+            append(_keyless_on_compacted(name, partition))
+            failures += 1
             continue
         failed = None if inject is None else inject(partition)
         if failed is not None and failed.context["delivery"] == NOT_WRITTEN:
             append(failed)
+            failures += 1
             continue
         log = logs[partition]
         offset = len(log)
@@ -114,6 +122,7 @@ def append_messages(
         log.append((key, value, millis, stored_headers))
         if failed is not None:
             append(failed)
+            failures += 1
         else:  # produce_result() written out: the call cost more than the building
             result = new(ProduceResult)
             set_topic(result, name)
@@ -121,26 +130,24 @@ def append_messages(
             set_offset(result, -1 if acks_none else offset)
             set_stamp(result, stamp)
             append(result)
-    return outcomes
+    return outcomes, failures
 
 
-def _bad_partition(topic: str, partition: int, count: int, operation: str) -> QiError:
-    return broker_error(
+def _bad_partition(topic: str, partition: int, count: int) -> MemoryBrokerError:
+    return MemoryBrokerError(
         BrokerError.UNKNOWN_PARTITION,
         f"topic {topic!r} has {count} partition(s): partition {partition} does not exist",
-        operation,
         topic=topic,
         partition=partition,
         delivery=NOT_WRITTEN,
     )
 
 
-def _too_large(topic: str, partition: int, size: int, limit: int, operation: str) -> QiError:
-    return broker_error(
+def _too_large(topic: str, partition: int, size: int, limit: int) -> MemoryBrokerError:
+    return MemoryBrokerError(
         BrokerError.MSG_SIZE_TOO_LARGE,
         f"the record batch of {size} bytes exceeds the {limit} bytes {topic!r} accepts "
         "(its max.message.bytes, or the broker's message.max.bytes)",
-        operation,
         topic=topic,
         partition=partition,
         size=size,
@@ -149,12 +156,11 @@ def _too_large(topic: str, partition: int, size: int, limit: int, operation: str
     )
 
 
-def _keyless_on_compacted(topic: str, partition: int, operation: str) -> QiError:
-    return broker_error(
+def _keyless_on_compacted(topic: str, partition: int) -> MemoryBrokerError:
+    return MemoryBrokerError(
         BrokerError.INVALID_RECORD,
         "Compacted topic cannot accept message without key in topic partition "
         f"{topic}-{partition}.",
-        operation,
         topic=topic,
         partition=partition,
         delivery=NOT_WRITTEN,

@@ -33,18 +33,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol
 
-from qi.base import QiError
 from qi.base.streaming import (
     ConsumedMessage,
     ErrorCode,
-    ProduceResult,
     StreamingMessage,
     TopicConfig,
     TopicMetadata,
 )
 from qi.base.streaming.backend import NOT_WRITTEN
-from qi.base.streaming.backends.memory._append import append_messages
-from qi.base.streaming.backends.memory._errors import BrokerError, broker_error
+from qi.base.streaming.backends.memory._append import Outcomes, append_messages
+from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
 from qi.base.streaming.backends.memory._group import ConsumerGroup, GroupObserver
 from qi.base.streaming.backends.memory._log import Topic
 from qi.base.streaming.backends.memory._records import StickyPartitions
@@ -335,9 +333,9 @@ class MemoryBroker:
         messages: Sequence[StreamingMessage],
         sticky: StickyPartitions,
         acks_none: bool,
-        operation: str,
-    ) -> list[ProduceResult | QiError] | QiError:
-        """Append messages in order; one outcome per message, or one error for all.
+    ) -> tuple[Outcomes, int] | MemoryBrokerError:
+        """Append messages in order: one outcome per message and how many failed, or one
+        error for all (native errors: the producer translates them).
 
         ``sticky`` places messages with neither key nor partition. The whole call
         fails when the topic does not exist; a message fails alone when Kafka would
@@ -346,10 +344,9 @@ class MemoryBroker:
         """
         topic = self._topics.get(topic_name)
         if topic is None:
-            return broker_error(
+            return MemoryBrokerError(
                 BrokerError.UNKNOWN_TOPIC_OR_PART,
                 f"topic {topic_name!r} does not exist (topics are never created automatically)",
-                operation,
                 topic=topic_name,
                 delivery=NOT_WRITTEN,
             )
@@ -359,33 +356,31 @@ class MemoryBroker:
             messages,
             sticky,
             acks_none,
-            operation,
-            None if fault is None else self._fault_injector(fault, topic_name, operation),
+            None if fault is None else self._fault_injector(fault, topic_name),
         )
         self._wake_readers(topic_name)
         return outcomes
 
     def _fault_injector(
-        self, fault: _ProduceFault, topic: str, operation: str
-    ) -> Callable[[int], QiError | None]:
+        self, fault: _ProduceFault, topic: str
+    ) -> Callable[[int], MemoryBrokerError | None]:
         """The injected failure of each next message (to ``partition``) while ``fault`` lasts."""
 
-        def inject(partition: int) -> QiError | None:
+        def inject(partition: int) -> MemoryBrokerError | None:
             if fault.remaining <= 0:
                 return None
             fault.remaining -= 1
             if fault.remaining == 0 and self._produce_faults.get(topic) is fault:
                 del self._produce_faults[topic]
-            error = broker_error(
+            return MemoryBrokerError(
                 BrokerError.INJECTED_FAULT,
                 f"injected produce failure on {topic}[{partition}]",
-                operation,
-                code=fault.code,
+                fault.code,
                 topic=topic,
                 partition=partition,
                 delivery=fault.delivery,
+                retriable=fault.retriable,
             )
-            return error.with_context(retriable=fault.retriable)
 
         return inject
 

@@ -8,11 +8,12 @@ would from a real cluster: ``context["kafka_error"]`` is the name and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Final
 
 from qi.base import QiError
-from qi.base.streaming import ErrorCode, StreamingConfig
+from qi.base.streaming import ErrorCode, ProduceResult, StreamingConfig
 from qi.base.streaming.backend import streaming_error
 
 IMPLEMENTATION: Final = "memory"
@@ -81,14 +82,20 @@ ERROR_TABLE: Final[dict[BrokerError, tuple[ErrorCode, bool]]] = {
 
 
 class MemoryBrokerError(Exception):
-    """Raised by the memory broker; endpoints translate it through :data:`ERROR_TABLE`."""
+    """The memory broker's native error: raised by its requests, or returned as the outcome
+    of a message it refused. Turned into a QiError only by :func:`translate` (the table)."""
 
-    def __init__(self, error: BrokerError, message: str, code: ErrorCode | None = None) -> None:
+    def __init__(
+        self, error: BrokerError, message: str, code: ErrorCode | None = None, **context: Any
+    ) -> None:
         super().__init__(message)
         self.error = error
         self.message = message
         self.code = code
         """The contract code when not the table's (set by fault-injection hooks)."""
+        self.context = context
+        """What the QiError's context says besides the table's (topic, partition, delivery;
+        ``retriable`` when a fault-injection hook chose it)."""
 
 
 def broker_error(
@@ -99,23 +106,22 @@ def broker_error(
     code: ErrorCode | None = None,
     **context: Any,
 ) -> QiError:
-    """The QiError for a broker answer: the table's code (unless ``code``), name and retriable."""
+    """The QiError for a broker answer: the table's code (unless ``code``), name and retriable
+    (unless ``context`` says)."""
     mapped, retriable = ERROR_TABLE[error]
     return streaming_error(
         mapped if code is None else code,
         message,
         operation=operation,
         implementation=IMPLEMENTATION,
-        kafka_error=error.value,
-        retriable=retriable,
-        **context,
+        **{"kafka_error": error.value, "retriable": retriable, **context},
     )
 
 
 def translate(exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
     """Any exception escaping the memory backend as a QiError: broker errors by the table."""
     if isinstance(exc, MemoryBrokerError):
-        return broker_error(exc.error, exc.message, operation, code=exc.code)
+        return broker_error(exc.error, exc.message, operation, code=exc.code, **exc.context)
     return streaming_error(
         fallback,
         f"{operation} failed: {type(exc).__name__}: {exc}",
@@ -123,6 +129,18 @@ def translate(exc: BaseException, operation: str, fallback: ErrorCode) -> QiErro
         implementation=IMPLEMENTATION,
         exception_type=type(exc).__name__,
     )
+
+
+def produce_outcomes(
+    outcomes: Sequence[ProduceResult | MemoryBrokerError], operation: str
+) -> list[ProduceResult | QiError]:
+    """A produce call's outcomes with each message the broker refused as its QiError."""
+    return [
+        translate(outcome, operation, ErrorCode.PRODUCE_FAILED)
+        if isinstance(outcome, MemoryBrokerError)
+        else outcome
+        for outcome in outcomes
+    ]
 
 
 def unreachable(config: StreamingConfig, operation: str, **context: Any) -> QiError:

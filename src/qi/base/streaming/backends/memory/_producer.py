@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming import (
@@ -32,6 +33,7 @@ from qi.base.streaming.backends.memory._errors import (
     BrokerError,
     MemoryBrokerError,
     broker_error,
+    produce_outcomes,
     translate,
     unreachable,
 )
@@ -153,14 +155,22 @@ class MemoryProducer(ProducerBackend):
         self, broker: MemoryBroker, topic: str, messages: Sequence[StreamingMessage], operation: str
     ) -> list[ProduceResult | QiError] | QiError:
         session = self._session
-        if session is None:
-            return broker.produce(topic, messages, self._sticky, self._acks_none, operation)
         try:
-            return broker.transactions.produce(session, topic, messages, self._sticky, operation)
+            if session is None:
+                produced = broker.produce(topic, messages, self._sticky, self._acks_none)
+            else:
+                produced = broker.transactions.produce(session, topic, messages, self._sticky)
         except MemoryBrokerError as refused:  # fenced, or no transaction open: nothing written
             return translate(refused, operation, ErrorCode.PRODUCE_FAILED).with_context(
                 topic=topic, delivery=NOT_WRITTEN
             )
+        # The broker answers with native errors; they become QiErrors here, by the table.
+        if isinstance(produced, MemoryBrokerError):
+            return translate(produced, operation, ErrorCode.PRODUCE_FAILED)
+        outcomes, failures = produced
+        if failures:
+            return produce_outcomes(outcomes, operation)
+        return cast(list[ProduceResult | QiError], outcomes)  # every one a ProduceResult
 
     async def _deliver_slowly(
         self, broker: MemoryBroker, topic: str, messages: Sequence[StreamingMessage], operation: str

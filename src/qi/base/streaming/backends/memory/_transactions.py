@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
-from qi.base import QiError
 from qi.base.streaming import ErrorCode, ProduceResult, StreamingMessage
 from qi.base.streaming.backend import TopicPartition
 from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
@@ -34,6 +33,7 @@ from qi.base.streaming.backends.memory._group import ConsumerGroup
 from qi.base.streaming.backends.memory._records import StickyPartitions
 
 if TYPE_CHECKING:
+    from qi.base.streaming.backends.memory._append import Outcomes
     from qi.base.streaming.backends.memory._broker import MemoryBroker
     from qi.base.streaming.backends.memory._log import Topic
 
@@ -80,7 +80,7 @@ class _TransactionalState:
         default_factory=dict
     )
     """Consumer offsets to commit with the open transaction, per group."""
-    lost: QiError | None = None
+    lost: MemoryBrokerError | None = None
     """The first message of the open transaction that was not written: as in Kafka's
     clients, the transaction can then only abort (what it holds is not what was sent)."""
 
@@ -133,16 +133,17 @@ class TransactionCoordinator:
         topic: str,
         messages: Sequence[StreamingMessage],
         sticky: StickyPartitions,
-        operation: str,
-    ) -> list[ProduceResult | QiError] | QiError:
+    ) -> tuple[Outcomes, int] | MemoryBrokerError:
         """Append messages within the open transaction, hidden from read_committed readers."""
         state = self._open_state(session)
-        outcomes = self._broker.produce(topic, messages, sticky, False, operation)
-        if state.lost is None:
-            failures = [outcomes] if isinstance(outcomes, QiError) else outcomes
-            state.lost = next((item for item in failures if isinstance(item, QiError)), None)
-        if isinstance(outcomes, QiError):
-            return outcomes
+        produced = self._broker.produce(topic, messages, sticky, False)
+        if isinstance(produced, MemoryBrokerError):
+            if state.lost is None:
+                state.lost = produced
+            return produced
+        outcomes, failures = produced
+        if failures and state.lost is None:
+            state.lost = next(item for item in outcomes if isinstance(item, MemoryBrokerError))
         stored = self._broker.topic(topic)
         assert stored is not None
         if state.topics.get(topic) is not stored:
@@ -159,7 +160,7 @@ class TransactionCoordinator:
                     marks = stored.transaction_marks(outcome.partition)
                     marks.open_first[session.producer_id] = outcome.offset
                 written.append(outcome.offset)
-        return outcomes
+        return produced
 
     def add_offsets(
         self,
@@ -181,7 +182,7 @@ class TransactionCoordinator:
         if state.lost is not None:
             raise MemoryBrokerError(
                 BrokerError.TRANSACTION_ABORTABLE,
-                f"a message of this transaction was not written ({state.lost.code}: "
+                f"a message of this transaction was not written ({state.lost.error.value}: "
                 f"{state.lost.message}): abort it and retry the work",
             )
         # A member that lost partitions since it sent their offsets must not commit them:
