@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import threading
 import time
@@ -341,3 +342,39 @@ async def test_disconnect_while_run_is_joining_leaves_nothing_behind(
         assert time.monotonic() - began < config.session_timeout / 2
     finally:
         await second.disconnect()
+
+
+# A run() cancelled while joining leaves the group before it returns; until then a second
+# run() must not start: the first one's leaving gives back the native consumer the
+# backend lent last, which would be the second run's (closed under it, it never joins).
+@pytest.mark.kafka_rules
+async def test_run_while_a_cancelled_run_is_leaving_is_refused_or_works(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+    backend: str,
+) -> None:
+    topic = await make_topic(2)
+    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
+    consumer = ok(await client.get_consumer(consumer_config()))
+    # Cut short at once, while acquiring the native consumer, and while joining.
+    for delay in (0.0, 0.005, 0.01, 0.02, 0.05, 0.1):
+        ok(await consumer.subscribe(subscription))
+        first = asyncio.ensure_future(consumer.run(ConsumerRunConfig(each_message=_noop)))
+        await asyncio.sleep(delay)
+        first.cancel()
+        for _ in range(3):  # the cancellation reaches the join, then run(): it is leaving
+            await asyncio.sleep(0)
+        collector = Collector()
+        second = await consumer.run(collector.run_config())
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        if isinstance(second, Success):
+            for partition in (0, 1):
+                await produce(producer, topic, [f"{delay}".encode()], partition=partition)
+            await collector.wait_for(2, within=10.0)
+        else:
+            expect_failure(second, "STREAMING_INVALID_ARGUMENT", implementation=backend)
+        ok(await consumer.disconnect())
+        ok(await consumer.connect())

@@ -70,6 +70,10 @@ class StreamingConsumer(Endpoint):
         self._progress_in_transactions = False
         # run()'s join of the group, while it is under way: disconnect() cancels it.
         self._starting: asyncio.Task[Result[None, QiError]] | None = None
+        # A run() that failed to start and is still leaving the group: its source gives
+        # back "the" native consumer the backend lent last, so no new run may borrow one
+        # until it has (it would be the one closed).
+        self._failed_run_leaving = False
         self._telemetry: ConsumerTelemetry | None = None
         if config.telemetry is not None:
             # Imported only here: without telemetry, OpenTelemetry is never imported.
@@ -126,7 +130,7 @@ class StreamingConsumer(Endpoint):
             return Failure(
                 self._error(ErrorCode.NOT_SUBSCRIBED, "call subscribe() before run()", "run")
             )
-        if self._engine is not None:
+        if self._engine is not None or self._failed_run_leaving:
             return Failure(
                 self._error(ErrorCode.INVALID_ARGUMENT, "the consumer is already running", "run")
             )
@@ -168,7 +172,11 @@ class StreamingConsumer(Endpoint):
             # disconnect() took over is disconnect()'s to stop.
             if self._engine is engine and (started is None or started.is_failure()):
                 self._engine = None
-                await engine.stop(0.0, _FAILED_RUN_PATIENCE)
+                self._failed_run_leaving = True
+                try:
+                    await engine.stop(0.0, _FAILED_RUN_PATIENCE)
+                finally:
+                    self._failed_run_leaving = False
         return started
 
     @boundary("commit_offsets", ErrorCode.COMMIT_FAILED)
