@@ -378,3 +378,25 @@ async def test_run_while_a_cancelled_run_is_leaving_is_refused_or_works(
             expect_failure(second, "STREAMING_INVALID_ARGUMENT", implementation=backend)
         ok(await consumer.disconnect())
         ok(await consumer.connect())
+
+
+# A run with from_beginning replaces the native consumer connect() made (its reset policy
+# does not fit); a run() cancelled while that one is closing must not leave it to be
+# handed to the next run, whose policy it fits (closed, it fails every call).
+@pytest.mark.kafka_rules
+async def test_run_after_a_run_cancelled_while_replacing_the_native_consumer_works(
+    client: StreamingClient, make_topic: TopicFactory, consumer_config: ConsumerConfigFactory
+) -> None:
+    topic = await make_topic()
+    for steps in range(1, 6):  # cut short one loop step later each time
+        consumer = ok(await client.get_consumer(consumer_config()))
+        ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+        first = asyncio.ensure_future(consumer.run(ConsumerRunConfig(each_message=_noop)))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=False)))
+        ok(await consumer.run(ConsumerRunConfig(each_message=_noop)))
+        ok(await consumer.disconnect())

@@ -115,6 +115,9 @@ class ConfluentConsumer(ConsumerBackend):
                 self._native_state = "used"
                 return consumer
             assert self._worker is not None
+            # Spent before the close is awaited: a run cancelled meanwhile must not leave it
+            # "fresh" for the next run to be handed (closed, it fails every call).
+            self._native_state = "closed"
             await self._worker.run(consumer.close)  # never joined a group: closes at once
         consumer = self._build(from_beginning=from_beginning, errors=ClientErrors(self._logger))
         self._native_state = "used"
