@@ -11,10 +11,11 @@ the timeout (and a second of grace) all the same.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol, cast
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -28,6 +29,30 @@ from testkit import wait_until
 TIMEOUT = 0.2
 BOUND = TIMEOUT + 1.0 + 0.5
 """The timeout, the grace the backend gives librdkafka, and slack for the test machine."""
+
+
+class _Releasable(Protocol):
+    release: threading.Event
+
+
+@contextlib.asynccontextmanager
+async def _transactions_over(producer: _Releasable) -> AsyncIterator[ConfluentTransactions]:
+    """ConfluentTransactions over a fake producer; releases its blocked calls at the end."""
+    worker = BlockingWorker("qi-test-transactions")
+    try:
+        yield ConfluentTransactions(cast(Producer, producer), worker, TIMEOUT)
+    finally:
+        producer.release.set()
+        await worker.close(5.0)
+
+
+async def _raised_within_bound(call: Awaitable[None]) -> KafkaException:
+    """The KafkaException ``call`` raises, which it must raise within BOUND seconds."""
+    started = time.monotonic()
+    with pytest.raises(KafkaException) as raised:
+        await call
+    assert time.monotonic() - started < BOUND
+    return raised.value
 
 
 class _StuckProducer:
@@ -46,23 +71,16 @@ class _StuckProducer:
 @pytest.fixture
 async def stuck() -> AsyncIterator[tuple[_StuckProducer, ConfluentTransactions]]:
     producer = _StuckProducer()
-    worker = BlockingWorker("qi-test-transactions")
-    try:
-        yield producer, ConfluentTransactions(cast(Producer, producer), worker, TIMEOUT)
-    finally:
-        producer.release.set()
-        await worker.close(5.0)
+    async with _transactions_over(producer) as transactions:
+        yield producer, transactions
 
 
 async def test_send_offsets_that_librdkafka_never_returns_fails_abortable_after_its_timeout(
     stuck: tuple[_StuckProducer, ConfluentTransactions],
 ) -> None:
     _, transactions = stuck
-    started = time.monotonic()
-    with pytest.raises(KafkaException) as raised:
-        await transactions.send_offsets({("t", 0): 5}, object())
-    assert time.monotonic() - started < BOUND
-    error = translate_exception(raised.value, "transaction.send_offsets", ErrorCode.PRODUCE_FAILED)
+    raised = await _raised_within_bound(transactions.send_offsets({("t", 0): 5}, object()))
+    error = translate_exception(raised, "transaction.send_offsets", ErrorCode.PRODUCE_FAILED)
     assert error.code == ErrorCode.TRANSACTION_FAILED
     assert error.context["kafka_error"] == "_TIMED_OUT"
 
@@ -71,11 +89,8 @@ async def test_a_commit_that_librdkafka_never_returns_times_out_after_its_timeou
     stuck: tuple[_StuckProducer, ConfluentTransactions],
 ) -> None:
     _, transactions = stuck
-    started = time.monotonic()
-    with pytest.raises(KafkaException) as raised:
-        await transactions.commit()
-    assert time.monotonic() - started < BOUND
-    error = translate_exception(raised.value, "transaction.commit", ErrorCode.TRANSACTION_FAILED)
+    raised = await _raised_within_bound(transactions.commit())
+    error = translate_exception(raised, "transaction.commit", ErrorCode.TRANSACTION_FAILED)
     assert error.code == ErrorCode.TIMEOUT  # the outcome is unknown: commit again
     assert error.context["retriable"] is True
 
@@ -112,15 +127,21 @@ class _LateProducer:
         self.begun += 1
 
 
+async def _times_out_then_completes(
+    producer: _LateProducer, call: Awaitable[None], what: str
+) -> None:
+    """``call`` gives up on librdkafka's first, blocked end; librdkafka then completes it."""
+    with pytest.raises(KafkaException):
+        await call
+    producer.release.set()
+    await wait_until(lambda: not producer.in_transaction, what)
+
+
 @pytest.fixture
 async def late() -> AsyncIterator[tuple[_LateProducer, ConfluentTransactions]]:
     producer = _LateProducer()
-    worker = BlockingWorker("qi-test-transactions")
-    try:
-        yield producer, ConfluentTransactions(cast(Producer, producer), worker, TIMEOUT)
-    finally:
-        producer.release.set()
-        await worker.close(5.0)
+    async with _transactions_over(producer) as transactions:
+        yield producer, transactions
 
 
 async def test_a_commit_tried_again_after_a_timeout_answers_what_the_late_commit_did(
@@ -130,10 +151,7 @@ async def test_a_commit_tried_again_after_a_timeout_answers_what_the_late_commit
     # would reach librdkafka after the first one committed and fail with _STATE, and the
     # loop would abort and redo work that is already committed.
     producer, transactions = late
-    with pytest.raises(KafkaException):
-        await transactions.commit()
-    producer.release.set()
-    await wait_until(lambda: not producer.in_transaction, "the late call to complete")
+    await _times_out_then_completes(producer, transactions.commit(), "the late call to complete")
     await transactions.commit()
 
 
@@ -155,10 +173,7 @@ async def test_the_next_transaction_after_an_abort_that_finished_late_begins(
     # begin() resumes an abort that failed; one that completed after its caller gave up
     # must not be asked again (librdkafka: _STATE), or no transaction would ever begin.
     producer, transactions = late
-    with pytest.raises(KafkaException):
-        await transactions.abort()
-    producer.release.set()
-    await wait_until(lambda: not producer.in_transaction, "the late call to complete")
+    await _times_out_then_completes(producer, transactions.abort(), "the late call to complete")
     await transactions.begin()
     assert producer.begun == 1
 
@@ -170,10 +185,7 @@ async def test_the_next_transaction_begins_after_an_abort_of_a_commit_that_compl
     # again, and the commit completed meanwhile: librdkafka has no transaction left to
     # abort (_STATE), so the abort owed to it is settled, not asked before every begin.
     producer, transactions = late
-    with pytest.raises(KafkaException):
-        await transactions.commit()
-    producer.release.set()
-    await wait_until(lambda: not producer.in_transaction, "the late commit to complete")
+    await _times_out_then_completes(producer, transactions.commit(), "the late commit to complete")
     with pytest.raises(KafkaException):
         await transactions.abort()
     await transactions.begin()

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import pytest
@@ -16,6 +17,7 @@ from qi.base.streaming import (
     ProducerConfig,
     StreamingClient,
     StreamingConfig,
+    StreamingConnector,
     StreamingMessage,
     SubscriptionConfig,
     create_connector,
@@ -278,6 +280,38 @@ async def test_results_are_plain_values(client: StreamingClient) -> None:
             pytest.fail(f"is_healthy failed: {error}")
 
 
+def _nothing_started_since() -> Callable[[], bool]:
+    """A check that no thread or task has been started since this call is still running."""
+    threads = set(threading.enumerate())
+    tasks = set(asyncio.all_tasks())
+
+    def nothing_left() -> bool:
+        return set(threading.enumerate()) <= threads and set(asyncio.all_tasks()) <= tasks
+
+    return nothing_left
+
+
+def _one_of_each_endpoint(
+    connector: StreamingConnector,
+    producer_config: ProducerConfig,
+    consumer_config: ConsumerConfigFactory,
+) -> list[Any]:
+    return [
+        ok(connector.create_producer(producer_config)),
+        ok(connector.create_consumer(consumer_config())),
+        ok(connector.create_admin()),
+    ]
+
+
+async def _cancel_after_one_step(call: Awaitable[Any]) -> None:
+    """Start ``call``, cancel it after one step of the loop, and wait for it to end."""
+    attempt = asyncio.ensure_future(call)
+    await asyncio.sleep(0)  # one step: the call is now inside the backend
+    attempt.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await attempt
+
+
 async def test_a_connect_cancelled_while_opening_leaves_nothing_running(
     backend: str,
     streaming_config: StreamingConfig,
@@ -287,24 +321,10 @@ async def test_a_connect_cancelled_while_opening_leaves_nothing_running(
     # A cancelled connect() must close the native client its open had created (threads,
     # tasks, connections), as a failed one does: connect() again would build another.
     connector = ok(create_connector(backend, streaming_config))
-    threads = set(threading.enumerate())
-    tasks = set(asyncio.all_tasks())
-    endpoints: list[Any] = [
-        ok(connector.create_producer(producer_config)),
-        ok(connector.create_consumer(consumer_config())),
-        ok(connector.create_admin()),
-    ]
-    for endpoint in endpoints:
-        attempt = asyncio.ensure_future(endpoint.connect())
-        await asyncio.sleep(0)  # one step: the connect is now inside the backend's open
-        attempt.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await attempt
+    nothing_left = _nothing_started_since()
+    for endpoint in _one_of_each_endpoint(connector, producer_config, consumer_config):
+        await _cancel_after_one_step(endpoint.connect())  # cancelled inside the backend's open
         ok(await endpoint.disconnect())
-
-    def nothing_left() -> bool:
-        return set(threading.enumerate()) <= threads and set(asyncio.all_tasks()) <= tasks
-
     await wait_until(nothing_left, "the native clients of the cancelled connects to close")
 
 
@@ -315,23 +335,9 @@ async def test_a_disconnect_cancelled_while_closing_still_closes(
     consumer_config: ConsumerConfigFactory,
 ) -> None:
     connector = ok(create_connector(backend, streaming_config))
-    threads = set(threading.enumerate())
-    tasks = set(asyncio.all_tasks())
-    endpoints: list[Any] = [
-        ok(connector.create_producer(producer_config)),
-        ok(connector.create_consumer(consumer_config())),
-        ok(connector.create_admin()),
-    ]
-    for endpoint in endpoints:
+    nothing_left = _nothing_started_since()
+    for endpoint in _one_of_each_endpoint(connector, producer_config, consumer_config):
         ok(await endpoint.connect())
-        attempt = asyncio.ensure_future(endpoint.disconnect())
-        await asyncio.sleep(0)  # one step: the disconnect is now inside the backend's close
-        attempt.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await attempt
+        await _cancel_after_one_step(endpoint.disconnect())  # cancelled inside its close
         assert not endpoint.is_connected()
-
-    def nothing_left() -> bool:
-        return set(threading.enumerate()) <= threads and set(asyncio.all_tasks()) <= tasks
-
     await wait_until(nothing_left, "the native clients of the cancelled disconnects to close")

@@ -34,7 +34,7 @@ from qi.base.streaming import (
     TelemetryConfig,
     create_streaming_client,
 )
-from testkit import Collector, ok, unique, wait_until
+from testkit import ok, unique, wait_until
 
 from ._support import (
     ConsumerConfigFactory,
@@ -56,6 +56,9 @@ class Telemetry:
 
     def finished(self, name: str) -> list[ReadableSpan]:
         return [span for span in self.spans.get_finished_spans() if span.name == name]
+
+    async def wait_for_process_span(self, topic: str) -> None:
+        await wait_until(lambda: bool(self.finished(f"process {topic}")), what="a process span")
 
     def points(self, metric: str) -> list[Any]:
         data = self.metrics.get_metrics_data()
@@ -99,6 +102,10 @@ def _attributes(span: ReadableSpan) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
+def _linked_span_ids(span: ReadableSpan) -> list[int]:
+    return [link.context.span_id for link in span.links]
+
+
 async def test_a_trace_crosses_from_producer_to_consumer_through_the_headers(
     traced_client: StreamingClient,
     telemetry: Telemetry,
@@ -123,7 +130,7 @@ async def test_a_trace_crosses_from_producer_to_consumer_through_the_headers(
         SubscriptionConfig(topics=(topic,), from_beginning=True),
         ConsumerRunConfig(each_message=forward),
     )
-    await wait_until(lambda: bool(telemetry.finished(f"process {topic}")), what="a process span")
+    await telemetry.wait_for_process_span(topic)
     assert forwarded[0].message.headers.get("traceparent") is not None
     ok(await consumer.disconnect())
 
@@ -150,7 +157,7 @@ async def test_a_trace_crosses_from_producer_to_consumer_through_the_headers(
     }
     # Linked to the producer's span (the semantic conventions' choice), not its child.
     assert send.context is not None and process.context is not None
-    assert [link.context.span_id for link in process.links] == [send.context.span_id]
+    assert _linked_span_ids(process) == [send.context.span_id]
     assert process.parent is None
     assert onward_send.parent is not None
     assert onward_send.parent.span_id == process.context.span_id
@@ -167,22 +174,18 @@ async def test_a_batch_is_one_send_span_that_each_batch_handler_links_to(
     producer = ok(await traced_client.get_producer(producer_config))
     messages = tuple(StreamingMessage(value) for value in numbered("batch", 3))
     ok(await producer.send_batch(MessageBatch(topic, messages)))
-    collector = Collector()
-    consumer = await start_consumer(
-        traced_client,
-        consumer_config(),
-        SubscriptionConfig(topics=(topic,), from_beginning=True),
-        collector.run_config(batches=True),
+    consumer, collector = await start_collecting(
+        traced_client, consumer_config(), (topic,), batches=True
     )
     await collector.wait_for(3)
-    await wait_until(lambda: bool(telemetry.finished(f"process {topic}")), what="a process span")
+    await telemetry.wait_for_process_span(topic)
     ok(await consumer.disconnect())
 
     (send,) = telemetry.finished(f"send {topic}")
     assert _attributes(send)["messaging.batch.message_count"] == 3
     assert send.context is not None
     for process in telemetry.finished(f"process {topic}"):
-        assert [link.context.span_id for link in process.links] == [send.context.span_id]
+        assert _linked_span_ids(process) == [send.context.span_id]
     counted = sum(
         _attributes(process)["messaging.batch.message_count"]
         for process in telemetry.finished(f"process {topic}")
@@ -481,14 +484,14 @@ async def test_a_span_current_when_run_was_called_is_no_parent_of_the_process_sp
     producer = ok(await traced_client.get_producer(producer_config))
     ok(await producer.send(topic, StreamingMessage(b"one")))
     await collector.wait_for(1)
-    await wait_until(lambda: bool(telemetry.finished(f"process {topic}")), what="a process span")
+    await telemetry.wait_for_process_span(topic)
     ok(await consumer.disconnect())
 
     (process,) = telemetry.finished(f"process {topic}")
     (send,) = telemetry.finished(f"send {topic}")
     assert process.parent is None
     assert send.context is not None
-    assert [link.context.span_id for link in process.links] == [send.context.span_id]
+    assert _linked_span_ids(process) == [send.context.span_id]
 
 
 async def test_spans_and_metrics_of_refused_text_stay_exportable(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Collection, Mapping, Sequence
-from typing import Final, TypeVar
+from typing import Final, Generic, TypeVar
 
 from qi.base import Failure, QiError, Result
 from qi.base.streaming import (
@@ -32,6 +32,7 @@ from qi.base.streaming.backend import (
     AdminBackend,
     ConnectorBackend,
     ConsumerBackend,
+    EndpointBackend,
     NativeTransactions,
     OperationFailed,
     PartitionSource,
@@ -45,6 +46,7 @@ from qi.base.streaming.backends import memory
 IMPLEMENTATION: Final = "fourth"
 
 T = TypeVar("T")
+E = TypeVar("E", bound=EndpointBackend)
 
 
 def _ours(error: QiError) -> QiError:
@@ -91,19 +93,23 @@ class FourthBackend(ConnectorBackend):
         return _ours(self._wrapped.translate_error(exc, operation, fallback))
 
 
-class _Producer(ProducerBackend):
-    def __init__(self, wrapped: ProducerBackend) -> None:
+class _Wrapping(Generic[E]):
+    """What every endpoint of this backend does alike: open and expose the wrapped one."""
+
+    def __init__(self, wrapped: E) -> None:
         self._wrapped = wrapped
         self.close_grace = wrapped.close_grace
 
     async def open(self) -> None:
         await _renamed(self._wrapped.open())
 
-    async def close(self) -> None:
-        await _renamed(self._wrapped.close())
-
     def native_client(self) -> object:
         return self._wrapped.native_client()
+
+
+class _Producer(_Wrapping[ProducerBackend], ProducerBackend):
+    async def close(self) -> None:
+        await _renamed(self._wrapped.close())
 
     async def send(self, topic: str, message: StreamingMessage) -> Result[ProduceResult, QiError]:
         outcome = await _renamed(self._wrapped.send(topic, message))
@@ -135,19 +141,9 @@ class _Transactions:
         await _renamed(self._wrapped.abort())
 
 
-class _Consumer(ConsumerBackend):
-    def __init__(self, wrapped: ConsumerBackend) -> None:
-        self._wrapped = wrapped
-        self.close_grace = wrapped.close_grace
-
-    async def open(self) -> None:
-        await _renamed(self._wrapped.open())
-
+class _Consumer(_Wrapping[ConsumerBackend], ConsumerBackend):
     async def close(self, deadline: float) -> None:
         await _renamed(self._wrapped.close(deadline))
-
-    def native_client(self) -> object:
-        return self._wrapped.native_client()
 
     def partition_source(self, subscription: SubscriptionConfig) -> PartitionSource:
         return _Source(self._wrapped.partition_source(subscription))
@@ -193,19 +189,9 @@ class _Source(PartitionSource):
         await _renamed(self._wrapped.stop(patience))
 
 
-class _Admin(AdminBackend):
-    def __init__(self, wrapped: AdminBackend) -> None:
-        self._wrapped = wrapped
-        self.close_grace = wrapped.close_grace
-
-    async def open(self) -> None:
-        await _renamed(self._wrapped.open())
-
+class _Admin(_Wrapping[AdminBackend], AdminBackend):
     async def close(self) -> None:
         await _renamed(self._wrapped.close())
-
-    def native_client(self) -> object:
-        return self._wrapped.native_client()
 
     async def create_topics(self, topics: Sequence[TopicConfig]) -> Mapping[str, QiError]:
         return _per_topic(await _renamed(self._wrapped.create_topics(topics)))

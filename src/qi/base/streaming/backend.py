@@ -89,6 +89,7 @@ __all__ = [
     "not_connected",
     "partition_for_key",
     "streaming_error",
+    "unexpected_error",
 ]
 
 TopicPartition = tuple[str, int]
@@ -425,6 +426,19 @@ class PartitionSource(ABC):
     async def stop(self, patience: float) -> None:
         """Leave the group within about ``patience`` seconds; what is left of leaving then
         goes on in the background. The engine has already committed what was processed."""
+
+
+def unexpected_error(
+    exc: BaseException, operation: str, fallback: ErrorCode, implementation: str
+) -> QiError:
+    """``fallback`` for an exception a backend's error table does not know, naming its class."""
+    return streaming_error(
+        fallback,
+        f"{operation} failed: {type(exc).__name__}: {exc}",
+        operation=operation,
+        implementation=implementation,
+        exception_type=type(exc).__name__,
+    )
 
 
 def not_connected(implementation: str, kind: str, operation: str) -> QiError:

@@ -16,7 +16,12 @@ from confluent_kafka import KafkaError, KafkaException
 
 from qi.base import QiError
 from qi.base.streaming import ErrorCode
-from qi.base.streaming.backend import DELIVERY_UNKNOWN, NOT_WRITTEN, streaming_error
+from qi.base.streaming.backend import (
+    DELIVERY_UNKNOWN,
+    NOT_WRITTEN,
+    streaming_error,
+    unexpected_error,
+)
 
 IMPLEMENTATION: Final = "confluent"
 
@@ -268,10 +273,4 @@ def translate_exception(exc: BaseException, operation: str, fallback: ErrorCode)
             kafka_error="_QUEUE_FULL",
             retriable=True,
         )
-    return streaming_error(
-        fallback,
-        f"{operation} failed: {type(exc).__name__}: {exc}",
-        operation=operation,
-        implementation=IMPLEMENTATION,
-        exception_type=type(exc).__name__,
-    )
+    return unexpected_error(exc, operation, fallback, IMPLEMENTATION)

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from qi.base import QiError
 from qi.base.streaming import ErrorCode, ProduceResult, StreamingConfig
-from qi.base.streaming.backend import streaming_error
+from qi.base.streaming.backend import streaming_error, unexpected_error
 
 IMPLEMENTATION: Final = "memory"
 
@@ -122,13 +122,7 @@ def translate(exc: BaseException, operation: str, fallback: ErrorCode) -> QiErro
     """Any exception escaping the memory backend as a QiError: broker errors by the table."""
     if isinstance(exc, MemoryBrokerError):
         return broker_error(exc.error, exc.message, operation, code=exc.code, **exc.context)
-    return streaming_error(
-        fallback,
-        f"{operation} failed: {type(exc).__name__}: {exc}",
-        operation=operation,
-        implementation=IMPLEMENTATION,
-        exception_type=type(exc).__name__,
-    )
+    return unexpected_error(exc, operation, fallback, IMPLEMENTATION)
 
 
 def produce_outcomes(
