@@ -37,7 +37,7 @@ def test_bench_runs_the_harness_and_saves_its_report(tmp_path: Path) -> None:
     output = completed.stdout.decode()
     assert completed.returncode == 0, output + completed.stderr.decode()
     assert "development broker (Tansu) on 127.0.0.1:" in completed.stderr.decode()
-    assert "qi memory send_batch" in output and "Targets (issue 4)" in output
+    assert "qi memory send_batch" in output and "Targets (issues 4 and 16)" in output
 
     report = json.loads(report_path.read_text())
     assert report["command"].startswith("qi-stream bench")

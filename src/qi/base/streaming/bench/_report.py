@@ -137,7 +137,7 @@ def targets_table(targets: Sequence[dict[str, Any]]) -> Table:
         [row["target"], row["measured"] or "-", row["verdict"], row.get("note", "")[:110]]
         for row in targets
     ]
-    return "Targets (issue 4)", ["target", "measured", "verdict", "note"], rows
+    return "Targets (issues 4 and 16)", ["target", "measured", "verdict", "note"], rows
 
 
 def compare_table(before: dict[str, Any], after: dict[str, Any]) -> Table:
