@@ -131,48 +131,52 @@ class _Report:
             sends.outcomes[index] = error
             sends.failed += 1
         else:
-            # The ProduceResult is built here, so librdkafka's Message (and its copy of key
-            # and value) is freed at once: keeping thousands for the loop cost more. Written
-            # out rather than called: this runs once per message, under the GIL.
-            offset = message.offset()
-            partition = message.partition()
-            if offset is None or offset < 0:
-                offset = -1
-                # A batch acknowledged without a base offset (-1: acks=0, or a duplicate of
-                # a batch the broker already wrote): librdkafka numbers its messages -1, 0,
-                # 1, ... (rd_kafka_msgq_set_metadata), reported one after another.
-                hub.unplaced[(sends.topic, partition)] = 0
-            elif hub.unplaced:
-                # The rest of that batch, if this report continues the numbering. A report
-                # of a later batch cannot: the unplaced batch of n messages lies at n - 1 or
-                # beyond, so the next one starts past the n - 2 the numbering reached.
-                key = (sends.topic, partition)
-                if hub.unplaced.get(key) == offset:
-                    hub.unplaced[key] = offset + 1
-                    offset = -1
-                else:
-                    hub.unplaced.pop(key, None)
-            kind, millis = message.timestamp()
-            last = hub.last_timestamp
-            if not kind:  # TIMESTAMP_NOT_AVAILABLE
-                stamp = None
-            elif millis == last.millis:
-                stamp = last.stamp
-            else:
-                stamp = last.stamp = datetime_from_millis(millis)
-                last.millis = millis
-            set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
-            result = _new(ProduceResult)
-            set_topic(result, sends.topic)
-            set_partition(result, partition)
-            set_offset(result, offset)
-            set_stamp(result, stamp)
-            sends.outcomes[index] = result
+            sends.outcomes[index] = _acknowledged(hub, sends.topic, message)
         sends.delivered += 1
         if sends.delivered == sends.expected:
             hub.completed(sends)
         elif hub.space_wanted:
             hub.completed(None)
+
+
+class OneSend:
+    """One ``send`` call: its own slot and its own delivery callback.
+
+    A service's sends are mostly single messages, thousands at a time: one object per
+    send (librdkafka calls it with the report) instead of a :class:`Sends`, its lists
+    and a pooled report, so fewer objects to build and for the collector to walk.
+    """
+
+    __slots__ = ("finish", "future", "handed", "hub", "message", "outcome", "topic")
+
+    def __init__(
+        self,
+        hub: DeliveryHub,
+        topic: str,
+        message: StreamingMessage,
+        future: asyncio.Future[Any],
+        finish: Callable[[OneSend], object],
+    ) -> None:
+        self.hub = hub
+        self.topic = topic
+        self.message = message
+        self.future = future
+        self.finish = finish
+        self.outcome: Outcome = None
+        self.handed = False
+        """Set by the loop once librdkafka took the message (see handed_over_one)."""
+
+    def __call__(self, error: KafkaError | None, message: Message) -> None:
+        hub = self.hub
+        self.outcome = error if error is not None else _acknowledged(hub, self.topic, message)
+        if self.handed:
+            hub.completed(self)
+        elif hub.space_wanted:
+            hub.completed(None)
+
+
+Slot = Sends | OneSend
+"""What the hub completes: a send_batch's (or a slow send's) Sends, or one send."""
 
 
 class DeliveryHub:
@@ -193,7 +197,7 @@ class DeliveryHub:
         self._lingers = lingers
         self._loop = loop
         self._logger = logger
-        self._completed: deque[Sends] = deque()
+        self._completed: deque[Slot] = deque()
         self._wake_pending = False
         self._stop_at: float | None = None
         self._stopped: asyncio.Future[None] = loop.create_future()
@@ -212,7 +216,7 @@ class DeliveryHub:
         """Report callbacks free for reuse (taken by the loop, returned by the poll thread)."""
         self.space = asyncio.Event()
         """Set when librdkafka served reports after a producer found its queue full."""
-        self.pending: set[Sends] = set()
+        self.pending: set[Slot] = set()
         """Slots whose outcomes are not all known yet (loop thread only)."""
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
@@ -250,7 +254,23 @@ class DeliveryHub:
         sends.expected = produced
         if sends.delivered == produced or self._stopped.done():
             self._complete(sends)
-        elif not self.pending:
+        else:
+            self._wait_for(sends)
+
+    def handed_over_one(self, one: OneSend) -> None:
+        """librdkafka took ``one``'s message: complete it when its report comes.
+
+        Its report may come first (served by the poll thread meanwhile): each side checks
+        for completion after its own write, as for a Sends.
+        """
+        one.handed = True
+        if one.outcome is not None or self._stopped.done():
+            self._complete(one)
+        else:
+            self._wait_for(one)
+
+    def _wait_for(self, sends: Slot) -> None:
+        if not self.pending:
             # The first call to wait: the poll thread is idle, wake it now.
             self.pending.add(sends)
             self._waiting.set()
@@ -287,7 +307,7 @@ class DeliveryHub:
         while completed:
             self._complete(completed.popleft())
 
-    def _complete(self, sends: Sends) -> None:
+    def _complete(self, sends: Slot) -> None:
         self.pending.discard(sends)
         future = sends.future
         if future.done():  # its caller was cancelled
@@ -296,7 +316,7 @@ class DeliveryHub:
             future.set_result(None)
             return
         try:
-            result = sends.finish(sends)
+            result = sends.finish(sends)  # type: ignore[arg-type]  # each its own kind
         except Exception as exc:  # reaches the awaiting caller, whose boundary reports it
             future.set_exception(exc)
         else:
@@ -307,7 +327,7 @@ class DeliveryHub:
 
     # -- poll thread ---------------------------------------------------------------------------
 
-    def completed(self, sends: Sends | None) -> None:
+    def completed(self, sends: Slot | None) -> None:
         """Queue ``sends`` (if any) for the loop; wake it unless a wake-up is on its way.
 
         Called from the delivery callbacks, so a loop waiting on a call (or on queue
@@ -408,3 +428,46 @@ def _settle(future: asyncio.Future[Any], finished: asyncio.Future[Any]) -> None:
 def _fatal(exc: KafkaException) -> bool:
     error = exc.args[0] if exc.args else None
     return isinstance(error, KafkaError) and bool(error.fatal())
+
+
+def _acknowledged(hub: DeliveryHub, topic: str, message: Message) -> ProduceResult:
+    """The ProduceResult of an acknowledged message's report.
+
+    Built in the report, so librdkafka's Message (and its copy of key and value) is freed
+    at once: keeping thousands for the loop cost more. The fields are set directly: this
+    runs once per message, under the GIL.
+    """
+    offset = message.offset()
+    partition = message.partition()
+    if offset is None or offset < 0:
+        offset = -1
+        # A batch acknowledged without a base offset (-1: acks=0, or a duplicate of a batch
+        # the broker already wrote): librdkafka numbers its messages -1, 0, 1, ...
+        # (rd_kafka_msgq_set_metadata), reported one after another.
+        hub.unplaced[(topic, partition)] = 0
+    elif hub.unplaced:
+        # The rest of that batch, if this report continues the numbering. A report of a
+        # later batch cannot: the unplaced batch of n messages lies at n - 1 or beyond, so
+        # the next one starts past the n - 2 the numbering reached.
+        key = (topic, partition)
+        if hub.unplaced.get(key) == offset:
+            hub.unplaced[key] = offset + 1
+            offset = -1
+        else:
+            hub.unplaced.pop(key, None)
+    kind, millis = message.timestamp()
+    last = hub.last_timestamp
+    if not kind:  # TIMESTAMP_NOT_AVAILABLE
+        stamp = None
+    elif millis == last.millis:
+        stamp = last.stamp
+    else:
+        stamp = last.stamp = datetime_from_millis(millis)
+        last.millis = millis
+    set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
+    result = _new(ProduceResult)
+    set_topic(result, topic)
+    set_partition(result, partition)
+    set_offset(result, offset)
+    set_stamp(result, stamp)
+    return result

@@ -37,7 +37,7 @@ from qi.base.streaming.backends.confluent._connect import (
     client_settings,
     prove_broker,
 )
-from qi.base.streaming.backends.confluent._delivery import DeliveryHub, Outcome, Sends
+from qi.base.streaming.backends.confluent._delivery import DeliveryHub, OneSend, Outcome, Sends
 from qi.base.streaming.backends.confluent._errors import (
     IMPLEMENTATION,
     contract_error,
@@ -176,20 +176,25 @@ class ConfluentProducer(ProducerBackend):
         hub, producer = self._hub, self._producer
         if hub is None or producer is None:
             raise OperationFailed(_disconnected("send"))
-        sends = Sends(
-            topic, 1, asyncio.get_running_loop().create_future(), self._finish_one, (message,)
+        one = OneSend(
+            hub, topic, message, asyncio.get_running_loop().create_future(), self._finish_one
         )
         # The common case needs no coroutine of its own: librdkafka takes the message at
         # once and send() awaits the future the hub resolves with the Result. A full queue
         # or an unknown topic goes the long way round.
-        report = hub.callback(sends, 0)
         try:
-            _produce(producer.produce, topic, message, report)
+            _produce(producer.produce, topic, message, one)
         except Exception:
-            hub.release(report)
+            sends = Sends(
+                topic,
+                1,
+                asyncio.get_running_loop().create_future(),
+                self._finish_slow_send,
+                (message,),
+            )
             return self._send_slowly(hub, producer, sends, message)
-        hub.handed_over(sends, 1)
-        return sends.future
+        hub.handed_over_one(one)
+        return one.future
 
     async def _send_slowly(
         self, hub: DeliveryHub, producer: Producer, sends: Sends, message: StreamingMessage
@@ -200,20 +205,32 @@ class ConfluentProducer(ProducerBackend):
         return result
 
     def _finish_send(
-        self, sends: Sends
+        self, one: OneSend
     ) -> Result[ProduceResult, QiError] | asyncio.Future[Result[ProduceResult, QiError]]:
         """The Result of a single send, once its outcome is known (on the loop); a future of
         it when the broker must first be asked what became of the message's partition."""
-        outcome = sends.outcomes[0]
+        return self._send_result(one.topic, one.message, one.outcome)
+
+    def _finish_slow_send(
+        self, sends: Sends
+    ) -> Result[ProduceResult, QiError] | asyncio.Future[Result[ProduceResult, QiError]]:
+        """As _finish_send, for a send that went the long way round."""
+        assert sends.messages is not None
+        return self._send_result(sends.topic, sends.messages[0], sends.outcomes[0])
+
+    def _send_result(
+        self, topic: str, message: StreamingMessage, outcome: Outcome
+    ) -> Result[ProduceResult, QiError] | asyncio.Future[Result[ProduceResult, QiError]]:
         if _lost_partition(outcome):
-            return asyncio.ensure_future(self._finish_lost_partition(sends))
-        outcome = self._outcome(outcome, "send", sends.topic)
+            return asyncio.ensure_future(self._finish_lost_partition(topic, message, outcome))
+        outcome = self._outcome(outcome, "send", topic)
         return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
 
-    async def _finish_lost_partition(self, sends: Sends) -> Result[ProduceResult, QiError]:
-        assert sends.messages is not None
-        outcome = (await self._explained(sends.topic, sends.messages, sends.outcomes, "send"))[0]
-        return Success(outcome) if isinstance(outcome, ProduceResult) else Failure(outcome)
+    async def _finish_lost_partition(
+        self, topic: str, message: StreamingMessage, outcome: Outcome
+    ) -> Result[ProduceResult, QiError]:
+        result = (await self._explained(topic, (message,), (outcome,), "send"))[0]
+        return Success(result) if isinstance(result, ProduceResult) else Failure(result)
 
     async def send_batch(
         self, topic: str, messages: Sequence[StreamingMessage]
