@@ -237,6 +237,27 @@ async def test_delivery_reports_wake_the_loop_in_batches(client: StreamingClient
     assert wakeups < 600, f"{wakeups} loop wake-ups for 6000 delivery reports"
 
 
+async def test_single_sends_beside_a_running_send_batch_each_get_their_own_offset(
+    client: StreamingClient,
+) -> None:
+    # Single sends (one slot each) and a batch (one slot for all) share the hub: every
+    # message is acknowledged once, at an offset no other message has.
+    topic = await _topic(client, partitions=1)
+    producer = (await client.get_producer()).unwrap()
+    batch = MessageBatch(topic, tuple(StreamingMessage(b"b%d" % i) for i in range(20_000)))
+    sending = asyncio.ensure_future(producer.send_batch(batch))
+    await asyncio.sleep(0)  # the batch is handed over first
+    singles = await asyncio.gather(
+        *(producer.send(topic, StreamingMessage(b"s%d" % i)) for i in range(2_000))
+    )
+    batched = await sending
+    assert isinstance(batched, Success)
+    assert all(isinstance(single, Success) for single in singles)
+    offsets = [result.offset for result in batched.value.results]
+    offsets += [single.unwrap().offset for single in singles]
+    assert sorted(offsets) == list(range(22_000))
+
+
 async def test_a_full_local_queue_is_back_pressure(
     client: StreamingClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -209,7 +209,10 @@ class ConfluentProducer(ProducerBackend):
     ) -> Result[ProduceResult, QiError] | asyncio.Future[Result[ProduceResult, QiError]]:
         """The Result of a single send, once its outcome is known (on the loop); a future of
         it when the broker must first be asked what became of the message's partition."""
-        return self._send_result(one.topic, one.message, one.outcome)
+        outcome = one.outcome
+        if type(outcome) is ProduceResult:  # the common case, without the calls below
+            return Success(outcome)
+        return self._send_result(one.topic, one.message, outcome)
 
     def _finish_slow_send(
         self, sends: Sends
