@@ -36,7 +36,7 @@ class _Report:
 @pytest.fixture
 async def hub() -> AsyncIterator[DeliveryHub]:
     # Never started: the test plays the poll thread's part itself.
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9"})
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9", "log_level": 0})
     yield DeliveryHub(producer, asyncio.get_running_loop(), logging.getLogger("test"), "test")
     producer.purge()
 
