@@ -22,7 +22,9 @@ Each message's delivery callback is the bound method of a reusable
 new callable per message, and collecting it afterwards, cost more than the rest
 of the per-message work. A report returns to the free list only from its own
 callback, which librdkafka calls once for each message it accepted, or when
-``produce()`` refused its message, so it never serves two messages at once.
+``produce()`` refused its message, so it never serves two messages at once. A
+single ``send`` needs neither a Sends nor a pooled report: its :class:`OneSend` is
+both its slot and its callback, one object per send.
 
 A batch acknowledged without a base offset (``acks=0``, or an idempotent retry
 that the broker answers DUPLICATE_SEQUENCE_NUMBER with offset -1, as the
