@@ -187,13 +187,13 @@ class Acknowledged(DeferredResults):
     across batches: a partition's messages may span several, each with its own base.
     """
 
-    __slots__ = ("_batches", "_count", "_topic", "messages")
+    __slots__ = ("_appends", "_count", "_topic", "messages")
 
     def __init__(self, topic: str, count: int) -> None:
         super().__init__()
         self._topic = topic
         self._count = count
-        self._batches: list[tuple[int, int, int, list[int], list[int]]] = []
+        self._appends: list[tuple[int, int, int, list[int], list[int]]] = []
         """Per acknowledged batch: partition, base offset (-1: unknown), the broker's log
         append time (-1: the records keep their own), message indexes, record timestamps."""
         self.messages = 0
@@ -207,7 +207,7 @@ class Acknowledged(DeferredResults):
             # A negative base: a retry the broker answered as a duplicate, offsets unknown.
             base = max(metadata.offset, -1)
             appended = -1 if metadata.timestamp is None else metadata.timestamp
-        self._batches.append((batch.partition, base, appended, batch.indexes, batch.stamps))
+        self._appends.append((batch.partition, base, appended, batch.indexes, batch.stamps))
         self.messages += len(batch.indexes)
 
     def __len__(self) -> int:
@@ -226,7 +226,7 @@ class Acknowledged(DeferredResults):
         to_datetime = datetime_from_millis
         last_ms: int | None = None
         last = None
-        for partition, base, appended, indexes, stamps in self._batches:
+        for partition, base, appended, indexes, stamps in self._appends:
             for position, index in enumerate(indexes):
                 # -1 (CreateTime): the record keeps its own timestamp; else the broker's.
                 ms = stamps[position] if appended < 0 else appended
