@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from itertools import repeat
 from typing import cast
 
 from qi.base.streaming import ProduceResult, StreamingMessage
@@ -79,7 +80,26 @@ class Appended(DeferredResults):
 
     def _build(self) -> tuple[ProduceResult, ...]:
         # Built only for a call without failures: every outcome is a ProduceResult.
-        return tuple(cast(list[ProduceResult], self.outcomes()))
+        if len(self._firsts) != 1 or self._own_stamps is not None:
+            return tuple(cast(list[ProduceResult], self.outcomes()))
+        # Every message in one partition, stamped alike (unkeyed messages stick to one
+        # partition per call): consecutive offsets from its first, without a lookup each.
+        ((partition, first),) = self._firsts.items()
+        name, stamp = self._topic, self._now
+        total = len(self._placed)
+        offsets = repeat(-1, total) if self._acks_none else range(first, first + total)
+        new = object.__new__
+        set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
+        results: list[ProduceResult] = []
+        append = results.append
+        for offset in offsets:
+            result = new(ProduceResult)
+            set_topic(result, name)
+            set_partition(result, partition)
+            set_offset(result, offset)
+            set_stamp(result, stamp)
+            append(result)
+        return tuple(results)
 
     def outcomes(self) -> list[ProduceResult | MemoryBrokerError]:
         """One outcome per message, in input order."""
