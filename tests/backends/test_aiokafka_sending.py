@@ -179,23 +179,60 @@ async def test_more_sends_at_once_than_the_queue_holds_join_in_turns(
     assert len(_positions(results)) == 200
 
 
+@dataclasses.dataclass
+class _Metadata:
+    """What aiokafka's send_batch future gives for an acknowledged record batch."""
+
+    offset: int
+    timestamp: int
+
+
 def test_results_are_plain_produce_results() -> None:
     from qi.base.streaming import ProduceResult
-    from qi.base.streaming._fast_values import LastTimestamp
-    from qi.base.streaming.backends.aiokafka._batch import QueuedBatch, acknowledged
-
-    @dataclasses.dataclass
-    class Metadata:
-        offset: int
-        timestamp: int
+    from qi.base.streaming.backends.aiokafka._batch import Acknowledged, QueuedBatch
 
     batch = QueuedBatch(1, None, [2, 0], [1_700_000_000_123, 1_700_000_000_123])
+    acknowledged = Acknowledged("t", 3)
+    acknowledged.add(batch, _Metadata(40, -1))
     results: list[Any] = [None, None, None]
-    acknowledged("t", batch, Metadata(40, -1), results, LastTimestamp())
+    acknowledged.fill(results)
     assert results[2] == ProduceResult("t", 1, 40, results[0].timestamp)
     assert results[0].offset == 41
     assert results[0].timestamp.timestamp() == 1_700_000_000.123
     assert results[1] is None
+    assert acknowledged.messages == 2
+
+
+def test_each_record_batch_has_its_own_base_offset() -> None:
+    from qi.base.streaming import ProduceResult
+    from qi.base.streaming._fast_values import datetime_from_millis
+    from qi.base.streaming.backends.aiokafka._batch import Acknowledged, QueuedBatch
+
+    own, appended = 1_700_000_000_100, 1_700_000_000_900
+    # One partition's messages in two record batches the broker wrote apart (another
+    # producer between them), a second partition under LogAppendTime, and one unanswered.
+    first = QueuedBatch(0, None, [0, 2], [own, own + 1])
+    later = QueuedBatch(0, None, [4], [own + 2])
+    logged = QueuedBatch(1, None, [1, 3], [own, own])
+    unanswered = QueuedBatch(2, None, [5], [own + 3])
+    duplicate = QueuedBatch(2, None, [6], [own + 4])
+    acknowledged = Acknowledged("t", 7)
+    acknowledged.add(first, _Metadata(10, -1))
+    acknowledged.add(later, _Metadata(50, -1))
+    acknowledged.add(logged, _Metadata(7, appended))
+    acknowledged.add(unanswered, None)  # acks=0
+    acknowledged.add(duplicate, _Metadata(-1, -1))  # a retry answered as a duplicate
+    stamp = datetime_from_millis
+    assert acknowledged.messages == len(acknowledged) == 7
+    assert acknowledged.results() == (
+        ProduceResult("t", 0, 10, stamp(own)),
+        ProduceResult("t", 1, 7, stamp(appended)),
+        ProduceResult("t", 0, 11, stamp(own + 1)),
+        ProduceResult("t", 1, 8, stamp(appended)),
+        ProduceResult("t", 0, 50, stamp(own + 2)),
+        ProduceResult("t", 2, -1, stamp(own + 3)),
+        ProduceResult("t", 2, -1, stamp(own + 4)),
+    )
 
 
 class _PublicBuilder:

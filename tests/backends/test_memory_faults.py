@@ -86,6 +86,30 @@ async def test_an_unknown_delivery_fault_writes_the_message(setup: Setup) -> Non
     assert [m.value for m in setup.broker.messages("a", 0)] == [b"x", b"x"]
 
 
+async def test_a_batch_message_written_without_acknowledgement_keeps_its_offset(
+    setup: Setup,
+) -> None:
+    producer = ok(await setup.client.get_producer())
+    ok(await producer.send("b", StreamingMessage(b"before", partition=1)))
+    setup.broker.fail_next_produces(
+        "b", 2, error_code=ErrorCode.TIMEOUT, delivery="unknown", retriable=False
+    )
+    values = [b"lost-0", b"lost-1", b"next-1", b"next-0", b"last-1"]
+    partitions = [0, 1, 1, 0, 1]
+    batch = MessageBatch(
+        "b",
+        tuple(StreamingMessage(v, partition=p) for v, p in zip(values, partitions, strict=True)),
+    )
+    partial = failed(await producer.send_batch(batch), "STREAMING_BATCH_PARTIAL_FAILURE")
+    outcomes = partial.context["results"]
+    assert [type(outcome) for outcome in outcomes] == [Failure, Failure, Success, Success, Success]
+    # The two unacknowledged messages were written: the others sit after them.
+    written = [(o.value.partition, o.value.offset) for o in outcomes[2:]]
+    assert written == [(1, 2), (0, 1), (1, 3)]
+    for (partition, offset), value in zip(written, values[2:], strict=True):
+        assert setup.broker.messages("b", partition)[offset].value == value
+
+
 async def test_a_produce_fault_is_replaced_or_cleared(setup: Setup) -> None:
     producer = ok(await setup.client.get_producer())
     setup.broker.fail_next_produces("a", 5)

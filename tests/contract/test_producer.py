@@ -162,6 +162,35 @@ async def test_send_batch_keeps_input_order_within_a_partition(
     assert [message.value for message in received] == values
 
 
+async def test_send_batch_results_say_where_each_message_was_written(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # Partitions interleaved, some messages stamped, and 4 KiB values: more than one record
+    # batch per partition on a batching client, so no offset may be guessed across them.
+    topic = await make_topic(3)
+    stamped = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=250000)
+    messages = tuple(
+        StreamingMessage(
+            f"{index:04}".encode() * 1024,
+            partition=(0, 2, 0, 1)[index % 4],
+            timestamp=stamped + timedelta(milliseconds=index) if index % 3 == 0 else None,
+        )
+        for index in range(60)
+    )
+    results = ok(await producer.send_batch(MessageBatch(topic, messages))).results
+    received = await consume(client, consumer_config(), [topic], len(messages))
+    where = {(message.partition, message.offset): message for message in received}
+    for message, result in zip(messages, results, strict=True):
+        got = where[(result.partition, result.offset)]
+        assert (got.value, result.partition) == (message.value, message.partition)
+        assert result.timestamp == got.timestamp
+        if message.timestamp is not None:
+            assert result.timestamp == message.timestamp
+
+
 async def test_empty_batch_succeeds_with_no_results(
     producer: StreamingProducer, make_topic: TopicFactory
 ) -> None:

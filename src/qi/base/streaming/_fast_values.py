@@ -17,17 +17,29 @@ them live here, once:
   remembers the last conversion; a loop copies its two fields into locals,
   converts with :func:`datetime_from_millis` when the millisecond changes, and
   stores them back.
+
+And one trick that avoids the per-message objects altogether: a batch whose every
+message was acknowledged returns a :class:`BatchProduceResult` whose ``results``
+are built when first read, from what the backend kept of the acknowledgement
+(:class:`DeferredResults`, see :func:`deferred_batch_result`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import types
-from collections.abc import Callable, Iterable
+from abc import abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
-from qi.base.streaming._types import ConsumedMessage, EachMessagePayload, ProduceResult
+from qi.base.streaming._types import (
+    BatchProduceResult,
+    ConsumedMessage,
+    EachMessagePayload,
+    ProduceResult,
+    _DeferredResults,
+)
 
 Setter = Callable[[object, object], None]
 """Sets one slot of an instance: ``setter(instance, value)``."""
@@ -61,6 +73,11 @@ PRODUCE_RESULT_SETTERS: Final = slot_setters(
 )
 """For the acknowledgement paths, which build one ProduceResult per message inline."""
 
+BATCH_PRODUCE_RESULT_SETTERS: Final = slot_setters(BatchProduceResult, ("topic", "results"))
+"""For :func:`deferred_batch_result`, which sets ``topic`` and leaves ``results`` unset."""
+_SET_DEFERRED: Final = _DeferredResults.__dict__["_deferred"].__set__
+"""Sets the slot that holds a BatchProduceResult's unbuilt results."""
+
 EACH_MESSAGE_SETTERS: Final = slot_setters(
     EachMessagePayload, ("topic", "partition", "message", "transaction")
 )
@@ -78,6 +95,51 @@ def produce_result(
     set_partition(result, partition)
     set_offset(result, offset)
     set_timestamp(result, timestamp)
+    return result
+
+
+class DeferredResults(Sequence[ProduceResult]):
+    """A fully acknowledged batch's results, one per message in input order, built on first
+    read from what the backend kept (base offsets per append, partitions, timestamps).
+
+    A backend's ``send_batch`` may return one instead of a list of outcomes; the producer
+    then hands it to :func:`deferred_batch_result` untouched. Indexing it builds them all.
+    """
+
+    __slots__ = ("_built",)
+
+    def __init__(self) -> None:
+        self._built: tuple[ProduceResult, ...] | None = None
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """How many messages the batch had."""
+
+    @abstractmethod
+    def _build(self) -> tuple[ProduceResult, ...]:
+        """Every result, in input order; called once."""
+
+    def results(self) -> tuple[ProduceResult, ...]:
+        """Every result, in input order: built on the first call, then the same tuple."""
+        built = self._built
+        if built is None:
+            built = self._built = self._build()
+        return built
+
+    def __getitem__(self, index: int) -> ProduceResult:  # type: ignore[override]
+        return self.results()[index]
+
+    def __iter__(self) -> Iterator[ProduceResult]:
+        return iter(self.results())
+
+
+def deferred_batch_result(topic: str, deferred: DeferredResults) -> BatchProduceResult:
+    """A BatchProduceResult whose ``results`` are ``deferred.results()``, built when first read
+    (see ``BatchProduceResult.__getattr__``): equal, hashed and shown as the eager one."""
+    set_topic, _ = BATCH_PRODUCE_RESULT_SETTERS
+    result = object.__new__(BatchProduceResult)
+    set_topic(result, topic)
+    _SET_DEFERRED(result, deferred)
     return result
 
 

@@ -11,6 +11,7 @@ from qi.base.streaming._boundary import boundary, with_verdict
 from qi.base.streaming._codes import NOT_WRITTEN, ErrorCode
 from qi.base.streaming._config import ProducerConfig, StreamingConfig
 from qi.base.streaming._endpoint import Endpoint
+from qi.base.streaming._fast_values import DeferredResults, deferred_batch_result
 from qi.base.streaming._transaction import Transaction
 from qi.base.streaming._types import (
     BatchProduceResult,
@@ -315,6 +316,8 @@ class StreamingProducer(Endpoint):
     def _batch_outcome(
         self, topic: str, outcomes: Sequence[ProduceResult | QiError]
     ) -> Result[BatchProduceResult, QiError]:
+        if isinstance(outcomes, DeferredResults):  # all acknowledged, results built when read
+            return Success(deferred_batch_result(topic, outcomes))
         if set(map(type, outcomes)) <= _ALL_ACKNOWLEDGED:
             # Every outcome is a ProduceResult (checked at C speed): no second pass to filter.
             results = cast(tuple[ProduceResult, ...], tuple(outcomes))

@@ -59,14 +59,38 @@ class ProduceResult:
     """Timestamp the message carries, when known."""
 
 
+class _DeferredResults:
+    """The slot a BatchProduceResult keeps its unbuilt results in (a base class, so that it
+    is no dataclass field: ``fields``, equality, hashing and repr see only the contract's)."""
+
+    __slots__ = ("_deferred",)
+
+
 @dataclass(frozen=True, slots=True)
-class BatchProduceResult:
+class BatchProduceResult(_DeferredResults):
     """Results of a fully acknowledged batch, in input order."""
 
     topic: str
     """Topic written to."""
     results: tuple[ProduceResult, ...]
     """One result per message of the batch, in input order."""
+
+    if not TYPE_CHECKING:  # hidden from type checkers: it would accept any attribute name
+
+        def __getattr__(self, name: str) -> object:
+            # Called only for a slot never set: the send paths leave ``results`` unset and
+            # keep what builds it (``_fast_values.deferred_batch_result``), so that a caller
+            # who never reads it pays for no ProduceResult per message. Built once, then
+            # held as any other result's tuple; equality, hash, repr and replace() read it.
+            if name == "results":
+                deferred = object.__getattribute__(self, "_deferred")
+                if deferred is None:  # another thread built it meanwhile
+                    return object.__getattribute__(self, "results")
+                results = deferred.results()
+                object.__setattr__(self, "results", results)
+                object.__setattr__(self, "_deferred", None)
+                return results
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -201,7 +201,8 @@ class ProducerBackend(EndpointBackend):
         self, topic: str, messages: Sequence[StreamingMessage]
     ) -> Sequence[ProduceResult | QiError]:
         """Deliver valid messages; one outcome per message, in input order, and within a
-        partition written in input order."""
+        partition written in input order. When every message was acknowledged it may
+        return a ``DeferredResults`` (``_fast_values``): results built when first read."""
 
     @abstractmethod
     def transactions(self) -> NativeTransactions:

@@ -23,7 +23,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from qi.base.streaming import ProduceResult, StreamingMessage
 from qi.base.streaming._fast_values import (
     PRODUCE_RESULT_SETTERS,
-    LastTimestamp,
+    DeferredResults,
     datetime_from_millis,
     millis_from_datetime,
 )
@@ -179,35 +179,62 @@ class Layout:
         }
 
 
-def acknowledged(
-    topic: str,
-    batch: QueuedBatch,
-    metadata: Any,
-    results: list[Any],
-    last_timestamp: LastTimestamp,
-) -> None:
-    """Store the ProduceResult of every record of an acknowledged batch in ``results``."""
-    partition, indexes, records = batch.partition, batch.indexes, batch.stamps
-    if metadata is None:  # acks=0: the broker does not answer, offsets are unknown
-        base, appended = None, -1
-    else:
-        base = metadata.offset
-        appended = metadata.timestamp
-        if appended is None:
-            appended = -1
-    set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
-    new = object.__new__
-    to_datetime = datetime_from_millis
-    last_ms, last = last_timestamp.millis, last_timestamp.stamp
-    for position, index in enumerate(indexes):
-        # -1 (CreateTime) means the record keeps its own timestamp; else the broker's log time.
-        ms = records[position] if appended < 0 else appended
-        if ms != last_ms:
-            last_ms, last = ms, to_datetime(ms)
-        result = new(ProduceResult)
-        set_topic(result, topic)
-        set_partition(result, partition)
-        set_offset(result, -1 if base is None else base + position)
-        set_stamp(result, last)
-        results[index] = result
-    last_timestamp.millis, last_timestamp.stamp = last_ms, last
+class Acknowledged(DeferredResults):
+    """The results of a send's acknowledged record batches, built when first read.
+
+    Each record batch is one append on the broker: its records sit at the batch's base
+    offset (from the produce response) plus their position in it. Nothing is assumed
+    across batches: a partition's messages may span several, each with its own base.
+    """
+
+    __slots__ = ("_appends", "_count", "_topic", "messages")
+
+    def __init__(self, topic: str, count: int) -> None:
+        super().__init__()
+        self._topic = topic
+        self._count = count
+        self._appends: list[tuple[int, int, int, list[int], list[int]]] = []
+        """Per acknowledged batch: partition, base offset (-1: unknown), the broker's log
+        append time (-1: the records keep their own), message indexes, record timestamps."""
+        self.messages = 0
+        """How many messages the acknowledged batches hold."""
+
+    def add(self, batch: QueuedBatch, metadata: Any) -> None:
+        """An acknowledged batch and aiokafka's answer for it (None with ``acks=0``)."""
+        if metadata is None:  # acks=0: the broker does not answer, offsets are unknown
+            base, appended = -1, -1
+        else:
+            # A negative base: a retry the broker answered as a duplicate, offsets unknown.
+            base = max(metadata.offset, -1)
+            appended = -1 if metadata.timestamp is None else metadata.timestamp
+        self._appends.append((batch.partition, base, appended, batch.indexes, batch.stamps))
+        self.messages += len(batch.indexes)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _build(self) -> tuple[ProduceResult, ...]:
+        results: list[Any] = [None] * self._count
+        self.fill(results)
+        return tuple(results)
+
+    def fill(self, results: list[Any]) -> None:
+        """Store the ProduceResult of every message of the acknowledged batches in ``results``."""
+        topic = self._topic
+        set_topic, set_partition, set_offset, set_stamp = PRODUCE_RESULT_SETTERS
+        new = object.__new__
+        to_datetime = datetime_from_millis
+        last_ms: int | None = None
+        last = None
+        for partition, base, appended, indexes, stamps in self._appends:
+            for position, index in enumerate(indexes):
+                # -1 (CreateTime): the record keeps its own timestamp; else the broker's.
+                ms = stamps[position] if appended < 0 else appended
+                if ms != last_ms:
+                    last_ms, last = ms, to_datetime(ms)
+                result = new(ProduceResult)
+                set_topic(result, topic)
+                set_partition(result, partition)
+                set_offset(result, -1 if base < 0 else base + position)
+                set_stamp(result, last)
+                results[index] = result

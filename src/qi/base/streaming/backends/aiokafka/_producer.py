@@ -36,6 +36,7 @@ from qi.base.streaming import (
     StreamingConfig,
     StreamingMessage,
 )
+from qi.base.streaming._fast_values import DeferredResults
 from qi.base.streaming.backend import (
     DELIVERY_UNKNOWN,
     NativeTransactions,
@@ -243,7 +244,11 @@ class AiokafkaProducer(ProducerBackend):
         this backend, through aiokafka's own abortable state (commit then fails with it).
         """
         producer = self._producer
-        if producer is None or self._producer_config.transactional_id is None:
+        if (
+            producer is None
+            or self._producer_config.transactional_id is None
+            or isinstance(outcomes, DeferredResults)  # every message acknowledged
+        ):
             return
         failed = next((outcome for outcome in outcomes if isinstance(outcome, QiError)), None)
         manager = _private.transaction_manager(producer)

@@ -22,10 +22,10 @@ from qi.base.streaming._fast_values import LastTimestamp, produce_result
 from qi.base.streaming.backend import DELIVERY_UNKNOWN, NOT_WRITTEN, OperationFailed, not_connected
 from qi.base.streaming.backends.aiokafka import _errors, _private
 from qi.base.streaming.backends.aiokafka._batch import (
+    Acknowledged,
     Layout,
     QueuedBatch,
     UnknownPartition,
-    acknowledged,
 )
 from qi.base.streaming.backends.aiokafka._budget import QueueBudget
 from qi.base.streaming.backends.aiokafka._errors import (
@@ -69,9 +69,10 @@ class Sender:
 
     async def deliver(
         self, topic: str, messages: Sequence[StreamingMessage], operation: str
-    ) -> list[ProduceResult | QiError]:
+    ) -> Sequence[ProduceResult | QiError]:
         """Queue every message in order, then wait for each acknowledgement, all within
-        ``request_timeout``; one outcome per message, in input order."""
+        ``request_timeout``; one outcome per message, in input order (an Acknowledged,
+        built when read, when every message was acknowledged)."""
         producer = self._owner._producer
         if producer is None:
             raise OperationFailed(
@@ -130,20 +131,17 @@ class Sender:
         futures = [batch.future for batch in batches if batch.future is not None]
         if futures:
             await self._wait(futures, deadline)
-        last_timestamp = LastTimestamp()
+        acknowledged = Acknowledged(topic, len(messages))
         for batch in batches:
             outcome = self._batch_failure(batch, topic, operation)
             if outcome is None:
-                acknowledged(
-                    topic,
-                    batch,
-                    batch.future.result() if batch.future else None,
-                    results,
-                    last_timestamp,
-                )
+                acknowledged.add(batch, batch.future.result() if batch.future else None)
             else:
                 for index in batch.indexes:
                     results[index] = outcome
+        if acknowledged.messages == len(messages):
+            return acknowledged  # every message acknowledged: results built when read
+        acknowledged.fill(results)
         return results
 
     async def _lay_out(

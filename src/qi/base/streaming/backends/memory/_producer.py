@@ -153,7 +153,7 @@ class MemoryProducer(ProducerBackend):
 
     def _append(
         self, broker: MemoryBroker, topic: str, messages: Sequence[StreamingMessage], operation: str
-    ) -> list[ProduceResult | QiError] | QiError:
+    ) -> Sequence[ProduceResult | QiError] | QiError:
         session = self._session
         try:
             if session is None:
@@ -170,7 +170,8 @@ class MemoryProducer(ProducerBackend):
         outcomes, failures = produced
         if failures:
             return produce_outcomes(outcomes, operation)
-        return cast(list[ProduceResult | QiError], outcomes)  # every one a ProduceResult
+        # Every one a ProduceResult (an Appended: built when first read).
+        return cast(Sequence[ProduceResult | QiError], outcomes)
 
     async def _deliver_slowly(
         self, broker: MemoryBroker, topic: str, messages: Sequence[StreamingMessage], operation: str
