@@ -1,9 +1,10 @@
 """Delivery reports from librdkafka's thread world back to the event loop, in batches.
 
 One *poll thread* per producer serves librdkafka's delivery reports. A report
-records its message's outcome (its ProduceResult, or librdkafka's KafkaError,
-turned into a QiError later on the loop) in the :class:`Sends` slot of the
-``send``/``send_batch`` call it belongs to; when a slot's last report arrives,
+records its message's outcome (where it was written, kept as three ints from
+which its ProduceResult is built when read (see ``_delivered``), or librdkafka's
+KafkaError, turned into a QiError later on the loop) in the :class:`Sends` slot of
+the ``send``/``send_batch`` call it belongs to; when a slot's last report arrives,
 the slot (not the message) is queued for the loop, and the loop is woken once,
 only if no wake-up is already pending, so a burst of ten thousand reports
 costs one thread hop.
@@ -57,6 +58,7 @@ from qi.base.streaming._fast_values import (
     LastTimestamp,
     datetime_from_millis,
 )
+from qi.base.streaming.backends.confluent._delivered import NOT_STAMPED, Acks
 
 # flush() slice while a call waits: only bounds how quickly the thread notices a stop
 # request, since flush() returns as soon as librdkafka has nothing left to deliver.
@@ -82,6 +84,7 @@ class Sends:
         "failed",
         "finish",
         "future",
+        "acks",
         "messages",
         "outcomes",
         "topic",
@@ -99,6 +102,9 @@ class Sends:
         self.messages = messages
         """The messages, when ``finish`` needs them to explain a failure."""
         self.outcomes: list[Outcome] = [None] * size
+        """Per message, why it failed (None: acknowledged, see ``acks``, or pending)."""
+        self.acks = Acks(topic, size)
+        """What the acknowledged messages' reports said."""
         self.delivered = 0
         self.failed = 0
         self.expected: int | None = None
@@ -133,7 +139,16 @@ class _Report:
             sends.outcomes[index] = error
             sends.failed += 1
         else:
-            sends.outcomes[index] = _acknowledged(hub, sends.topic, message)
+            # Only what the ProduceResult needs, built when read (see _delivered).
+            acks = sends.acks
+            partition = message.partition()
+            offset = message.offset()
+            if offset is None or offset < 0 or hub.unplaced:
+                offset = _placed(hub, sends.topic, partition, offset)
+            kind, millis = message.timestamp()
+            acks.partitions[index] = partition
+            acks.offsets[index] = offset
+            acks.stamps[index] = millis if kind else NOT_STAMPED
         sends.delivered += 1
         if sends.delivered == sends.expected:
             hub.completed(sends)
@@ -441,22 +456,8 @@ def _acknowledged(hub: DeliveryHub, topic: str, message: Message) -> ProduceResu
     """
     offset = message.offset()
     partition = message.partition()
-    if offset is None or offset < 0:
-        offset = -1
-        # A batch acknowledged without a base offset (-1: acks=0, or a duplicate of a batch
-        # the broker already wrote): librdkafka numbers its messages -1, 0, 1, ...
-        # (rd_kafka_msgq_set_metadata), reported one after another.
-        hub.unplaced[(topic, partition)] = 0
-    elif hub.unplaced:
-        # The rest of that batch, if this report continues the numbering. A report of a
-        # later batch cannot: the unplaced batch of n messages lies at n - 1 or beyond, so
-        # the next one starts past the n - 2 the numbering reached.
-        key = (topic, partition)
-        if hub.unplaced.get(key) == offset:
-            hub.unplaced[key] = offset + 1
-            offset = -1
-        else:
-            hub.unplaced.pop(key, None)
+    if offset is None or offset < 0 or hub.unplaced:
+        offset = _placed(hub, topic, partition, offset)
     kind, millis = message.timestamp()
     last = hub.last_timestamp
     if not kind:  # TIMESTAMP_NOT_AVAILABLE
@@ -473,3 +474,24 @@ def _acknowledged(hub: DeliveryHub, topic: str, message: Message) -> ProduceResu
     set_offset(result, offset)
     set_stamp(result, stamp)
     return result
+
+
+def _placed(hub: DeliveryHub, topic: str, partition: int | None, offset: int | None) -> int:
+    """A reported offset as the contract gives it: -1 for a message of a batch the broker
+    acknowledged without saying where (only called for a report without an offset, or
+    while such a batch is being reported)."""
+    if offset is None or offset < 0:
+        # A batch acknowledged without a base offset (-1: acks=0, or a duplicate of a batch
+        # the broker already wrote): librdkafka numbers its messages -1, 0, 1, ...
+        # (rd_kafka_msgq_set_metadata), reported one after another.
+        hub.unplaced[(topic, partition)] = 0
+        return -1
+    # The rest of that batch, if this report continues the numbering. A report of a later
+    # batch cannot: the unplaced batch of n messages lies at n - 1 or beyond, so the next
+    # one starts past the n - 2 the numbering reached.
+    key = (topic, partition)
+    if hub.unplaced.get(key) == offset:
+        hub.unplaced[key] = offset + 1
+        return -1
+    hub.unplaced.pop(key, None)
+    return offset

@@ -37,6 +37,7 @@ from qi.base.streaming.backends.confluent._connect import (
     client_settings,
     prove_broker,
 )
+from qi.base.streaming.backends.confluent._delivered import Delivered
 from qi.base.streaming.backends.confluent._delivery import DeliveryHub, OneSend, Outcome, Sends
 from qi.base.streaming.backends.confluent._errors import (
     IMPLEMENTATION,
@@ -219,7 +220,10 @@ class ConfluentProducer(ProducerBackend):
     ) -> Result[ProduceResult, QiError] | asyncio.Future[Result[ProduceResult, QiError]]:
         """As _finish_send, for a send that went the long way round."""
         assert sends.messages is not None
-        return self._send_result(sends.topic, sends.messages[0], sends.outcomes[0])
+        outcome = sends.outcomes[0]
+        if outcome is None:
+            outcome = sends.acks.result(0)
+        return self._send_result(sends.topic, sends.messages[0], outcome)
 
     def _send_result(
         self, topic: str, message: StreamingMessage, outcome: Outcome
@@ -242,7 +246,7 @@ class ConfluentProducer(ProducerBackend):
 
     async def _deliver(
         self, topic: str, messages: Sequence[StreamingMessage], operation: str
-    ) -> list[ProduceResult | QiError]:
+    ) -> Sequence[ProduceResult | QiError]:
         hub, producer = self._hub, self._producer
         if hub is None or producer is None:
             raise OperationFailed(_disconnected(operation))
@@ -254,8 +258,13 @@ class ConfluentProducer(ProducerBackend):
         await sends.future
         outcomes = sends.outcomes
         if sends.failed or sends.delivered != len(outcomes):
+            # Every message's outcome at once: the acknowledged ones' results too.
+            acks = sends.acks
+            for index, outcome in enumerate(outcomes):
+                if outcome is None:
+                    outcomes[index] = acks.result(index)
             return await self._explained(topic, messages, outcomes, operation)
-        return outcomes  # type: ignore[return-value]  # every message was acknowledged
+        return Delivered(sends.acks)  # every message acknowledged: results built when read
 
     async def _produce(
         self,
