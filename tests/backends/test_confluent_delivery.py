@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
@@ -17,7 +18,8 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from qi.base import Failure, Success
 from qi.base.streaming import ProduceResult, StreamingMessage
-from qi.base.streaming.backends.confluent._delivery import DeliveryHub, OneSend
+from qi.base.streaming.backends.confluent._delivered import Delivered
+from qi.base.streaming.backends.confluent._delivery import DeliveryHub, OneSend, Sends
 
 
 class _Report:
@@ -72,3 +74,82 @@ async def test_a_report_after_the_hand_over_completes_the_send_once(hub: Deliver
     assert isinstance(result, Failure)
     assert result.error.code() == KafkaError._MSG_TIMED_OUT
     assert not hub.pending
+
+
+class _Reported:
+    """A delivery report's Message with the given partition, offset and timestamp."""
+
+    def __init__(self, partition: int, offset: int, timestamp: tuple[int, int]) -> None:
+        self._partition, self._offset, self._timestamp = partition, offset, timestamp
+
+    def offset(self) -> int:
+        return self._offset
+
+    def partition(self) -> int:
+        return self._partition
+
+    def timestamp(self) -> tuple[int, int]:
+        return self._timestamp
+
+
+CREATE_TIME, LOG_APPEND_TIME, NOT_AVAILABLE = 1, 2, 0
+STAMPED = (CREATE_TIME, 1_700_000_000_000)
+REPORTS = (  # in input order; served below in another order
+    _Reported(0, 40, STAMPED),
+    _Reported(1, 7, (LOG_APPEND_TIME, 1_700_000_000_005)),
+    _Reported(0, 41, STAMPED),
+    _Reported(2, 3, (NOT_AVAILABLE, 0)),
+    _Reported(1, 8, (CREATE_TIME, 1_700_000_000_009)),
+    # An acks=0 batch in partition 2: librdkafka numbers it -1, 0, 1 (all "not said").
+    _Reported(2, -1, STAMPED),
+    _Reported(2, 0, STAMPED),
+    _Reported(2, 1, STAMPED),
+)
+SERVED = (5, 6, 1, 0, 7, 3, 4, 2)  # the acks=0 batch in its order, others in between
+
+
+def _one_by_one(hub: DeliveryHub) -> list[object]:
+    """Each report's result as a single send builds it, at once."""
+    results = []
+    for index in SERVED:
+        one = _one(hub)
+        one(None, cast(Message, REPORTS[index]))
+        results.append((index, one.outcome))
+    return [outcome for _, outcome in sorted(results, key=lambda pair: pair[0])]
+
+
+def _batch(hub: DeliveryHub, failed: int | None = None) -> Sends:
+    sends = Sends("orders", len(REPORTS), asyncio.get_running_loop().create_future())
+    callbacks = [hub.callback(sends, index) for index in range(len(REPORTS))]
+    for index in SERVED:
+        error = KafkaError(KafkaError._MSG_TIMED_OUT) if index == failed else None
+        callbacks[index](error, cast(Message, REPORTS[index]))
+    return sends
+
+
+async def test_a_batch_builds_on_first_read_the_results_a_single_send_builds_at_once(
+    hub: DeliveryHub,
+) -> None:
+    eager = _one_by_one(hub)
+    hub.unplaced.clear()  # a new poll() call
+    sends = _batch(hub)
+    assert sends.delivered == len(REPORTS) and not sends.failed
+    assert sends.outcomes == [None] * len(REPORTS)  # no result built yet
+    results = Delivered(sends.acks).results()
+    assert list(results) == eager
+    assert [result.offset for result in results] == [40, 7, 41, 3, 8, -1, -1, -1]
+    assert results[3].timestamp is None  # the report said no timestamp
+    assert results[1].timestamp == datetime(2023, 11, 14, 22, 13, 20, 5000, tzinfo=UTC)
+
+
+async def test_a_batch_with_a_failure_keeps_the_acknowledged_results_by_position(
+    hub: DeliveryHub,
+) -> None:
+    eager = _one_by_one(hub)
+    hub.unplaced.clear()
+    sends = _batch(hub, failed=4)
+    assert sends.failed == 1
+    assert isinstance(sends.outcomes[4], KafkaError)
+    assert [sends.acks.result(index) for index in range(len(REPORTS))] == [
+        None if index == 4 else result for index, result in enumerate(eager)
+    ]

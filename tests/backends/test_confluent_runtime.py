@@ -12,6 +12,7 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from qi.base.streaming import (
     ConsumerConfig,
     ConsumerRunConfig,
     EachMessagePayload,
+    ErrorCode,
     MessageBatch,
     ProducerConfig,
     StreamingClient,
@@ -208,6 +210,31 @@ async def test_an_awaited_send_does_not_wait_out_the_linger(client: StreamingCli
     assert isinstance(batch, Success)
     assert [result.offset for result in batch.value.results] == list(range(1, 101))
     assert elapsed < 1.5, f"two awaited calls took {elapsed:.2f}s with linger=3s"
+
+
+async def test_a_batch_with_a_refused_message_reports_the_others_where_they_were_written(
+    client: StreamingClient,
+) -> None:
+    # The confluent backend refuses a 0 ms timestamp itself: the batch fails partially, and
+    # the acknowledged messages' outcomes (built at once, not on first read) say where.
+    topic = await _topic(client, partitions=1)
+    producer = (await client.get_producer()).unwrap()
+    stamped = datetime(2024, 5, 6, 7, 8, 9, 123_000, tzinfo=UTC)
+    messages = (
+        StreamingMessage(b"first", timestamp=stamped),
+        StreamingMessage(b"epoch", timestamp=datetime(1970, 1, 1, tzinfo=UTC)),
+        StreamingMessage(b"second"),
+    )
+    result = await producer.send_batch(MessageBatch(topic, messages))
+    assert isinstance(result, Failure)
+    assert result.error.code == ErrorCode.BATCH_PARTIAL_FAILURE
+    first, refused, second = result.error.context["results"]
+    assert isinstance(refused, Failure)
+    assert refused.error.code == ErrorCode.INVALID_MESSAGE
+    assert (first.unwrap().partition, first.unwrap().offset) == (0, 0)
+    assert first.unwrap().timestamp == stamped
+    assert (second.unwrap().partition, second.unwrap().offset) == (0, 1)
+    assert second.unwrap().timestamp is not None
 
 
 async def test_delivery_reports_wake_the_loop_in_batches(client: StreamingClient) -> None:
