@@ -27,6 +27,7 @@ are built when first read, from what the backend kept of the acknowledgement
 from __future__ import annotations
 
 import dataclasses
+import threading
 import types
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -98,6 +99,10 @@ def produce_result(
     return result
 
 
+_FIRST_BUILD: Final = threading.Lock()
+"""Held while a DeferredResults builds: one lock for all, taken once per result at most."""
+
+
 class DeferredResults(Sequence[ProduceResult]):
     """A fully acknowledged batch's results, one per message in input order, built on first
     read from what the backend kept (base offsets per append, partitions, timestamps).
@@ -123,7 +128,12 @@ class DeferredResults(Sequence[ProduceResult]):
         """Every result, in input order: built on the first call, then the same tuple."""
         built = self._built
         if built is None:
-            built = self._built = self._build()
+            # Threads reading a result at once would each build a tuple of their own (the
+            # build lets the GIL go): the first read builds, the others wait for its tuple.
+            with _FIRST_BUILD:
+                built = self._built
+                if built is None:
+                    built = self._built = self._build()
         return built
 
     def __getitem__(self, index: int) -> ProduceResult:  # type: ignore[override]
