@@ -17,7 +17,11 @@ from datetime import UTC, datetime
 import pytest
 
 from qi.base.streaming import BatchProduceResult, ProduceResult
-from qi.base.streaming._fast_values import DeferredResults, deferred_batch_result
+from qi.base.streaming._fast_values import (
+    DeferredResults,
+    deferred_batch_result,
+    unbuilt_results,
+)
 
 STAMP = datetime(2024, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
 RESULTS = tuple(ProduceResult("orders", index % 2, 10 + index, STAMP) for index in range(4))
@@ -157,3 +161,13 @@ def test_threads_reading_a_result_at_once_build_it_once_and_share_the_tuple() ->
         reader.join()
     assert deferred.builds == 1
     assert [results is batch.results for results in read] == [True, True]
+
+
+def test_unbuilt_results_are_there_until_first_read_only() -> None:
+    deferred = _Counted()
+    batch = deferred_batch_result("orders", deferred)
+    assert unbuilt_results(batch) is deferred
+    assert deferred.partition_counts() == {0: 2, 1: 2}
+    assert batch.results == RESULTS
+    assert unbuilt_results(batch) is None
+    assert unbuilt_results(_eager()) is None
