@@ -7,15 +7,21 @@ print, replace, pickle, pattern-match) must not tell the two apart.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import pickle
+import threading
 from datetime import UTC, datetime
 
 import pytest
 
 from qi.base.streaming import BatchProduceResult, ProduceResult
-from qi.base.streaming._fast_values import DeferredResults, deferred_batch_result
+from qi.base.streaming._fast_values import (
+    DeferredResults,
+    deferred_batch_result,
+    unbuilt_results,
+)
 
 STAMP = datetime(2024, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
 RESULTS = tuple(ProduceResult("orders", index % 2, 10 + index, STAMP) for index in range(4))
@@ -118,3 +124,50 @@ def test_deferred_results_are_a_sequence_built_once() -> None:
     assert list(deferred) == list(RESULTS)
     assert deferred.results() is deferred.results()
     assert deferred.builds == 1
+
+
+class _Rendezvous(DeferredResults):
+    """Builds ``RESULTS``, waiting inside the build until a second build starts (or a short
+    while passes): two threads reading the same result at once both get there, unless the
+    first read keeps the second out until it is done."""
+
+    __slots__ = ("builds", "_inside")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.builds = 0
+        self._inside = threading.Barrier(2)
+
+    def __len__(self) -> int:
+        return len(RESULTS)
+
+    def _build(self) -> tuple[ProduceResult, ...]:
+        self.builds += 1
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self._inside.wait(timeout=0.2)
+        return tuple(ProduceResult(r.topic, r.partition, r.offset, r.timestamp) for r in RESULTS)
+
+
+def test_threads_reading_a_result_at_once_build_it_once_and_share_the_tuple() -> None:
+    # An eager result's results is one tuple whoever reads it; a deferred one must not
+    # hand each of two concurrent first readers a tuple of its own.
+    deferred = _Rendezvous()
+    batch = deferred_batch_result("orders", deferred)
+    read: list[tuple[ProduceResult, ...]] = []
+    readers = [threading.Thread(target=lambda: read.append(batch.results)) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert deferred.builds == 1
+    assert [results is batch.results for results in read] == [True, True]
+
+
+def test_unbuilt_results_are_there_until_first_read_only() -> None:
+    deferred = _Counted()
+    batch = deferred_batch_result("orders", deferred)
+    assert unbuilt_results(batch) is deferred
+    assert deferred.partition_counts() == {0: 2, 1: 2}
+    assert batch.results == RESULTS
+    assert unbuilt_results(batch) is None
+    assert unbuilt_results(_eager()) is None

@@ -224,6 +224,7 @@ def test_each_record_batch_has_its_own_base_offset() -> None:
     acknowledged.add(duplicate, _Metadata(-1, -1))  # a retry answered as a duplicate
     stamp = datetime_from_millis
     assert acknowledged.messages == len(acknowledged) == 7
+    assert acknowledged.partition_counts() == {0: 3, 1: 2, 2: 2}
     assert acknowledged.results() == (
         ProduceResult("t", 0, 10, stamp(own)),
         ProduceResult("t", 1, 7, stamp(appended)),

@@ -22,6 +22,7 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from qi.base.streaming._fast_values import unbuilt_results
 from qi.base.streaming.backends.memory import broker_for
 from qi.base.streaming.testing._cluster import private_memory_brokers
 from testkit import ok
@@ -98,3 +99,29 @@ async def test_an_ipv6_broker_is_the_server_address_without_its_brackets() -> No
     (span,) = spans.get_finished_spans()
     attributes = dict(span.attributes or {})
     assert (attributes["server.address"], attributes["server.port"]) == ("::1", port)
+
+
+async def test_telemetry_counts_a_batch_without_building_its_results() -> None:
+    # The per-partition count of messaging.client.sent.messages read every result of a
+    # batch: with telemetry on, the results built on first read were built at once,
+    # doubling what send_batch cost.
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    brokers = private_memory_brokers()
+    config = dataclasses.replace(
+        config_for(brokers), telemetry=TelemetryConfig(meter_provider=meter_provider)
+    )
+    client = create_streaming_client("memory", config)
+    try:
+        ok(await ok(await client.get_admin()).create_topics([TopicConfig("counted", 2)]))
+        producer = ok(await client.get_producer())
+        batch = MessageBatch(
+            "counted", tuple(StreamingMessage(b"v", partition=index % 2) for index in range(5))
+        )
+        sent = ok(await producer.send_batch(batch))
+        assert unbuilt_results(sent) is not None
+        assert [result.partition for result in sent.results] == [0, 1, 0, 1, 0]
+        assert unbuilt_results(sent) is None
+    finally:
+        await client.disconnect()
+        meter_provider.shutdown()

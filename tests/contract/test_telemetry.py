@@ -327,6 +327,27 @@ async def test_a_batch_counts_each_message_by_its_outcome(
     }
 
 
+async def test_an_acknowledged_batch_counts_each_partition_s_messages(
+    traced_client: StreamingClient,
+    telemetry: Telemetry,
+    make_topic: TopicFactory,
+    producer_config: ProducerConfig,
+) -> None:
+    # Counted without reading the results on the backends that build them when first read.
+    topic = await make_topic(3)
+    producer = ok(await traced_client.get_producer(producer_config))
+    partitions = (0, 2, 2, 1, 2, 0)
+    messages = tuple(StreamingMessage(b"v", partition=partition) for partition in partitions)
+    sent = ok(await producer.send_batch(MessageBatch(topic, messages)))
+    counted = {
+        point.attributes.get("messaging.destination.partition.id"): point.value
+        for point in telemetry.points("messaging.client.sent.messages")
+        if point.attributes.get("error.type") is None
+    }
+    assert counted == {"0": 2, "1": 1, "2": 3}
+    assert [result.partition for result in sent.results] == list(partitions)
+
+
 @pytest.mark.kafka_rules
 async def test_the_sends_of_a_transaction_are_traced(
     traced_client: StreamingClient, telemetry: Telemetry, make_topic: TopicFactory

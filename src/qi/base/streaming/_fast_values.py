@@ -27,6 +27,7 @@ are built when first read, from what the backend kept of the acknowledgement
 from __future__ import annotations
 
 import dataclasses
+import threading
 import types
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -75,7 +76,8 @@ PRODUCE_RESULT_SETTERS: Final = slot_setters(
 
 BATCH_PRODUCE_RESULT_SETTERS: Final = slot_setters(BatchProduceResult, ("topic", "results"))
 """For :func:`deferred_batch_result`, which sets ``topic`` and leaves ``results`` unset."""
-_SET_DEFERRED: Final = _DeferredResults.__dict__["_deferred"].__set__
+_DEFERRED_SLOT: Final = _DeferredResults.__dict__["_deferred"]
+_SET_DEFERRED: Final = _DEFERRED_SLOT.__set__
 """Sets the slot that holds a BatchProduceResult's unbuilt results."""
 
 EACH_MESSAGE_SETTERS: Final = slot_setters(
@@ -96,6 +98,10 @@ def produce_result(
     set_offset(result, offset)
     set_timestamp(result, timestamp)
     return result
+
+
+_FIRST_BUILD: Final = threading.Lock()
+"""Held while a DeferredResults builds: one lock for all, taken once per result at most."""
 
 
 class DeferredResults(Sequence[ProduceResult]):
@@ -123,8 +129,21 @@ class DeferredResults(Sequence[ProduceResult]):
         """Every result, in input order: built on the first call, then the same tuple."""
         built = self._built
         if built is None:
-            built = self._built = self._build()
+            # Threads reading a result at once would each build a tuple of their own (the
+            # build lets the GIL go): the first read builds, the others wait for its tuple.
+            with _FIRST_BUILD:
+                built = self._built
+                if built is None:
+                    built = self._built = self._build()
         return built
+
+    def partition_counts(self) -> dict[int, int]:
+        """How many messages each partition got (telemetry's per-partition count): from the
+        results here; a backend that kept the partitions counts them without a result each."""
+        counts: dict[int, int] = {}
+        for result in self.results():
+            counts[result.partition] = counts.get(result.partition, 0) + 1
+        return counts
 
     def __getitem__(self, index: int) -> ProduceResult:  # type: ignore[override]
         return self.results()[index]
@@ -141,6 +160,16 @@ def deferred_batch_result(topic: str, deferred: DeferredResults) -> BatchProduce
     set_topic(result, topic)
     _SET_DEFERRED(result, deferred)
     return result
+
+
+def unbuilt_results(batch: BatchProduceResult) -> DeferredResults | None:
+    """What builds ``batch.results`` while nobody read them yet; None once they were built,
+    or for a BatchProduceResult constructed with its results."""
+    try:
+        deferred: DeferredResults | None = _DEFERRED_SLOT.__get__(batch)
+    except AttributeError:  # constructed with its results: the slot was never set
+        return None
+    return deferred
 
 
 def datetime_from_millis(millis: int) -> datetime | None:

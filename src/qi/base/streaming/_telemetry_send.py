@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import StreamingConfig
+from qi.base.streaming._fast_values import unbuilt_results
 from qi.base.streaming._telemetry import (
     SYSTEM,
     Attributes,
@@ -153,7 +154,11 @@ def _sent_counts(
 ) -> Iterator[tuple[Attributes, int]]:
     """How many messages of a batch went to which partition, or failed with which code."""
     counts: dict[tuple[str, object], int] = {}
-    if isinstance(outcome, Success):
+    unbuilt = unbuilt_results(outcome.value) if isinstance(outcome, Success) else None
+    if unbuilt is not None:  # counted from what the backend kept: no result built per message
+        for partition, sent in unbuilt.partition_counts().items():
+            counts[("messaging.destination.partition.id", partition)] = sent
+    elif isinstance(outcome, Success):
         for produced in outcome.value.results:
             group: tuple[str, object] = ("messaging.destination.partition.id", produced.partition)
             counts[group] = counts.get(group, 0) + 1

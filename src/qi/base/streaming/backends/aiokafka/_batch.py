@@ -213,6 +213,12 @@ class Acknowledged(DeferredResults):
     def __len__(self) -> int:
         return self._count
 
+    def partition_counts(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for partition, _, _, indexes, _ in self._appends:
+            counts[partition] = counts.get(partition, 0) + len(indexes)
+        return counts
+
     def _build(self) -> tuple[ProduceResult, ...]:
         results: list[Any] = [None] * self._count
         self.fill(results)

@@ -14,6 +14,7 @@ the producer turns them into QiErrors through the backend's table.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import repeat
@@ -100,6 +101,10 @@ class Appended(DeferredResults):
             set_stamp(result, stamp)
             append(result)
         return tuple(results)
+
+    def partition_counts(self) -> dict[int, int]:
+        # Built only for a call without failures: every message has its partition.
+        return Counter(cast(list[int], self._placed))
 
     def outcomes(self) -> list[ProduceResult | MemoryBrokerError]:
         """One outcome per message, in input order."""
