@@ -135,7 +135,10 @@ async def test_a_batch_builds_on_first_read_the_results_a_single_send_builds_at_
     sends = _batch(hub)
     assert sends.delivered == len(REPORTS) and not sends.failed
     assert sends.outcomes == [None] * len(REPORTS)  # no result built yet
-    results = Delivered(sends.acks).results()
+    delivered = Delivered(sends.acks)
+    assert delivered.partition_counts() == {0: 2, 1: 2, 2: 4}  # telemetry's, without results
+    assert delivered._built is None
+    results = delivered.results()
     assert list(results) == eager
     assert [result.offset for result in results] == [40, 7, 41, 3, 8, -1, -1, -1]
     assert results[3].timestamp is None  # the report said no timestamp

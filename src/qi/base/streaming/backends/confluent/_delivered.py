@@ -10,7 +10,8 @@ at once, since its per-message outcomes are all reported eagerly.
 
 from __future__ import annotations
 
-from typing import Final
+from collections import Counter
+from typing import Final, cast
 
 from qi.base.streaming import ProduceResult
 from qi.base.streaming._fast_values import (
@@ -57,6 +58,10 @@ class Delivered(DeferredResults):
 
     def __len__(self) -> int:
         return len(self._acks.partitions)
+
+    def partition_counts(self) -> dict[int, int]:
+        # Every message was acknowledged: each has its partition.
+        return Counter(cast(list[int], self._acks.partitions))
 
     def _build(self) -> tuple[ProduceResult, ...]:
         acks = self._acks
