@@ -23,6 +23,7 @@ _BACKEND_MAY_USE: Final = frozenset(
         "qi.base.streaming",
         "qi.base.streaming.backend",
         "qi.base.streaming._fast_values",  # the hot-path helpers (building values, timestamps)
+        "qi.base.streaming._consumed_view",  # consumed messages as views over native records
     }
 )
 

@@ -284,6 +284,6 @@ def test_consumed_header_values_are_bytes_even_when_null() -> None:
 
     headers = (("empty", None), ("text", b"v"), ("text", b"w"))
     record = ConsumerRecord("t", 0, 5, 1_700_000_000_000, 0, b"k", b"v", None, 1, 1, headers)
-    (message,) = consumed_messages("t", 0, [record])
+    (message,) = consumed_messages([record])
     assert dict(message.headers) == {"empty": b"", "text": b"w"}
     assert (message.offset, message.key, message.value) == (5, b"k", b"v")

@@ -8,12 +8,28 @@ arrives, with ``timestamp=None``, and so does everything fetched with it.
 
 from __future__ import annotations
 
+import gc
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
-from qi.base.streaming import StreamingConfig
+from qi.base.streaming import (
+    ConsumedMessage,
+    ConsumerRunConfig,
+    EachMessagePayload,
+    StreamingConfig,
+    StreamingMessage,
+    StreamingProducer,
+    SubscriptionConfig,
+    create_streaming_client,
+)
+from testkit import ok, wait_until
 
-from ._support import ON_MEMORY_BROKER, CollectingConsumerFactory, TopicFactory
+from ._support import (
+    ON_MEMORY_BROKER,
+    CollectingConsumerFactory,
+    ConsumerConfigFactory,
+    TopicFactory,
+)
 
 # Milliseconds no datetime holds: beyond the year 9999.
 FAR_FUTURE = 2**62
@@ -71,3 +87,52 @@ async def test_a_timestamp_datetime_cannot_hold_is_none_and_nothing_around_it_is
             if message.timestamp is not None:
                 assert isinstance(message.timestamp, datetime)
                 assert round(message.timestamp.timestamp() * 1000) == stamp
+
+
+async def test_a_message_kept_past_disconnect_reads_as_it_did_in_its_handler(
+    backend: str,
+    streaming_config: StreamingConfig,
+    make_topic: TopicFactory,
+    producer: StreamingProducer,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # Backends may hand over views that read their fields from the client's own record:
+    # a message must not depend on its consumer or client, whenever its fields are read.
+    topic = await make_topic()
+    stamp = datetime(2024, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
+    sent = StreamingMessage(b"value", key="key", timestamp=stamp, headers={"h": "x", "i": b"y"})
+    results = [ok(await producer.send(topic, sent)) for _ in range(2)]
+    client = create_streaming_client(backend, streaming_config)
+    kept: list[ConsumedMessage] = []
+    read_in_handler: list[str] = []
+
+    async def each_message(payload: EachMessagePayload) -> None:
+        if not kept:  # the first is read in its handler, the second only afterwards
+            read_in_handler.append(repr(payload.message))
+        kept.append(payload.message)
+
+    consumer = ok(await client.get_consumer(consumer_config()))
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+    ok(await consumer.run(ConsumerRunConfig(each_message=each_message)))
+    await wait_until(lambda: len(kept) == 2, what="both messages handled")
+    ok(await consumer.disconnect())
+    await client.disconnect()
+    del consumer, client
+    gc.collect()
+
+    expected = [
+        ConsumedMessage(topic, 0, result.offset, b"key", b"value", stamp, {"h": b"x", "i": b"y"})
+        for result in results
+    ]
+    assert kept == expected
+    assert read_in_handler == [repr(kept[0])]
+    for message, want in zip(kept, expected, strict=True):
+        assert (
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            message.timestamp,
+            dict(message.headers),
+        ) == (want.topic, 0, want.offset, b"key", b"value", stamp, {"h": b"x", "i": b"y"})

@@ -17,17 +17,20 @@ import re
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.util import commit_structure_validate
 
 from qi.base.streaming import ConsumedMessage, ConsumerConfig, StreamingConfig, SubscriptionConfig
-from qi.base.streaming._fast_values import (
-    CONSUMED_MESSAGE_SETTERS,
-    consumed_headers,
-    datetime_from_millis,
+from qi.base.streaming._consumed_view import (
+    NATIVE_SETTER,
+    ConsumedView,
+    cached_headers,
+    stamp_from_millis,
 )
+from qi.base.streaming._fast_values import consumed_headers
 from qi.base.streaming.backend import (
     NO_CONSUMED_HEADERS,
     ConsumerBackend,
@@ -71,41 +74,49 @@ def subscription_pattern(topics: Sequence[str], pattern: str) -> str:
     return combined
 
 
-def _timestamp(milliseconds: int | None) -> datetime | None:
-    """A record's timestamp: aiokafka says None or -1 when it has none."""
+def _record_timestamp(view: Any) -> datetime | None:
+    # aiokafka says None or -1 when a record has no timestamp.
+    milliseconds = view._native.timestamp
     if milliseconds is None or milliseconds < 0:
         return None
-    return datetime_from_millis(milliseconds)
+    return stamp_from_millis(milliseconds)
 
 
-def consumed_messages(topic: str, partition: int, records: Sequence[Any]) -> list[ConsumedMessage]:
-    """ConsumedMessages of one partition's ConsumerRecords, in order.
+def _record_headers(view: Any) -> Mapping[str, bytes]:
+    headers = view._native.headers
+    if not headers:
+        return NO_CONSUMED_HEADERS
+    return cached_headers(view, lambda: consumed_headers(headers))  # type: ignore[no-any-return]
 
-    This runs once per record fetched: built through the slot setters and with each
-    distinct timestamp converted once (see ``_fast_values``). It never raises for a
-    record's contents (a timestamp ``datetime`` cannot hold is None).
-    """
-    set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = (
-        CONSUMED_MESSAGE_SETTERS
-    )
+
+class _RecordView(ConsumedView):
+    """A ConsumedMessage over aiokafka's ConsumerRecord: a plain Python object aiokafka
+    builds for each record it returns and never touches again."""
+
+    __slots__ = ()
+
+    if not TYPE_CHECKING:  # properties in place of the fields' slots
+        topic = property(attrgetter("_native.topic"))
+        partition = property(attrgetter("_native.partition"))
+        offset = property(attrgetter("_native.offset"))
+        key = property(attrgetter("_native.key"))
+        value = property(attrgetter("_native.value"))
+        timestamp = property(_record_timestamp)
+        headers = property(_record_headers)
+
+
+def consumed_messages(records: Sequence[Any]) -> list[ConsumedMessage]:
+    """ConsumedMessages of one partition's ConsumerRecords, in order: views that read each
+    field from its record when asked (see ``_consumed_view``), so this loop, which runs
+    once per record fetched, only wraps them. A view never raises for a record's contents
+    (a timestamp ``datetime`` cannot hold is None)."""
     new = object.__new__
-    last_ms: int | None = None
-    last_stamp: datetime | None = None
+    set_record = NATIVE_SETTER
     built: list[ConsumedMessage] = []
     append = built.append
     for record in records:
-        milliseconds = record.timestamp
-        if milliseconds != last_ms:
-            last_ms, last_stamp = milliseconds, _timestamp(milliseconds)
-        headers = record.headers
-        message = new(ConsumedMessage)
-        set_topic(message, topic)
-        set_partition(message, partition)
-        set_offset(message, record.offset)
-        set_key(message, record.key)
-        set_value(message, record.value)
-        set_stamp(message, last_stamp)
-        set_headers(message, consumed_headers(headers) if headers else NO_CONSUMED_HEADERS)
+        message = new(_RecordView)
+        set_record(message, record)
         append(message)
     return built
 
@@ -295,7 +306,7 @@ class _AiokafkaSource(PartitionSource):
                 # back to aiokafka instead: rewind to the first one and return nothing.
                 self._consumer.seek(tp, records[0].offset)
                 continue
-            fetched[key] = consumed_messages(tp.topic, tp.partition, records)
+            fetched[key] = consumed_messages(records)
         return fetched
 
     def fetch_positions(self) -> Mapping[PartitionKey, int]:

@@ -1,8 +1,7 @@
 """librdkafka's fetched messages as the contract's ConsumedMessages, thousands at a time.
 
-Built through the slot setters and the last-timestamp cache of
-``qi.base.streaming._fast_values`` (the two costs that dominate once the thread
-hops are batched).
+Each message is a view over its Message, built with one slot write on the worker
+thread; its fields are read on the loop when a handler (or the engine) asks.
 
 Converting never raises for a record's contents: librdkafka has already moved past
 the whole fetch, so a message that could not be built would take the others with it.
@@ -11,38 +10,64 @@ the whole fetch, so a message that could not be built would take the others with
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import cast
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from confluent_kafka import KafkaError, Message
 
 from qi.base.streaming import ConsumedMessage
-from qi.base.streaming._fast_values import (
-    CONSUMED_MESSAGE_SETTERS,
-    LastTimestamp,
-    consumed_headers,
-    datetime_from_millis,
+from qi.base.streaming._consumed_view import (
+    NATIVE_SETTER,
+    ConsumedView,
+    cached_headers,
+    stamp_from_millis,
 )
+from qi.base.streaming._fast_values import consumed_headers
+from qi.base.streaming.backend import NO_CONSUMED_HEADERS
 
 _NativeHeaders = list[tuple[str, str | bytes | None]]
 
 
+def _message_timestamp(view: Any) -> datetime | None:
+    kind, millis = view._native.timestamp()
+    return stamp_from_millis(millis) if kind else None  # kind 0: TIMESTAMP_NOT_AVAILABLE
+
+
+def _message_headers(view: Any) -> Mapping[str, bytes]:
+    headers = view._native.headers()
+    if not headers:
+        return NO_CONSUMED_HEADERS
+    return cached_headers(view, lambda: consumed_headers(cast(_NativeHeaders, headers)))  # type: ignore[no-any-return]
+
+
+class _MessageView(ConsumedView):
+    """A ConsumedMessage over confluent-kafka's Message. A Message owns Python copies of
+    its topic, key and value and the headers librdkafka detached for it (freed with the
+    Message): nothing of the fetch buffers librdkafka reuses, and nothing of the consumer."""
+
+    __slots__ = ()
+
+    if not TYPE_CHECKING:  # properties in place of the fields' slots
+        topic = property(lambda view: view._native.topic())
+        partition = property(lambda view: view._native.partition())
+        offset = property(lambda view: view._native.offset())
+        key = property(lambda view: view._native.key())
+        value = property(lambda view: view._native.value())
+        timestamp = property(_message_timestamp)
+        headers = property(_message_headers)
+
+
 def consumed(
-    messages: list[Message],
-    last_timestamp: LastTimestamp,
-    no_headers: Mapping[str, bytes],
-    on_error: Callable[[KafkaError], None],
+    messages: list[Message], on_error: Callable[[KafkaError], None]
 ) -> dict[tuple[str, int], list[ConsumedMessage]]:
-    """ConsumedMessages by partition, in the order librdkafka returned them.
+    """ConsumedMessages by partition, in the order librdkafka returned them: views that
+    read each field from their Message when asked (see ``_consumed_view``).
 
     ``on_error`` is called with the KafkaError of every error event among ``messages``.
     """
     fetched: dict[tuple[str, int], list[ConsumedMessage]] = {}
-    set_topic, set_partition, set_offset, set_key, set_value, set_stamp, set_headers = (
-        CONSUMED_MESSAGE_SETTERS
-    )
     new = object.__new__
-    to_datetime = datetime_from_millis
-    last_millis, last_stamp = last_timestamp.millis, last_timestamp.stamp
+    set_message = NATIVE_SETTER
     key: tuple[str, int] | None = None
     bucket: list[ConsumedMessage] = []
     for message in messages:
@@ -59,25 +84,7 @@ def consumed(
             if found is None:
                 found = fetched[key] = []
             bucket = found
-        headers = message.headers()
-        kind, millis = message.timestamp()
-        if not kind:  # TIMESTAMP_NOT_AVAILABLE
-            stamp = None
-        elif millis == last_millis:
-            stamp = last_stamp
-        else:
-            stamp = last_stamp = to_datetime(millis)
-            last_millis = millis
-        built = new(ConsumedMessage)
-        set_topic(built, key[0])
-        set_partition(built, partition)
-        set_offset(built, message.offset())
-        set_key(built, message.key())
-        set_value(built, message.value())
-        set_stamp(built, stamp)
-        set_headers(
-            built, consumed_headers(cast(_NativeHeaders, headers)) if headers else no_headers
-        )
+        built = new(_MessageView)
+        set_message(built, message)
         bucket.append(built)
-    last_timestamp.millis, last_timestamp.stamp = last_millis, last_stamp
     return fetched

@@ -42,9 +42,7 @@ from confluent_kafka import (
 )
 
 from qi.base.streaming import ConsumedMessage, ErrorCode, SubscriptionConfig
-from qi.base.streaming._fast_values import LastTimestamp
 from qi.base.streaming.backend import (
-    NO_CONSUMED_HEADERS,
     NativeConsumerLease,
     PartitionSource,
     RebalanceListener,
@@ -110,7 +108,6 @@ class ConfluentSource(PartitionSource):
         self._assigned: set[TopicPartition] = set()
         self._next_refresh = 0.0
         self._deferred: BaseException | None = None
-        self._last_timestamp = LastTimestamp()
         # Where each assigned partition started (assignment or last seek), for rewinds.
         self._starts: dict[TopicPartition, int] = {}
         # Where the last fetch moved the partitions it read, markers included; written on
@@ -283,7 +280,7 @@ class ConfluentSource(PartitionSource):
                 self._logger.debug("could not rewind %s to %d: %s", key, target, exc)
 
     def _group(self, messages: list[Message]) -> dict[TopicPartition, list[ConsumedMessage]]:
-        return consumed(messages, self._last_timestamp, NO_CONSUMED_HEADERS, self._consumer_error)
+        return consumed(messages, self._consumer_error)
 
     def _consumer_error(self, error: KafkaError) -> None:
         name = error_name(error)
