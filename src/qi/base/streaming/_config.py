@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from qi.base import QiError
+from qi.base.streaming._read_only import ReadOnlyMapping
 
 if TYPE_CHECKING:
     from qi.base.streaming._producer import StreamingProducer
@@ -24,7 +24,7 @@ Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 IsolationLevel = Literal["read_committed", "read_uncommitted"]
 
 # Shared read-only empty mapping: a safe default that costs no allocation per instance.
-EMPTY_MAPPING: Mapping[str, str] = MappingProxyType({})
+EMPTY_MAPPING: Mapping[str, str] = ReadOnlyMapping()
 
 
 @dataclass(frozen=True, slots=True)

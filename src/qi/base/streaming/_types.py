@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import MappingProxyType
 from typing import TYPE_CHECKING
+
+from qi.base.streaming._read_only import ReadOnlyMapping
 
 if TYPE_CHECKING:
     from qi.base.streaming._transaction import Transaction
 
 # The shared default: producers recognise it by identity and skip checking headers.
-NO_HEADERS: Mapping[str, str | bytes] = MappingProxyType({})
-NO_CONSUMED_HEADERS: Mapping[str, bytes] = MappingProxyType({})
+NO_HEADERS: Mapping[str, str | bytes] = ReadOnlyMapping()
+NO_CONSUMED_HEADERS: Mapping[str, bytes] = ReadOnlyMapping()
 """The headers of every consumed message that has none: one shared empty mapping."""
 
 

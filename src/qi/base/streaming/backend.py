@@ -49,6 +49,7 @@ from qi.base.streaming._config import (
     TopicConfig,
 )
 from qi.base.streaming._murmur2 import partition_for_key
+from qi.base.streaming._read_only import ReadOnlyMapping
 from qi.base.streaming._types import (
     NO_CONSUMED_HEADERS,
     NO_HEADERS,
@@ -80,6 +81,7 @@ __all__ = [
     "OperationFailed",
     "PartitionSource",
     "ProducerBackend",
+    "ReadOnlyMapping",
     "RebalanceListener",
     "SeekTarget",
     "TopicPartition",

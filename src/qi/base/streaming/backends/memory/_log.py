@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Final
 
 from qi.base.streaming import ConsumedMessage, PartitionMetadata, PartitionOffsets, TopicMetadata
-from qi.base.streaming.backend import EMPTY_MAPPING, NO_CONSUMED_HEADERS
+from qi.base.streaming.backend import EMPTY_MAPPING, NO_CONSUMED_HEADERS, ReadOnlyMapping
 from qi.base.streaming.backends.memory._consumed import Record, consumed_messages
 from qi.base.streaming.backends.memory._topic_configs import TopicSettings
 
@@ -31,7 +30,7 @@ def encode_headers(headers: Mapping[str, str | bytes]) -> Mapping[str, bytes] | 
     encoded = {
         name: value.encode() if isinstance(value, str) else value for name, value in headers.items()
     }
-    return MappingProxyType(encoded)
+    return ReadOnlyMapping(encoded)
 
 
 @dataclass(slots=True, eq=False)
@@ -62,7 +61,7 @@ class Topic:
             name,
             [[] for _ in range(partitions)],
             replication_factor,
-            MappingProxyType(dict(config)),
+            ReadOnlyMapping(config),
             settings,
         )
 

@@ -1,0 +1,49 @@
+"""Messages, consumed messages and topic configs pickle and copy, with or without headers:
+a service hands them to another process or a task queue."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+from datetime import UTC, datetime
+
+import pytest
+
+from qi.base.streaming import ConsumedMessage, StreamingMessage, TopicConfig
+from qi.base.streaming._read_only import ReadOnlyMapping
+
+VALUES = [
+    StreamingMessage(b"v"),
+    StreamingMessage(
+        b"v", key="k", timestamp=datetime(2026, 1, 1, tzinfo=UTC), headers={"h": b"x"}
+    ),
+    ConsumedMessage("t", 0, 3, None, b"v", None),
+    ConsumedMessage("t", 1, 4, b"k", None, None, {"h": b"y"}),
+    TopicConfig("t"),
+    TopicConfig("t", config_entries={"cleanup.policy": "compact"}),
+]
+
+
+@pytest.mark.parametrize("value", VALUES, ids=repr)
+def test_a_value_survives_pickle_copy_and_asdict(value: object) -> None:
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(value, protocol)) == value
+    assert copy.deepcopy(value) == value
+    assert copy.copy(value) == value
+    assert isinstance(dataclasses.asdict(value), dict)  # type: ignore[call-overload]
+
+
+def test_the_read_only_mapping_reads_as_the_dict_it_holds_and_refuses_writes() -> None:
+    source = {"a": b"1"}
+    mapping = ReadOnlyMapping(source)
+    source["b"] = b"2"  # a copy of its own: the caller's dict changing later changes nothing
+    assert dict(mapping) == {"a": b"1"} and len(mapping) == 1
+    assert mapping == {"a": b"1"} and {"a": b"1"} == mapping
+    assert mapping != {"a": b"2"} and mapping == ReadOnlyMapping({"a": b"1"})
+    assert "a" in mapping and mapping.get("z") is None and repr(mapping) == "{'a': b'1'}"
+    with pytest.raises(TypeError):
+        mapping["a"] = b"3"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        hash(mapping)
+    assert pickle.loads(pickle.dumps(mapping)) == mapping
