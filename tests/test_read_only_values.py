@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import pickle
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,27 @@ def test_the_read_only_mapping_reads_as_the_dict_it_holds_and_refuses_writes() -
     with pytest.raises(TypeError):
         hash(mapping)
     assert pickle.loads(pickle.dumps(mapping)) == mapping
+
+
+def test_the_read_only_mapping_merges_and_copies_as_the_mappingproxy_it_replaced() -> None:
+    # Headers and config entries were mappingproxies: code that merged them with ``|``,
+    # copied them or reversed them must keep working (each gives a new dict).
+    # Typed as a Mapping (which has no ``|``): what untyped code merges is the runtime value.
+    shared: tuple[Any, ...] = (
+        ConsumedMessage("t", 0, 0, None, b"v", None).headers,
+        StreamingMessage(b"v").headers,
+        TopicConfig("t").config_entries,
+    )
+    for headers in shared:
+        assert headers | {"a": b"1"} == {"a": b"1"} and {"a": b"1"} | headers == {"a": b"1"}
+    mapping = ReadOnlyMapping({"a": b"1", "b": b"2"})
+    merged = mapping | {"b": b"3"}
+    assert merged == {"a": b"1", "b": b"3"} and type(merged) is dict
+    assert {"b": b"3", "c": b"4"} | mapping == {"b": b"2", "c": b"4", "a": b"1"}
+    copied = mapping.copy()
+    copied["z"] = b"9"
+    assert type(copied) is dict and "z" not in mapping
+    assert list(reversed(mapping)) == ["b", "a"]
+    not_a_mapping: Any = 1
+    with pytest.raises(TypeError):
+        mapping | not_a_mapping

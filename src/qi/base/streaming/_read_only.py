@@ -37,6 +37,24 @@ class ReadOnlyMapping(Mapping[_K, _V]):
     def get(self, key: _K, default: Any = None) -> Any:
         return self._data.get(key, default)
 
+    # What a mappingproxy (this mapping's predecessor) also offers, so code that merged or
+    # copied headers and config entries keeps working: each gives a new dict.
+    def copy(self) -> dict[_K, _V]:
+        return dict(self._data)
+
+    def __or__(self, other: object) -> dict[_K, _V]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**self._data, **other}
+
+    def __ror__(self, other: object) -> dict[_K, _V]:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return {**other, **self._data}
+
+    def __reversed__(self) -> Iterator[_K]:
+        return reversed(self._data)
+
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ReadOnlyMapping):
             return self._data == other._data
