@@ -11,8 +11,20 @@ from typing import Any
 
 import pytest
 
-from qi.base.streaming import ConsumedMessage, StreamingMessage, TopicConfig
+from qi.base.streaming import (
+    ConsumedMessage,
+    MessageBatch,
+    StreamingMessage,
+    TopicConfig,
+    create_streaming_client,
+)
 from qi.base.streaming._read_only import ReadOnlyMapping
+from qi.base.streaming._types import NO_HEADERS
+from qi.base.streaming.backends.confluent._producer import _produce as confluent_produce
+from qi.base.streaming.backends.memory import broker_for, discard_broker
+from qi.base.streaming.testing import quick_config
+from qi.base.streaming.testing._cluster import private_memory_brokers
+from testkit import ok
 
 VALUES = [
     StreamingMessage(b"v"),
@@ -72,3 +84,32 @@ def test_the_read_only_mapping_merges_and_copies_as_the_mappingproxy_it_replaced
     not_a_mapping: Any = 1
     with pytest.raises(TypeError):
         mapping | not_a_mapping
+
+
+async def test_messages_without_headers_are_sent_without_asking_the_shared_empty_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The shared empty headers are recognised by identity on the produce paths: asking a
+    # Python-level mapping whether it is empty, per message, cost memory's send_batch about
+    # a tenth of its time.
+    asked: list[object] = []
+    length = ReadOnlyMapping.__len__
+
+    def counting_len(self: ReadOnlyMapping[Any, Any]) -> int:
+        asked.append(self)
+        return length(self)
+
+    monkeypatch.setattr(ReadOnlyMapping, "__len__", counting_len)
+    messages = tuple(StreamingMessage(b"v") for _ in range(20))
+    brokers = private_memory_brokers()
+    broker_for(brokers).create_topic(TopicConfig("no-headers"))
+    async with create_streaming_client("memory", quick_config(brokers)) as client:
+        producer = ok(await client.get_producer())
+        ok(await producer.send_batch(MessageBatch("no-headers", messages)))
+        ok(await producer.send("no-headers", messages[0]))
+    discard_broker(brokers)
+    handed: list[tuple[Any, ...]] = []
+    for message in messages:
+        confluent_produce(lambda *args: handed.append(args), "t", message, lambda *_: None)
+    assert [args[-1] for args in handed] == [None] * len(messages)  # librdkafka: no headers
+    assert not [mapping for mapping in asked if mapping is NO_HEADERS]
