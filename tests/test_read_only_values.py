@@ -81,6 +81,12 @@ def test_the_read_only_mapping_merges_and_copies_as_the_mappingproxy_it_replaced
     copied["z"] = b"9"
     assert type(copied) is dict and "z" not in mapping
     assert list(reversed(mapping)) == ["b", "a"]
+    # The dict's own views, read-only and C-level (the send paths read them per message).
+    plain = {"a": b"1", "b": b"2"}
+    assert type(mapping.items()) is type(plain.items()) and mapping.items() == plain.items()
+    assert type(mapping.keys()) is type(plain.keys()) and mapping.keys() == plain.keys()
+    assert type(mapping.values()) is type(plain.values())
+    assert list(mapping.values()) == list(plain.values())
     not_a_mapping: Any = 1
     with pytest.raises(TypeError):
         mapping | not_a_mapping
