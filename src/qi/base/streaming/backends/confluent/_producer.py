@@ -26,6 +26,7 @@ from qi.base.streaming import (
 )
 from qi.base.streaming.backend import (
     DELIVERY_UNKNOWN,
+    NO_HEADERS,
     NOT_WRITTEN,
     NativeTransactions,
     OperationFailed,
@@ -94,7 +95,8 @@ def _produce(
         report,
         None,
         millis,
-        list(headers.items()) if headers else None,
+        # By identity first: the shared empty headers' truth test is a Python-level call.
+        None if headers is NO_HEADERS or not headers else list(headers.items()),
     )
 
 

@@ -28,7 +28,7 @@ from qi.base.streaming._fast_values import (
     millis_from_datetime,
     produce_result,
 )
-from qi.base.streaming.backend import NOT_WRITTEN, partition_for_key
+from qi.base.streaming.backend import NO_HEADERS, NOT_WRITTEN, partition_for_key
 from qi.base.streaming.backends.memory._errors import BrokerError, MemoryBrokerError
 from qi.base.streaming.backends.memory._log import Topic, encode_headers
 from qi.base.streaming.backends.memory._records import (
@@ -190,7 +190,9 @@ def append_messages(
         if value is not None and type(value) is not bytes:
             value = bytes(value)
         headers = message.headers
-        stored_headers = encode_headers(headers) if headers else None
+        # By identity first: the shared empty headers are a Python-level mapping, whose
+        # truth test costs a tenth of this loop's time per message.
+        stored_headers = None if headers is NO_HEADERS or not headers else encode_headers(headers)
         # The exact count only near the limit (or with headers): most records are far below.
         if (
             stored_headers is not None
