@@ -24,7 +24,7 @@ from qi.base.streaming import (
 from qi.base.streaming.backend import AdminBackend, OperationFailed
 from qi.base.streaming.backend import TopicPartition as TopicPartitionKey
 from qi.base.streaming.backends.aiokafka import _errors, _private
-from qi.base.streaming.backends.aiokafka._connect import start_within
+from qi.base.streaming.backends.aiokafka._connect import bootstrap_to_its_end, start_within
 from qi.base.streaming.backends.aiokafka._group_admin import AiokafkaGroupAdmin
 from qi.base.streaming.backends.aiokafka._metadata import (
     forbid_topic_auto_creation,
@@ -49,7 +49,9 @@ class AiokafkaAdmin(AdminBackend):
         admin = AIOKafkaAdminClient(**admin_settings(self._config))
         self._admin = admin
         # Describing a missing topic must not create it (see _metadata).
-        forbid_topic_auto_creation(_private.admin_client(admin))
+        client = _private.admin_client(admin)
+        forbid_topic_auto_creation(client)
+        bootstrap_to_its_end(client)
         await start_within(self._config, admin.start)
 
     async def close(self) -> None:

@@ -4,6 +4,13 @@ aiokafka's bootstrap reports every failure, a refused TLS certificate or SASL
 login included, as "Unable to bootstrap". When TLS or SASL is configured we
 repeat one handshake ourselves to find the real cause, so a wrong password
 reads STREAMING_AUTHENTICATION_FAILED instead of a network failure.
+
+aiokafka's bootstrap, cancelled while it waits for the broker's metadata, drops
+its connection without closing it (only the garbage collector would, with a
+ResourceWarning). A start cut short by ``connection_timeout`` cancels it, so
+every client's bootstrap runs to its own end (aiokafka's request timeout, which
+closes the connection) and then closes its client again: see
+:func:`bootstrap_to_its_end`.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from aiokafka.client import AIOKafkaClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError
 
@@ -30,6 +38,39 @@ _CONNECTION_SETTINGS: Final = (
     "sasl_plain_username",
     "sasl_plain_password",
 )
+
+
+_LATE_CLOSES: Final[set[asyncio.Task[None]]] = set()
+"""Closes of clients whose bootstrap ended after its caller stopped waiting (held, so
+they are not collected half-way)."""
+
+
+def bootstrap_to_its_end(client: AIOKafkaClient) -> None:
+    """Make ``client.bootstrap()`` run on when its caller is cancelled, then close
+    ``client``.
+
+    Its caller is a start that timed out or was cancelled, after which the client is
+    abandoned and stopped; a bootstrap that ended later may have left its metadata task
+    (or, on a cluster of no brokers, its connection) behind, so the client is closed
+    once more when it ends. Per instance: clients the application builds are untouched.
+    """
+    bootstrap = client.bootstrap
+
+    async def to_its_end() -> None:
+        running = asyncio.ensure_future(bootstrap())
+        try:
+            await asyncio.shield(running)
+        except asyncio.CancelledError:
+            running.add_done_callback(lambda _: _close_late(client))
+            raise
+
+    client.bootstrap = to_its_end
+
+
+def _close_late(client: AIOKafkaClient) -> None:
+    closing = asyncio.ensure_future(client.close())
+    _LATE_CLOSES.add(closing)
+    closing.add_done_callback(_LATE_CLOSES.discard)
 
 
 async def start_within(config: StreamingConfig, start: Callable[[], Awaitable[None]]) -> None:

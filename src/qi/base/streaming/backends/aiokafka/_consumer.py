@@ -43,7 +43,7 @@ from qi.base.streaming.backend import (
     TopicPartition as PartitionKey,
 )
 from qi.base.streaming.backends.aiokafka import _errors, _private
-from qi.base.streaming.backends.aiokafka._connect import start_within
+from qi.base.streaming.backends.aiokafka._connect import bootstrap_to_its_end, start_within
 from qi.base.streaming.backends.aiokafka._group import adapt_group_coordinator
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
 from qi.base.streaming.backends.aiokafka._settings import consumer_settings
@@ -160,7 +160,9 @@ class AiokafkaConsumer(ConsumerBackend):
             self._config, self._consumer_config, from_beginning=from_beginning
         )
         consumer = AIOKafkaConsumer(**settings)
-        forbid_topic_auto_creation(_private.consumer_client(consumer))
+        client = _private.consumer_client(consumer)
+        forbid_topic_auto_creation(client)
+        bootstrap_to_its_end(client)
         self._from_beginning = from_beginning
         return consumer
 

@@ -44,7 +44,7 @@ from qi.base.streaming.backend import (
     ProducerBackend,
 )
 from qi.base.streaming.backends.aiokafka import _errors, _private
-from qi.base.streaming.backends.aiokafka._connect import start_within
+from qi.base.streaming.backends.aiokafka._connect import bootstrap_to_its_end, start_within
 from qi.base.streaming.backends.aiokafka._metadata import forbid_topic_auto_creation
 from qi.base.streaming.backends.aiokafka._send import Sender
 from qi.base.streaming.backends.aiokafka._sequences import give_back_refused_sequences
@@ -93,6 +93,7 @@ class AiokafkaProducer(ProducerBackend):
             ) from exc
         self._producer = producer
         forbid_topic_auto_creation(producer.client)
+        bootstrap_to_its_end(producer.client)
 
         async def start() -> None:
             if self._producer_config.idempotent:
