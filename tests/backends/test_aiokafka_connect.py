@@ -128,3 +128,25 @@ async def test_a_connect_timed_out_in_the_bootstrap_leaves_no_connection_open(
         within=bootstrap_timeout + 3.0,
     )
     await client.disconnect()
+
+
+@pytest.mark.usefixtures("no_cyclic_gc")
+async def test_a_health_probe_timed_out_in_the_bootstrap_leaves_no_connection_open(
+    swallower: MetadataSwallower,
+) -> None:
+    config = StreamingConfig(
+        client_id="leak",
+        brokers=(swallower.bootstrap,),
+        connection_timeout=1.0,
+        request_timeout=2.0,
+    )
+    client = create_streaming_client("aiokafka", config)
+    healthy = await client.is_healthy()
+    assert healthy.unwrap() is False
+    assert swallower.accepted >= 1
+    await wait_until(
+        lambda: swallower.open == 0,
+        "every connection of the failed probe to close",
+        within=config.request_timeout + 3.0,
+    )
+    await client.disconnect()

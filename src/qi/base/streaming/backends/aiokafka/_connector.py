@@ -19,6 +19,7 @@ from qi.base.streaming.backend import (
     ProducerBackend,
 )
 from qi.base.streaming.backends.aiokafka._admin import AiokafkaAdmin
+from qi.base.streaming.backends.aiokafka._connect import bootstrap_to_its_end
 from qi.base.streaming.backends.aiokafka._consumer import AiokafkaConsumer
 from qi.base.streaming.backends.aiokafka._errors import IMPLEMENTATION, translate_native
 from qi.base.streaming.backends.aiokafka._producer import AiokafkaProducer
@@ -48,6 +49,8 @@ class AiokafkaBackend(ConnectorBackend):
 
     async def probe(self) -> bool:
         client = AIOKafkaClient(**client_settings(self._config))
+        # A probe cut short by its timeout must not drop a connection (see _connect).
+        bootstrap_to_its_end(client)
         try:
             async with asyncio.timeout(self._config.connection_timeout):
                 await client.bootstrap()
