@@ -153,6 +153,45 @@ async def test_a_health_probe_timed_out_in_the_bootstrap_leaves_no_connection_op
     await client.disconnect()
 
 
+_A_PATIENT_PROGRAM = """
+import asyncio, gc, sys
+from qi.base.streaming import StreamingConfig, create_streaming_client
+
+def bootstraps():
+    return [t for t in asyncio.all_tasks() if "AIOKafkaClient.bootstrap" in repr(t)]
+
+async def main():
+    config = StreamingConfig(
+        client_id="lost", brokers=(sys.argv[1],), connection_timeout=1.0, request_timeout=2.0
+    )
+    client = create_streaming_client("aiokafka", config)
+    assert (await client.get_producer()).is_failure()
+    await client.disconnect()
+    while bootstraps():  # aiokafka's request timeout ends it with "Unable to bootstrap"
+        await asyncio.wait(bootstraps(), timeout=5.0)
+
+asyncio.run(main())
+gc.collect()
+"""
+
+
+async def test_a_bootstrap_that_fails_after_its_connect_timed_out_logs_no_lost_error(
+    swallower: MetadataSwallower,
+) -> None:
+    # Nobody is left to read the bootstrap's error: asyncio must not log it as an
+    # exception never retrieved (an ERROR record per failed connect).
+    program = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _A_PATIENT_PROGRAM,
+        swallower.bootstrap,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await program.communicate()
+    assert program.returncode == 0, stderr.decode()
+    assert "never retrieved" not in stderr.decode(), stderr.decode()
+
+
 _A_PROGRAM = """
 import asyncio, gc, sys, warnings
 from qi.base.streaming import StreamingConfig, create_streaming_client

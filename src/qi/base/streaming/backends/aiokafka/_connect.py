@@ -61,16 +61,25 @@ def bootstrap_to_its_end(client: AIOKafkaClient) -> None:
         try:
             await asyncio.shield(running)
         except asyncio.CancelledError:
-            running.add_done_callback(lambda _: _close_late(client))
+            running.add_done_callback(lambda ended: _close_late(client, ended))
             raise
 
     client.bootstrap = to_its_end
 
 
-def _close_late(client: AIOKafkaClient) -> None:
+def _close_late(client: AIOKafkaClient, bootstrap: asyncio.Future[None]) -> None:
+    _read_outcome(bootstrap)
     closing = asyncio.ensure_future(client.close())
     _LATE_CLOSES.add(closing)
     closing.add_done_callback(_LATE_CLOSES.discard)
+    closing.add_done_callback(_read_outcome)
+
+
+def _read_outcome(ended: asyncio.Future[None]) -> None:
+    """Read what ``ended`` raised: its caller is gone, and asyncio would log an error
+    nobody read ("Task exception was never retrieved") for every failed connect."""
+    if not ended.cancelled():
+        ended.exception()
 
 
 async def start_within(config: StreamingConfig, start: Callable[[], Awaitable[None]]) -> None:
