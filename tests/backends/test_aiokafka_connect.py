@@ -94,17 +94,22 @@ async def swallower(dev_broker: DevBroker) -> AsyncIterator[MetadataSwallower]:
         yield proxy
 
 
-@pytest.mark.usefixtures("no_cyclic_gc")
-@pytest.mark.parametrize("kind", ["producer", "consumer", "admin"])
-async def test_a_connect_timed_out_in_the_bootstrap_leaves_no_connection_open(
-    swallower: MetadataSwallower, kind: str
-) -> None:
-    config = StreamingConfig(
+def _quick_to_give_up(swallower: MetadataSwallower) -> StreamingConfig:
+    """Through ``swallower``: 1 s to connect, and aiokafka's bootstrap ends 2 s later."""
+    return StreamingConfig(
         client_id="leak",
         brokers=(swallower.bootstrap,),
         connection_timeout=1.0,
         request_timeout=2.0,
     )
+
+
+@pytest.mark.usefixtures("no_cyclic_gc")
+@pytest.mark.parametrize("kind", ["producer", "consumer", "admin"])
+async def test_a_connect_timed_out_in_the_bootstrap_leaves_no_connection_open(
+    swallower: MetadataSwallower, kind: str
+) -> None:
+    config = _quick_to_give_up(swallower)
     client = create_streaming_client("aiokafka", config)
     # A consumer's requests may last its session timeout plus 5 s (a JoinGroup must fit),
     # its bootstrap too: a short session keeps the wait short.
@@ -135,12 +140,7 @@ async def test_a_connect_timed_out_in_the_bootstrap_leaves_no_connection_open(
 async def test_a_health_probe_timed_out_in_the_bootstrap_leaves_no_connection_open(
     swallower: MetadataSwallower,
 ) -> None:
-    config = StreamingConfig(
-        client_id="leak",
-        brokers=(swallower.bootstrap,),
-        connection_timeout=1.0,
-        request_timeout=2.0,
-    )
+    config = _quick_to_give_up(swallower)
     client = create_streaming_client("aiokafka", config)
     healthy = await client.is_healthy()
     assert healthy.unwrap() is False
