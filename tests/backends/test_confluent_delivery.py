@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -18,6 +19,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from qi.base import Failure, Success
 from qi.base.streaming import ProduceResult, StreamingMessage
+from qi.base.streaming.backends.confluent import _delivery as delivery_module
 from qi.base.streaming.backends.confluent._delivered import Delivered
 from qi.base.streaming.backends.confluent._delivery import DeliveryHub, OneSend, Sends
 
@@ -156,3 +158,43 @@ async def test_a_batch_with_a_failure_keeps_the_acknowledged_results_by_position
     assert [sends.acks.result(index) for index in range(len(REPORTS))] == [
         None if index == 4 else result for index, result in enumerate(eager)
     ]
+
+
+async def test_the_sweep_times_out_only_the_messages_still_without_a_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # librdkafka reports every message within message.timeout.ms; a call whose reports do
+    # not come is completed by the loop's sweep, its missing messages timed out.
+    monkeypatch.setattr(delivery_module, "_SWEEP_SECONDS", 0.05)
+    monkeypatch.setattr(delivery_module, "_REPORT_GRACE", 0.1)
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9", "log_level": 0})
+    hub = DeliveryHub(
+        producer,
+        asyncio.get_running_loop(),
+        logging.getLogger("test"),
+        "test",
+        report_timeout=0.1,
+    )
+    try:
+        sends = Sends("orders", 3, asyncio.get_running_loop().create_future())
+        callbacks = [hub.callback(sends, index) for index in range(3)]
+        refused = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)
+        sends.outcomes[2] = refused  # produce() refused it: never handed over
+        hub.handed_over(sends, 2)
+        callbacks[0](None, cast(Message, REPORTS[0]))  # one report came, one never does
+        one = _one(hub)
+        hub.handed_over_one(one)
+        started = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(sends.future, one.future), 2.0)
+        assert time.monotonic() - started >= 0.2  # not before the timeout and its grace
+        assert sends.acks.result(0) is not None and sends.outcomes[0] is None
+        timed_out = sends.outcomes[1]
+        assert isinstance(timed_out, KafkaError)
+        assert timed_out.code() == KafkaError._MSG_TIMED_OUT
+        assert sends.outcomes[2] is refused
+        result = one.future.result()
+        assert isinstance(result, Failure)
+        assert result.error.code() == KafkaError._MSG_TIMED_OUT
+        assert not hub.pending
+    finally:
+        producer.purge()

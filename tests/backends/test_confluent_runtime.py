@@ -35,6 +35,7 @@ from qi.base.streaming import (
     TopicConfig,
     create_streaming_client,
 )
+from qi.base.streaming.backends.confluent import _delivery as delivery_module
 from qi.base.streaming.backends.confluent import _producer as producer_module
 from qi.base.streaming.backends.confluent._settings import producer_settings
 from qi.base.streaming.devbroker import DevBroker
@@ -356,6 +357,51 @@ async def test_queue_full_is_reported_only_after_the_request_timeout(
         outcome.error.context["delivery"] in ("not_written", "unknown") for outcome in outcomes
     )
     assert 1.5 < waited < 8.0
+
+
+async def test_calls_return_within_their_bound_when_librdkafka_reports_nothing(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # librdkafka promises a report per message within message.timeout.ms; a poll thread that
+    # never comes back from librdkafka (or reports that never come) must not hold a call,
+    # or disconnect, for ever. The hub's thread is held here as if stuck inside flush().
+    held = threading.Event()
+
+    def stuck(hub: Any, producer: Any, waiting: Any) -> None:
+        held.wait(30)
+
+    monkeypatch.setattr(delivery_module.DeliveryHub, "_serve", stuck)
+    monkeypatch.setattr(delivery_module, "_REPORT_GRACE", 0.5)
+    client = create_streaming_client("confluent", _config(kafka_bootstrap, request_timeout=1.0))
+    try:
+        topic = await _topic(client)
+        producer = (await client.get_producer()).unwrap()
+        started = time.monotonic()
+        batch, single = await asyncio.wait_for(
+            asyncio.gather(
+                producer.send_batch(MessageBatch(topic, (StreamingMessage(b"a"),) * 3)),
+                producer.send(topic, StreamingMessage(b"b")),
+            ),
+            10,
+        )
+        waited = time.monotonic() - started
+        assert isinstance(batch, Failure) and isinstance(single, Failure)
+        outcomes = [*batch.error.context["results"], single]
+        assert len(outcomes) == 4
+        for outcome in outcomes:
+            assert isinstance(outcome, Failure)
+            assert outcome.error.code == "STREAMING_TIMEOUT"
+            assert outcome.error.context["delivery"] == "unknown"
+        # message.timeout.ms (1 s), the grace, and up to two sweeps of a second.
+        assert 1.5 <= waited < 4.5
+        assert "gave no delivery report for 4 message(s) of 2 call(s)" in caplog.text
+        started = time.monotonic()
+        await asyncio.wait_for(client.disconnect(), 10)
+        assert time.monotonic() - started < 1.0 + 0.5 + 1.0
+        assert "the poll thread did not come back from librdkafka" in caplog.text
+    finally:
+        held.set()
+        await client.disconnect()
 
 
 async def test_disconnect_answers_every_send_still_in_flight(dev_broker: DevBroker) -> None:

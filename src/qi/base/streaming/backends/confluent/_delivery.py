@@ -32,6 +32,12 @@ that the broker answers DUPLICATE_SEQUENCE_NUMBER with offset -1, as the
 development broker does) is numbered -1, 0, 1, ... by librdkafka; every message
 of it is reported at offset -1, "not said", instead.
 
+Every call returns within its bound, whatever librdkafka does: librdkafka reports each
+message within ``message.timeout.ms`` of taking it, and a sweep on the loop completes
+any call still waiting well past that (:data:`_REPORT_GRACE`) with its missing
+messages timed out, delivery unknown, and logs what it found; ``stop()`` is bounded
+the same way. A call must never wait for ever on a report that does not come.
+
 Threads: a slot's ``delivered`` counter is written only by the poll thread;
 ``expected`` only by the loop, once everything was handed to librdkafka. Both
 sides check for completion after their own write, so a slot is completed at
@@ -69,6 +75,12 @@ _IDLE_SECONDS: Final = 0.1
 _FLUSH_STEP: Final = 0.1
 # Most spare report callbacks kept for reuse; more are built when more are in flight.
 _SPARE_REPORTS: Final = 20_000
+# How long past message.timeout.ms a call may still wait for a report before the hub
+# gives up on librdkafka: its timeout scan runs once a second, and a loaded machine can
+# delay the poll thread by more.
+_REPORT_GRACE: Final = 5.0
+# How often the loop looks for calls overdue, while any call waits.
+_SWEEP_SECONDS: Final = 1.0
 _new: Final = object.__new__
 
 Outcome = ProduceResult | KafkaError | QiError | None
@@ -87,6 +99,7 @@ class Sends:
         "acks",
         "messages",
         "outcomes",
+        "sweep",
         "topic",
     )
 
@@ -108,6 +121,8 @@ class Sends:
         self.delivered = 0
         self.failed = 0
         self.expected: int | None = None
+        self.sweep = 0
+        """The hub's sweep count when the call started waiting (see DeliveryHub._sweep)."""
         self.future = future
         """Resolved once every outcome is known: with ``finish(self)`` (or what the future
         it returns resolves to), else with None."""
@@ -164,7 +179,7 @@ class OneSend:
     and a pooled report, so fewer objects to build and for the collector to walk.
     """
 
-    __slots__ = ("finish", "future", "handed", "hub", "message", "outcome", "topic")
+    __slots__ = ("finish", "future", "handed", "hub", "message", "outcome", "sweep", "topic")
 
     def __init__(
         self,
@@ -180,6 +195,7 @@ class OneSend:
         self.future = future
         self.finish = finish
         self.outcome: Outcome = None
+        self.sweep = 0
         self.handed = False
         """Set by the loop once librdkafka took the message (see handed_over_one)."""
 
@@ -207,6 +223,7 @@ class DeliveryHub:
         name: str,
         *,
         lingers: bool = True,
+        report_timeout: float = 300.0,
     ) -> None:
         self._producer = producer
         # Without linger librdkafka sends at once: the idle thread may wait in poll()
@@ -235,6 +252,12 @@ class DeliveryHub:
         """Set when librdkafka served reports after a producer found its queue full."""
         self.pending: set[Slot] = set()
         """Slots whose outcomes are not all known yet (loop thread only)."""
+        self._report_timeout = report_timeout
+        """librdkafka's message.timeout.ms, in seconds: when every report is due."""
+        self._sweeps = 0
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.served_at = time.monotonic()
+        """When the poll thread last came back from librdkafka (for the overdue warning)."""
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     def start(self) -> None:
@@ -287,6 +310,9 @@ class DeliveryHub:
             self._wait_for(one)
 
     def _wait_for(self, sends: Slot) -> None:
+        sends.sweep = self._sweeps
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(_SWEEP_SECONDS, self._sweep)
         if not self.pending:
             # The first call to wait: the poll thread is idle, wake it now.
             self.pending.add(sends)
@@ -303,6 +329,35 @@ class DeliveryHub:
         self._wake_scheduled = False
         self._waiting.set()
 
+    def _sweep(self) -> None:
+        """Complete the calls librdkafka left without a report well past its own timeout."""
+        self._sweeps += 1
+        # Sweeps are _SWEEP_SECONDS apart (or more): a slot that has waited through this
+        # many has waited at least the report timeout and its grace.
+        patience = 1 + int((self._report_timeout + _REPORT_GRACE) / _SWEEP_SECONDS)
+        overdue = [slot for slot in self.pending if self._sweeps - slot.sweep > patience]
+        if overdue:
+            self._give_up_on(overdue)
+        self._sweeper = self._loop.call_later(_SWEEP_SECONDS, self._sweep) if self.pending else None
+
+    def _give_up_on(self, overdue: list[Slot]) -> None:
+        missing = 0
+        for slot in overdue:
+            missing += _time_out_missing(slot, self._report_timeout + _REPORT_GRACE)
+            self._complete(slot)
+        self._logger.warning(
+            "confluent producer: librdkafka gave no delivery report for %d message(s) of "
+            "%d call(s) within %.1fs (message.timeout.ms and %.0fs of grace); they are "
+            "reported timed out, delivery unknown. librdkafka holds %d message(s); the poll "
+            "thread last came back from it %.1fs ago",
+            missing,
+            len(overdue),
+            self._report_timeout + _REPORT_GRACE,
+            _REPORT_GRACE,
+            len(self._producer),
+            time.monotonic() - self.served_at,
+        )
+
     def want_space(self) -> None:
         """Ask to have ``space`` set when librdkafka next serves delivery reports."""
         self.space.clear()
@@ -310,12 +365,31 @@ class DeliveryHub:
         self._waiting.set()
 
     async def stop(self, flush_seconds: float) -> None:
-        """Flush for up to ``flush_seconds``, purge the rest (reported failed), end the thread."""
+        """Flush for up to ``flush_seconds``, purge the rest (reported failed), end the thread.
+
+        Bounded even if librdkafka never gives the thread back: then every call still
+        waiting completes with what it has, and the thread is left to end on its own.
+        """
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._thread.ident is None:
             return
         self._stop_at = time.monotonic() + flush_seconds
         self._waiting.set()
-        await self._stopped
+        try:
+            await asyncio.wait_for(asyncio.shield(self._stopped), flush_seconds + _REPORT_GRACE)
+        except TimeoutError:
+            self._logger.error(
+                "confluent producer: the poll thread did not come back from librdkafka "
+                "within %.1fs of the close (last came back %.1fs ago); %d call(s) still "
+                "waiting are completed with what they have",
+                flush_seconds + _REPORT_GRACE,
+                time.monotonic() - self.served_at,
+                len(self.pending),
+            )
+            self._stopped_on_loop()
+            return
         self._thread.join(timeout=1.0)
 
     def _drain(self) -> None:
@@ -391,14 +465,17 @@ class DeliveryHub:
         if (self.pending or self.space_wanted) and len(producer):
             # Someone waits for what librdkafka holds: send it now, no linger.
             producer.flush(_FLUSH_SECONDS)
+            self.served_at = time.monotonic()
             self._hand_back(True)
             return
         if self._lingers:
             waiting.wait(_IDLE_SECONDS)
             waiting.clear()
-            self._hand_back(producer.poll(0) > 0)
+            served = producer.poll(0) > 0
         else:
-            self._hand_back(producer.poll(_IDLE_SECONDS) > 0)
+            served = producer.poll(_IDLE_SECONDS) > 0
+        self.served_at = time.monotonic()
+        self._hand_back(served)
 
     def _finish(self, producer: Producer) -> None:
         assert self._stop_at is not None
@@ -428,6 +505,30 @@ class DeliveryHub:
             self._complete(sends)
         if not self._stopped.done():
             self._stopped.set_result(None)
+
+
+def _time_out_missing(slot: Slot, waited: float) -> int:
+    """Mark each message of ``slot`` still without a report timed out; return how many.
+
+    A report may still come while this runs (the poll thread is slow, not stuck): then a
+    message acknowledged meanwhile may read as timed out, which its "delivery unknown"
+    verdict allows. Nothing reads as written that was not.
+    """
+    timed_out = KafkaError(
+        KafkaError._MSG_TIMED_OUT, f"librdkafka gave no delivery report within {waited:.1f}s"
+    )
+    if isinstance(slot, OneSend):
+        if slot.outcome is not None:
+            return 0
+        slot.outcome = timed_out
+        return 1
+    missing = 0
+    outcomes, acknowledged = slot.outcomes, slot.acks.partitions
+    for index, outcome in enumerate(outcomes):
+        if outcome is None and acknowledged[index] is None:
+            outcomes[index] = timed_out
+            missing += 1
+    return missing
 
 
 def _settle(future: asyncio.Future[Any], finished: asyncio.Future[Any]) -> None:

@@ -134,6 +134,7 @@ class ConfluentProducer(ProducerBackend):
             self._logger,
             "qi-confluent-producer-poll",
             lingers=self._producer_config.linger > 0,
+            report_timeout=float(settings["message.timeout.ms"]) / 1000,
         )
         self._hub.start()
         await prove_broker(
@@ -256,7 +257,8 @@ class ConfluentProducer(ProducerBackend):
         produced = await self._produce(hub, producer, sends, messages, operation)
         hub.handed_over(sends, produced)
         # No timer of our own: librdkafka reports every message within message.timeout.ms
-        # (= request_timeout), and the hub completes whatever is left if it stops.
+        # (= request_timeout); the hub's sweep times out what it does not report, and the
+        # hub completes whatever is left if it stops.
         await sends.future
         outcomes = sends.outcomes
         if sends.failed or sends.delivered != len(outcomes):
