@@ -444,6 +444,7 @@ async def test_a_fenced_transactional_producer_keeps_its_delivery_reports(
         late = await transaction.send(topic, StreamingMessage(b"late"))
         assert isinstance(late, Failure)
         assert late.error.context["kafka_error"] == "INVALID_PRODUCER_EPOCH"
+        assert late.error.code == "STREAMING_PRODUCER_FENCED"
         assert "qi-confluent-producer-poll" in {thread.name for thread in _our_threads()}
     finally:
         await first.disconnect()

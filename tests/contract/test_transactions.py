@@ -284,9 +284,12 @@ async def test_a_second_producer_with_the_same_id_fences_the_first(
     zombie = await begin(first)
     ok(await zombie.send(topic, StreamingMessage(b"zombie")))
     second = ok(await second_client.get_producer(config))
-    # A send of the fenced producer fails (how depends on the backend); its commit still
-    # says fenced, not merely that a message was lost.
-    assert not isinstance(await zombie.send(topic, StreamingMessage(b"late")), Success)
+    # A send of the fenced producer says so (not merely that a message was lost), and so
+    # does its commit.
+    late = expect_failure(
+        await zombie.send(topic, StreamingMessage(b"late")), "STREAMING_PRODUCER_FENCED"
+    )
+    assert late.context["fatal"] is True
     fenced = expect_failure(await zombie.commit(), "STREAMING_PRODUCER_FENCED")
     assert fenced.context["fatal"] is True
     again = expect_failure(await first.transaction(), "STREAMING_PRODUCER_FENCED")

@@ -182,6 +182,13 @@ RECORD_REFUSALS: Final[frozenset[str]] = frozenset(
 """A broker's refusal of a record batch for what its bytes are (size, a keyless record on
 a compacted topic, a timestamp): the same bytes are refused on every attempt."""
 
+FENCING: Final[frozenset[str]] = frozenset(
+    "PRODUCER_FENCED _FENCED TRANSACTION_COORDINATOR_FENCED INVALID_PRODUCER_EPOCH".split()
+)
+"""What a transactional producer's delivery reports say once it was fenced: librdkafka
+raises the fencing itself as a fatal error from poll(), while each message's report
+carries the broker's answer (INVALID_PRODUCER_EPOCH: the id's epoch moved on)."""
+
 # Contract codes a connect attempt reports as such; anything else means "no broker answered".
 _CONNECT_KEEPS: Final = frozenset(
     {ErrorCode.AUTHENTICATION_FAILED, ErrorCode.AUTHORIZATION_FAILED, ErrorCode.INVALID_CONFIG}
@@ -227,9 +234,15 @@ def kafka_error(
     error: KafkaError,
     operation: str,
     fallback: ErrorCode,
+    *,
+    transactional: bool = False,
     **context: Any,
 ) -> QiError:
-    """Translate a librdkafka error; produce failures pass their verdict in ``delivery``."""
+    """Translate a librdkafka error; produce failures pass their verdict in ``delivery``.
+
+    ``transactional``: the error came to a transactional producer's send, where a fatal
+    error or a fencing answer means the producer was fenced (contract section 9).
+    """
     name = error_name(error)
     code = contract_code(name, fallback)
     if operation == "connect" and code not in _CONNECT_KEEPS:
@@ -239,7 +252,9 @@ def kafka_error(
     # a transactional producer is its fencing, by another instance or by the broker).
     if error.txn_requires_abort():
         code = ErrorCode.TRANSACTION_FAILED
-    elif error.fatal() and operation.startswith("transaction"):
+    elif (transactional or operation.startswith("transaction")) and (
+        error.fatal() or name in FENCING
+    ):
         code = ErrorCode.PRODUCER_FENCED
     return streaming_error(
         code,

@@ -117,6 +117,7 @@ class ConfluentProducer(ProducerBackend):
         # Whether librdkafka may send a message more than once (the idempotent producer
         # retries until message.timeout.ms): then a failure says less about earlier attempts.
         self._retries = producer_config.idempotent or config.retry_attempts > 0
+        self._transactional = producer_config.transactional_id is not None
         self._lookups: dict[str, asyncio.Future[int | None]] = {}  # topic -> lookup in flight
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -406,7 +407,12 @@ class ConfluentProducer(ProducerBackend):
     def _refused(self, error: KafkaError, operation: str, topic: str) -> QiError:
         """A message ``produce()`` refused: librdkafka never took it."""
         return kafka_error(
-            error, operation, ErrorCode.PRODUCE_FAILED, topic=topic, delivery=NOT_WRITTEN
+            error,
+            operation,
+            ErrorCode.PRODUCE_FAILED,
+            transactional=self._transactional,
+            topic=topic,
+            delivery=NOT_WRITTEN,
         )
 
     def _epoch_refused(self, operation: str, topic: str) -> QiError:
@@ -465,7 +471,12 @@ class ConfluentProducer(ProducerBackend):
                 elif partition is not None and 0 <= partitions <= partition:
                     delivery = NOT_WRITTEN  # Kafka never takes partitions away
             return kafka_error(
-                outcome, operation, ErrorCode.PRODUCE_FAILED, topic=topic, delivery=delivery
+                outcome,
+                operation,
+                ErrorCode.PRODUCE_FAILED,
+                transactional=self._transactional,
+                topic=topic,
+                delivery=delivery,
             )
         return contract_error(
             ErrorCode.PRODUCE_FAILED,
