@@ -198,3 +198,27 @@ async def test_the_sweep_times_out_only_the_messages_still_without_a_report(
         assert not hub.pending
     finally:
         producer.purge()
+
+
+async def test_a_call_handed_over_while_the_hub_stops_starts_no_sweep_timer() -> None:
+    # A send_batch waiting for queue space sees the hub closing and hands over what
+    # librdkafka took while stop() waits for the poll thread: stop() bounds that call, and
+    # no sweep timer may outlive it.
+    loop = asyncio.get_running_loop()
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9", "log_level": 0})
+    hub = DeliveryHub(producer, loop, logging.getLogger("test"), "test-poll")
+    hub.start()
+    sends = Sends("orders", 1, loop.create_future())
+    producer.produce("orders", b"v", on_delivery=hub.callback(sends, 0))
+    stopping = asyncio.ensure_future(hub.stop(0.3))
+    await asyncio.sleep(0)  # stop() has begun
+    hub.handed_over(sends, 1)
+    await asyncio.wait_for(stopping, 10)
+    assert sends.future.done()
+    scheduled = cast(list[asyncio.TimerHandle], getattr(loop, "_scheduled", []))
+    assert not [
+        handle
+        for handle in scheduled
+        if not handle.cancelled()
+        and getattr(getattr(handle, "_callback", None), "__self__", None) is hub
+    ]

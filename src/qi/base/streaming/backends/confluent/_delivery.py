@@ -311,7 +311,9 @@ class DeliveryHub:
 
     def _wait_for(self, sends: Slot) -> None:
         sends.sweep = self._sweeps
-        if self._sweeper is None:
+        # Once stop() began, it bounds every call still waiting (and cancelled the sweeper):
+        # a sweep timer started now would outlive the disconnect.
+        if self._sweeper is None and self._stop_at is None:
             self._sweeper = self._loop.call_later(_SWEEP_SECONDS, self._sweep)
         if not self.pending:
             # The first call to wait: the poll thread is idle, wake it now.
