@@ -404,6 +404,40 @@ async def test_calls_return_within_their_bound_when_librdkafka_reports_nothing(
         await client.disconnect()
 
 
+async def test_a_disconnect_cut_short_by_its_own_bound_still_answers_every_send(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # disconnect() bounds a producer's close by request_timeout + 2 s, the hub's stop() by
+    # request_timeout + 5 s: with the poll thread stuck in librdkafka, disconnect gives up
+    # first and cancels stop(), which had already cancelled the sweep. A send still waiting
+    # must be answered then, not left waiting for a thread that may never come back.
+    held = threading.Event()
+    serve = delivery_module.DeliveryHub._serve
+
+    def stuck_once_a_call_waits(hub: Any, producer: Any, waiting: Any) -> None:
+        if hub.pending:
+            held.wait(30)
+        else:
+            serve(hub, producer, waiting)
+
+    monkeypatch.setattr(delivery_module.DeliveryHub, "_serve", stuck_once_a_call_waits)
+    client = create_streaming_client("confluent", _config(kafka_bootstrap, request_timeout=1.0))
+    try:
+        topic = await _topic(client)
+        producer = (await client.get_producer()).unwrap()
+        send = asyncio.ensure_future(producer.send(topic, StreamingMessage(b"v")))
+        await asyncio.sleep(0.2)  # the send waits on the held thread
+        assert not send.done()
+        disconnected = await asyncio.wait_for(client.disconnect(), 10)
+        assert isinstance(disconnected, Failure)  # cut short by its bound
+        result = await asyncio.wait_for(send, 1.0)  # answered with the disconnect
+        assert isinstance(result, Failure)
+        assert result.error.context["delivery"] == "unknown"
+    finally:
+        held.set()
+        await client.disconnect()
+
+
 async def test_disconnect_answers_every_send_still_in_flight(dev_broker: DevBroker) -> None:
     before = _our_threads()  # another test's client may still be winding down
     config = _config(dev_broker.bootstrap, request_timeout=2.0)

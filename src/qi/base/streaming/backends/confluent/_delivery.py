@@ -392,6 +392,12 @@ class DeliveryHub:
             )
             self._stopped_on_loop()
             return
+        except asyncio.CancelledError:
+            # Cut short (disconnect's own bound is shorter than this one): the sweep is
+            # cancelled already, and the thread may never come back to complete the calls
+            # still waiting, so they complete now with what they have.
+            self._stopped_on_loop()
+            raise
         self._thread.join(timeout=1.0)
 
     def _drain(self) -> None:
