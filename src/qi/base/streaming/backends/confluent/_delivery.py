@@ -161,9 +161,11 @@ class _Report:
             if offset is None or offset < 0 or hub.unplaced:
                 offset = _placed(hub, sends.topic, partition, offset)
             kind, millis = message.timestamp()
-            acks.partitions[index] = partition
             acks.offsets[index] = offset
             acks.stamps[index] = millis if kind else NOT_STAMPED
+            # The partition last: the loop's sweep reads it as "acknowledged" (see
+            # _time_out_missing) and may run between these writes.
+            acks.partitions[index] = partition
         sends.delivered += 1
         if sends.delivered == sends.expected:
             hub.completed(sends)
