@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -222,3 +223,34 @@ async def test_a_call_handed_over_while_the_hub_stops_starts_no_sweep_timer() ->
         if not handle.cancelled()
         and getattr(getattr(handle, "_callback", None), "__self__", None) is hub
     ]
+
+
+async def test_a_stop_cut_short_answers_the_calls_still_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # stop() cancelled (its caller's own bound, or its task cancelled) while the poll thread
+    # is stuck in librdkafka: the sweep is gone and the thread may never come back, so the
+    # calls still waiting are answered on the way out.
+    held = threading.Event()
+
+    def stuck(hub: DeliveryHub, producer: Producer, waiting: threading.Event) -> None:
+        held.wait(30)
+
+    monkeypatch.setattr(DeliveryHub, "_serve", stuck)
+    loop = asyncio.get_running_loop()
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9", "log_level": 0})
+    hub = DeliveryHub(producer, loop, logging.getLogger("test"), "test-poll")
+    hub.start()
+    try:
+        one = _one(hub)
+        hub.handed_over_one(one)
+        stopping = asyncio.ensure_future(hub.stop(5.0))
+        await asyncio.sleep(0.1)
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        assert one.future.done() and not hub.pending
+        assert isinstance(one.future.result(), Failure)
+    finally:
+        held.set()
+        producer.purge()

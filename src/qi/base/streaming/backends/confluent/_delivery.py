@@ -81,6 +81,9 @@ _SPARE_REPORTS: Final = 20_000
 _REPORT_GRACE: Final = 5.0
 # How often the loop looks for calls overdue, while any call waits.
 _SWEEP_SECONDS: Final = 1.0
+STOP_GRACE: Final = 1.0
+"""How long past its flush a stop() waits for the poll thread: purging and serving the last
+reports take milliseconds, so a thread not back by then is stuck inside librdkafka."""
 _new: Final = object.__new__
 
 Outcome = ProduceResult | KafkaError | QiError | None
@@ -368,8 +371,9 @@ class DeliveryHub:
         self.space_wanted = True
         self._waiting.set()
 
-    async def stop(self, flush_seconds: float) -> None:
-        """Flush for up to ``flush_seconds``, purge the rest (reported failed), end the thread.
+    async def stop(self, flush_seconds: float) -> bool:
+        """Flush for up to ``flush_seconds``, purge the rest (reported failed), end the thread;
+        say whether the thread ended.
 
         Bounded even if librdkafka never gives the thread back: then every call still
         waiting completes with what it has, and the thread is left to end on its own.
@@ -378,22 +382,22 @@ class DeliveryHub:
             self._sweeper.cancel()
             self._sweeper = None
         if self._thread.ident is None:
-            return
+            return True
         self._stop_at = time.monotonic() + flush_seconds
         self._waiting.set()
         try:
-            await asyncio.wait_for(asyncio.shield(self._stopped), flush_seconds + _REPORT_GRACE)
+            await asyncio.wait_for(asyncio.shield(self._stopped), flush_seconds + STOP_GRACE)
         except TimeoutError:
             self._logger.error(
                 "confluent producer: the poll thread did not come back from librdkafka "
                 "within %.1fs of the close (last came back %.1fs ago); %d call(s) still "
                 "waiting are completed with what they have",
-                flush_seconds + _REPORT_GRACE,
+                flush_seconds + STOP_GRACE,
                 time.monotonic() - self.served_at,
                 len(self.pending),
             )
             self._stopped_on_loop()
-            return
+            return False
         except asyncio.CancelledError:
             # Cut short (disconnect's own bound is shorter than this one): the sweep is
             # cancelled already, and the thread may never come back to complete the calls
@@ -401,6 +405,7 @@ class DeliveryHub:
             self._stopped_on_loop()
             raise
         self._thread.join(timeout=1.0)
+        return True
 
     def _drain(self) -> None:
         self._wake_pending = False

@@ -39,7 +39,13 @@ from qi.base.streaming.backends.confluent._connect import (
     prove_broker,
 )
 from qi.base.streaming.backends.confluent._delivered import Delivered
-from qi.base.streaming.backends.confluent._delivery import DeliveryHub, OneSend, Outcome, Sends
+from qi.base.streaming.backends.confluent._delivery import (
+    STOP_GRACE,
+    DeliveryHub,
+    OneSend,
+    Outcome,
+    Sends,
+)
 from qi.base.streaming.backends.confluent._errors import (
     IMPLEMENTATION,
     contract_error,
@@ -103,6 +109,10 @@ def _produce(
 class ConfluentProducer(ProducerBackend):
     """The producer backend over ``confluent_kafka.Producer``."""
 
+    # close(): the hub's flush (request_timeout), its wait for a stuck poll thread, and the
+    # metadata worker's patience.
+    close_grace = STOP_GRACE + _WORKER_PATIENCE
+
     def __init__(
         self, config: StreamingConfig, producer_config: ProducerConfig, logger: logging.Logger
     ) -> None:
@@ -154,16 +164,27 @@ class ConfluentProducer(ProducerBackend):
     async def close(self) -> None:
         hub, self._hub = self._hub, None
         worker, self._worker = self._worker, None
+        ended = True
         try:
             if hub is not None:
                 # Flushes, fails what is left, and completes every send still waiting.
-                await hub.stop(self._config.request_timeout)
+                ended = await hub.stop(self._config.request_timeout)
         finally:
             # Only metadata look-ups run there, each bounded by connection_timeout.
             if worker is not None and not await worker.close(_WORKER_PATIENCE):
                 self._logger.warning("a confluent producer metadata request is still running")
             self._producer = None
             self._transactions = None
+        if not ended:
+            raise OperationFailed(
+                contract_error(
+                    ErrorCode.TIMEOUT,
+                    "the producer's poll thread did not come back from librdkafka after the "
+                    f"flush ({self._config.request_timeout:g}s and {STOP_GRACE:g}s of grace); "
+                    "every call still waiting was answered, delivery unknown",
+                    "disconnect",
+                )
+            )
 
     def native_client(self) -> object:
         return self._producer
