@@ -141,6 +141,45 @@ async def test_each_batch_gets_consecutive_messages_of_one_partition(
         assert collector.offsets(topic, partition) == produced[partition]
 
 
+async def test_a_handler_that_never_awaits_lets_other_tasks_run_between_turns(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # Messages are handed over in turns of up to max_batch_size; between two turns the
+    # event loop runs the service's other tasks (and the fetches, and aiokafka's heartbeat),
+    # even when the handler itself never gives the loop a chance.
+    topic = await make_topic(1)
+    await produce(producer, topic, numbered("n", 400), partition=0)
+    ticks = 0
+    seen: list[int] = []
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def handle(payload: EachMessagePayload) -> None:
+        seen.append(ticks)  # never awaits
+
+    ticking = asyncio.ensure_future(tick())
+    try:
+        consumer = await start_consumer(
+            client,
+            consumer_config(max_batch_size=10),
+            SubscriptionConfig(topics=(topic,), from_beginning=True),
+            ConsumerRunConfig(each_message=handle),
+        )
+        await wait_until(lambda: len(seen) >= 400, "all 400 messages handled")
+        ok(await consumer.disconnect())
+    finally:
+        ticking.cancel()
+    # At most max_batch_size messages see the same tick: the loop turned between turns.
+    assert len(set(seen)) >= 400 // 10
+
+
 async def test_from_beginning_reads_existing_messages(
     client: StreamingClient,
     producer: StreamingProducer,

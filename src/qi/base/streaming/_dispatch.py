@@ -161,6 +161,10 @@ class Dispatcher:
             if part.paused and len(part.buffer) < self._buffer_limit // 2:
                 part.paused = False
                 self._source.resume([part.key])
+            # A handler that never awaits would otherwise hold the event loop for every
+            # buffered message of every partition: the fetches, the service's other tasks
+            # and (on aiokafka) the group heartbeat get a turn between two of ours.
+            await asyncio.sleep(0)
 
     def _next_ready(self) -> tuple[PartitionState | None, float | None]:
         """The next partition with messages and no pending backoff, round-robin."""
