@@ -251,6 +251,75 @@ def confluent_consume_fields(job: Job) -> Measurement:
     return _confluent_consume_loop(job, read)
 
 
+class _View:
+    """The least a lazy consumed message is: one slotted object over the native record."""
+
+    __slots__ = ("native",)
+    native: Any
+
+
+class _Payload:
+    """The least an each_message payload is: one slotted object holding the message."""
+
+    __slots__ = ("message",)
+    message: _View
+
+
+def confluent_consume_views(job: Job) -> Measurement:
+    """consume(10000) on an event loop, one object per message, one awaited handler per batch.
+
+    The least an asyncio client pays that hands every message over as a Python object of
+    its own (a slotted view over librdkafka's Message, nothing converted) through an async
+    batch handler, without even a thread hop: each_batch's floor.
+    """
+    return asyncio.run(_confluent_consume_on_loop(job, per_message=False))
+
+
+def confluent_consume_awaited(job: Job) -> Measurement:
+    """The same, with a payload object and an awaited handler call per message: each_message's
+    floor."""
+    return asyncio.run(_confluent_consume_on_loop(job, per_message=True))
+
+
+async def _confluent_consume_on_loop(job: Job, *, per_message: bool) -> Measurement:
+    from confluent_kafka import Consumer
+
+    async def handle(payload: object) -> None:
+        del payload
+
+    consumer = Consumer(_confluent_consumer_config(job))
+    consumer.subscribe([job.topic])
+    deadline = time.monotonic() + job.timeout
+    clock = ConsumeClock(job.messages)
+    new = object.__new__
+    try:
+        while not clock.done:
+            if time.monotonic() > deadline:
+                raise BenchError(f"consumed {clock.received} of {job.messages} in {job.timeout}s")
+            batch = consumer.consume(_CONSUME_BATCH, 0)  # never blocks the loop
+            if not batch:
+                await asyncio.sleep(0.001)
+                continue
+            views = []
+            for native in batch:
+                if native.error() is None:
+                    view = new(_View)
+                    view.native = native
+                    views.append(view)
+            if per_message:
+                for view in views:
+                    payload = new(_Payload)
+                    payload.message = view
+                    await handle(payload)
+            else:
+                await handle(tuple(views))
+            if views:
+                clock.arrived(len(views))
+    finally:
+        consumer.close()
+    return clock.measurement(job.size)
+
+
 def _confluent_consume_loop(job: Job, read: Callable[[list[Any]], int]) -> Measurement:
     """consume(10000) until every message arrived; ``read`` says how many of a batch count."""
     from confluent_kafka import Consumer
@@ -327,6 +396,64 @@ async def aioproducer_concurrent(job: Job) -> Measurement:
     failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     if failed:
         raise BenchError(f"{len(failed)} sends failed, first: {failed[0]!r}")
+    return watch.measurement(job.messages, job.size)
+
+
+async def confluent_futures(job: Job) -> Measurement:
+    """gather over one coroutine per message, each producing its message with a delivery
+    callback of its own and awaiting a future that callback resolves; reports served by
+    poll() on the loop itself, so no thread hop at all.
+
+    The least any asyncio client pays to tell each awaiting sender where its message went:
+    the concurrent-send targets' floor.
+    """
+    from confluent_kafka import Producer
+
+    producer = Producer(_confluent_producer_config(job))
+    loop = asyncio.get_running_loop()
+    value, topic = payload(job.size), job.topic
+    waiting = 0
+    failures: list[object] = []
+
+    class Report:
+        __slots__ = ("future",)
+
+        def __init__(self, future: asyncio.Future[int]) -> None:
+            self.future = future
+
+        def __call__(self, error: object, message: Any) -> None:
+            nonlocal waiting
+            waiting -= 1
+            if error is not None:
+                failures.append(error)
+                self.future.set_result(-1)
+            else:
+                self.future.set_result(message.offset())
+
+    async def one() -> int:
+        nonlocal waiting
+        future: asyncio.Future[int] = loop.create_future()
+        producer.produce(topic, value, on_delivery=Report(future))
+        waiting += 1
+        return await future
+
+    async def serve() -> None:
+        # On the loop, between the senders' wake-ups: the loop has nothing else to do.
+        while waiting:
+            if not producer.poll(0):
+                await asyncio.sleep(0.0005)
+
+    producer.produce(topic, _WARM_UP)
+    producer.flush(job.timeout)
+    watch = Stopwatch()
+    watch.start()
+    sending = asyncio.gather(*(one() for _ in range(job.messages)))
+    await asyncio.sleep(0)  # every sender has produced and waits
+    await serve()
+    await sending
+    watch.stop()
+    if failures:
+        raise BenchError(f"{len(failures)} sends failed, first: {failures[0]!r}")
     return watch.measurement(job.messages, job.size)
 
 
@@ -544,6 +671,7 @@ RAW: dict[tuple[str, str], RawRunner] = {
     ("produce-concurrent", "raw-confluent"): confluent_produce,
     ("produce-concurrent", "raw-aioproducer"): aioproducer_concurrent,
     ("produce-concurrent", "raw-asyncio"): asyncio_gather,
+    ("produce-concurrent", "raw-confluent-futures"): confluent_futures,
     ("produce-concurrent", "raw-aiokafka"): aiokafka_send_futures,
     ("latency", "raw-confluent"): confluent_latency,
     ("latency", "raw-confluent-thread"): confluent_latency_in_thread,
@@ -551,6 +679,8 @@ RAW: dict[tuple[str, str], RawRunner] = {
     ("latency", "raw-aiokafka"): aiokafka_latency,
     ("consume", "raw-confluent"): confluent_consume,
     ("consume", "raw-confluent-fields"): confluent_consume_fields,
+    ("consume", "raw-confluent-views"): confluent_consume_views,
+    ("consume", "raw-confluent-awaited"): confluent_consume_awaited,
     ("consume", "raw-aioconsumer"): aioconsumer_consume,
     ("consume", "raw-aiokafka"): aiokafka_getmany,
     ("prefill", "raw-confluent"): prefill,

@@ -114,6 +114,16 @@ def _consume(name: str, title: str, messages: int, size: int) -> Scenario:
         subjects=(
             Subject("raw-confluent", "raw confluent consume(10000)", _CONFLUENT),
             Subject("raw-confluent-fields", "raw confluent consume, every field read", _CONFLUENT),
+            Subject(
+                "raw-confluent-views",
+                "raw confluent consume on a loop, an object a message, a handler a batch",
+                _CONFLUENT,
+            ),
+            Subject(
+                "raw-confluent-awaited",
+                "raw confluent consume on a loop, an object and a handler a message",
+                _CONFLUENT,
+            ),
             _qi("confluent", "each_batch", "each_batch"),
             _traced("confluent", "each_batch", "each_batch"),
             _qi("confluent", "each_message", "each_message"),
@@ -189,6 +199,11 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
                 Subject("raw-confluent", "raw confluent produce loop", _CONFLUENT),
                 Subject("raw-aioproducer", "raw AIOProducer gather", _CONFLUENT_AIO),
                 Subject("raw-asyncio", "asyncio alone: gather awaiting futures"),
+                Subject(
+                    "raw-confluent-futures",
+                    "raw confluent: a coroutine, a callback and a future per send",
+                    _CONFLUENT,
+                ),
                 _qi("confluent", "gather(send)"),
                 _traced("confluent", "gather(send)"),
                 Subject("raw-aiokafka", "raw aiokafka send() futures", _AIOKAFKA),

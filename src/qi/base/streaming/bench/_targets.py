@@ -29,9 +29,9 @@ class Target:
 TARGETS: tuple[Target, ...] = (
     # Issue 16: lazy consumed messages (design 1).
     Target("confluent each_batch >= 0.8x raw consume(10000)", "consume",
-           "qi-confluent/each_batch", "rate", 0.8, "raw-confluent", "raw-confluent-fields"),
+           "qi-confluent/each_batch", "rate", 0.8, "raw-confluent", "raw-confluent-views"),
     Target("confluent each_message >= 0.6x raw consume(10000)", "consume",
-           "qi-confluent/each_message", "rate", 0.6, "raw-confluent", "raw-confluent-fields"),
+           "qi-confluent/each_message", "rate", 0.6, "raw-confluent", "raw-confluent-awaited"),
     Target("aiokafka each_batch >= 1.0x raw getmany", "consume", "qi-aiokafka/each_batch",
            "rate", 1.0, "raw-aiokafka"),
     # Issue 16: delivery reports served on the event loop (design 2).
@@ -47,7 +47,7 @@ TARGETS: tuple[Target, ...] = (
     Target("confluent concurrent send >= 3x AIOProducer", "produce-concurrent", "qi-confluent",
            "rate", 3.0, "raw-aioproducer", "raw-asyncio"),
     Target("confluent concurrent send >= 0.7x asyncio alone", "produce-concurrent",
-           "qi-confluent", "rate", 0.7, "raw-asyncio"),
+           "qi-confluent", "rate", 0.7, "raw-asyncio", "raw-confluent-futures"),
     # Issue 4, still held.
     Target("confluent awaited send p50 <= 1.3x raw produce+flush", "send-latency", "qi-confluent",
            "p50", 1.3, "raw-confluent", "raw-confluent-thread"),
