@@ -194,37 +194,45 @@ class Dispatcher:
         # Up to one batch per turn, so other partitions are not starved. This runs once per
         # message, so _call() and the payload's constructor are written out: a coroutine and
         # a call of our own per message cost more than the rest of the bookkeeping.
-        for _ in range(self._batch_size):
-            if not buffer or self.stopping or part.generation != generation or part.revoking:
-                return
-            message = buffer[0]
-            payload = new(EachMessagePayload)
-            set_topic(payload, topic)
-            set_partition(payload, partition)
-            set_message(payload, message)
-            self._busy = key
-            failure: object = None
-            try:
-                outcome = await handler(payload)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failure = exc
-            else:
-                if outcome is not None and isinstance(outcome, Failure):
-                    failure = outcome.error
-            finally:
-                self._busy = None
-                if self._handler_returned is not None:
-                    self._release_revocation()
-            if part.generation != generation:
-                return
-            if failure is not None:
-                await self._handler_failed(part, failure, message)
-                return
-            buffer.popleft()
-            part.processed = message.offset + 1
-            part.attempts = 0
+        handled: ConsumedMessage | None = None
+        failure: object = None
+        try:
+            for _ in range(self._batch_size):
+                if not buffer or self.stopping or part.generation != generation or part.revoking:
+                    return
+                message = buffer[0]
+                payload = new(EachMessagePayload)
+                set_topic(payload, topic)
+                set_partition(payload, partition)
+                set_message(payload, message)
+                self._busy = key
+                try:
+                    outcome = await handler(payload)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failure = exc
+                else:
+                    if outcome is not None and isinstance(outcome, Failure):
+                        failure = outcome.error
+                finally:
+                    self._busy = None
+                    if self._handler_returned is not None:
+                        self._release_revocation()
+                if part.generation != generation or failure is not None:
+                    break
+                buffer.popleft()
+                handled = message
+        finally:
+            # Recorded once per turn, on every way out of it (a revocation, a stop, a
+            # cancelled handler): a view's offset is a native call per read. A commit that
+            # runs while a handler of the turn is suspended reads an offset up to one turn
+            # behind, so it commits less, never past a message not handled.
+            if handled is not None:
+                part.processed = handled.offset + 1
+                part.attempts = 0
+        if failure is not None and part.generation == generation:
+            await self._handler_failed(part, failure, message)
 
     async def _deliver_batch(self, part: PartitionState) -> None:
         handler = self._run.each_batch
