@@ -50,7 +50,10 @@ class PartitionState:
     attempts: int = 0
     """Consecutive failed deliveries of the head of the buffer."""
     processed: int | None = None
-    """Next offset to commit: one past the last handled message."""
+    """Next offset to commit: one past the last handled message (see ``progress``)."""
+    last_handled: ConsumedMessage | None = None
+    """The last message each_message handled, not yet in ``processed``: a view's offset is
+    a native call, so it is read once, when the progress is asked for."""
     committed: int | None = None
     generation: int = 0
     paused: bool = False
@@ -67,6 +70,10 @@ class PartitionState:
         """The offset to commit: past the invisible records the source moved over too, once
         everything handed over was handled (a handler's message stays buffered until it
         returned), else one past the last handled message."""
+        handled = self.last_handled
+        if handled is not None:
+            self.processed = handled.offset + 1
+            self.last_handled = None
         fetched_to = self.fetched_to
         if fetched_to is not None and not self.buffer:
             processed = self.processed
@@ -194,8 +201,8 @@ class Dispatcher:
         # Up to one batch per turn, so other partitions are not starved. This runs once per
         # message, so _call() and the payload's constructor are written out: a coroutine and
         # a call of our own per message cost more than the rest of the bookkeeping.
-        handled: ConsumedMessage | None = None
         failure: object = None
+        succeeded = False
         try:
             for _ in range(self._batch_size):
                 if not buffer or self.stopping or part.generation != generation or part.revoking:
@@ -222,14 +229,12 @@ class Dispatcher:
                 if part.generation != generation or failure is not None:
                     break
                 buffer.popleft()
-                handled = message
+                part.last_handled = message
+                succeeded = True
         finally:
-            # Recorded once per turn, on every way out of it (a revocation, a stop, a
-            # cancelled handler): a view's offset is a native call per read. A commit that
-            # runs while a handler of the turn is suspended reads an offset up to one turn
-            # behind, so it commits less, never past a message not handled.
-            if handled is not None:
-                part.processed = handled.offset + 1
+            # Once per turn, before a failure of the turn is counted: the head's failed
+            # attempts end with its success.
+            if succeeded:
                 part.attempts = 0
         if failure is not None and part.generation == generation:
             await self._handler_failed(part, failure, message)
