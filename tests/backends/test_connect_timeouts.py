@@ -1,9 +1,11 @@
-"""aiokafka: a connect that fails part-way leaves no connection open.
+"""A connect (or health probe) that times out part-way leaves no connection open, on each
+backend that opens connections.
 
 aiokafka's bootstrap, cancelled while it waits for the broker's metadata, drops its
 connection without closing it (the socket stays open until the garbage collector
 finds it); the backend never cuts a bootstrap short, so aiokafka's own request
-timeout ends it and closes the connection.
+timeout ends it and closes the connection. librdkafka's client is destroyed with
+its connections when the confluent backend gives up.
 """
 
 from __future__ import annotations
@@ -104,13 +106,17 @@ def _quick_to_give_up(swallower: MetadataSwallower) -> StreamingConfig:
     )
 
 
+REAL_BACKENDS = ("aiokafka", "confluent")
+
+
 @pytest.mark.usefixtures("no_cyclic_gc")
+@pytest.mark.parametrize("backend", REAL_BACKENDS)
 @pytest.mark.parametrize("kind", ["producer", "consumer", "admin"])
 async def test_a_connect_timed_out_in_the_bootstrap_leaves_no_connection_open(
-    swallower: MetadataSwallower, kind: str
+    swallower: MetadataSwallower, kind: str, backend: str
 ) -> None:
     config = _quick_to_give_up(swallower)
-    client = create_streaming_client("aiokafka", config)
+    client = create_streaming_client(backend, config)
     # A consumer's requests may last its session timeout plus 5 s (a JoinGroup must fit),
     # its bootstrap too: a short session keeps the wait short.
     group = ConsumerConfig("leak-group", session_timeout=1.0, heartbeat_interval=0.3)
@@ -137,11 +143,12 @@ async def test_a_connect_timed_out_in_the_bootstrap_leaves_no_connection_open(
 
 
 @pytest.mark.usefixtures("no_cyclic_gc")
+@pytest.mark.parametrize("backend", REAL_BACKENDS)
 async def test_a_health_probe_timed_out_in_the_bootstrap_leaves_no_connection_open(
-    swallower: MetadataSwallower,
+    swallower: MetadataSwallower, backend: str
 ) -> None:
     config = _quick_to_give_up(swallower)
-    client = create_streaming_client("aiokafka", config)
+    client = create_streaming_client(backend, config)
     healthy = await client.is_healthy()
     assert healthy.unwrap() is False
     assert swallower.accepted >= 1
