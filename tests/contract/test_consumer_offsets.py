@@ -11,11 +11,12 @@ from qi.base.streaming import (
     EachMessagePayload,
     StreamingClient,
     StreamingConfig,
+    StreamingConsumer,
     StreamingProducer,
     SubscriptionConfig,
     create_streaming_client,
 )
-from testkit import ok
+from testkit import ok, wait_until
 
 from ._support import (
     CollectingConsumerFactory,
@@ -152,3 +153,65 @@ async def test_commit_offsets_commits_what_was_handled(
     rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 2)
     assert [m.offset for m in rest] == [r.offset for r in more]
     assert sent[-1].offset < more[0].offset
+
+
+async def test_commit_offsets_while_a_handler_runs_commits_every_message_handled_before_it(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # The slow message is in the same turn (max_batch_size) as the three before it: their
+    # handlers returned, so they are processed, and commit_offsets() commits them even
+    # while the handler of the slow one is still running.
+    topic = await make_topic()
+    sent = await produce(producer, topic, numbered("m", 6))
+    slow = sent[3].offset
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(payload: EachMessagePayload) -> None:
+        if payload.message.offset == slow:
+            started.set()
+            await release.wait()
+
+    consumer = await start_consumer(
+        client,
+        consumer_config(auto_commit=False),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        ConsumerRunConfig(each_message=handler),
+    )
+    await asyncio.wait_for(started.wait(), 30.0)
+    ok(await consumer.commit_offsets())
+    (position,) = ok(consumer.get_positions())
+    release.set()
+    ok(await consumer.disconnect())
+    assert position.committed == slow
+
+
+async def test_commit_offsets_from_the_handler_commits_the_messages_handled_before(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # A handler committing as it goes (auto_commit=False): each call commits every message
+    # whose handler returned, which is all those before the one being handled.
+    topic = await make_topic()
+    sent = await produce(producer, topic, numbered("m", 4))
+    committed: list[int | None] = []
+    consumer: StreamingConsumer | None = None
+
+    async def handler(payload: EachMessagePayload) -> None:
+        assert consumer is not None
+        ok(await consumer.commit_offsets())
+        (position,) = ok(consumer.get_positions())
+        committed.append(position.committed)
+
+    consumer = ok(await client.get_consumer(consumer_config(auto_commit=False)))
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+    ok(await consumer.run(ConsumerRunConfig(each_message=handler)))
+    await wait_until(lambda: len(committed) == 4, "four messages handled")
+    ok(await consumer.disconnect())
+    first = sent[0].offset
+    assert committed == [None, first + 1, first + 2, first + 3]

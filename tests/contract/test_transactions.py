@@ -18,6 +18,8 @@ import pytest
 from qi.base import Failure, QiError, Success
 from qi.base.streaming import (
     ConsumerConfig,
+    ConsumerRunConfig,
+    EachMessagePayload,
     MessageBatch,
     ProducerConfig,
     StreamingClient,
@@ -37,6 +39,7 @@ from ._support import (
     numbered,
     produce,
     start_collecting,
+    start_consumer,
 )
 from ._transactions import (
     begin,
@@ -427,3 +430,50 @@ async def test_a_send_refused_while_its_transaction_commits_says_nothing_was_wri
     ok(committed)
     if isinstance(late, Failure):
         assert late.error.context["delivery"] == "not_written", late.error
+
+
+async def test_send_offsets_while_a_handler_runs_covers_every_message_handled_before_it(
+    client: StreamingClient,
+    txn_producer: StreamingProducer,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # Consume-transform-produce with a transaction of its own: the handler keeps its output,
+    # another task commits the outputs with the offsets the consumer has processed. The
+    # outputs of messages whose handler returned and their offsets go together, or a
+    # restart handles those messages again and their outputs appear twice.
+    source = await make_topic()
+    sink = await make_topic()
+    sent = await produce(producer, source, numbered("in", 6))
+    slow = sent[3].offset
+    outputs: list[bytes] = []
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def handler(payload: EachMessagePayload) -> None:
+        if payload.message.offset == slow:
+            started.set()
+            await release.wait()
+        outputs.append(b"out-" + (payload.message.value or b""))
+
+    config = consumer_config(auto_commit=False)
+    reader = await start_consumer(
+        client,
+        config,
+        SubscriptionConfig(topics=(source,), from_beginning=True),
+        ConsumerRunConfig(each_message=handler),
+    )
+    await asyncio.wait_for(started.wait(), 30.0)
+    txn = await begin(txn_producer)
+    for value in outputs:
+        ok(await txn.send(sink, StreamingMessage(value)))
+    ok(await txn.send_offsets(reader))
+    ok(await txn.commit())
+    written = len(outputs)
+    release.set()
+    ok(await reader.disconnect())  # commits nothing: the transactions own its progress
+
+    resumed = await consume(client, config, [source], 1)
+    assert written == 3
+    assert resumed[0].offset == slow
