@@ -209,6 +209,47 @@ async def test_a_transaction_holds_at_most_transaction_max_messages(
     assert sink_offsets.end == 12 + len(sizes)
 
 
+async def test_a_handler_that_never_awaits_lets_other_tasks_run_between_turns(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # As in the at-least-once loop: between two turns (of up to max_batch_size messages)
+    # the event loop runs the service's other tasks, the fetches and aiokafka's heartbeat,
+    # even inside one transaction and with a handler that never gives the loop a chance.
+    topic = await make_topic()
+    await produce(producer, topic, numbered("n", 400), partition=0)
+    ticks = 0
+    seen: list[int] = []
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async def handle(payload: EachMessagePayload) -> None:
+        seen.append(ticks)  # never awaits
+
+    run_config = ConsumerRunConfig(
+        each_message=handle,
+        transactional_producer=await transactional_producer(client),
+        transaction_max_messages=1_000,
+        transaction_max_interval=60.0,
+    )
+    ticking = asyncio.ensure_future(tick())
+    try:
+        config = consumer_config(max_batch_size=10, auto_commit=False)
+        consumer = await start_from_beginning(client, config, topic, run_config)
+        await wait_until(lambda: len(seen) >= 400, "all 400 messages handled")
+        ok(await consumer.disconnect())
+    finally:
+        ticking.cancel()
+    # At most max_batch_size messages see the same tick: the loop turned between turns.
+    assert len(set(seen)) >= 400 // 10
+
+
 async def test_each_batch_gets_the_transaction_and_its_bound(
     client: StreamingClient,
     producer: StreamingProducer,

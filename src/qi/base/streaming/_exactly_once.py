@@ -166,6 +166,10 @@ class TransactionalDispatcher(Dispatcher):
                     self._source.resume([part.key])
                 if self._count >= self._max_messages or time.monotonic() >= self._deadline:
                     await self._end_transaction()
+                # As in the at-least-once loop: a handler that never awaits would otherwise
+                # hold the event loop for a whole transaction (the fetches, the service's
+                # other tasks and aiokafka's group heartbeat among them).
+                await asyncio.sleep(0)
             if not self.fenced:
                 await self._end_transaction()
         finally:
