@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
@@ -163,3 +164,62 @@ async def test_failed_batch_is_redelivered_whole(
     (failure,) = _handler_failures(errors)
     expect_failure(Failure(failure), "STREAMING_HANDLER_FAILED", implementation=backend)
     assert isinstance(failure.context["cause"], Boom)
+
+
+async def test_a_handler_raising_cancelled_error_of_its_own_fails_and_is_redelivered(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # A handler awaiting something another task cancelled raises CancelledError although
+    # nobody cancelled the consumer: it is a failure like any other, not the loop's end.
+    topic = await make_topic()
+    offsets = [r.offset for r in await produce(producer, topic, numbered("m", 4))]
+    unlucky = offsets[1]
+    raised = asyncio.CancelledError("an awaited future was cancelled")
+    calls: list[int] = []
+    errors: list[QiError] = []
+
+    async def handler(payload: EachMessagePayload) -> None:
+        calls.append(payload.message.offset)
+        if payload.message.offset == unlucky and calls.count(unlucky) == 1:
+            raise raised
+
+    await start_consumer(
+        client,
+        consumer_config(),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        ConsumerRunConfig(each_message=handler, on_error=errors.append, retry_backoff=BACKOFF),
+    )
+    await wait_until(lambda: offsets[-1] in calls, "every message handled")
+    assert calls == [offsets[0], unlucky, unlucky, *offsets[2:]]
+    (failure,) = _handler_failures(errors)
+    assert failure.context["cause"] is raised
+
+
+async def test_a_batch_handler_raising_cancelled_error_of_its_own_is_redelivered_whole(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    topic = await make_topic()
+    offsets = [r.offset for r in await produce(producer, topic, numbered("m", 3))]
+    batches: list[list[int]] = []
+    errors: list[QiError] = []
+
+    async def handler(payload: EachBatchPayload) -> None:
+        batches.append([message.offset for message in payload.messages])
+        if len(batches) == 1:
+            raise asyncio.CancelledError("an awaited future was cancelled")
+
+    await start_consumer(
+        client,
+        consumer_config(),
+        SubscriptionConfig(topics=(topic,), from_beginning=True),
+        ConsumerRunConfig(each_batch=handler, on_error=errors.append, retry_backoff=BACKOFF),
+    )
+    await wait_until(lambda: len(batches) >= 2, "the batch redelivered")
+    assert batches[1][0] == batches[0][0] == offsets[0]
+    assert len(_handler_failures(errors)) == 1

@@ -82,6 +82,14 @@ class PartitionState:
         return self.processed
 
 
+def _being_cancelled() -> bool:
+    """Whether the running task itself is being cancelled (disconnect's or a revocation's
+    bound), rather than a handler raising a CancelledError of its own (an awaited future
+    that another task cancelled): only the former ends the loop; the latter is a failure."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
 class Dispatcher:
     """Calls the handler over the partitions the engine shares with it."""
 
@@ -215,8 +223,10 @@ class Dispatcher:
                 self._busy = key
                 try:
                     outcome = await handler(payload)
-                except asyncio.CancelledError:
-                    raise
+                except asyncio.CancelledError as exc:
+                    if _being_cancelled():
+                        raise
+                    failure = exc
                 except Exception as exc:
                     failure = exc
                 else:
@@ -267,8 +277,10 @@ class Dispatcher:
         self._busy = part.key
         try:
             outcome = await handler(payload)
-        except asyncio.CancelledError:
-            raise
+        except asyncio.CancelledError as exc:
+            if _being_cancelled():
+                raise
+            return exc
         except Exception as exc:
             return exc
         finally:
@@ -291,7 +303,7 @@ class Dispatcher:
         part.attempts += 1
         part.retry_at = time.monotonic() + self._run.retry_backoff
         description = (
-            f"{type(cause).__name__}: {cause}" if isinstance(cause, Exception) else str(cause)
+            f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else str(cause)
         )
         await self._report(
             self._error(
