@@ -159,6 +159,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Call the handler until ``stopping``."""
+        since_yield = 0
         while not self.stopping:
             part, wait = self._next_ready()
             if part is None:
@@ -169,6 +170,7 @@ class Dispatcher:
                 except TimeoutError:
                     pass
                 continue
+            buffered = len(part.buffer)
             if self._run.each_batch is not None:
                 await self._deliver_batch(part)
             else:
@@ -178,8 +180,14 @@ class Dispatcher:
                 self._source.resume([part.key])
             # A handler that never awaits would otherwise hold the event loop for every
             # buffered message of every partition: the fetches, the service's other tasks
-            # and (on aiokafka) the group heartbeat get a turn between two of ours.
-            await asyncio.sleep(0)
+            # and (on aiokafka) the group heartbeat get a turn at least once per batch of
+            # messages handled (a turn counts one at least: a failing one too), not after
+            # every turn, which would cost more than the dispatch itself when partitions
+            # hold a message or two each.
+            since_yield += max(1, buffered - len(part.buffer))
+            if since_yield >= self._batch_size:
+                since_yield = 0
+                await asyncio.sleep(0)
 
     def _next_ready(self) -> tuple[PartitionState | None, float | None]:
         """The next partition with messages and no pending backoff, round-robin."""
