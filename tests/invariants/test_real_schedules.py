@@ -175,12 +175,25 @@ async def _play(
     return checker
 
 
+TANSU_LEADER_LEFT: Final = (
+    "Tansu 0.6 keeps a group leader that left (LeaveGroup) during a rebalance as the leader "
+    "of the forming group: no member is leader any more and the group never forms, so every "
+    "member waits for good (its group-coordinator log shows 'Forming(.../<departed leader>)' "
+    "with generations rising and is_leader=false for every join). Hit when the schedule's "
+    "'leave' picks the leader while the kill's rebalance is still forming; aiokafka members "
+    "meet it about one run in six under load (README, Development brokers)"
+)
+
+
 @pytest.mark.timeout(3600 if LONG else 300)
 @pytest.mark.parametrize("broker", BROKERS)
 @pytest.mark.parametrize("backend", backend_params(("confluent", "aiokafka")))
 async def test_a_group_under_kills_joins_leaves_and_cuts_keeps_every_invariant(
-    backend: str, broker: str, tmp_path: Path
+    backend: str, broker: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    if (backend, broker) == ("aiokafka", "tansu"):
+        request.applymarker(pytest.mark.xfail(reason=TANSU_LEADER_LEFT, strict=False))
+
     async def schedule(group: RealGroup) -> str:
         _, actions = await asyncio.gather(_produce(group), _faults(group))
         return f"{MESSAGES} messages, faults {actions}"
