@@ -6,6 +6,7 @@ suite checks the library against the document, not against the library's own tab
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Final, Protocol
@@ -17,6 +18,7 @@ from qi.base.streaming import (
     ConsumedMessage,
     ConsumerConfig,
     ConsumerRunConfig,
+    EachMessagePayload,
     ProduceResult,
     StreamingClient,
     StreamingConfig,
@@ -226,3 +228,32 @@ def skip_on_noida(backend: str, backends: Iterable[str], reason: str) -> None:
         return
     if kind_from_environment() == "noida":
         pytest.skip(reason)
+
+
+class LoopTurns:
+    """A handler that never awaits, and a task that counts the event loop's turns meanwhile.
+
+    ``seen`` holds, per handled message, the turn count when it was handled: messages
+    that share a count were handled without the loop running anything else between them.
+    """
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.seen: list[int] = []
+        self._ticking: asyncio.Future[None] | None = None
+
+    async def handle(self, payload: EachMessagePayload) -> None:
+        self.seen.append(self.turns)  # never awaits
+
+    async def _tick(self) -> None:
+        while True:
+            self.turns += 1
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> LoopTurns:
+        self._ticking = asyncio.ensure_future(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._ticking is not None
+        self._ticking.cancel()

@@ -27,6 +27,7 @@ from testkit import Collector, ok, unique, wait_until
 from ._support import (
     CollectingConsumerFactory,
     ConsumerConfigFactory,
+    LoopTurns,
     TopicFactory,
     consume,
     expect_failure,
@@ -152,32 +153,17 @@ async def test_a_handler_that_never_awaits_lets_other_tasks_run_between_turns(
     # even when the handler itself never gives the loop a chance.
     topic = await make_topic(1)
     await produce(producer, topic, numbered("n", 400), partition=0)
-    ticks = 0
-    seen: list[int] = []
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    async def handle(payload: EachMessagePayload) -> None:
-        seen.append(ticks)  # never awaits
-
-    ticking = asyncio.ensure_future(tick())
-    try:
+    async with LoopTurns() as loop:
         consumer = await start_consumer(
             client,
             consumer_config(max_batch_size=10),
             SubscriptionConfig(topics=(topic,), from_beginning=True),
-            ConsumerRunConfig(each_message=handle),
+            ConsumerRunConfig(each_message=loop.handle),
         )
-        await wait_until(lambda: len(seen) >= 400, "all 400 messages handled")
+        await wait_until(lambda: len(loop.seen) >= 400, "all 400 messages handled")
         ok(await consumer.disconnect())
-    finally:
-        ticking.cancel()
-    # At most max_batch_size messages see the same tick: the loop turned between turns.
-    assert len(set(seen)) >= 400 // 10
+    # At most max_batch_size messages see the same turn: the loop ran between turns.
+    assert len(set(loop.seen)) >= 400 // 10
 
 
 async def test_from_beginning_reads_existing_messages(

@@ -32,7 +32,14 @@ from qi.base.streaming import (
 )
 from testkit import Collector, ok, unique, wait_until
 
-from ._support import ConsumerConfigFactory, TopicFactory, expect_failure, numbered, produce
+from ._support import (
+    ConsumerConfigFactory,
+    LoopTurns,
+    TopicFactory,
+    expect_failure,
+    numbered,
+    produce,
+)
 from ._transactions import (
     caught_up,
     read_committed,
@@ -220,34 +227,19 @@ async def test_a_handler_that_never_awaits_lets_other_tasks_run_between_turns(
     # even inside one transaction and with a handler that never gives the loop a chance.
     topic = await make_topic()
     await produce(producer, topic, numbered("n", 400), partition=0)
-    ticks = 0
-    seen: list[int] = []
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    async def handle(payload: EachMessagePayload) -> None:
-        seen.append(ticks)  # never awaits
-
-    run_config = ConsumerRunConfig(
-        each_message=handle,
-        transactional_producer=await transactional_producer(client),
-        transaction_max_messages=1_000,
-        transaction_max_interval=60.0,
-    )
-    ticking = asyncio.ensure_future(tick())
-    try:
+    async with LoopTurns() as loop:
+        run_config = ConsumerRunConfig(
+            each_message=loop.handle,
+            transactional_producer=await transactional_producer(client),
+            transaction_max_messages=1_000,
+            transaction_max_interval=60.0,
+        )
         config = consumer_config(max_batch_size=10, auto_commit=False)
         consumer = await start_from_beginning(client, config, topic, run_config)
-        await wait_until(lambda: len(seen) >= 400, "all 400 messages handled")
+        await wait_until(lambda: len(loop.seen) >= 400, "all 400 messages handled")
         ok(await consumer.disconnect())
-    finally:
-        ticking.cancel()
-    # At most max_batch_size messages see the same tick: the loop turned between turns.
-    assert len(set(seen)) >= 400 // 10
+    # At most max_batch_size messages see the same turn: the loop ran between turns.
+    assert len(set(loop.seen)) >= 400 // 10
 
 
 async def test_each_batch_gets_the_transaction_and_its_bound(
