@@ -51,6 +51,7 @@ from ._events import (
     Quiet,
     read_lines,
 )
+from ._holdings import Holdings
 from ._output_reader import read_committed_outputs
 from ._recorder import Plan, now, record_produced, timed
 
@@ -101,6 +102,9 @@ class Cluster:
     proxy: FaultProxy | None
     session_timeout: float = SESSION_TIMEOUT
     evicts_dead_members: bool = True
+    keeps_departed_leader: bool = False
+    """Tansu 0.6: a leader that leaves while a rebalance forms stays the forming group's
+    leader, so the group cannot form (see ``_fault`` in test_real_schedules)."""
 
 
 @dataclass(eq=False)
@@ -129,6 +133,7 @@ class RealGroup:
         self._client: StreamingClient | None = None
         self._snapshots: asyncio.Task[None] | None = None
         self._stopped_at: dict[str, float] = {}
+        self._holdings = Holdings()
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -225,6 +230,19 @@ class RealGroup:
         while time.monotonic() < deadline:
             if all(started(child) for child in children):
                 return
+            await asyncio.sleep(0.1)
+
+    async def formed(self, within: float) -> bool:
+        """Wait until the live members share every partition (a generation formed, no
+        member waiting for an assignment), at most ``within`` s; whether they did."""
+        every = frozenset((self.topic, partition) for partition in range(self.partitions))
+        deadline = time.monotonic() + within
+        while True:
+            live = [child.history for child in self.live()]
+            if live and self._holdings.formed(live, every):
+                return True
+            if time.monotonic() >= deadline:
+                return False
             await asyncio.sleep(0.1)
 
     async def kill(self, child: Child) -> None:
