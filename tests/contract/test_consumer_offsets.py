@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import time
 
+from qi.base import Success
 from qi.base.streaming import (
     ConsumerRunConfig,
     EachMessagePayload,
@@ -131,6 +132,50 @@ async def test_disconnect_cancels_a_handler_that_outlives_the_request_timeout(
     # What was handled before it is committed; the cancelled message is not.
     rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 2)
     assert [m.offset for m in rest[:2]] == [stuck, sent[2].offset]
+
+
+async def test_a_handler_that_disconnects_its_consumer_commits_what_was_handled_before_it(
+    client: StreamingClient,
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # "Handle until told to stop, then disconnect" from inside the handler: disconnect()
+    # cannot wait for the handler that awaits it. It must return promptly, commit what was
+    # handled before, leave the message being handled uncommitted, and start no other.
+    topic = await make_topic()
+    sent = await produce(producer, topic, numbered("m", 5))
+    last = sent[2].offset
+    handled: list[int] = []
+    outcome: list[object] = []
+    took: list[float] = []
+
+    async def handler(payload: EachMessagePayload) -> None:
+        offset = payload.message.offset
+        if offset == last:
+            began = time.monotonic()
+            outcome.append(await consumer.disconnect())
+            took.append(time.monotonic() - began)
+        handled.append(offset)
+
+    config = consumer_config(auto_commit=False)
+    impatient = dataclasses.replace(streaming_config, request_timeout=5.0)
+    async with create_streaming_client(backend, impatient) as other:
+        consumer = ok(await other.get_consumer(config))  # the handler needs it
+        ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+        ran = await consumer.run(ConsumerRunConfig(each_message=handler))
+        # The handler may disconnect before run() returned: run() then says so.
+        assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED"
+        await wait_until(lambda: len(handled) == 3, what="the disconnecting handler returned")
+        assert took[0] < impatient.request_timeout, f"disconnect took {took[0]:.1f}s"
+        assert outcome == [Success(None)]
+        assert not consumer.is_connected()
+    assert handled == [r.offset for r in sent[:3]]  # and no message after it
+    # The group resumes at the message whose handler disconnected: it was not committed.
+    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 3)
+    assert [m.offset for m in rest[:3]] == [r.offset for r in sent[2:]]
 
 
 async def test_commit_offsets_commits_what_was_handled(

@@ -12,6 +12,7 @@ running one (:meth:`Dispatcher.wait_for_handler`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import time
 from collections import deque
@@ -37,6 +38,12 @@ class ErrorFactory(Protocol):
 
 Report = Callable[[QiError], Awaitable[None]]
 """Tells on_error; never raises."""
+
+_DISPATCHING: contextvars.ContextVar[Dispatcher | None] = contextvars.ContextVar(
+    "qi_dispatching", default=None
+)
+"""The dispatcher whose task runs this code: set once for the dispatcher's task, and so
+inherited by every task a handler starts (disconnect() runs its close in one)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -120,6 +127,18 @@ class Dispatcher:
         # Set only while a revocation waits for the running handler, so the per-message
         # path pays for no event when nobody is waiting.
         self._handler_returned: asyncio.Future[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        """Run the loop in a task of its own, marked as this dispatcher's (see
+        ``called_by_handler``)."""
+        context = contextvars.copy_context()
+        context.run(_DISPATCHING.set, self)
+        return asyncio.create_task(self.run(), name="qi-consumer-dispatch", context=context)
+
+    def called_by_handler(self) -> bool:
+        """Whether the calling code runs in a handler call of this dispatcher (or in a task
+        such a call started) while a handler runs: it cannot wait for that handler."""
+        return self._busy is not None and _DISPATCHING.get() is self
 
     def add(self, key: TopicPartition) -> None:
         """A partition newly in ``partitions`` takes its turn from now on."""

@@ -100,6 +100,7 @@ class ConsumerEngine:
         # Set by the fetcher when the broker refuses to let this member in at all.
         self._refused: asyncio.Future[QiError] | None = None
         self._stopping = False
+        self._stopped_by_handler = False
         # Set once offsets of this consumer went through a transaction: its progress is
         # the transactions' to commit, so the loop commits nothing by itself any more.
         self._progress_in_transactions = run_config.transactional_producer is not None
@@ -122,7 +123,7 @@ class ConsumerEngine:
                 await self._source.start(self)
                 self._tasks = [
                     asyncio.create_task(self._fetch_loop(), name="qi-consumer-fetch"),
-                    asyncio.create_task(self._dispatcher.run(), name="qi-consumer-dispatch"),
+                    self._dispatcher.start(),
                 ]
                 if self._config.auto_commit:
                     self._tasks.append(
@@ -158,20 +159,28 @@ class ConsumerEngine:
         deadline = time.monotonic() + handler_patience + patience
         self._stopping = self._dispatcher.stopping = True
         self._dispatcher.work.set()
+        # disconnect() awaited by the running handler (or a task it started) cannot wait for
+        # that handler: it would wait for itself. What was handled before is committed
+        # below; the handler's own message stays uncommitted (its next owner gets it), and
+        # no handler call starts once it returns.
+        self._stopped_by_handler = self._dispatcher.called_by_handler()
         if self._tasks:
             fetcher, dispatcher, *others = self._tasks
             # A pending fetch holds nothing we owe anyone: what it would return is uncommitted.
             fetcher.cancel()
             for task in others:
                 task.cancel()
-            done, _ = await asyncio.wait({dispatcher}, timeout=handler_patience)
-            if not done:
-                self._logger.warning(
-                    "a handler still ran after %.1fs: cancelled, its message stays uncommitted",
-                    handler_patience,
-                )
-                dispatcher.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self._stopped_by_handler:
+                await asyncio.gather(fetcher, *others, return_exceptions=True)
+            else:
+                done, _ = await asyncio.wait({dispatcher}, timeout=handler_patience)
+                if not done:
+                    self._logger.warning(
+                        "a handler still ran after %.1fs: cancelled, its message stays uncommitted",
+                        handler_patience,
+                    )
+                    dispatcher.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), _MIN_LEAVE)):
                 await self._dispatcher.after_stop()
@@ -333,7 +342,11 @@ class ConsumerEngine:
             part = self._partitions.get(key)
             if part is not None:
                 part.revoking = True
-        running = await self._dispatcher.before_revocation(revoked, self._request_timeout)
+        running = (
+            None  # the handler is waiting for this very stop (see stop())
+            if self._stopped_by_handler
+            else await self._dispatcher.before_revocation(revoked, self._request_timeout)
+        )
         if running is not None:
             self._logger.warning(
                 "handler on %s still running %.1fs into its revocation: cancelled, its message "
@@ -372,9 +385,7 @@ class ConsumerEngine:
         if not dispatcher.done():  # the handler ignored its cancellation: it goes on
             return
         if not self._stopping:
-            self._tasks[1] = asyncio.create_task(
-                self._dispatcher.run(), name="qi-consumer-dispatch"
-            )
+            self._tasks[1] = self._dispatcher.start()
 
     def report_commit_failure(self, exc: BaseException) -> None:
         """Backends call this when committing revoked partitions failed."""
