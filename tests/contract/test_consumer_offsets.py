@@ -178,6 +178,49 @@ async def test_a_handler_that_disconnects_its_consumer_commits_what_was_handled_
     assert [m.offset for m in rest[:3]] == [r.offset for r in sent[2:]]
 
 
+async def test_a_task_an_earlier_handler_call_started_waits_for_the_running_handler(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # A task started by one handler call (a watchdog, a fire-and-forget "stop") that calls
+    # disconnect() while a later call runs is not that call's own disconnect(): nothing
+    # awaits it from the running handler, so disconnect() waits for that handler as
+    # disconnect() from anywhere else does, and commits its message.
+    topic = await make_topic()
+    sent = await produce(producer, topic, numbered("m", 4))
+    handled: list[int] = []
+    second_started = asyncio.Event()
+    stops: list[asyncio.Task[None]] = []
+
+    async def stop_once_the_next_call_runs() -> None:
+        await second_started.wait()
+        ok(await consumer.disconnect())
+        handled.append(-1)  # when disconnect() returned, among the handled offsets
+
+    async def handler(payload: EachMessagePayload) -> None:
+        offset = payload.message.offset
+        if offset == sent[0].offset:
+            stops.append(asyncio.create_task(stop_once_the_next_call_runs()))
+        elif offset == sent[1].offset:
+            second_started.set()
+            await asyncio.sleep(0.5)
+        handled.append(offset)
+
+    config = consumer_config(auto_commit=False)
+    consumer = ok(await client.get_consumer(config))  # the handler's task needs it
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+    ran = await consumer.run(ConsumerRunConfig(each_message=handler))
+    # The task may disconnect before run() returned: run() then says so.
+    assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED"
+    await asyncio.wait_for(asyncio.gather(*stops), 30.0)
+    # disconnect() returned only after the running handler finished, and started no other.
+    assert handled == [sent[0].offset, sent[1].offset, -1]
+    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 2)
+    assert [m.offset for m in rest[:2]] == [r.offset for r in sent[2:]]
+
+
 async def test_commit_offsets_commits_what_was_handled(
     client: StreamingClient,
     producer: StreamingProducer,

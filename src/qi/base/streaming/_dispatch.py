@@ -39,11 +39,12 @@ class ErrorFactory(Protocol):
 Report = Callable[[QiError], Awaitable[None]]
 """Tells on_error; never raises."""
 
-_DISPATCHING: contextvars.ContextVar[Dispatcher | None] = contextvars.ContextVar(
-    "qi_dispatching", default=None
-)
-"""The dispatcher whose task runs this code: set once for the dispatcher's task, and so
-inherited by every task a handler starts (disconnect() runs its close in one)."""
+_HANDLER_CALL: contextvars.ContextVar[object] = contextvars.ContextVar("qi_handler_call")
+"""The payload of the handler call that runs this code: set before each call in the
+dispatcher's task, and so inherited by every task that call starts (disconnect() runs its
+close in one). A task an earlier call started carries that call's payload, not the
+running one's."""
+_set_handler_call = _HANDLER_CALL.set
 
 
 @dataclass(slots=True, eq=False)
@@ -124,21 +125,22 @@ class Dispatcher:
         self.stopping = False
         """Set by the engine: start no more handler calls."""
         self._busy: TopicPartition | None = None
+        self._busy_payload: object = None
+        """The running handler call's payload, while ``_busy``."""
         # Set only while a revocation waits for the running handler, so the per-message
         # path pays for no event when nobody is waiting.
         self._handler_returned: asyncio.Future[None] | None = None
 
     def start(self) -> asyncio.Task[None]:
-        """Run the loop in a task of its own, marked as this dispatcher's (see
+        """Run the loop in a task of its own (its handler calls mark its context: see
         ``called_by_handler``)."""
-        context = contextvars.copy_context()
-        context.run(_DISPATCHING.set, self)
-        return asyncio.create_task(self.run(), name="qi-consumer-dispatch", context=context)
+        return asyncio.create_task(self.run(), name="qi-consumer-dispatch")
 
     def called_by_handler(self) -> bool:
-        """Whether the calling code runs in a handler call of this dispatcher (or in a task
-        such a call started) while a handler runs: it cannot wait for that handler."""
-        return self._busy is not None and _DISPATCHING.get() is self
+        """Whether the calling code runs in the running handler call of this dispatcher (or
+        in a task that call started): it cannot wait for that handler. A task an earlier
+        call started is not it: nothing in the running call need await that task."""
+        return self._busy is not None and _HANDLER_CALL.get(None) is self._busy_payload
 
     def add(self, key: TopicPartition) -> None:
         """A partition newly in ``partitions`` takes its turn from now on."""
@@ -248,6 +250,8 @@ class Dispatcher:
                 set_partition(payload, partition)
                 set_message(payload, message)
                 self._busy = key
+                self._busy_payload = payload
+                _set_handler_call(payload)
                 try:
                     outcome = await handler(payload)
                 except asyncio.CancelledError as exc:
@@ -302,6 +306,8 @@ class Dispatcher:
     ) -> object:
         """Call the handler; return what failed (an exception or a QiError), or None."""
         self._busy = part.key
+        self._busy_payload = payload
+        _set_handler_call(payload)
         try:
             outcome = await handler(payload)
         except asyncio.CancelledError as exc:
