@@ -175,6 +175,11 @@ class Dispatcher:
         """Settle what the handler did on ``keys`` before they go; see wait_for_handler."""
         return await self.wait_for_handler(keys, patience)
 
+    def handler_awaits_stop(self) -> None:
+        """The running handler awaits the stop: a revocation already waiting for it goes on
+        at once (what was handled before it is settled; its own message is not)."""
+        self._release_revocation()
+
     async def after_stop(self) -> None:
         """run() ended or was cancelled: settle what is left (nothing, at least once)."""
 

@@ -186,6 +186,10 @@ class ConsumerEngine:
                 await self._dispatcher.after_stop()
         except TimeoutError:
             self._logger.warning("ending the run loop's open transaction did not finish in time")
+        if self._stopped_by_handler:
+            # A revocation under way waits for this handler: the native client cannot leave
+            # the group before it ends, so it must not wait out request_timeout.
+            self._dispatcher.handler_awaits_stop()
         committed = await self.commit("disconnect", max(deadline - time.monotonic(), 0.0))
         reports = set(self._reports)
         if isinstance(committed, Failure):
