@@ -178,6 +178,55 @@ async def test_a_handler_that_disconnects_its_consumer_commits_what_was_handled_
     assert [m.offset for m in rest[:3]] == [r.offset for r in sent[2:]]
 
 
+async def test_a_handler_that_disconnects_while_a_disconnect_waits_for_it_is_not_cancelled(
+    client: StreamingClient,
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # disconnect() from elsewhere waits for the running handler; that handler then calls
+    # disconnect() itself. Waiting on for it would wait for a handler that waits for the
+    # first disconnect(): both return promptly, and the handler's message stays uncommitted.
+    topic = await make_topic()
+    sent = await produce(producer, topic, numbered("m", 4))
+    stopper = sent[1].offset
+    in_handler = asyncio.Event()
+    outside_began = asyncio.Event()
+    handled: list[int] = []
+    inside: list[object] = []
+
+    async def handler(payload: EachMessagePayload) -> None:
+        offset = payload.message.offset
+        if offset == stopper:
+            in_handler.set()
+            await outside_began.wait()
+            await asyncio.sleep(0.2)  # the outside disconnect() now waits for this handler
+            inside.append(await consumer.disconnect())
+        handled.append(offset)
+
+    config = consumer_config(auto_commit=False)
+    impatient = dataclasses.replace(streaming_config, request_timeout=5.0)
+    async with create_streaming_client(backend, impatient) as other:
+        consumer = ok(await other.get_consumer(config))  # the handler needs it
+        ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+        ran = await consumer.run(ConsumerRunConfig(each_message=handler))
+        assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED"
+        await asyncio.wait_for(in_handler.wait(), 30.0)
+        began = time.monotonic()
+        outside_began.set()
+        outcome = await consumer.disconnect()
+        took = time.monotonic() - began
+        await wait_until(lambda: len(handled) == 2, what="the disconnecting handler returned")
+    assert outcome == Success(None)
+    assert inside == [Success(None)]
+    assert took < impatient.request_timeout / 2, f"disconnect took {took:.1f}s"
+    assert handled == [sent[0].offset, stopper]
+    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 3)
+    assert [m.offset for m in rest[:3]] == [r.offset for r in sent[1:]]
+
+
 async def test_a_task_an_earlier_handler_call_started_waits_for_the_running_handler(
     client: StreamingClient,
     producer: StreamingProducer,

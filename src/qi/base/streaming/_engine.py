@@ -101,6 +101,8 @@ class ConsumerEngine:
         self._refused: asyncio.Future[QiError] | None = None
         self._stopping = False
         self._stopped_by_handler = False
+        # Set when the running handler awaits a stop that is waiting for it (see stop()).
+        self._handler_awaits_stop: asyncio.Future[None] | None = None
         # Set once offsets of this consumer went through a transaction: its progress is
         # the transactions' to commit, so the loop commits nothing by itself any more.
         self._progress_in_transactions = run_config.transactional_producer is not None
@@ -170,16 +172,26 @@ class ConsumerEngine:
             fetcher.cancel()
             for task in others:
                 task.cancel()
-            if self._stopped_by_handler:
-                await asyncio.gather(fetcher, *others, return_exceptions=True)
-            else:
-                done, _ = await asyncio.wait({dispatcher}, timeout=handler_patience)
+            if not self._stopped_by_handler:
+                # Until the running handler returns, or itself calls disconnect() (which
+                # then waits for this stop: see handler_may_await_stop).
+                awaited = self._handler_awaits_stop = asyncio.get_running_loop().create_future()
+                done, _ = await asyncio.wait(
+                    {dispatcher, awaited},
+                    timeout=handler_patience,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                self._handler_awaits_stop = None
+                self._stopped_by_handler = awaited in done
                 if not done:
                     self._logger.warning(
                         "a handler still ran after %.1fs: cancelled, its message stays uncommitted",
                         handler_patience,
                     )
                     dispatcher.cancel()
+            if self._stopped_by_handler:
+                await asyncio.gather(fetcher, *others, return_exceptions=True)
+            else:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), _MIN_LEAVE)):
@@ -200,6 +212,13 @@ class ConsumerEngine:
                 report.cancel()
         await self._source.stop(max(deadline - time.monotonic(), _MIN_LEAVE))
         return deadline
+
+    def handler_may_await_stop(self) -> None:
+        """disconnect() was called again while this engine stops: if from the running
+        handler, that handler now waits for the stop, which must stop waiting for it."""
+        awaited = self._handler_awaits_stop
+        if awaited is not None and not awaited.done() and self._dispatcher.called_by_handler():
+            awaited.set_result(None)
 
     def abandon(self) -> None:
         """End every task at once, as a killed process would: no commit, no goodbye."""
