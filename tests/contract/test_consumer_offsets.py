@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import time
 
+import pytest
+
 from qi.base import Success
 from qi.base.streaming import (
     ConsumerRunConfig,
@@ -225,6 +227,53 @@ async def test_a_handler_that_disconnects_while_a_disconnect_waits_for_it_is_not
     assert handled == [sent[0].offset, stopper]
     rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 3)
     assert [m.offset for m in rest[:3]] == [r.offset for r in sent[1:]]
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="known: disconnect() from on_error (called by the run loop's own tasks) waits for "
+    "the loop that awaits it, is cancelled, then waits for its own close: it raises "
+    "CancelledError after 2 x request_timeout, when that close timed out",
+)
+async def test_an_on_error_that_disconnects_its_consumer_gets_its_answer_promptly(
+    client: StreamingClient,
+    backend: str,
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # "Stop at the first failure": on_error is called by the run loop, as the handler is,
+    # and may call disconnect() as the handler may.
+    topic = await make_topic()
+    sent = await produce(producer, topic, numbered("m", 3))
+    outcome: list[object] = []
+
+    async def handler(payload: EachMessagePayload) -> None:
+        if payload.message.offset == sent[1].offset:
+            raise RuntimeError("stop here")
+
+    async def on_error(error: object) -> None:
+        del error
+        began = time.monotonic()
+        try:
+            outcome.append(await consumer.disconnect())
+        except BaseException as exc:  # what the caller of on_error would get
+            outcome.append(exc)
+            raise
+        finally:
+            outcome.append(time.monotonic() - began)
+
+    config = consumer_config(auto_commit=False)
+    impatient = dataclasses.replace(streaming_config, request_timeout=1.0)
+    async with create_streaming_client(backend, impatient) as other:
+        consumer = ok(await other.get_consumer(config))  # on_error needs it
+        ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
+        await consumer.run(ConsumerRunConfig(each_message=handler, on_error=on_error))
+        await wait_until(lambda: len(outcome) == 2, what="on_error's disconnect() returned")
+    assert outcome[0] == Success(None), outcome
+    assert isinstance(outcome[1], float) and outcome[1] < impatient.request_timeout, outcome
 
 
 async def test_a_task_an_earlier_handler_call_started_waits_for_the_running_handler(
