@@ -312,6 +312,7 @@ async def test_a_task_an_earlier_handler_call_started_waits_for_the_running_hand
     ran = await consumer.run(ConsumerRunConfig(each_message=handler))
     # The task may disconnect before run() returned: run() then says so.
     assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED"
+    await wait_until(lambda: bool(stops), what="the first handler call")
     await asyncio.wait_for(asyncio.gather(*stops), 30.0)
     # disconnect() returned only after the running handler finished, and started no other.
     assert handled == [sent[0].offset, sent[1].offset, -1]
