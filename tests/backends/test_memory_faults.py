@@ -291,3 +291,50 @@ async def test_failed_rebalance_commits_leave_no_task_behind(setup: Setup) -> No
             ok(await joiner.run(ConsumerRunConfig(each_message=ignore)))
         await wait_until(functools.partial(reported, round_ + 1), "the failed commit's report")
     assert done_tasks() - before < failures // 2, "a task is kept per failed rebalance commit"
+
+
+@pytest.mark.parametrize("fault", ["fetch", "auto_commit"])
+async def test_on_error_may_disconnect_from_the_fetcher_and_the_auto_commit_loop(
+    setup: Setup, fault: str
+) -> None:
+    # on_error is called by the run loop's fetcher (a failed fetch) and auto-commit loop (a
+    # failed commit) too; a disconnect() it awaits must neither wait for nor cancel them.
+    producer = ok(await setup.client.get_producer())
+    for index in range(10):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    group = f"stops-on-{fault}"
+    config = ConsumerConfig(group, 6.0, 0.5, auto_commit=fault == "auto_commit")
+    consumer = ok(await setup.client.get_consumer(config))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    outcome: list[object] = []
+
+    async def ignore(payload: EachMessagePayload) -> None:
+        del payload
+
+    async def on_error(error: QiError) -> None:
+        if outcome:
+            return
+        began = time.monotonic()
+        try:
+            outcome.append(await consumer.disconnect())
+        except BaseException as exc:  # what the loop calling on_error would get
+            outcome.append(exc)
+            raise
+        finally:
+            outcome.append(time.monotonic() - began)
+
+    if fault == "fetch":
+        setup.broker.fail_next_fetches(group, 1)
+    else:
+        setup.broker.fail_next_commits(group, 1)
+    ran = await consumer.run(ConsumerRunConfig(each_message=ignore, on_error=on_error))
+    # A fault before run() returned: its disconnect() is then what run() reports.
+    assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED"
+    await wait_until(lambda: len(outcome) == 2, f"on_error's disconnect() after a {fault} fault")
+    assert outcome[0] == Success(None), outcome
+    assert isinstance(outcome[1], float) and outcome[1] < 0.5, outcome
+    assert not consumer.is_connected()
+    await wait_until(
+        lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("qi-consumer")],
+        "the run loop's tasks ended",
+    )

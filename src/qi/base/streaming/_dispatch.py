@@ -47,6 +47,21 @@ running one's."""
 _set_handler_call = _HANDLER_CALL.set
 
 
+def mark_call(call: object) -> contextvars.Token[object]:
+    """Mark the running task's context (and the tasks it starts) as ``call``'s, as a handler
+    call marks its own; undone with ``unmark_call``. The engine marks its on_error calls."""
+    return _HANDLER_CALL.set(call)
+
+
+def unmark_call(marked: contextvars.Token[object]) -> None:
+    _HANDLER_CALL.reset(marked)
+
+
+def current_call() -> object:
+    """The call (a handler's payload, or an on_error call's mark) the calling code runs in."""
+    return _HANDLER_CALL.get(None)
+
+
 @dataclass(slots=True, eq=False)
 class PartitionState:
     """What the run loop knows of one assigned partition."""

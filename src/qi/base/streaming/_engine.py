@@ -39,12 +39,18 @@ import inspect
 import logging
 import time
 from collections.abc import Collection, Mapping
-from typing import Final
+from typing import Any, Final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
-from qi.base.streaming._dispatch import ErrorFactory, PartitionState
+from qi.base.streaming._dispatch import (
+    ErrorFactory,
+    PartitionState,
+    current_call,
+    mark_call,
+    unmark_call,
+)
 from qi.base.streaming._exactly_once import Translate, dispatcher_for
 from qi.base.streaming._types import PartitionPosition
 from qi.base.streaming.backend import PartitionSource, SeekTarget, TopicPartition
@@ -110,6 +116,8 @@ class ConsumerEngine:
         self._tasks: list[asyncio.Task[None]] = []
         # Reports of failed rebalance commits, each forgotten once on_error has heard it.
         self._reports: set[asyncio.Task[None]] = set()
+        # The on_error calls under way, by their mark (see _report), and the task of each.
+        self._on_error_calls: dict[object, asyncio.Task[Any] | None] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -165,13 +173,19 @@ class ConsumerEngine:
         # that handler: it would wait for itself. What was handled before is committed
         # below; the handler's own message stays uncommitted (its next owner gets it), and
         # no handler call starts once it returns.
-        self._stopped_by_handler = self._dispatcher.called_by_handler()
+        # So does disconnect() awaited by on_error: the loop task calling on_error (the
+        # dispatcher's after a failed handler, the fetcher's, the auto-commit loop's) is
+        # neither waited for nor cancelled; it ends by itself once on_error returns.
+        reporting = self._on_error_calls.get(current_call())
+        self._stopped_by_handler = self._dispatcher.called_by_handler() or (
+            bool(self._tasks) and reporting is self._tasks[1]
+        )
         if self._tasks:
             fetcher, dispatcher, *others = self._tasks
             # A pending fetch holds nothing we owe anyone: what it would return is uncommitted.
-            fetcher.cancel()
-            for task in others:
-                task.cancel()
+            for task in (fetcher, *others):
+                if task is not reporting:
+                    task.cancel()
             if not self._stopped_by_handler:
                 # Until the running handler returns, or itself calls disconnect() (which
                 # then waits for this stop: see handler_may_await_stop).
@@ -189,10 +203,10 @@ class ConsumerEngine:
                         handler_patience,
                     )
                     dispatcher.cancel()
-            if self._stopped_by_handler:
-                await asyncio.gather(fetcher, *others, return_exceptions=True)
-            else:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            ended = [fetcher, *others] if self._stopped_by_handler else list(self._tasks)
+            await asyncio.gather(
+                *(task for task in ended if task is not reporting), return_exceptions=True
+            )
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), _MIN_LEAVE)):
                 await self._dispatcher.after_stop()
@@ -203,7 +217,7 @@ class ConsumerEngine:
             # the group before it ends, so it must not wait out request_timeout.
             self._dispatcher.handler_awaits_stop()
         committed = await self.commit("disconnect", max(deadline - time.monotonic(), 0.0))
-        reports = set(self._reports)
+        reports = set(self._reports) - {reporting}
         if isinstance(committed, Failure):
             reports.add(asyncio.ensure_future(self._report(committed.error)))
         if reports:
@@ -217,7 +231,12 @@ class ConsumerEngine:
         """disconnect() was called again while this engine stops: if from the running
         handler, that handler now waits for the stop, which must stop waiting for it."""
         awaited = self._handler_awaits_stop
-        if awaited is not None and not awaited.done() and self._dispatcher.called_by_handler():
+        if awaited is None or awaited.done():
+            return
+        reporting = self._on_error_calls.get(current_call())
+        if self._dispatcher.called_by_handler() or (
+            reporting is not None and reporting is self._tasks[1]
+        ):
             awaited.set_result(None)
 
     def abandon(self) -> None:
@@ -497,6 +516,10 @@ class ConsumerEngine:
             if error.code != ErrorCode.HANDLER_FAILED:
                 self._logger.warning("%s", error)
             return
+        # Marked, so that a disconnect() it awaits does not wait for the task calling it.
+        call = object()
+        self._on_error_calls[call] = asyncio.current_task()
+        marked = mark_call(call)
         try:
             outcome = on_error(error)
             if inspect.isawaitable(outcome):
@@ -505,3 +528,6 @@ class ConsumerEngine:
             raise
         except Exception:
             self._logger.exception("on_error raised while reporting %s", error.code)
+        finally:
+            unmark_call(marked)
+            del self._on_error_calls[call]
