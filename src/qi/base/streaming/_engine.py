@@ -39,6 +39,7 @@ import inspect
 import logging
 import time
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from qi.base import Failure, QiError, Result, Success
@@ -65,6 +66,25 @@ _FETCH_ERROR_BACKOFF: Final = 0.5
 _MIN_LEAVE: Final = 0.5
 # How long a revocation waits for a handler it cancelled to end.
 _CANCEL_GRACE: Final = 1.0
+
+
+@dataclass(slots=True, eq=False)
+class _OnErrorCall:
+    """The mark of one on_error call (see ``_report``): compared by identity, as a handler
+    call's payload (which need not be hashable) may be the mark in its stead."""
+
+    task: asyncio.Task[Any] | None
+    """The task calling on_error."""
+    under_way: bool = True
+    """Until on_error returned: a task it started may outlive it, carrying its mark."""
+
+
+def _reporting_task() -> asyncio.Task[Any] | None:
+    """The task whose on_error call (still under way) the calling code runs in, if any."""
+    call = current_call()
+    if isinstance(call, _OnErrorCall) and call.under_way:
+        return call.task
+    return None
 
 
 class ConsumerEngine:
@@ -116,8 +136,6 @@ class ConsumerEngine:
         self._tasks: list[asyncio.Task[None]] = []
         # Reports of failed rebalance commits, each forgotten once on_error has heard it.
         self._reports: set[asyncio.Task[None]] = set()
-        # The on_error calls under way, by their mark (see _report), and the task of each.
-        self._on_error_calls: dict[object, asyncio.Task[Any] | None] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -176,7 +194,7 @@ class ConsumerEngine:
         # So does disconnect() awaited by on_error: the loop task calling on_error (the
         # dispatcher's after a failed handler, the fetcher's, the auto-commit loop's) is
         # neither waited for nor cancelled; it ends by itself once on_error returns.
-        reporting = self._on_error_calls.get(current_call())
+        reporting = _reporting_task()
         self._stopped_by_handler = self._dispatcher.called_by_handler() or (
             bool(self._tasks) and reporting is self._tasks[1]
         )
@@ -233,7 +251,7 @@ class ConsumerEngine:
         awaited = self._handler_awaits_stop
         if awaited is None or awaited.done():
             return
-        reporting = self._on_error_calls.get(current_call())
+        reporting = _reporting_task()
         if self._dispatcher.called_by_handler() or (
             reporting is not None and reporting is self._tasks[1]
         ):
@@ -517,8 +535,7 @@ class ConsumerEngine:
                 self._logger.warning("%s", error)
             return
         # Marked, so that a disconnect() it awaits does not wait for the task calling it.
-        call = object()
-        self._on_error_calls[call] = asyncio.current_task()
+        call = _OnErrorCall(asyncio.current_task())
         marked = mark_call(call)
         try:
             outcome = on_error(error)
@@ -530,4 +547,4 @@ class ConsumerEngine:
             self._logger.exception("on_error raised while reporting %s", error.code)
         finally:
             unmark_call(marked)
-            del self._on_error_calls[call]
+            call.under_way = False
