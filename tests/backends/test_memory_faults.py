@@ -338,3 +338,39 @@ async def test_on_error_may_disconnect_from_the_fetcher_and_the_auto_commit_loop
         lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("qi-consumer")],
         "the run loop's tasks ended",
     )
+
+
+async def test_an_on_error_that_disconnects_on_every_error_hears_of_a_failed_final_commit(
+    setup: Setup,
+) -> None:
+    # on_error disconnects on any error. Its disconnect() after a failed handler commits what
+    # was handled, which fails too: that failure reaches on_error while the first disconnect()
+    # waits for on_error to hear it, so the second disconnect() must not wait for the first.
+    producer = ok(await setup.client.get_producer())
+    group = "disconnects-on-every-error"
+    consumer = ok(await setup.client.get_consumer(ConsumerConfig(group, 6.0, 0.5)))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    outcomes: dict[str, object] = {}
+
+    async def fail_on_the_third(payload: EachMessagePayload) -> None:
+        if payload.message.offset == 2:
+            raise RuntimeError("fails")
+
+    async def on_error(error: QiError) -> None:
+        if error.code == ErrorCode.HANDLER_FAILED:
+            setup.broker.fail_next_commits(group, 1)  # the commit of disconnect() fails
+        began = time.monotonic()
+        try:
+            outcomes[error.code] = (await consumer.disconnect(), time.monotonic() - began)
+        except BaseException as exc:  # what the task calling on_error would get
+            outcomes[error.code] = exc
+            raise
+
+    ok(await consumer.run(ConsumerRunConfig(each_message=fail_on_the_third, on_error=on_error)))
+    for index in range(5):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    await wait_until(lambda: len(outcomes) == 2, "both of on_error's disconnect() calls")
+    for code in (ErrorCode.HANDLER_FAILED, ErrorCode.COMMIT_FAILED):
+        answer = outcomes[code]
+        assert isinstance(answer, tuple), outcomes
+        assert answer[0] == Success(None) and answer[1] < 0.25, outcomes

@@ -331,12 +331,16 @@ class StreamingConsumer(Endpoint):
         finally:
             await self._backend.close(deadline)
 
-    def _disconnect_called(self) -> None:
+    def _disconnect_called(self) -> bool:
         # The running handler's own disconnect() while another one stops the engine waits
-        # for that one to finish: the stop must not wait for the handler any more.
+        # for that one to finish: the stop must not wait for the handler any more. An
+        # on_error call the stop waits for (it hears of the stop's failed commit) must not
+        # wait for the stop at all.
         engine = self._stopping
-        if engine is not None:
-            engine.handler_may_await_stop()
+        if engine is None:
+            return False
+        engine.handler_may_await_stop()
+        return engine.awaits_caller()
 
     def _close_bound(self) -> float:
         # The running handler may take request_timeout; committing, leaving the group and

@@ -134,7 +134,8 @@ class ConsumerEngine:
         self._progress_in_transactions = run_config.transactional_producer is not None
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        # Reports of failed rebalance commits, each forgotten once on_error has heard it.
+        # Reports of failed rebalance commits (and of stop()'s own failed commit), each
+        # forgotten once on_error has heard it.
         self._reports: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -235,9 +236,9 @@ class ConsumerEngine:
             # the group before it ends, so it must not wait out request_timeout.
             self._dispatcher.handler_awaits_stop()
         committed = await self.commit("disconnect", max(deadline - time.monotonic(), 0.0))
-        reports = set(self._reports) - {reporting}
         if isinstance(committed, Failure):
-            reports.add(asyncio.ensure_future(self._report(committed.error)))
+            self._start_report(committed.error)
+        reports = self._reports - {reporting}
         if reports:
             _, late = await asyncio.wait(reports, timeout=max(deadline - time.monotonic(), 0))
             for report in late:
@@ -256,6 +257,12 @@ class ConsumerEngine:
             reporting is not None and reporting is self._tasks[1]
         ):
             awaited.set_result(None)
+
+    def awaits_caller(self) -> bool:
+        """Whether the calling code runs in an on_error call this stop waits for (hearing
+        of a failed rebalance commit, or of the stop's own failed commit): a disconnect()
+        it awaits cannot wait for this stop."""
+        return _reporting_task() in self._reports
 
     def abandon(self) -> None:
         """End every task at once, as a killed process would: no commit, no goodbye."""
@@ -449,7 +456,10 @@ class ConsumerEngine:
 
     def report_commit_failure(self, exc: BaseException) -> None:
         """Backends call this when committing revoked partitions failed."""
-        error = self._translate(exc, "rebalance_commit", ErrorCode.COMMIT_FAILED)
+        self._start_report(self._translate(exc, "rebalance_commit", ErrorCode.COMMIT_FAILED))
+
+    def _start_report(self, error: QiError) -> None:
+        """Tell on_error in a task of its own, which stop() waits for."""
         task = asyncio.get_running_loop().create_task(self._report(error))
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
