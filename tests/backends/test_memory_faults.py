@@ -334,9 +334,11 @@ async def test_on_error_may_disconnect_from_the_fetcher_and_the_auto_commit_loop
     assert outcome[0] == Success(None), outcome
     assert isinstance(outcome[1], float) and outcome[1] < 0.5, outcome
     assert not consumer.is_connected()
+    # At once: not after the fetcher's backoff, as if it were to fetch again.
     await wait_until(
         lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("qi-consumer")],
         "the run loop's tasks ended",
+        within=0.25,
     )
 
 

@@ -483,7 +483,8 @@ class ConsumerEngine:
                         return
                 await self._rewind()
                 await self._report(error)
-                await asyncio.sleep(_FETCH_ERROR_BACKOFF)
+                if not self._stopping:  # on_error may have disconnected: end at once then
+                    await asyncio.sleep(_FETCH_ERROR_BACKOFF)
                 continue
             positions = self._source.fetch_positions()
             if not fetched and not positions:
