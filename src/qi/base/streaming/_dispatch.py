@@ -44,17 +44,10 @@ _HANDLER_CALL: contextvars.ContextVar[object] = contextvars.ContextVar("qi_handl
 dispatcher's task, and so inherited by every task that call starts (disconnect() runs its
 close in one). A task an earlier call started carries that call's payload, not the
 running one's."""
-_set_handler_call = _HANDLER_CALL.set
-
-
-def mark_call(call: object) -> contextvars.Token[object]:
-    """Mark the running task's context (and the tasks it starts) as ``call``'s, as a handler
-    call marks its own; undone with ``unmark_call``. The engine marks its on_error calls."""
-    return _HANDLER_CALL.set(call)
-
-
-def unmark_call(marked: contextvars.Token[object]) -> None:
-    _HANDLER_CALL.reset(marked)
+mark_call = _HANDLER_CALL.set
+"""Mark the running task's context (and the tasks it starts) as a call's: each handler
+call marks it with its payload, the engine each on_error call with a mark of its own."""
+unmark_call = _HANDLER_CALL.reset
 
 
 def current_call() -> object:
@@ -155,7 +148,7 @@ class Dispatcher:
         """Whether the calling code runs in the running handler call of this dispatcher (or
         in a task that call started): it cannot wait for that handler. A task an earlier
         call started is not it: nothing in the running call need await that task."""
-        return self._busy is not None and _HANDLER_CALL.get(None) is self._busy_payload
+        return self._busy is not None and current_call() is self._busy_payload
 
     def add(self, key: TopicPartition) -> None:
         """A partition newly in ``partitions`` takes its turn from now on."""
@@ -271,7 +264,7 @@ class Dispatcher:
                 set_message(payload, message)
                 self._busy = key
                 self._busy_payload = payload
-                _set_handler_call(payload)
+                mark_call(payload)
                 try:
                     outcome = await handler(payload)
                 except asyncio.CancelledError as exc:
@@ -327,7 +320,7 @@ class Dispatcher:
         """Call the handler; return what failed (an exception or a QiError), or None."""
         self._busy = part.key
         self._busy_payload = payload
-        _set_handler_call(payload)
+        mark_call(payload)
         try:
             outcome = await handler(payload)
         except asyncio.CancelledError as exc:

@@ -196,9 +196,7 @@ class ConsumerEngine:
         # dispatcher's after a failed handler, the fetcher's, the auto-commit loop's) is
         # neither waited for nor cancelled; it ends by itself once on_error returns.
         reporting = _reporting_task()
-        self._stopped_by_handler = self._dispatcher.called_by_handler() or (
-            bool(self._tasks) and reporting is self._tasks[1]
-        )
+        self._stopped_by_handler = self._dispatcher_awaits_caller()
         if self._tasks:
             fetcher, dispatcher, *others = self._tasks
             # A pending fetch holds nothing we owe anyone: what it would return is uncommitted.
@@ -250,13 +248,15 @@ class ConsumerEngine:
         """disconnect() was called again while this engine stops: if from the running
         handler, that handler now waits for the stop, which must stop waiting for it."""
         awaited = self._handler_awaits_stop
-        if awaited is None or awaited.done():
-            return
-        reporting = _reporting_task()
-        if self._dispatcher.called_by_handler() or (
-            reporting is not None and reporting is self._tasks[1]
-        ):
+        if awaited is not None and not awaited.done() and self._dispatcher_awaits_caller():
             awaited.set_result(None)
+
+    def _dispatcher_awaits_caller(self) -> bool:
+        """Whether the dispatcher's task waits for the calling code: it runs in the running
+        handler call, or in on_error told of a failed one (or in a task either started)."""
+        if self._dispatcher.called_by_handler():
+            return True
+        return bool(self._tasks) and _reporting_task() is self._tasks[1]
 
     def awaits_caller(self) -> bool:
         """Whether the calling code runs in an on_error call this stop waits for (hearing
