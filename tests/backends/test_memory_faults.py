@@ -30,7 +30,7 @@ from qi.base.streaming import (
 from qi.base.streaming.backends.memory import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.backends.memory._records import StickyPartitions
 from qi.base.streaming.testing._cluster import private_memory_brokers
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, run_stopping_itself, wait_until
 
 from ._memory import config_for, failed
 
@@ -328,9 +328,7 @@ async def test_on_error_may_disconnect_from_the_fetcher_and_the_auto_commit_loop
         setup.broker.fail_next_fetches(group, 1)
     else:
         setup.broker.fail_next_commits(group, 1)
-    ran = await consumer.run(ConsumerRunConfig(each_message=ignore, on_error=on_error))
-    # A fault before run() returned: its disconnect() is then what run() reports.
-    assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED"
+    await run_stopping_itself(consumer, ConsumerRunConfig(each_message=ignore, on_error=on_error))
     await wait_until(lambda: len(outcome) == 2, f"on_error's disconnect() after a {fault} fault")
     assert outcome[0] == Success(None), outcome
     assert isinstance(outcome[1], float) and outcome[1] < 0.5, outcome

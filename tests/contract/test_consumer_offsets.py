@@ -17,7 +17,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     create_streaming_client,
 )
-from testkit import ok, wait_until
+from testkit import ok, run_stopping_itself, wait_until
 
 from ._support import (
     CollectingConsumerFactory,
@@ -26,6 +26,7 @@ from ._support import (
     consume,
     numbered,
     produce,
+    resumed_offsets,
     start_consumer,
 )
 
@@ -87,8 +88,7 @@ async def test_disconnect_waits_for_the_running_handler_and_commits_it(
     # disconnect() returned only after the running handler finished, and started no other.
     assert handled == [r.offset for r in sent[:3]]
 
-    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 2)
-    assert [m.offset for m in rest] == [r.offset for r in sent[3:]]
+    assert await resumed_offsets(client, config, topic, 2) == [r.offset for r in sent[3:]]
 
 
 async def test_disconnect_cancels_a_handler_that_outlives_the_request_timeout(
@@ -130,8 +130,7 @@ async def test_disconnect_cancels_a_handler_that_outlives_the_request_timeout(
     assert elapsed < impatient.request_timeout + 4.0, f"disconnect took {elapsed:.1f}s"
     assert cancelled == [stuck]
     # What was handled before it is committed; the cancelled message is not.
-    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 2)
-    assert [m.offset for m in rest[:2]] == [stuck, sent[2].offset]
+    assert (await resumed_offsets(client, config, topic, 2))[:2] == [stuck, sent[2].offset]
 
 
 async def test_a_handler_that_disconnects_its_consumer_commits_what_was_handled_before_it(
@@ -165,17 +164,14 @@ async def test_a_handler_that_disconnects_its_consumer_commits_what_was_handled_
     async with create_streaming_client(backend, impatient) as other:
         consumer = ok(await other.get_consumer(config))  # the handler needs it
         ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
-        ran = await consumer.run(ConsumerRunConfig(each_message=handler))
-        # The handler may disconnect before run() returned: run() then says so.
-        assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED"
+        await run_stopping_itself(consumer, ConsumerRunConfig(each_message=handler))
         await wait_until(lambda: len(handled) == 3, what="the disconnecting handler returned")
         assert took[0] < impatient.request_timeout, f"disconnect took {took[0]:.1f}s"
         assert outcome == [Success(None)]
         assert not consumer.is_connected()
     assert handled == [r.offset for r in sent[:3]]  # and no message after it
     # The group resumes at the message whose handler disconnected: it was not committed.
-    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 3)
-    assert [m.offset for m in rest[:3]] == [r.offset for r in sent[2:]]
+    assert (await resumed_offsets(client, config, topic, 3))[:3] == [r.offset for r in sent[2:]]
 
 
 async def test_a_handler_that_disconnects_while_a_disconnect_waits_for_it_is_not_cancelled(
@@ -211,8 +207,7 @@ async def test_a_handler_that_disconnects_while_a_disconnect_waits_for_it_is_not
     async with create_streaming_client(backend, impatient) as other:
         consumer = ok(await other.get_consumer(config))  # the handler needs it
         ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
-        ran = await consumer.run(ConsumerRunConfig(each_message=handler))
-        assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED"
+        await run_stopping_itself(consumer, ConsumerRunConfig(each_message=handler))
         await asyncio.wait_for(in_handler.wait(), 30.0)
         began = time.monotonic()
         outside_began.set()
@@ -223,8 +218,7 @@ async def test_a_handler_that_disconnects_while_a_disconnect_waits_for_it_is_not
     assert inside == [Success(None)]
     assert took < impatient.request_timeout / 2, f"disconnect took {took:.1f}s"
     assert handled == [sent[0].offset, stopper]
-    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 3)
-    assert [m.offset for m in rest[:3]] == [r.offset for r in sent[1:]]
+    assert (await resumed_offsets(client, config, topic, 3))[:3] == [r.offset for r in sent[1:]]
 
 
 async def test_an_on_error_that_disconnects_its_consumer_gets_its_answer_promptly(
@@ -261,13 +255,14 @@ async def test_an_on_error_that_disconnects_its_consumer_gets_its_answer_promptl
     async with create_streaming_client(backend, impatient) as other:
         consumer = ok(await other.get_consumer(config))  # on_error needs it
         ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
-        await consumer.run(ConsumerRunConfig(each_message=handler, on_error=on_error))
+        await run_stopping_itself(
+            consumer, ConsumerRunConfig(each_message=handler, on_error=on_error)
+        )
         await wait_until(lambda: len(outcome) == 2, what="on_error's disconnect() returned")
     assert outcome[0] == Success(None), outcome
     assert isinstance(outcome[1], float) and outcome[1] < impatient.request_timeout, outcome
     # What was handled before the failure is committed; the failed message is not.
-    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 2)
-    assert [m.offset for m in rest[:2]] == [r.offset for r in sent[1:]]
+    assert (await resumed_offsets(client, config, topic, 2))[:2] == [r.offset for r in sent[1:]]
 
 
 async def test_a_task_an_earlier_handler_call_started_waits_for_the_running_handler(
@@ -303,15 +298,12 @@ async def test_a_task_an_earlier_handler_call_started_waits_for_the_running_hand
     config = consumer_config(auto_commit=False)
     consumer = ok(await client.get_consumer(config))  # the handler's task needs it
     ok(await consumer.subscribe(SubscriptionConfig(topics=(topic,), from_beginning=True)))
-    ran = await consumer.run(ConsumerRunConfig(each_message=handler))
-    # The task may disconnect before run() returned: run() then says so.
-    assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED"
+    await run_stopping_itself(consumer, ConsumerRunConfig(each_message=handler))
     await wait_until(lambda: bool(stops), what="the first handler call")
     await asyncio.wait_for(asyncio.gather(*stops), 30.0)
     # disconnect() returned only after the running handler finished, and started no other.
     assert handled == [sent[0].offset, sent[1].offset, -1]
-    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 2)
-    assert [m.offset for m in rest[:2]] == [r.offset for r in sent[2:]]
+    assert (await resumed_offsets(client, config, topic, 2))[:2] == [r.offset for r in sent[2:]]
 
 
 async def test_commit_offsets_commits_what_was_handled(
@@ -331,8 +323,7 @@ async def test_commit_offsets_commits_what_was_handled(
     ok(await consumer.disconnect())
 
     more = await produce(producer, topic, numbered("more", 2))
-    rest = await consume(client, dataclasses.replace(config, heartbeat_interval=0.6), [topic], 2)
-    assert [m.offset for m in rest] == [r.offset for r in more]
+    assert await resumed_offsets(client, config, topic, 2) == [r.offset for r in more]
     assert sent[-1].offset < more[0].offset
 
 
