@@ -9,6 +9,7 @@ about half of session.timeout.ms to join).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -320,6 +321,86 @@ async def _confluent_consume_on_loop(job: Job, *, per_message: bool) -> Measurem
     return clock.measurement(job.size)
 
 
+def confluent_consume_thread_views(job: Job) -> Measurement:
+    """consume(10000) in a thread of its own, one object per message bucketed by partition,
+    one awaited handler per partition's share of a fetch on the loop.
+
+    What each_batch cannot do without while it stays safe in a rebalance: librdkafka runs
+    its rebalance callbacks inside consume(), and a run loop's callback must wait for the
+    loop (to finish the handler and commit what it handled), so consume() cannot run on
+    the loop; and a run loop that retries, pauses and commits each partition on its own
+    keeps each partition's messages apart. each_batch's floor by design.
+    """
+    return asyncio.run(_confluent_consume_in_thread(job, per_message=False))
+
+
+def confluent_consume_thread_awaited(job: Job) -> Measurement:
+    """The same, with a payload object and an awaited handler call per message:
+    each_message's floor by design."""
+    return asyncio.run(_confluent_consume_in_thread(job, per_message=True))
+
+
+async def _confluent_consume_in_thread(job: Job, *, per_message: bool) -> Measurement:
+    from confluent_kafka import Consumer
+
+    async def handle(payload: object) -> None:
+        del payload
+
+    consumer = Consumer(_confluent_consumer_config(job))
+    consumer.subscribe([job.topic])
+    new = object.__new__
+
+    def fetch() -> dict[tuple[str | None, int | None], list[_View]]:
+        # As a run loop's fetcher: take what is there, else wait for the first message.
+        batch = consumer.consume(_CONSUME_BATCH, 0)
+        if not batch:
+            first = consumer.poll(_POLL_TIMEOUT)
+            if first is None:
+                return {}
+            batch = [first, *consumer.consume(_CONSUME_BATCH - 1, 0)]
+        fetched: dict[tuple[str | None, int | None], list[_View]] = {}
+        last: tuple[str | None, int | None] | None = None
+        bucket: list[_View] = []
+        for native in batch:
+            if native.error() is None:
+                key = (native.topic(), native.partition())
+                if key != last:
+                    last = key
+                    bucket = fetched.setdefault(key, [])
+                view = new(_View)
+                view.native = native
+                bucket.append(view)
+        return fetched
+
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + job.timeout
+    clock = ConsumeClock(job.messages)
+    # One thread, one fetch at a time, the next one running while the loop handles this one.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="raw-consume") as thread:
+        try:
+            fetching = loop.run_in_executor(thread, fetch)
+            while not clock.done:
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"consumed {clock.received} of {job.messages} in {job.timeout}s"
+                    )
+                fetched = await fetching
+                fetching = loop.run_in_executor(thread, fetch)
+                for views in fetched.values():
+                    if per_message:
+                        for view in views:
+                            payload = new(_Payload)
+                            payload.message = view
+                            await handle(payload)
+                    else:
+                        await handle(tuple(views))
+                    clock.arrived(len(views))
+            await fetching
+        finally:
+            consumer.close()
+    return clock.measurement(job.size)
+
+
 def _confluent_consume_loop(job: Job, read: Callable[[list[Any]], int]) -> Measurement:
     """consume(10000) until every message arrived; ``read`` says how many of a batch count."""
     from confluent_kafka import Consumer
@@ -452,6 +533,79 @@ async def confluent_futures(job: Job) -> Measurement:
     await serve()
     await sending
     watch.stop()
+    if failures:
+        raise BenchError(f"{len(failures)} sends failed, first: {failures[0]!r}")
+    return watch.measurement(job.messages, job.size)
+
+
+async def confluent_futures_thread(job: Job) -> Measurement:
+    """As :func:`confluent_futures`, with what a library's send cannot do without: reports
+    served by a thread blocked in poll() (confluent-kafka gives the loop nothing to wait
+    on, and polling from the loop on a timer would add its period to every send's
+    latency), handed back once per poll() call, and a result object per send.
+
+    The concurrent-send targets' floor by design.
+    """
+    import threading
+
+    from confluent_kafka import Producer
+
+    producer = Producer(_confluent_producer_config(job))
+    loop = asyncio.get_running_loop()
+    value, topic = payload(job.size), job.topic
+    failures: list[object] = []
+    reported: list[tuple[asyncio.Future[Any], Any]] = []
+    stop = threading.Event()
+
+    class Acknowledged:  # what a send's result holds: where the message went
+        __slots__ = ("offset", "partition")
+
+        def __init__(self, partition: int, offset: int) -> None:
+            self.partition = partition
+            self.offset = offset
+
+    def settle(outcomes: list[tuple[asyncio.Future[Any], Any]]) -> None:
+        for future, outcome in outcomes:
+            future.set_result(outcome)
+
+    class Report:
+        __slots__ = ("future",)
+
+        def __init__(self, future: asyncio.Future[Any]) -> None:
+            self.future = future
+
+        def __call__(self, error: object, message: Any) -> None:
+            if error is not None:
+                failures.append(error)
+                reported.append((self.future, error))
+            else:
+                reported.append((self.future, Acknowledged(message.partition(), message.offset())))
+
+    def serve() -> None:
+        nonlocal reported
+        while not stop.is_set():
+            producer.poll(0.1)
+            if reported:
+                outcomes, reported = reported, []
+                loop.call_soon_threadsafe(settle, outcomes)
+
+    async def one() -> Any:
+        future: asyncio.Future[Any] = loop.create_future()
+        producer.produce(topic, value, on_delivery=Report(future))
+        return await future
+
+    producer.produce(topic, _WARM_UP)
+    producer.flush(job.timeout)
+    thread = threading.Thread(target=serve, name="raw-poll", daemon=True)
+    thread.start()
+    try:
+        watch = Stopwatch()
+        watch.start()
+        await asyncio.gather(*(one() for _ in range(job.messages)))
+        watch.stop()
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join)
     if failures:
         raise BenchError(f"{len(failures)} sends failed, first: {failures[0]!r}")
     return watch.measurement(job.messages, job.size)
@@ -672,6 +826,7 @@ RAW: dict[tuple[str, str], RawRunner] = {
     ("produce-concurrent", "raw-aioproducer"): aioproducer_concurrent,
     ("produce-concurrent", "raw-asyncio"): asyncio_gather,
     ("produce-concurrent", "raw-confluent-futures"): confluent_futures,
+    ("produce-concurrent", "raw-confluent-futures-thread"): confluent_futures_thread,
     ("produce-concurrent", "raw-aiokafka"): aiokafka_send_futures,
     ("latency", "raw-confluent"): confluent_latency,
     ("latency", "raw-confluent-thread"): confluent_latency_in_thread,
@@ -681,6 +836,8 @@ RAW: dict[tuple[str, str], RawRunner] = {
     ("consume", "raw-confluent-fields"): confluent_consume_fields,
     ("consume", "raw-confluent-views"): confluent_consume_views,
     ("consume", "raw-confluent-awaited"): confluent_consume_awaited,
+    ("consume", "raw-confluent-thread-views"): confluent_consume_thread_views,
+    ("consume", "raw-confluent-thread-awaited"): confluent_consume_thread_awaited,
     ("consume", "raw-aioconsumer"): aioconsumer_consume,
     ("consume", "raw-aiokafka"): aiokafka_getmany,
     ("prefill", "raw-confluent"): prefill,

@@ -124,6 +124,18 @@ def _consume(name: str, title: str, messages: int, size: int) -> Scenario:
                 "raw confluent consume on a loop, an object and a handler a message",
                 _CONFLUENT,
             ),
+            Subject(
+                "raw-confluent-thread-views",
+                "raw confluent consume in a thread, by partition, an object a message, "
+                "a handler a batch",
+                _CONFLUENT,
+            ),
+            Subject(
+                "raw-confluent-thread-awaited",
+                "raw confluent consume in a thread, by partition, an object and a handler "
+                "a message",
+                _CONFLUENT,
+            ),
             _qi("confluent", "each_batch", "each_batch"),
             _traced("confluent", "each_batch", "each_batch"),
             _qi("confluent", "each_message", "each_message"),
@@ -202,6 +214,11 @@ def build_scenarios(messages: int, size: int) -> list[Scenario]:
                 Subject(
                     "raw-confluent-futures",
                     "raw confluent: a coroutine, a callback and a future per send",
+                    _CONFLUENT,
+                ),
+                Subject(
+                    "raw-confluent-futures-thread",
+                    "raw confluent: the same, reports by a poll thread, a result per send",
                     _CONFLUENT,
                 ),
                 _qi("confluent", "gather(send)"),
