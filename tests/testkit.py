@@ -21,6 +21,7 @@ from qi.base.streaming import (
     ConsumerRunConfig,
     EachBatchPayload,
     EachMessagePayload,
+    StreamingConsumer,
 )
 
 T = TypeVar("T")
@@ -130,3 +131,10 @@ class Collector:
     def values(self) -> list[bytes | None]:
         """The values of the messages in ``seen``, in handling order."""
         return [message.value for _, message in self.seen]
+
+
+async def run_stopping_itself(consumer: StreamingConsumer, run_config: ConsumerRunConfig) -> None:
+    """``consumer.run(run_config)`` for a handler or an on_error that may disconnect the
+    consumer: when that happens before run() returned, run() says so (NOT_CONNECTED)."""
+    ran = await consumer.run(run_config)
+    assert isinstance(ran, Success) or ran.error.code == "STREAMING_NOT_CONNECTED", ran

@@ -19,6 +19,7 @@ from qi.base.streaming import (
     EachMessagePayload,
     ErrorCode,
     MessageBatch,
+    ProducerConfig,
     ProduceResult,
     StreamingClient,
     StreamingMessage,
@@ -29,7 +30,7 @@ from qi.base.streaming import (
 from qi.base.streaming.backends.memory import MemoryBroker, broker_for, discard_broker
 from qi.base.streaming.backends.memory._records import StickyPartitions
 from qi.base.streaming.testing._cluster import private_memory_brokers
-from testkit import Collector, ok, wait_until
+from testkit import Collector, ok, run_stopping_itself, wait_until
 
 from ._memory import config_for, failed
 
@@ -291,3 +292,138 @@ async def test_failed_rebalance_commits_leave_no_task_behind(setup: Setup) -> No
             ok(await joiner.run(ConsumerRunConfig(each_message=ignore)))
         await wait_until(functools.partial(reported, round_ + 1), "the failed commit's report")
     assert done_tasks() - before < failures // 2, "a task is kept per failed rebalance commit"
+
+
+@pytest.mark.parametrize("fault", ["fetch", "auto_commit"])
+async def test_on_error_may_disconnect_from_the_fetcher_and_the_auto_commit_loop(
+    setup: Setup, fault: str
+) -> None:
+    # on_error is called by the run loop's fetcher (a failed fetch) and auto-commit loop (a
+    # failed commit) too; a disconnect() it awaits must neither wait for nor cancel them.
+    producer = ok(await setup.client.get_producer())
+    for index in range(10):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    group = f"stops-on-{fault}"
+    config = ConsumerConfig(group, 6.0, 0.5, auto_commit=fault == "auto_commit")
+    consumer = ok(await setup.client.get_consumer(config))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    outcome: list[object] = []
+
+    async def ignore(payload: EachMessagePayload) -> None:
+        del payload
+
+    async def on_error(error: QiError) -> None:
+        if outcome:
+            return
+        began = time.monotonic()
+        try:
+            outcome.append(await consumer.disconnect())
+        except BaseException as exc:  # what the loop calling on_error would get
+            outcome.append(exc)
+            raise
+        finally:
+            outcome.append(time.monotonic() - began)
+
+    if fault == "fetch":
+        setup.broker.fail_next_fetches(group, 1)
+    else:
+        setup.broker.fail_next_commits(group, 1)
+    await run_stopping_itself(consumer, ConsumerRunConfig(each_message=ignore, on_error=on_error))
+    await wait_until(lambda: len(outcome) == 2, f"on_error's disconnect() after a {fault} fault")
+    assert outcome[0] == Success(None), outcome
+    assert isinstance(outcome[1], float) and outcome[1] < 0.5, outcome
+    assert not consumer.is_connected()
+    # At once: not after the fetcher's backoff, as if it were to fetch again.
+    await wait_until(
+        lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("qi-consumer")],
+        "the run loop's tasks ended",
+        within=0.25,
+    )
+
+
+async def test_an_on_error_that_disconnects_on_every_error_hears_of_a_failed_final_commit(
+    setup: Setup,
+) -> None:
+    # on_error disconnects on any error. Its disconnect() after a failed handler commits what
+    # was handled, which fails too: that failure reaches on_error while the first disconnect()
+    # waits for on_error to hear it, so the second disconnect() must not wait for the first.
+    producer = ok(await setup.client.get_producer())
+    group = "disconnects-on-every-error"
+    consumer = ok(await setup.client.get_consumer(ConsumerConfig(group, 6.0, 0.5)))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    outcomes: dict[str, object] = {}
+
+    async def fail_on_the_third(payload: EachMessagePayload) -> None:
+        if payload.message.offset == 2:
+            raise RuntimeError("fails")
+
+    async def on_error(error: QiError) -> None:
+        if error.code == ErrorCode.HANDLER_FAILED:
+            setup.broker.fail_next_commits(group, 1)  # the commit of disconnect() fails
+        began = time.monotonic()
+        try:
+            outcomes[error.code] = (await consumer.disconnect(), time.monotonic() - began)
+        except BaseException as exc:  # what the task calling on_error would get
+            outcomes[error.code] = exc
+            raise
+
+    ok(await consumer.run(ConsumerRunConfig(each_message=fail_on_the_third, on_error=on_error)))
+    for index in range(5):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    await wait_until(lambda: len(outcomes) == 2, "both of on_error's disconnect() calls")
+    for code in (ErrorCode.HANDLER_FAILED, ErrorCode.COMMIT_FAILED):
+        answer = outcomes[code]
+        assert isinstance(answer, tuple), outcomes
+        assert answer[0] == Success(None) and answer[1] < 0.25, outcomes
+
+
+@pytest.mark.xfail(
+    raises=AssertionError,
+    strict=True,
+    reason="known: exactly-once, on_error told of a failed send of the offsets disconnects "
+    "the consumer and its producer; once on_error returns the loop aborts the transaction "
+    "the producer's disconnect() ended already, and tells on_error of that failure after "
+    "disconnect() returned",
+)
+async def test_exactly_once_on_error_that_shuts_down_hears_nothing_after_it(setup: Setup) -> None:
+    setup.broker.create_topic(TopicConfig("out"))
+    producer = ok(await setup.client.get_producer())
+    outputs = ok(await setup.client.get_producer(ProducerConfig(transactional_id="shuts-down")))
+    group = "shuts-down-on-error"
+    consumer = ok(
+        await setup.client.get_consumer(ConsumerConfig(group, 6.0, 0.5, auto_commit=False))
+    )
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    heard: list[str] = []
+    shut_down: list[Result[None, QiError]] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        assert payload.transaction is not None
+        ok(await payload.transaction.send("out", StreamingMessage(payload.message.value)))
+        if payload.message.offset == 1:  # the transaction's offsets cannot be sent
+            setup.broker.set_unreachable(True)
+
+    async def on_error(error: QiError) -> None:
+        heard.append(f"{error.code} after shutting down" if shut_down else error.code)
+        if not shut_down:
+            setup.broker.set_unreachable(False)
+            shut_down.append(await consumer.disconnect())
+            shut_down.append(await outputs.disconnect())
+
+    run_config = ConsumerRunConfig(
+        each_message=handle,
+        on_error=on_error,
+        transactional_producer=outputs,
+        transaction_max_messages=2,
+    )
+    ok(await consumer.run(run_config))
+    for index in range(3):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    await wait_until(lambda: len(shut_down) == 2, "on_error shut the consumer down")
+    assert shut_down == [Success(None), Success(None)]
+    await wait_until(
+        lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("qi-consumer")],
+        "the run loop's tasks ended",
+    )
+    assert heard == [ErrorCode.CONNECTION_FAILED], heard
+    assert setup.broker.committed(group) == {}

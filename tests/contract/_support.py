@@ -7,6 +7,7 @@ suite checks the library against the document, not against the library's own tab
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any, Final, Protocol
@@ -188,6 +189,15 @@ async def consume(
         return await collector.wait_for(count)
     finally:
         ok(await consumer.disconnect())
+
+
+async def resumed_offsets(
+    client: StreamingClient, config: ConsumerConfig, topic: str, count: int
+) -> list[int]:
+    """The offsets of what a new member of ``config``'s group gets from ``topic`` until it
+    has ``count`` messages (more if more came at once): where the group resumes."""
+    resumed = dataclasses.replace(config, heartbeat_interval=0.6)
+    return [message.offset for message in await consume(client, resumed, [topic], count)]
 
 
 async def produce(

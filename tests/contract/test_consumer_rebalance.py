@@ -337,3 +337,58 @@ async def test_a_handler_outlasting_its_revocation_is_cancelled_before_the_next_
     assert cut[4], f"the first member's handler was not cancelled: {spans}"
     next_start = min(begin for member, _, begin, _, _ in spans if member == "second")
     assert cut[3] <= next_start, f"the next owner started while the handler still ran: {spans}"
+
+
+async def test_a_handler_that_disconnects_during_its_revocation_does_not_wait_for_it(
+    streaming_config: StreamingConfig,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+    member_clients: MemberClientsFactory,
+) -> None:
+    # A revocation under way waits (up to request_timeout) for the running handler; if that
+    # handler then calls disconnect(), leaving the group must not wait for that revocation
+    # (which waits for the handler, which waits for the leaving).
+    topic = await make_topic(2)
+    # As above: partition 1 goes to the second member, so the first one's is revoked.
+    await produce(producer, topic, numbered("m", 3), partition=1)
+    config = replace(streaming_config, request_timeout=20.0)
+    in_handler = asyncio.Event()
+    outcome: list[tuple[object, float]] = []
+    consumers: list[StreamingConsumer] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        if payload.partition != 1 or in_handler.is_set():
+            return
+        in_handler.set()
+        # Meanwhile the second member joins and this one's revocation begins (within a
+        # second on every broker here), then waits for this handler.
+        await asyncio.sleep(3.0)
+        (consumer,) = consumers
+        began = time.monotonic()
+        outcome.append((await consumer.disconnect(), time.monotonic() - began))
+
+    group = consumer_config(auto_commit=False)
+    subscription = SubscriptionConfig(topics=(topic,), from_beginning=True)
+    first, second = member_clients(config)
+    joining: list[asyncio.Task[object]] = []
+    try:
+        consumer = ok(await first.get_consumer(group))  # the handler needs it
+        consumers.append(consumer)
+        ok(await consumer.subscribe(subscription))
+        ok(await consumer.run(ConsumerRunConfig(each_message=handle)))
+        await asyncio.wait_for(in_handler.wait(), 30.0)
+        other = ok(await second.get_consumer(group))
+        ok(await other.subscribe(subscription))
+        # Its run() may outlast the test: Tansu does not form a group whose leader left
+        # during the rebalance (README, Development brokers). disconnect() ends it.
+        joining.append(asyncio.create_task(other.run(Collector().run_config())))
+        await wait_until(lambda: bool(outcome), "the handler's disconnect()")
+    finally:
+        await second.disconnect()
+        await first.disconnect()
+        await asyncio.gather(*joining)
+    ((disconnected, seconds),) = outcome
+    assert isinstance(disconnected, Success), disconnected
+    bound = config.request_timeout
+    assert seconds < bound / 2, f"disconnect() took {seconds:.1f}s (request_timeout {bound:.1f}s)"

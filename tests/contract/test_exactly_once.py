@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from qi.base import QiError
+from qi.base import QiError, Success
 from qi.base.streaming import (
     ConsumedMessage,
     ConsumerRunConfig,
@@ -30,7 +30,7 @@ from qi.base.streaming import (
     SubscriptionConfig,
     Transaction,
 )
-from testkit import Collector, ok, unique, wait_until
+from testkit import Collector, ok, run_stopping_itself, unique, wait_until
 
 from ._support import (
     ConsumerConfigFactory,
@@ -192,6 +192,43 @@ async def test_a_failed_handler_aborts_and_its_transaction_is_redelivered(
     again = handled[6:]
     assert handled[:6] == inputs[:6]
     assert len(again) >= 5 and again == inputs[len(inputs) - len(again) :]
+
+
+async def test_a_handler_that_disconnects_its_consumer_leaves_no_output_twice(
+    client: StreamingClient,
+    producer: StreamingProducer,
+    make_topic: TopicFactory,
+    consumer_config: ConsumerConfigFactory,
+) -> None:
+    # disconnect() from the handler returns at once, aborts the open transaction (the
+    # handler's output in it included) and commits nothing else; the member taking over
+    # writes what the aborted transaction held, once.
+    source, sink, inputs = await _topics_with_inputs(producer, make_topic, 10)
+    pipeline = Pipeline(sink)
+    stopped: list[object] = []
+
+    async def stop_after_in_5(payload: EachMessagePayload) -> None:
+        await pipeline.forward(payload)
+        if payload.message.value == b"in-5" and not stopped:
+            stopped.append(await consumer.disconnect())
+
+    group_id = unique("group")
+    run_config = pipeline.run_config(
+        await transactional_producer(client), stop_after_in_5, transaction_max_messages=4
+    )
+    consumer = ok(await client.get_consumer(consumer_config(group_id, auto_commit=False)))
+    ok(await consumer.subscribe(SubscriptionConfig(topics=(source,), from_beginning=True)))
+    await run_stopping_itself(consumer, run_config)
+    await wait_until(lambda: bool(stopped), what="the handler's disconnect() returned")
+    assert stopped == [Success(None)]
+    assert [message.value for message in pipeline.handled] == inputs[:6]
+
+    successor = Pipeline(sink)
+    run_config = successor.run_config(await transactional_producer(client))
+    await start_pipeline(client, consumer_config, source, run_config, group_id)
+    await wait_caught_up(client, group_id, source)
+    await expect_each_input_once(client, consumer_config, sink, inputs)
+    assert pipeline.errors == successor.errors == []
 
 
 async def test_a_transaction_holds_at_most_transaction_max_messages(

@@ -70,6 +70,8 @@ class StreamingConsumer(Endpoint):
         self._progress_in_transactions = False
         # run()'s join of the group, while it is under way: disconnect() cancels it.
         self._starting: asyncio.Task[Result[None, QiError]] | None = None
+        # The engine disconnect() is stopping, while it does.
+        self._stopping: ConsumerEngine | None = None
         # A run() that failed to start and is still leaving the group: its source gives
         # back "the" native consumer the backend lent last, so no new run may borrow one
         # until it has (it would be the one closed).
@@ -321,9 +323,24 @@ class StreamingConsumer(Endpoint):
                 starting.cancel()
                 await asyncio.wait({starting})
             if engine is not None:
-                deadline = await engine.stop(timeout, timeout)
+                self._stopping = engine
+                try:
+                    deadline = await engine.stop(timeout, timeout)
+                finally:
+                    self._stopping = None
         finally:
             await self._backend.close(deadline)
+
+    def _disconnect_called(self) -> bool:
+        # The running handler's own disconnect() while another one stops the engine waits
+        # for that one to finish: the stop must not wait for the handler any more. An
+        # on_error call the stop waits for (it hears of the stop's failed commit) must not
+        # wait for the stop at all.
+        engine = self._stopping
+        if engine is None:
+            return False
+        engine.handler_may_await_stop()
+        return engine.awaits_caller()
 
     def _close_bound(self) -> float:
         # The running handler may take request_timeout; committing, leaving the group and

@@ -12,6 +12,7 @@ running one (:meth:`Dispatcher.wait_for_handler`).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import time
 from collections import deque
@@ -37,6 +38,21 @@ class ErrorFactory(Protocol):
 
 Report = Callable[[QiError], Awaitable[None]]
 """Tells on_error; never raises."""
+
+_HANDLER_CALL: contextvars.ContextVar[object] = contextvars.ContextVar("qi_handler_call")
+"""The payload of the handler call that runs this code: set before each call in the
+dispatcher's task, and so inherited by every task that call starts (disconnect() runs its
+close in one). A task an earlier call started carries that call's payload, not the
+running one's."""
+mark_call = _HANDLER_CALL.set
+"""Mark the running task's context (and the tasks it starts) as a call's: each handler
+call marks it with its payload, the engine each on_error call with a mark of its own."""
+unmark_call = _HANDLER_CALL.reset
+
+
+def current_call() -> object:
+    """The call (a handler's payload, or an on_error call's mark) the calling code runs in."""
+    return _HANDLER_CALL.get(None)
 
 
 @dataclass(slots=True, eq=False)
@@ -117,9 +133,22 @@ class Dispatcher:
         self.stopping = False
         """Set by the engine: start no more handler calls."""
         self._busy: TopicPartition | None = None
+        self._busy_payload: object = None
+        """The running handler call's payload, while ``_busy``."""
         # Set only while a revocation waits for the running handler, so the per-message
         # path pays for no event when nobody is waiting.
         self._handler_returned: asyncio.Future[None] | None = None
+
+    def start(self) -> asyncio.Task[None]:
+        """Run the loop in a task of its own (its handler calls mark its context: see
+        ``called_by_handler``)."""
+        return asyncio.create_task(self.run(), name="qi-consumer-dispatch")
+
+    def called_by_handler(self) -> bool:
+        """Whether the calling code runs in the running handler call of this dispatcher (or
+        in a task that call started): it cannot wait for that handler. A task an earlier
+        call started is not it: nothing in the running call need await that task."""
+        return self._busy is not None and current_call() is self._busy_payload
 
     def add(self, key: TopicPartition) -> None:
         """A partition newly in ``partitions`` takes its turn from now on."""
@@ -153,6 +182,11 @@ class Dispatcher:
     ) -> TopicPartition | None:
         """Settle what the handler did on ``keys`` before they go; see wait_for_handler."""
         return await self.wait_for_handler(keys, patience)
+
+    def handler_awaits_stop(self) -> None:
+        """The running handler awaits the stop: a revocation already waiting for it goes on
+        at once (what was handled before it is settled; its own message is not)."""
+        self._release_revocation()
 
     async def after_stop(self) -> None:
         """run() ended or was cancelled: settle what is left (nothing, at least once)."""
@@ -229,6 +263,8 @@ class Dispatcher:
                 set_partition(payload, partition)
                 set_message(payload, message)
                 self._busy = key
+                self._busy_payload = payload
+                mark_call(payload)
                 try:
                     outcome = await handler(payload)
                 except asyncio.CancelledError as exc:
@@ -283,6 +319,8 @@ class Dispatcher:
     ) -> object:
         """Call the handler; return what failed (an exception or a QiError), or None."""
         self._busy = part.key
+        self._busy_payload = payload
+        mark_call(payload)
         try:
             outcome = await handler(payload)
         except asyncio.CancelledError as exc:

@@ -119,6 +119,10 @@ class Endpoint(ABC):
     @boundary("disconnect", ErrorCode.TIMEOUT, refuse=False)
     async def disconnect(self) -> Result[None, QiError]:
         """Flush and release everything; disconnecting twice does nothing."""
+        if self._disconnect_called():
+            # The close under way waits for this very call: it cannot wait for that close,
+            # which already made the endpoint CLOSED.
+            return Success(None)
         async with self._lifecycle_lock:
             if self._state is not State.CONNECTED:
                 return Success(None)
@@ -163,6 +167,11 @@ class Endpoint(ABC):
     def _translate(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         """A native error as a QiError, through the backend's error table."""
         return self._translate_native(exc, operation, fallback)
+
+    def _disconnect_called(self) -> bool:
+        """disconnect() was called, before it waits for a close under way (see the consumer's);
+        True when that close waits for the caller. Nothing to do for most endpoints."""
+        return False
 
     def _close_bound(self) -> float:
         """Seconds disconnect() may take; producers and consumers flush within request_timeout."""

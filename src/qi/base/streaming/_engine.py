@@ -39,12 +39,19 @@ import inspect
 import logging
 import time
 from collections.abc import Collection, Mapping
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
-from qi.base.streaming._dispatch import ErrorFactory, PartitionState
+from qi.base.streaming._dispatch import (
+    ErrorFactory,
+    PartitionState,
+    current_call,
+    mark_call,
+    unmark_call,
+)
 from qi.base.streaming._exactly_once import Translate, dispatcher_for
 from qi.base.streaming._types import PartitionPosition
 from qi.base.streaming.backend import PartitionSource, SeekTarget, TopicPartition
@@ -59,6 +66,25 @@ _FETCH_ERROR_BACKOFF: Final = 0.5
 _MIN_LEAVE: Final = 0.5
 # How long a revocation waits for a handler it cancelled to end.
 _CANCEL_GRACE: Final = 1.0
+
+
+@dataclass(slots=True, eq=False)
+class _OnErrorCall:
+    """The mark of one on_error call (see ``_report``): compared by identity, as a handler
+    call's payload (which need not be hashable) may be the mark in its stead."""
+
+    task: asyncio.Task[Any] | None
+    """The task calling on_error."""
+    under_way: bool = True
+    """Until on_error returned: a task it started may outlive it, carrying its mark."""
+
+
+def _reporting_task() -> asyncio.Task[Any] | None:
+    """The task whose on_error call (still under way) the calling code runs in, if any."""
+    call = current_call()
+    if isinstance(call, _OnErrorCall) and call.under_way:
+        return call.task
+    return None
 
 
 class ConsumerEngine:
@@ -100,12 +126,16 @@ class ConsumerEngine:
         # Set by the fetcher when the broker refuses to let this member in at all.
         self._refused: asyncio.Future[QiError] | None = None
         self._stopping = False
+        self._stopped_by_handler = False
+        # Set when the running handler awaits a stop that is waiting for it (see stop()).
+        self._handler_awaits_stop: asyncio.Future[None] | None = None
         # Set once offsets of this consumer went through a transaction: its progress is
         # the transactions' to commit, so the loop commits nothing by itself any more.
         self._progress_in_transactions = run_config.transactional_producer is not None
         self._commit_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        # Reports of failed rebalance commits, each forgotten once on_error has heard it.
+        # Reports of failed rebalance commits (and of stop()'s own failed commit), each
+        # forgotten once on_error has heard it.
         self._reports: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -122,7 +152,7 @@ class ConsumerEngine:
                 await self._source.start(self)
                 self._tasks = [
                     asyncio.create_task(self._fetch_loop(), name="qi-consumer-fetch"),
-                    asyncio.create_task(self._dispatcher.run(), name="qi-consumer-dispatch"),
+                    self._dispatcher.start(),
                 ]
                 if self._config.auto_commit:
                     self._tasks.append(
@@ -158,35 +188,81 @@ class ConsumerEngine:
         deadline = time.monotonic() + handler_patience + patience
         self._stopping = self._dispatcher.stopping = True
         self._dispatcher.work.set()
+        # disconnect() awaited by the running handler (or a task it started) cannot wait for
+        # that handler: it would wait for itself. What was handled before is committed
+        # below; the handler's own message stays uncommitted (its next owner gets it), and
+        # no handler call starts once it returns.
+        # So does disconnect() awaited by on_error: the loop task calling on_error (the
+        # dispatcher's after a failed handler, the fetcher's, the auto-commit loop's) is
+        # neither waited for nor cancelled; it ends by itself once on_error returns.
+        reporting = _reporting_task()
+        self._stopped_by_handler = self._dispatcher_awaits_caller()
         if self._tasks:
             fetcher, dispatcher, *others = self._tasks
             # A pending fetch holds nothing we owe anyone: what it would return is uncommitted.
-            fetcher.cancel()
-            for task in others:
-                task.cancel()
-            done, _ = await asyncio.wait({dispatcher}, timeout=handler_patience)
-            if not done:
-                self._logger.warning(
-                    "a handler still ran after %.1fs: cancelled, its message stays uncommitted",
-                    handler_patience,
+            for task in (fetcher, *others):
+                if task is not reporting:
+                    task.cancel()
+            if not self._stopped_by_handler:
+                # Until the running handler returns, or itself calls disconnect() (which
+                # then waits for this stop: see handler_may_await_stop).
+                awaited = self._handler_awaits_stop = asyncio.get_running_loop().create_future()
+                done, _ = await asyncio.wait(
+                    {dispatcher, awaited},
+                    timeout=handler_patience,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
-                dispatcher.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+                self._handler_awaits_stop = None
+                self._stopped_by_handler = awaited in done
+                if not done:
+                    self._logger.warning(
+                        "a handler still ran after %.1fs: cancelled, its message stays uncommitted",
+                        handler_patience,
+                    )
+                    dispatcher.cancel()
+            ended = [fetcher, *others] if self._stopped_by_handler else list(self._tasks)
+            await asyncio.gather(
+                *(task for task in ended if task is not reporting), return_exceptions=True
+            )
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), _MIN_LEAVE)):
                 await self._dispatcher.after_stop()
         except TimeoutError:
             self._logger.warning("ending the run loop's open transaction did not finish in time")
+        if self._stopped_by_handler:
+            # A revocation under way waits for this handler: the native client cannot leave
+            # the group before it ends, so it must not wait out request_timeout.
+            self._dispatcher.handler_awaits_stop()
         committed = await self.commit("disconnect", max(deadline - time.monotonic(), 0.0))
-        reports = set(self._reports)
         if isinstance(committed, Failure):
-            reports.add(asyncio.ensure_future(self._report(committed.error)))
+            self._start_report(committed.error)
+        reports = self._reports - {reporting}
         if reports:
             _, late = await asyncio.wait(reports, timeout=max(deadline - time.monotonic(), 0))
             for report in late:
                 report.cancel()
         await self._source.stop(max(deadline - time.monotonic(), _MIN_LEAVE))
         return deadline
+
+    def handler_may_await_stop(self) -> None:
+        """disconnect() was called again while this engine stops: if from the running
+        handler, that handler now waits for the stop, which must stop waiting for it."""
+        awaited = self._handler_awaits_stop
+        if awaited is not None and not awaited.done() and self._dispatcher_awaits_caller():
+            awaited.set_result(None)
+
+    def _dispatcher_awaits_caller(self) -> bool:
+        """Whether the dispatcher's task waits for the calling code: it runs in the running
+        handler call, or in on_error told of a failed one (or in a task either started)."""
+        if self._dispatcher.called_by_handler():
+            return True
+        return bool(self._tasks) and _reporting_task() is self._tasks[1]
+
+    def awaits_caller(self) -> bool:
+        """Whether the calling code runs in an on_error call this stop waits for (hearing
+        of a failed rebalance commit, or of the stop's own failed commit): a disconnect()
+        it awaits cannot wait for this stop."""
+        return _reporting_task() in self._reports
 
     def abandon(self) -> None:
         """End every task at once, as a killed process would: no commit, no goodbye."""
@@ -333,7 +409,11 @@ class ConsumerEngine:
             part = self._partitions.get(key)
             if part is not None:
                 part.revoking = True
-        running = await self._dispatcher.before_revocation(revoked, self._request_timeout)
+        running = (
+            None  # the handler is waiting for this very stop (see stop())
+            if self._stopped_by_handler
+            else await self._dispatcher.before_revocation(revoked, self._request_timeout)
+        )
         if running is not None:
             self._logger.warning(
                 "handler on %s still running %.1fs into its revocation: cancelled, its message "
@@ -372,13 +452,14 @@ class ConsumerEngine:
         if not dispatcher.done():  # the handler ignored its cancellation: it goes on
             return
         if not self._stopping:
-            self._tasks[1] = asyncio.create_task(
-                self._dispatcher.run(), name="qi-consumer-dispatch"
-            )
+            self._tasks[1] = self._dispatcher.start()
 
     def report_commit_failure(self, exc: BaseException) -> None:
         """Backends call this when committing revoked partitions failed."""
-        error = self._translate(exc, "rebalance_commit", ErrorCode.COMMIT_FAILED)
+        self._start_report(self._translate(exc, "rebalance_commit", ErrorCode.COMMIT_FAILED))
+
+    def _start_report(self, error: QiError) -> None:
+        """Tell on_error in a task of its own, which stop() waits for."""
         task = asyncio.get_running_loop().create_task(self._report(error))
         self._reports.add(task)
         task.add_done_callback(self._reports.discard)
@@ -402,7 +483,8 @@ class ConsumerEngine:
                         return
                 await self._rewind()
                 await self._report(error)
-                await asyncio.sleep(_FETCH_ERROR_BACKOFF)
+                if not self._stopping:  # on_error may have disconnected: end at once then
+                    await asyncio.sleep(_FETCH_ERROR_BACKOFF)
                 continue
             positions = self._source.fetch_positions()
             if not fetched and not positions:
@@ -463,6 +545,9 @@ class ConsumerEngine:
             if error.code != ErrorCode.HANDLER_FAILED:
                 self._logger.warning("%s", error)
             return
+        # Marked, so that a disconnect() it awaits does not wait for the task calling it.
+        call = _OnErrorCall(asyncio.current_task())
+        marked = mark_call(call)
         try:
             outcome = on_error(error)
             if inspect.isawaitable(outcome):
@@ -471,3 +556,6 @@ class ConsumerEngine:
             raise
         except Exception:
             self._logger.exception("on_error raised while reporting %s", error.code)
+        finally:
+            unmark_call(marked)
+            call.under_way = False

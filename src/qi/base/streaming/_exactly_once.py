@@ -122,6 +122,12 @@ class TransactionalDispatcher(Dispatcher):
             return self._busy
         return None
 
+    def handler_awaits_stop(self) -> None:
+        """As the at-least-once loop's; here the revocation waits for the open transaction,
+        which ``after_stop`` aborted."""
+        super().handler_awaits_stop()
+        self._release_settled()
+
     async def after_stop(self) -> None:
         """A loop cancelled in the middle of a transaction leaves it open: abort it."""
         transaction, self._transaction = self._transaction, None
