@@ -126,10 +126,7 @@ class SteppedLoops:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ResourceWarning)
-                for loop in self._dead:
-                    for task in asyncio.all_tasks(loop):
-                        with contextlib.suppress(BaseException):
-                            task.get_coro().close()
+                _close_coroutines(self._dead)
                 self.graveyard.clear()
                 self._dead.clear()
                 gc.collect()
@@ -140,6 +137,20 @@ class SteppedLoops:
         deadline = time.monotonic() + 1.0
         while not task.done() and time.monotonic() < deadline:
             self.step()
+
+
+def _close_coroutines(loops: list[asyncio.AbstractEventLoop]) -> None:
+    """Close the coroutines of the crashed loops' tasks.
+
+    A function of its own so that no variable outlives it: one left holding the last task
+    would keep that task past close()'s gc.collect(), and with it the task's context, which
+    holds the payload of the member's last handler call (the run loop marks each call in
+    it); that payload's transaction holds the member's producer, still connected, which
+    would be dropped once the warnings are back on."""
+    for loop in loops:
+        for task in asyncio.all_tasks(loop):
+            with contextlib.suppress(BaseException):
+                task.get_coro().close()
 
 
 async def _cancel_everything() -> None:
