@@ -377,14 +377,6 @@ async def test_an_on_error_that_disconnects_on_every_error_hears_of_a_failed_fin
         assert answer[0] == Success(None) and answer[1] < 0.25, outcomes
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="known: exactly-once, on_error told of a failed send of the offsets disconnects "
-    "the consumer and its producer; once on_error returns the loop aborts the transaction "
-    "the producer's disconnect() ended already, and tells on_error of that failure after "
-    "disconnect() returned",
-)
 async def test_exactly_once_on_error_that_shuts_down_hears_nothing_after_it(setup: Setup) -> None:
     setup.broker.create_topic(TopicConfig("out"))
     producer = ok(await setup.client.get_producer())

@@ -132,7 +132,7 @@ class TransactionalDispatcher(Dispatcher):
         """A loop cancelled in the middle of a transaction leaves it open: abort it."""
         transaction, self._transaction = self._transaction, None
         self._covered = {}
-        if transaction is not None:
+        if transaction is not None and not transaction._aborted_already():
             await self._tell(await transaction.abort())
 
     async def run(self) -> None:
@@ -347,7 +347,8 @@ class TransactionalDispatcher(Dispatcher):
         self, transaction: Transaction, covered: dict[TopicPartition, _Covered]
     ) -> None:
         """Abort, and hand what it covered back to the partitions that are still ours."""
-        await self._tell(await transaction.abort())
+        if not transaction._aborted_already():
+            await self._tell(await transaction.abort())
         for key, entry in covered.items():
             part = entry.part
             if self._partitions.get(key) is not part or part.generation != entry.generation:

@@ -211,6 +211,12 @@ class Transaction:
     def _escaped(self, exc: BaseException, operation: str, fallback: ErrorCode) -> QiError:
         return self._producer._escaped(exc, operation, fallback)
 
+    def _aborted_already(self) -> bool:
+        """For the run loop: whether this transaction was aborted already (by its producer's
+        ``disconnect()``, say, called from ``on_error``), so that aborting it has nothing
+        left to do and nothing to report."""
+        return self._state is TransactionState.ABORTED
+
     def _end(self, state: TransactionState) -> None:
         self._state = state
         self._on_end(self)
