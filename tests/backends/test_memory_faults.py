@@ -419,3 +419,41 @@ async def test_exactly_once_on_error_that_shuts_down_hears_nothing_after_it(setu
     )
     assert heard == [ErrorCode.CONNECTION_FAILED], heard
     assert setup.broker.committed(group) == {}
+
+
+async def test_a_task_a_handler_call_started_keeps_nothing_of_that_call_alive(
+    setup: Setup,
+) -> None:
+    # Each handler call marks its context (so that a disconnect() a task it started awaits
+    # counts as the handler's); a service-wide task the first call happens to start carries
+    # that mark for as long as it runs, and must not keep that call's payload (its message,
+    # its transaction and so the producer) alive after everything is disconnected.
+    setup.broker.create_topic(TopicConfig("out"))
+    producer = ok(await setup.client.get_producer())
+    for index in range(3):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    outputs = ok(await setup.client.get_producer(ProducerConfig(transactional_id="keeps")))
+    group = "keeps-nothing"
+    consumer = ok(
+        await setup.client.get_consumer(ConsumerConfig(group, 6.0, 0.5, auto_commit=False))
+    )
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    service_ends = asyncio.Event()
+    service: list[asyncio.Task[bool]] = []
+    handled: list[int] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        if not service:  # started lazily, by whichever call comes first
+            service.append(asyncio.create_task(service_ends.wait()))
+        handled.append(payload.message.offset)
+
+    ok(await consumer.run(ConsumerRunConfig(each_message=handle, transactional_producer=outputs)))
+    await wait_until(lambda: len(handled) == 3, "three messages handled")
+    ok(await consumer.disconnect())
+    ok(await outputs.disconnect())
+    del consumer, outputs, handle
+    gc.collect()
+    kept = [obj for obj in gc.get_objects() if isinstance(obj, EachMessagePayload)]
+    service_ends.set()
+    await asyncio.gather(*service)
+    assert not kept, [payload.message.offset for payload in kept]

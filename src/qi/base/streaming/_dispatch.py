@@ -40,13 +40,15 @@ Report = Callable[[QiError], Awaitable[None]]
 """Tells on_error; never raises."""
 
 _HANDLER_CALL: contextvars.ContextVar[object] = contextvars.ContextVar("qi_handler_call")
-"""The payload of the handler call that runs this code: set before each call in the
+"""The mark of the handler call that runs this code: set before each call in the
 dispatcher's task, and so inherited by every task that call starts (disconnect() runs its
-close in one). A task an earlier call started carries that call's payload, not the
-running one's."""
+close in one). A task an earlier call started carries that call's mark, not the running
+one's. A mark is a bare object, never the payload: a task a handler call started (a
+service-wide one, say) keeps its mark as long as it runs, and must not keep the call's
+messages (or its transaction, and so the producer) alive with it."""
 mark_call = _HANDLER_CALL.set
 """Mark the running task's context (and the tasks it starts) as a call's: each handler
-call marks it with its payload, the engine each on_error call with a mark of its own."""
+call marks it with a new object, the engine each on_error call with a mark of its own."""
 unmark_call = _HANDLER_CALL.reset
 
 
@@ -133,8 +135,8 @@ class Dispatcher:
         self.stopping = False
         """Set by the engine: start no more handler calls."""
         self._busy: TopicPartition | None = None
-        self._busy_payload: object = None
-        """The running handler call's payload, while ``_busy``."""
+        self._busy_call: object = None
+        """The running handler call's mark, while ``_busy``."""
         # Set only while a revocation waits for the running handler, so the per-message
         # path pays for no event when nobody is waiting.
         self._handler_returned: asyncio.Future[None] | None = None
@@ -148,7 +150,7 @@ class Dispatcher:
         """Whether the calling code runs in the running handler call of this dispatcher (or
         in a task that call started): it cannot wait for that handler. A task an earlier
         call started is not it: nothing in the running call need await that task."""
-        return self._busy is not None and current_call() is self._busy_payload
+        return self._busy is not None and current_call() is self._busy_call
 
     def add(self, key: TopicPartition) -> None:
         """A partition newly in ``partitions`` takes its turn from now on."""
@@ -263,8 +265,8 @@ class Dispatcher:
                 set_partition(payload, partition)
                 set_message(payload, message)
                 self._busy = key
-                self._busy_payload = payload
-                mark_call(payload)
+                self._busy_call = call = object()
+                mark_call(call)
                 try:
                     outcome = await handler(payload)
                 except asyncio.CancelledError as exc:
@@ -319,8 +321,8 @@ class Dispatcher:
     ) -> object:
         """Call the handler; return what failed (an exception or a QiError), or None."""
         self._busy = part.key
-        self._busy_payload = payload
-        mark_call(payload)
+        self._busy_call = call = object()
+        mark_call(call)
         try:
             outcome = await handler(payload)
         except asyncio.CancelledError as exc:

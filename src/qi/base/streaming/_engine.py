@@ -70,21 +70,18 @@ _CANCEL_GRACE: Final = 1.0
 
 @dataclass(slots=True, eq=False)
 class _OnErrorCall:
-    """The mark of one on_error call (see ``_report``): compared by identity, as a handler
-    call's payload (which need not be hashable) may be the mark in its stead."""
+    """The mark of one on_error call (see ``_report``)."""
 
     task: asyncio.Task[Any] | None
-    """The task calling on_error."""
-    under_way: bool = True
-    """Until on_error returned: a task it started may outlive it, carrying its mark."""
+    """The task calling on_error, until on_error returned: then None, as a task on_error
+    started may outlive it, carrying its mark (which must not keep that loop task, and
+    what its context holds, alive)."""
 
 
 def _reporting_task() -> asyncio.Task[Any] | None:
     """The task whose on_error call (still under way) the calling code runs in, if any."""
     call = current_call()
-    if isinstance(call, _OnErrorCall) and call.under_way:
-        return call.task
-    return None
+    return call.task if isinstance(call, _OnErrorCall) else None
 
 
 class ConsumerEngine:
@@ -558,4 +555,4 @@ class ConsumerEngine:
             self._logger.exception("on_error raised while reporting %s", error.code)
         finally:
             unmark_call(marked)
-            call.under_way = False
+            call.task = None
