@@ -457,3 +457,42 @@ async def test_a_task_a_handler_call_started_keeps_nothing_of_that_call_alive(
     service_ends.set()
     await asyncio.gather(*service)
     assert not kept, [payload.message.offset for payload in kept]
+
+
+async def test_a_handler_that_goes_on_after_starting_its_disconnect_is_cancelled_in_time(
+    setup: Setup,
+) -> None:
+    # "Stop after this one" as a task of its own: disconnect() counts as the handler's and
+    # returns at once, without waiting for it. A handler that then hangs is cancelled once
+    # the consumer is closed and request_timeout more has passed, as any late handler is:
+    # the run loop must not go on forever after disconnect().
+    producer = ok(await setup.client.get_producer())
+    for index in range(3):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    group = "hangs-after-disconnect"
+    consumer = ok(await setup.client.get_consumer(ConsumerConfig(group, 6.0, 0.5)))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    disconnected: list[Result[None, QiError]] = []
+    cancelled: list[int] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        if payload.message.offset != 1:
+            return
+        stopping = asyncio.create_task(consumer.disconnect())
+        stopping.add_done_callback(lambda task: disconnected.append(task.result()))
+        try:
+            await asyncio.Event().wait()  # never set
+        except asyncio.CancelledError:
+            cancelled.append(payload.message.offset)
+            raise
+
+    await run_stopping_itself(consumer, ConsumerRunConfig(each_message=handle))
+    await wait_until(lambda: bool(disconnected), "the handler's disconnect()")
+    assert disconnected == [Success(None)]
+    await wait_until(
+        lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("qi-consumer")],
+        "the run loop's tasks ended",
+        within=3 * 0.5,
+    )
+    assert cancelled == [1]
+    assert setup.broker.committed(group) == {("a", 0): 1}
