@@ -492,7 +492,48 @@ async def test_a_handler_that_goes_on_after_starting_its_disconnect_is_cancelled
     await wait_until(
         lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("qi-consumer")],
         "the run loop's tasks ended",
-        within=3 * 0.5,
+        within=4 * 0.5,  # cancelled 3 x request_timeout after disconnect() began, at most
     )
     assert cancelled == [1]
     assert setup.broker.committed(group) == {("a", 0): 1}
+
+
+@pytest.mark.parametrize("fault", ["handler", "fetch", "auto_commit"])
+async def test_an_on_error_that_goes_on_after_its_disconnect_is_cancelled_in_time(
+    setup: Setup, fault: str
+) -> None:
+    # As a handler that goes on after its own disconnect(): the run loop's task that called
+    # on_error (the dispatcher's, the fetcher's, the auto-commit loop's) is neither waited
+    # for nor cancelled by it, but must not run on forever once the consumer is closed.
+    producer = ok(await setup.client.get_producer())
+    for index in range(3):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    group = f"hangs-in-on-error-after-{fault}"
+    config = ConsumerConfig(
+        group, 6.0, 0.5, auto_commit=fault == "auto_commit", auto_commit_interval=0.1
+    )
+    consumer = ok(await setup.client.get_consumer(config))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    disconnected: list[Result[None, QiError]] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        if fault == "handler" and payload.message.offset == 1:
+            raise RuntimeError("fails")
+
+    async def on_error(error: QiError) -> None:
+        if not disconnected:
+            disconnected.append(await consumer.disconnect())
+            await asyncio.Event().wait()  # never set
+
+    if fault == "fetch":
+        setup.broker.fail_next_fetches(group, 1)
+    elif fault == "auto_commit":
+        setup.broker.fail_next_commits(group, 1)
+    await run_stopping_itself(consumer, ConsumerRunConfig(each_message=handle, on_error=on_error))
+    await wait_until(lambda: bool(disconnected), f"on_error's disconnect() after a {fault} fault")
+    assert disconnected == [Success(None)]
+    await wait_until(
+        lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("qi-consumer")],
+        "the run loop's tasks ended",
+        within=4 * 0.5,  # cancelled 3 x request_timeout after disconnect() began, at most
+    )

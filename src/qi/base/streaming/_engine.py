@@ -239,27 +239,30 @@ class ConsumerEngine:
             for report in late:
                 report.cancel()
         await self._source.stop(max(deadline - time.monotonic(), _MIN_LEAVE))
-        if self._stopped_by_handler:
-            self._cancel_late_handler(self._tasks[1], max(deadline - time.monotonic(), 0.0))
+        closing = max(deadline - time.monotonic(), 0.0)
+        for caller in {reporting, self._tasks[1] if self._stopped_by_handler else None}:
+            if caller is not None:
+                self._cancel_when_late(caller, closing)
         return deadline
 
-    def _cancel_late_handler(self, dispatcher: asyncio.Task[None], closing: float) -> None:
-        """The handler that stopped this engine (or started the task that did) was neither
-        waited for nor cancelled: give it ``request_timeout`` once the consumer is closed
-        (within ``closing`` seconds: its own disconnect() must not be cancelled), then
-        cancel it, as disconnect() does any other late handler. Without it, a handler
-        that goes on after starting a disconnect() would keep the loop running forever."""
+    def _cancel_when_late(self, caller: asyncio.Task[Any], closing: float) -> None:
+        """The task whose handler or on_error call stopped this engine (or started the task
+        that did) was neither waited for nor cancelled: give it ``request_timeout`` once
+        the consumer is closed (within ``closing`` seconds: the call's own disconnect()
+        must not be cancelled), then cancel it, as disconnect() does any other late
+        handler. Without it, a call that goes on after its disconnect() would keep that
+        task running forever."""
 
         def cancel() -> None:
-            if not dispatcher.done():
+            if not caller.done():
                 self._logger.warning(
-                    "a handler still ran %.1fs after it disconnected its consumer: cancelled, "
-                    "its message stays uncommitted",
+                    "%s still ran %.1fs after its call disconnected the consumer: cancelled",
+                    caller.get_name(),
                     self._request_timeout,
                 )
-                dispatcher.cancel()
+                caller.cancel()
 
-        if not dispatcher.done():
+        if not caller.done():
             asyncio.get_running_loop().call_later(closing + self._request_timeout, cancel)
 
     def handler_may_await_stop(self) -> None:
