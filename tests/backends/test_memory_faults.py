@@ -537,3 +537,37 @@ async def test_an_on_error_that_goes_on_after_its_disconnect_is_cancelled_in_tim
         "the run loop's tasks ended",
         within=4 * 0.5,  # cancelled 3 x request_timeout after disconnect() began, at most
     )
+
+
+async def test_an_on_error_that_disconnects_another_consumer_keeps_its_own_running(
+    setup: Setup,
+) -> None:
+    # One consumer's on_error may stop another one of the service: that disconnect() is not
+    # the other consumer's own loop calling it, which must go on undisturbed.
+    producer = ok(await setup.client.get_producer())
+    for index in range(2):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    watcher = ok(await setup.client.get_consumer(ConsumerConfig("watches", 6.0, 0.5)))
+    ok(await watcher.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    other = ok(await setup.client.get_consumer(ConsumerConfig("is-stopped", 6.0, 0.5)))
+    ok(await other.subscribe(SubscriptionConfig(("b",), from_beginning=True)))
+    ok(await other.run(ConsumerRunConfig(each_message=Collector().each_message)))
+    handled: list[int] = []
+    stopped: list[Result[None, QiError]] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        if payload.message.offset == 1 and not stopped:
+            raise RuntimeError("fails once")
+        handled.append(payload.message.offset)
+
+    async def on_error(error: QiError) -> None:
+        stopped.append(await other.disconnect())
+
+    ok(await watcher.run(ConsumerRunConfig(each_message=handle, on_error=on_error)))
+    await wait_until(lambda: handled == [0, 1], "the watcher handled both messages")
+    assert stopped == [Success(None)]
+    # Past the time a late call of the stopped consumer's own loop would be cancelled.
+    await asyncio.sleep(4 * 0.5)
+    ok(await producer.send("a", StreamingMessage(b"2")))
+    await wait_until(lambda: handled == [0, 1, 2], "the watcher went on handling")
+    ok(await watcher.disconnect())

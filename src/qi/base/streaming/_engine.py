@@ -193,6 +193,8 @@ class ConsumerEngine:
         # dispatcher's after a failed handler, the fetcher's, the auto-commit loop's) is
         # neither waited for nor cancelled; it ends by itself once on_error returns.
         reporting = _reporting_task()
+        if reporting not in (*self._tasks, *self._reports):
+            reporting = None  # another consumer's on_error: its loop is none of ours
         self._stopped_by_handler = self._dispatcher_awaits_caller()
         if self._tasks:
             fetcher, dispatcher, *others = self._tasks
