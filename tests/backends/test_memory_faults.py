@@ -571,3 +571,51 @@ async def test_an_on_error_that_disconnects_another_consumer_keeps_its_own_runni
     ok(await producer.send("a", StreamingMessage(b"2")))
     await wait_until(lambda: handled == [0, 1, 2], "the watcher went on handling")
     ok(await watcher.disconnect())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a disconnect() in a task the handler started neither waits for that handler nor "
+    "cancels it before leaving: the partition's next owner handles its message meanwhile",
+)
+async def test_a_handler_that_starts_its_disconnect_and_goes_on_has_its_message_to_itself(
+    setup: Setup,
+) -> None:
+    # "Stop after this one", started in a task so as not to wait for itself: the handler goes
+    # on with its message's work. The group's other member must not handle that message
+    # while this handler still does (contract section 5: two members never handle a
+    # partition at once; only a handler that ignores its cancellation goes on beside the
+    # next owner). Before the series, disconnect() waited for the handler and committed it.
+    producer = ok(await setup.client.get_producer())
+    group = "starts-its-disconnect"
+    spans: dict[str, tuple[float, float]] = {}
+    first = ok(await setup.client.get_consumer(ConsumerConfig(group, 6.0, 0.5)))
+    ok(await first.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    stopping: list[asyncio.Task[Result[None, QiError]]] = []
+
+    async def stop_after_this_one(payload: EachMessagePayload) -> None:
+        began = time.monotonic()
+        stopping.append(asyncio.create_task(first.disconnect()))
+        await asyncio.sleep(0.3)  # the message's work, well within request_timeout
+        spans["first"] = (began, time.monotonic())
+
+    async def record(payload: EachMessagePayload) -> None:
+        spans["second"] = (time.monotonic(), time.monotonic())
+
+    ok(await first.run(ConsumerRunConfig(each_message=stop_after_this_one)))
+    other = create_streaming_client("memory", config_for(setup.brokers, request_timeout=0.5))
+    second = ok(await other.get_consumer(ConsumerConfig(group, 6.0, 0.5)))
+    ok(await second.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    # It owns no partition (topic a has one) until the first member leaves: run() may
+    # wait for one meanwhile.
+    joining = asyncio.create_task(second.run(ConsumerRunConfig(each_message=record)))
+    try:
+        await wait_until(lambda: len(setup.broker.group(group).members) == 2, "the second member")
+        ok(await producer.send("a", StreamingMessage(b"0")))
+        await wait_until(lambda: "first" in spans and bool(stopping), "the first member's handler")
+        ok(await stopping[0])
+    finally:
+        await other.disconnect()
+        await joining
+    if "second" in spans:
+        assert spans["second"][0] >= spans["first"][1], f"handled at once: {spans}"
