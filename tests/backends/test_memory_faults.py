@@ -424,10 +424,10 @@ async def test_exactly_once_on_error_that_shuts_down_hears_nothing_after_it(setu
 async def test_a_task_a_handler_call_started_keeps_nothing_of_that_call_alive(
     setup: Setup,
 ) -> None:
-    # Each handler call marks its context (so that a disconnect() a task it started awaits
-    # counts as the handler's); a service-wide task the first call happens to start carries
-    # that mark for as long as it runs, and must not keep that call's payload (its message,
-    # its transaction and so the producer) alive after everything is disconnected.
+    # A service-wide task the first handler call happens to start carries a copy of that
+    # call's context for as long as it runs: nothing the run loop puts there may keep the
+    # call's payload (its message, its transaction and so the producer) alive after
+    # everything is disconnected.
     setup.broker.create_topic(TopicConfig("out"))
     producer = ok(await setup.client.get_producer())
     for index in range(3):
@@ -459,13 +459,13 @@ async def test_a_task_a_handler_call_started_keeps_nothing_of_that_call_alive(
     assert not kept, [payload.message.offset for payload in kept]
 
 
-async def test_a_handler_that_goes_on_after_starting_its_disconnect_is_cancelled_in_time(
+async def test_a_handler_that_goes_on_after_its_own_disconnect_is_cancelled_in_time(
     setup: Setup,
 ) -> None:
-    # "Stop after this one" as a task of its own: disconnect() counts as the handler's and
-    # returns at once, without waiting for it. A handler that then hangs is cancelled once
-    # the consumer is closed and request_timeout more has passed, as any late handler is:
-    # the run loop must not go on forever after disconnect().
+    # "Stop after this one": the handler awaits disconnect(), which returns at once without
+    # waiting for it. A handler that then hangs is cancelled once the consumer is closed
+    # and request_timeout more has passed, as any late handler is: the run loop must not go
+    # on forever after disconnect().
     producer = ok(await setup.client.get_producer())
     for index in range(3):
         ok(await producer.send("a", StreamingMessage(b"%d" % index)))
@@ -478,8 +478,7 @@ async def test_a_handler_that_goes_on_after_starting_its_disconnect_is_cancelled
     async def handle(payload: EachMessagePayload) -> None:
         if payload.message.offset != 1:
             return
-        stopping = asyncio.create_task(consumer.disconnect())
-        stopping.add_done_callback(lambda task: disconnected.append(task.result()))
+        disconnected.append(await consumer.disconnect())
         try:
             await asyncio.Event().wait()  # never set
         except asyncio.CancelledError:
@@ -573,19 +572,14 @@ async def test_an_on_error_that_disconnects_another_consumer_keeps_its_own_runni
     ok(await watcher.disconnect())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a disconnect() in a task the handler started neither waits for that handler nor "
-    "cancels it before leaving: the partition's next owner handles its message meanwhile",
-)
 async def test_a_handler_that_starts_its_disconnect_and_goes_on_has_its_message_to_itself(
     setup: Setup,
 ) -> None:
-    # "Stop after this one", started in a task so as not to wait for itself: the handler goes
-    # on with its message's work. The group's other member must not handle that message
-    # while this handler still does (contract section 5: two members never handle a
-    # partition at once; only a handler that ignores its cancellation goes on beside the
-    # next owner). Before the series, disconnect() waited for the handler and committed it.
+    # "Stop after this one", started in a task: the handler goes on with its message's work.
+    # The group's other member must not handle that message while this handler still does
+    # (contract section 5: two members never handle a partition at once; only a handler
+    # that ignores its cancellation goes on beside the next owner). So a disconnect() in a
+    # task the handler started waits for the handler, as one from anywhere else does.
     producer = ok(await setup.client.get_producer())
     group = "starts-its-disconnect"
     spans: dict[str, tuple[float, float]] = {}

@@ -325,7 +325,7 @@ class StreamingConsumer(Endpoint):
             if engine is not None:
                 self._stopping = engine
                 try:
-                    deadline = await engine.stop(timeout, timeout)
+                    deadline = await engine.stop(timeout, timeout, self._closing_caller)
                 finally:
                     self._stopping = None
         finally:
@@ -339,7 +339,7 @@ class StreamingConsumer(Endpoint):
         engine = self._stopping
         if engine is None:
             return False
-        engine.handler_may_await_stop()
+        engine.handler_may_await_stop(asyncio.current_task())
         return engine.awaits_caller()
 
     def _close_bound(self) -> float:

@@ -12,7 +12,6 @@ running one (:meth:`Dispatcher.wait_for_handler`).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import itertools
 import time
 from collections import deque
@@ -38,23 +37,6 @@ class ErrorFactory(Protocol):
 
 Report = Callable[[QiError], Awaitable[None]]
 """Tells on_error; never raises."""
-
-_HANDLER_CALL: contextvars.ContextVar[object] = contextvars.ContextVar("qi_handler_call")
-"""The mark of the handler call that runs this code: set before each call in the
-dispatcher's task, and so inherited by every task that call starts (disconnect() runs its
-close in one). A task an earlier call started carries that call's mark, not the running
-one's. A mark is a bare object, never the payload: a task a handler call started (a
-service-wide one, say) keeps its mark as long as it runs, and must not keep the call's
-messages (or its transaction, and so the producer) alive with it."""
-mark_call = _HANDLER_CALL.set
-"""Mark the running task's context (and the tasks it starts) as a call's: each handler
-call marks it with a new object, the engine each on_error call with a mark of its own."""
-unmark_call = _HANDLER_CALL.reset
-
-
-def current_call() -> object:
-    """The call (a handler's payload, or an on_error call's mark) the calling code runs in."""
-    return _HANDLER_CALL.get(None)
 
 
 @dataclass(slots=True, eq=False)
@@ -135,22 +117,25 @@ class Dispatcher:
         self.stopping = False
         """Set by the engine: start no more handler calls."""
         self._busy: TopicPartition | None = None
-        self._busy_call: object = None
-        """The running handler call's mark, while ``_busy``."""
+        self._task: asyncio.Task[None] | None = None
+        """The task the loop runs in: the one a handler call's own code runs in."""
         # Set only while a revocation waits for the running handler, so the per-message
         # path pays for no event when nobody is waiting.
         self._handler_returned: asyncio.Future[None] | None = None
 
     def start(self) -> asyncio.Task[None]:
-        """Run the loop in a task of its own (its handler calls mark its context: see
-        ``called_by_handler``)."""
-        return asyncio.create_task(self.run(), name="qi-consumer-dispatch")
+        """Run the loop in a task of its own (see ``called_by_handler``)."""
+        self._task = asyncio.create_task(self.run(), name="qi-consumer-dispatch")
+        return self._task
 
-    def called_by_handler(self) -> bool:
-        """Whether the calling code runs in the running handler call of this dispatcher (or
-        in a task that call started): it cannot wait for that handler. A task an earlier
-        call started is not it: nothing in the running call need await that task."""
-        return self._busy is not None and current_call() is self._busy_call
+    def called_by_handler(self, caller: asyncio.Task[Any] | None) -> bool:
+        """Whether ``caller`` (the task a disconnect() was called in) is the running handler
+        call itself: the handler's code runs in this loop's task, and awaited its
+        disconnect(), which therefore cannot wait for it. Any other task, one the handler
+        started included, may be fire-and-forget: the handler may go on meanwhile, so such
+        a disconnect() waits for it, as a disconnect() from anywhere else does (else the
+        partition's next owner would handle its message while it still does)."""
+        return self._busy is not None and caller is not None and caller is self._task
 
     def add(self, key: TopicPartition) -> None:
         """A partition newly in ``partitions`` takes its turn from now on."""
@@ -265,8 +250,6 @@ class Dispatcher:
                 set_partition(payload, partition)
                 set_message(payload, message)
                 self._busy = key
-                self._busy_call = call = object()
-                mark_call(call)
                 try:
                     outcome = await handler(payload)
                 except asyncio.CancelledError as exc:
@@ -321,8 +304,6 @@ class Dispatcher:
     ) -> object:
         """Call the handler; return what failed (an exception or a QiError), or None."""
         self._busy = part.key
-        self._busy_call = call = object()
-        mark_call(call)
         try:
             outcome = await handler(payload)
         except asyncio.CancelledError as exc:

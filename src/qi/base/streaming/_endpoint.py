@@ -75,6 +75,9 @@ class Endpoint(ABC):
         self._state = State.UNOPENED
         self._accepts_calls = False  # the boundary's fast path: connected, nothing to refuse
         self._lifecycle_lock = asyncio.Lock()
+        # The task that called the disconnect() whose close is under way (a consumer's close
+        # asks whether it is the running handler's own).
+        self._closing_caller: asyncio.Task[Any] | None = None
 
     @property
     def implementation(self) -> str:
@@ -129,6 +132,7 @@ class Endpoint(ABC):
             # Closed first, so operations started from now on fail fast instead of racing the close.
             self._set_state(State.CLOSED)
             bound = self._close_bound() + self._backend.close_grace + _GRACE
+            self._closing_caller = asyncio.current_task()
             closing = asyncio.ensure_future(
                 self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
             )
@@ -139,6 +143,8 @@ class Endpoint(ABC):
                 # connections) behind: it finishes (bounded) before a connect may start.
                 await asyncio.wait({closing})
                 raise
+            finally:
+                self._closing_caller = None
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
             return Success(None) if outcome is None else Failure(outcome)
 

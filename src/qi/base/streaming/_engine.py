@@ -35,6 +35,7 @@ and a revocation waits for the open transaction instead of the running handler.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import time
@@ -45,13 +46,7 @@ from typing import Any, Final
 from qi.base import Failure, QiError, Result, Success
 from qi.base.streaming._codes import ErrorCode
 from qi.base.streaming._config import ConsumerConfig, ConsumerRunConfig
-from qi.base.streaming._dispatch import (
-    ErrorFactory,
-    PartitionState,
-    current_call,
-    mark_call,
-    unmark_call,
-)
+from qi.base.streaming._dispatch import ErrorFactory, PartitionState
 from qi.base.streaming._exactly_once import Translate, dispatcher_for
 from qi.base.streaming._types import PartitionPosition
 from qi.base.streaming.backend import PartitionSource, SeekTarget, TopicPartition
@@ -78,10 +73,17 @@ class _OnErrorCall:
     what its context holds, alive)."""
 
 
+_ON_ERROR_CALL: contextvars.ContextVar[_OnErrorCall | None] = contextvars.ContextVar(
+    "qi_on_error_call", default=None
+)
+"""The on_error call the calling code runs in: set around each call, and so inherited by
+the tasks on_error starts (disconnect() runs its close in one)."""
+
+
 def _reporting_task() -> asyncio.Task[Any] | None:
     """The task whose on_error call (still under way) the calling code runs in, if any."""
-    call = current_call()
-    return call.task if isinstance(call, _OnErrorCall) else None
+    call = _ON_ERROR_CALL.get()
+    return None if call is None else call.task
 
 
 class ConsumerEngine:
@@ -173,29 +175,32 @@ class ConsumerEngine:
             )
         return Success(None)
 
-    async def stop(self, handler_patience: float, patience: float) -> float:
+    async def stop(
+        self, handler_patience: float, patience: float, caller: asyncio.Task[Any] | None = None
+    ) -> float:
         """Stop the loops, let a running handler finish, commit, leave.
 
         A running handler gets ``handler_patience`` seconds (then it is cancelled and its
         message stays uncommitted); committing what was processed, telling on_error about
         a failure, and leaving the group then share what is left of ``handler_patience +
         patience``. Returns that deadline (``time.monotonic()``), which whatever the
-        consumer still has to release should keep too.
+        consumer still has to release should keep too. ``caller`` is the task the
+        disconnect() was called in.
         """
         deadline = time.monotonic() + handler_patience + patience
         self._stopping = self._dispatcher.stopping = True
         self._dispatcher.work.set()
-        # disconnect() awaited by the running handler (or a task it started) cannot wait for
-        # that handler: it would wait for itself. What was handled before is committed
-        # below; the handler's own message stays uncommitted (its next owner gets it), and
-        # no handler call starts once it returns.
+        # disconnect() awaited by the running handler itself cannot wait for that handler:
+        # it would wait for itself. What was handled before is committed below; the
+        # handler's own message stays uncommitted (its next owner gets it), and no handler
+        # call starts once it returns. One in a task the handler started waits, as any.
         # So does disconnect() awaited by on_error: the loop task calling on_error (the
         # dispatcher's after a failed handler, the fetcher's, the auto-commit loop's) is
         # neither waited for nor cancelled; it ends by itself once on_error returns.
         reporting = _reporting_task()
         if reporting not in (*self._tasks, *self._reports):
             reporting = None  # another consumer's on_error: its loop is none of ours
-        self._stopped_by_handler = self._dispatcher_awaits_caller()
+        self._stopped_by_handler = self._dispatcher_awaits_caller(caller)
         if self._tasks:
             fetcher, dispatcher, *others = self._tasks
             # A pending fetch holds nothing we owe anyone: what it would return is uncommitted.
@@ -248,8 +253,8 @@ class ConsumerEngine:
         return deadline
 
     def _cancel_when_late(self, caller: asyncio.Task[Any], closing: float) -> None:
-        """The task whose handler or on_error call stopped this engine (or started the task
-        that did) was neither waited for nor cancelled: give it ``request_timeout`` once
+        """The task whose handler or on_error call stopped this engine (on_error: or started
+        the task that did) was neither waited for nor cancelled: give it ``request_timeout`` once
         the consumer is closed (within ``closing`` seconds: the call's own disconnect()
         must not be cancelled), then cancel it, as disconnect() does any other late
         handler. Without it, a call that goes on after its disconnect() would keep that
@@ -267,17 +272,19 @@ class ConsumerEngine:
         if not caller.done():
             asyncio.get_running_loop().call_later(closing + self._request_timeout, cancel)
 
-    def handler_may_await_stop(self) -> None:
-        """disconnect() was called again while this engine stops: if from the running
-        handler, that handler now waits for the stop, which must stop waiting for it."""
+    def handler_may_await_stop(self, caller: asyncio.Task[Any] | None) -> None:
+        """disconnect() was called again, in ``caller``, while this engine stops: if by the
+        running handler, that handler now waits for the stop, which must stop waiting for
+        it."""
         awaited = self._handler_awaits_stop
-        if awaited is not None and not awaited.done() and self._dispatcher_awaits_caller():
+        if awaited is not None and not awaited.done() and self._dispatcher_awaits_caller(caller):
             awaited.set_result(None)
 
-    def _dispatcher_awaits_caller(self) -> bool:
-        """Whether the dispatcher's task waits for the calling code: it runs in the running
-        handler call, or in on_error told of a failed one (or in a task either started)."""
-        if self._dispatcher.called_by_handler():
+    def _dispatcher_awaits_caller(self, caller: asyncio.Task[Any] | None) -> bool:
+        """Whether the dispatcher's task waits for a disconnect() called in ``caller``: the
+        running handler awaits it itself, or on_error told of a failed handler call does
+        (or a task that on_error call started)."""
+        if self._dispatcher.called_by_handler(caller):
             return True
         return bool(self._tasks) and _reporting_task() is self._tasks[1]
 
@@ -570,7 +577,7 @@ class ConsumerEngine:
             return
         # Marked, so that a disconnect() it awaits does not wait for the task calling it.
         call = _OnErrorCall(asyncio.current_task())
-        marked = mark_call(call)
+        marked = _ON_ERROR_CALL.set(call)
         try:
             outcome = on_error(error)
             if inspect.isawaitable(outcome):
@@ -580,5 +587,5 @@ class ConsumerEngine:
         except Exception:
             self._logger.exception("on_error raised while reporting %s", error.code)
         finally:
-            unmark_call(marked)
+            _ON_ERROR_CALL.reset(marked)
             call.task = None
