@@ -613,3 +613,46 @@ async def test_a_handler_that_starts_its_disconnect_and_goes_on_has_its_message_
         await joining
     if "second" in spans:
         assert spans["second"][0] >= spans["first"][1], f"handled at once: {spans}"
+
+
+@pytest.mark.parametrize("how", ["task", "gather", "task_group"])
+async def test_a_handler_awaiting_its_disconnect_in_a_task_it_started_is_cancelled_in_time(
+    setup: Setup, how: str
+) -> None:
+    # A disconnect() in a task the handler started waits for the handler, which here awaits
+    # that very task: the handler is cancelled after request_timeout, and the stop must not
+    # then wait for it to end (it ends only once the stop did): what was handled before is
+    # committed, the handler's own message is not, and disconnect() stays bounded.
+    producer = ok(await setup.client.get_producer())
+    for index in range(3):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    group = f"awaits-its-disconnect-in-a-{how}"
+    consumer = ok(await setup.client.get_consumer(ConsumerConfig(group, 6.0, 0.5)))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    began: list[float] = []
+    cancelled: list[float] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        if payload.message.offset != 1:
+            return
+        began.append(time.monotonic())
+        try:
+            if how == "task":
+                await asyncio.create_task(consumer.disconnect())
+            elif how == "gather":
+                await asyncio.gather(consumer.disconnect())
+            else:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(consumer.disconnect())
+        except asyncio.CancelledError:
+            cancelled.append(time.monotonic() - began[0])
+            raise
+
+    await run_stopping_itself(consumer, ConsumerRunConfig(each_message=handle))
+    await wait_until(lambda: bool(cancelled), "the handler's cancellation", within=6 * 0.5)
+    assert cancelled[0] < 2 * 0.5 + 0.1, cancelled
+    await wait_until(
+        lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("qi-consumer")],
+        "the run loop's tasks ended",
+    )
+    assert setup.broker.committed(group) == {("a", 0): 1}

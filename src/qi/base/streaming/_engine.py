@@ -225,9 +225,21 @@ class ConsumerEngine:
                     )
                     dispatcher.cancel()
             ended = [fetcher, *others] if self._stopped_by_handler else list(self._tasks)
-            await asyncio.gather(
-                *(task for task in ended if task is not reporting), return_exceptions=True
-            )
+            ending = {task for task in ended if task is not reporting}
+            if ending:
+                # Bounded: a cancelled handler may not end before this stop does (it awaits
+                # a disconnect() of its own in a task it started, which waits for this
+                # stop). What was handled is committed and the group left all the same.
+                grace = min(_CANCEL_GRACE, max(deadline - time.monotonic(), _MIN_LEAVE) / 2)
+                _, late = await asyncio.wait(ending, timeout=grace)
+                if late:
+                    self._logger.warning(
+                        "%s did not end %.1fs after its cancellation: stopping without it",
+                        ", ".join(sorted(task.get_name() for task in late)),
+                        grace,
+                    )
+                # Nor may the revocation of leaving wait for such a handler once more.
+                self._stopped_by_handler = self._stopped_by_handler or dispatcher in late
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), _MIN_LEAVE)):
                 await self._dispatcher.after_stop()
