@@ -656,3 +656,27 @@ async def test_a_handler_awaiting_its_disconnect_in_a_task_it_started_is_cancell
         "the run loop's tasks ended",
     )
     assert setup.broker.committed(group) == {("a", 0): 1}
+
+
+async def test_a_handler_awaiting_its_clients_disconnect_is_not_waited_for(setup: Setup) -> None:
+    # StreamingClient.disconnect() closes its endpoints in tasks of their own: awaited by
+    # the handler, its consumer's close is that handler's own, which cannot wait for it.
+    producer = ok(await setup.client.get_producer())
+    for index in range(3):
+        ok(await producer.send("a", StreamingMessage(b"%d" % index)))
+    group = "awaits-its-clients-disconnect"
+    consumer = ok(await setup.client.get_consumer(ConsumerConfig(group, 6.0, 0.5)))
+    ok(await consumer.subscribe(SubscriptionConfig(("a",), from_beginning=True)))
+    disconnected: list[tuple[Result[None, QiError], float]] = []
+
+    async def handle(payload: EachMessagePayload) -> None:
+        if payload.message.offset == 1:
+            began = time.monotonic()
+            disconnected.append((await setup.client.disconnect(), time.monotonic() - began))
+
+    await run_stopping_itself(consumer, ConsumerRunConfig(each_message=handle))
+    await wait_until(lambda: bool(disconnected), "the handler's disconnect()")
+    outcome, took = disconnected[0]
+    assert outcome == Success(None)
+    assert took < 0.5, took  # not request_timeout waiting for itself
+    assert setup.broker.committed(group) == {("a", 0): 1}

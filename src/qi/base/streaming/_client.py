@@ -15,7 +15,7 @@ from qi.base.streaming._codes import ErrorCode, streaming_error
 from qi.base.streaming._config import ConsumerConfig, ProducerConfig, StreamingConfig
 from qi.base.streaming._connector import StreamingConnector
 from qi.base.streaming._consumer import StreamingConsumer
-from qi.base.streaming._endpoint import Endpoint
+from qi.base.streaming._endpoint import DISCONNECT_CALLER, Endpoint, disconnect_caller
 from qi.base.streaming._factory import Implementation, create_connector
 from qi.base.streaming._producer import StreamingProducer
 from qi.base.streaming._validation import consumer_config_problem, producer_config_problem
@@ -119,7 +119,13 @@ class StreamingClient:
             self._admin = None
             # Consumers first would be nicer for pipelines, but they are independent here:
             # close everything concurrently so one slow flush does not serialise the rest.
-            outcomes = await asyncio.gather(*(endpoint.disconnect() for endpoint in endpoints))
+            # Each in a task of its own, which counts as this one (a handler awaiting this
+            # disconnect() awaits its consumer's: that one cannot wait for the handler).
+            marked = DISCONNECT_CALLER.set(disconnect_caller())
+            try:
+                outcomes = await asyncio.gather(*(endpoint.disconnect() for endpoint in endpoints))
+            finally:
+                DISCONNECT_CALLER.reset(marked)
         for outcome in outcomes:
             if isinstance(outcome, Failure):
                 return outcome

@@ -16,7 +16,7 @@ from qi.base.streaming._config import (
     StreamingConfig,
     SubscriptionConfig,
 )
-from qi.base.streaming._endpoint import Endpoint, State
+from qi.base.streaming._endpoint import Endpoint, State, disconnect_caller
 from qi.base.streaming._engine import ConsumerEngine
 from qi.base.streaming._types import PartitionPosition
 from qi.base.streaming._validation import (
@@ -339,7 +339,7 @@ class StreamingConsumer(Endpoint):
         engine = self._stopping
         if engine is None:
             return False
-        engine.handler_may_await_stop(asyncio.current_task())
+        engine.handler_may_await_stop(disconnect_caller())
         return engine.awaits_caller()
 
     def _close_bound(self) -> float:

@@ -12,6 +12,7 @@ into a QiError through the backend's own error table.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import warnings
@@ -50,6 +51,18 @@ class State(enum.Enum):
     """connect() succeeded; operations run."""
     CLOSED = "closed"
     """disconnect() ran; operations fail until connect() opens it again."""
+
+
+DISCONNECT_CALLER: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
+    "qi_disconnect_caller", default=None
+)
+"""Set by StreamingClient.disconnect() around the tasks it closes its endpoints in: the task
+it was called in, which is the one each endpoint's disconnect() counts as called in."""
+
+
+def disconnect_caller() -> asyncio.Task[Any] | None:
+    """The task the running disconnect() counts as called in (see ``DISCONNECT_CALLER``)."""
+    return DISCONNECT_CALLER.get() or asyncio.current_task()
 
 
 class Endpoint(ABC):
@@ -132,7 +145,7 @@ class Endpoint(ABC):
             # Closed first, so operations started from now on fail fast instead of racing the close.
             self._set_state(State.CLOSED)
             bound = self._close_bound() + self._backend.close_grace + _GRACE
-            self._closing_caller = asyncio.current_task()
+            self._closing_caller = disconnect_caller()
             closing = asyncio.ensure_future(
                 self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
             )
