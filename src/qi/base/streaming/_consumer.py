@@ -325,7 +325,7 @@ class StreamingConsumer(Endpoint):
             if engine is not None:
                 self._stopping = engine
                 try:
-                    deadline = await engine.stop(timeout, timeout, self._closing_caller)
+                    deadline = await engine.stop(timeout, timeout, disconnect_caller())
                 finally:
                     self._stopping = None
         finally:

@@ -56,8 +56,9 @@ class State(enum.Enum):
 DISCONNECT_CALLER: contextvars.ContextVar[asyncio.Task[Any] | None] = contextvars.ContextVar(
     "qi_disconnect_caller", default=None
 )
-"""Set by StreamingClient.disconnect() around the tasks it closes its endpoints in: the task
-it was called in, which is the one each endpoint's disconnect() counts as called in."""
+"""The task a disconnect() counts as called in, for the tasks it runs in others: set in the
+context of an endpoint's close task, and by StreamingClient.disconnect() around the tasks it
+closes its endpoints in."""
 
 
 def disconnect_caller() -> asyncio.Task[Any] | None:
@@ -88,9 +89,6 @@ class Endpoint(ABC):
         self._state = State.UNOPENED
         self._accepts_calls = False  # the boundary's fast path: connected, nothing to refuse
         self._lifecycle_lock = asyncio.Lock()
-        # The task that called the disconnect() whose close is under way (a consumer's close
-        # asks whether it is the running handler's own).
-        self._closing_caller: asyncio.Task[Any] | None = None
 
     @property
     def implementation(self) -> str:
@@ -145,9 +143,12 @@ class Endpoint(ABC):
             # Closed first, so operations started from now on fail fast instead of racing the close.
             self._set_state(State.CLOSED)
             bound = self._close_bound() + self._backend.close_grace + _GRACE
-            self._closing_caller = disconnect_caller()
-            closing = asyncio.ensure_future(
-                self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound)
+            # The close runs in a task of its own that counts as called in this one's caller
+            # (a consumer's close asks whether that is the running handler).
+            context = contextvars.copy_context()
+            context.run(DISCONNECT_CALLER.set, disconnect_caller())
+            closing = asyncio.get_running_loop().create_task(
+                self._guard("disconnect", ErrorCode.TIMEOUT, self._close, bound), context=context
             )
             try:
                 outcome = await asyncio.shield(closing)
@@ -156,8 +157,6 @@ class Endpoint(ABC):
                 # connections) behind: it finishes (bounded) before a connect may start.
                 await asyncio.wait({closing})
                 raise
-            finally:
-                self._closing_caller = None
             self._logger.debug("%s %s disconnected", self._implementation, self._kind)
             return Success(None) if outcome is None else Failure(outcome)
 
